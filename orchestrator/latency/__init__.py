@@ -1,0 +1,1 @@
+"""Latency: devices, measurement, predictors, monotonicity (SRCC) and transfer."""

@@ -1,0 +1,33 @@
+"""Quality metrics of latency predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import spearmanr
+
+
+def srcc(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two equally long vectors (NaN pairs dropped)."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    ok = ~(np.isnan(a) | np.isnan(b))
+    if ok.sum() < 3:
+        return float("nan")
+    a, b = a[ok], b[ok]
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 0.0
+    return float(spearmanr(a, b)[0])
+
+
+def regression_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """RMSE (ms), MAPE (%), share within +-10% (%), and SRCC."""
+    y_true = np.asarray(y_true, dtype=float)
+    y_pred = np.asarray(y_pred, dtype=float)
+    rel = np.abs(y_pred - y_true) / y_true
+    return {
+        "rmse_ms": float(np.sqrt(np.mean((y_pred - y_true) ** 2))),
+        "mape_pct": float(100 * rel.mean()),
+        "within10_pct": float(100 * (rel <= 0.10).mean()),
+        "srcc": srcc(y_true, y_pred),
+        "n": float(len(y_true)),
+    }

@@ -1,0 +1,380 @@
+"""Proxy-to-target latency transfer.
+
+Every method takes fully (or mostly) measured *source* devices and k measured
+samples of a *target*, and returns a **new** predictor for the target; sources
+are never mutated, so one :class:`SourceSet` serves any number of targets.
+
+- ``reuse``: the proxy's latencies as they are (its ranking), mapped to the
+  target's milliseconds by a positive affine fit on the k samples.
+- ``adaproxy``: OneProxy's adaptation (SIGMETRICS 2022): a linear proxy
+  predictor ``w`` is adapted as ``X (w * (a + b)) + c`` with an L2 penalty on
+  ``b``, the penalty chosen by leave-one-out cross-validation on the k samples.
+- ``multi``: all sources at once. The target is modelled as a combination of
+  the sources' latencies plus a residual over coarse (per-op count) and fine
+  (per-edge) encoding features, each group with its own ridge penalty. The
+  penalties are meta-learned *on the sources*: each source in turn plays a
+  target with k samples, predicted from the others, and the penalties that rank
+  those pseudo-targets best are used (cached per k, so many targets share it).
+- ``auto``: chooses one of the above per target by K-fold cross-validation on
+  its k samples (pooled out-of-fold SRCC).
+
+For reuse and adaproxy the proxy is the source whose latencies rank the k
+target samples best.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import rankdata
+
+from orchestrator.errors import TransferError
+from orchestrator.latency.metrics import srcc
+from orchestrator.latency.predictors import AdditivePredictor, LatencyPredictor
+from orchestrator.latency.table import LatencyTable
+from orchestrator.registry import Registry
+from search_spaces.base import SearchSpace, encode_ids
+
+log = logging.getLogger(__name__)
+
+MIN_SAMPLES = 3
+
+
+class SourceSet:
+    """Source devices: their measured latencies and a fitted additive model each.
+
+    ``latency(X)`` returns, per source, the measured latency where the
+    architecture is in the sources' table and the additive model's prediction
+    elsewhere.
+    """
+
+    def __init__(self, names: Sequence[str], X: np.ndarray, Y: np.ndarray, groups: np.ndarray | None = None,
+                 alpha: float = 1e-3) -> None:
+        X = np.asarray(X, dtype=np.float32)
+        Y = np.asarray(Y, dtype=np.float64)
+        if Y.ndim != 2 or Y.shape != (len(X), len(names)):
+            raise TransferError(f"source latencies must have shape ({len(X)}, {len(names)}), got {Y.shape}")
+        if not names:
+            raise TransferError("no source devices; give at least one fully measured source device")
+        self.names = list(names)
+        self.X = X
+        self.Y = Y
+        self.groups = None if groups is None else np.asarray(groups, dtype=np.float32)
+        self.linear: list[AdditivePredictor] = []
+        for s, name in enumerate(self.names):
+            ok = ~np.isnan(Y[:, s])
+            if ok.sum() < max(MIN_SAMPLES, 2 * X.shape[1] // 10):
+                raise TransferError(
+                    f"source device {name!r} has {int(ok.sum())} measured architectures; a source must be "
+                    f"fully or mostly measured (at least {max(MIN_SAMPLES, 2 * X.shape[1] // 10)})"
+                )
+            self.linear.append(AdditivePredictor(alpha).fit(X[ok], Y[ok, s]))
+        self._row = {r.tobytes(): i for i, r in enumerate(X)}
+        self.filled = self._fill(X, np.arange(len(X)))
+        self.scale = np.nanmean(self.filled, axis=0)
+        self._cache: dict[bytes, np.ndarray] = {}
+        self._hparams: dict[tuple[int, int], tuple[float, float, float]] = {}
+
+    @classmethod
+    def from_table(cls, table: LatencyTable, space: SearchSpace) -> SourceSet:
+        groups = space.encoding_groups() if hasattr(space, "encoding_groups") else None
+        return cls(table.devices, encode_ids(space, table.archs), table.values, groups)
+
+    def _fill(self, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(X), len(self.names)))
+        for s, lin in enumerate(self.linear):
+            out[:, s] = lin.predict(X)
+        known = rows >= 0
+        if known.any():
+            meas = self.Y[rows[known]]
+            sub = out[known]
+            np.copyto(sub, meas, where=~np.isnan(meas))
+            out[known] = sub
+        floor = 0.05 * np.nanmin(np.where(np.isnan(self.Y), np.inf, self.Y), axis=0)
+        return np.maximum(out, floor)
+
+    def rows(self, X: np.ndarray) -> np.ndarray:
+        """Index of each row of ``X`` in the sources' table, -1 where absent."""
+        X = np.asarray(X, dtype=np.float32)
+        return np.array([self._row.get(r.tobytes(), -1) for r in X], dtype=np.int64)
+
+    def latency(self, X: np.ndarray) -> np.ndarray:
+        """(n, n_sources) latencies in ms: measured where known, predicted elsewhere."""
+        X = np.asarray(X, dtype=np.float32)
+        key = hashlib.blake2b(X.tobytes() + str(X.shape).encode(), digest_size=16).digest()
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._fill(X, self.rows(X))
+            if len(self._cache) > 16:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = hit
+        return hit
+
+    def best_proxy(self, X: np.ndarray, y: np.ndarray) -> int:
+        """The source that ranks the target samples best (ties: highest mean SRCC to the other sources)."""
+        L = self.latency(X)
+        scores = [srcc(L[:, s], y) for s in range(len(self.names))]
+        scores = [-2.0 if np.isnan(v) else v for v in scores]
+        if len(self.names) > 1:
+            R = np.apply_along_axis(rankdata, 0, self.filled)
+            C = np.corrcoef(R, rowvar=False)
+            tie = [(C[s].sum() - 1) / (len(self.names) - 1) for s in range(len(self.names))]
+        else:
+            tie = [0.0]
+        return max(range(len(self.names)), key=lambda s: (round(scores[s], 9), tie[s]))
+
+
+# -- predictors returned by transfer methods ----------------------------------------
+
+
+@dataclass
+class SourceAffinePredictor:
+    """``a * source_latency + c`` for one source of a SourceSet (a > 0: the source's ranking)."""
+
+    sources: SourceSet
+    index: int
+    a: float
+    c: float
+
+    def fit(self, X: np.ndarray, latency_ms: np.ndarray) -> SourceAffinePredictor:
+        raise TransferError("transferred predictors are fitted by adapt(); call a transfer method instead")
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.a * self.sources.latency(X)[:, self.index] + self.c
+
+    @property
+    def proxy(self) -> str:
+        return self.sources.names[self.index]
+
+
+@dataclass
+class MultiSourcePredictor:
+    """Ridge combination of source latencies and encoding features (see module doc)."""
+
+    sources: SourceSet
+    theta: np.ndarray
+    y_scale: float
+    hparams: tuple[float, float, float]
+
+    def fit(self, X: np.ndarray, latency_ms: np.ndarray) -> MultiSourcePredictor:
+        raise TransferError("transferred predictors are fitted by adapt(); call a transfer method instead")
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return (_multi_design(self.sources, X) @ self.theta) * self.y_scale
+
+
+# -- methods -------------------------------------------------------------------------
+
+TransferFn = Callable[[SourceSet, np.ndarray, np.ndarray, np.random.Generator], LatencyPredictor]
+TRANSFERS: Registry[TransferFn] = Registry("transfer method")
+
+
+def _check(sources: SourceSet, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    X = np.asarray(X, dtype=np.float32)
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if X.ndim != 2 or X.shape[1] != sources.X.shape[1]:
+        raise TransferError(
+            f"target encodings have shape {X.shape}; sources use {sources.X.shape[1]} features per architecture"
+        )
+    if len(y) != len(X):
+        raise TransferError(f"{len(X)} target architectures but {len(y)} latencies")
+    if len(y) < MIN_SAMPLES:
+        raise TransferError(f"{len(y)} target samples; transfer needs at least {MIN_SAMPLES} measured architectures")
+    if not np.all(np.isfinite(y)) or np.any(y <= 0):
+        raise TransferError("target latencies must be positive and finite")
+    return X, y
+
+
+def _affine_positive(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares y ~ a p + c with a > 0 (falls back to a scale ratio)."""
+    if np.ptp(p) > 0:
+        a, c = np.polyfit(p, y, 1)
+        if a > 0:
+            return float(a), float(c)
+    return float(y.mean() / max(p.mean(), 1e-12)), 0.0
+
+
+@TRANSFERS.register("reuse", help="the proxy's latency ranking as is (right when SRCC >= 0.9)")
+def reuse(sources: SourceSet, X: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> LatencyPredictor:
+    X, y = _check(sources, X, y)
+    s = sources.best_proxy(X, y)
+    a, c = _affine_positive(sources.latency(X)[:, s], y)
+    return SourceAffinePredictor(sources, s, a, c)
+
+
+_ADAPROXY_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)
+
+
+def _ridge(F: np.ndarray, y: np.ndarray, pen: np.ndarray) -> np.ndarray:
+    return np.linalg.lstsq(F.T @ F + np.diag(pen), F.T @ y, rcond=None)[0]
+
+
+def _loo_mse(F: np.ndarray, y: np.ndarray, pen: np.ndarray) -> float:
+    Ai = np.linalg.pinv(F.T @ F + np.diag(pen))
+    theta = Ai @ F.T @ y
+    h = np.clip(np.einsum("ij,jk,ik->i", F, Ai, F), 0.0, 0.99)
+    return float(np.mean(((y - F @ theta) / (1 - h)) ** 2))
+
+
+@TRANSFERS.register("adaproxy", help="OneProxy's proxy adaptation: X(w*(a+b))+c, L2 on b chosen by LOO-CV")
+def adaproxy(sources: SourceSet, X: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> LatencyPredictor:
+    X, y = _check(sources, X, y)
+    proxy = sources.linear[sources.best_proxy(X, y)]
+    w = proxy.coef_
+    Xd = X.astype(np.float64)
+    # Parameters: c (offset), a (scale), b (per-feature residual, penalised).
+    F = np.hstack([np.ones((len(Xd), 1)), (Xd @ w)[:, None], Xd * w[None, :]])
+    scale = float(y.mean())
+    yy = y / scale
+    def pen(lam: float) -> np.ndarray:
+        return np.r_[0.0, 0.0, np.full(len(w), lam)]
+    lam = min(_ADAPROXY_GRID, key=lambda v: _loo_mse(F, yy, pen(v)))
+    c, a, *b = _ridge(F, yy, pen(lam)) * scale
+    out = AdditivePredictor()
+    out.set_state({"coef_": w * (a + np.asarray(b)), "intercept_": np.array(c)})
+    return out
+
+
+def _multi_design(sources: SourceSet, X: np.ndarray, exclude: int | None = None) -> np.ndarray:
+    L = sources.latency(X) / sources.scale
+    if exclude is not None:
+        L = np.delete(L, exclude, axis=1)
+    Xd = np.asarray(X, dtype=np.float64)
+    coarse = Xd @ sources.groups.T if sources.groups is not None else np.zeros((len(Xd), 0))
+    return np.hstack([np.ones((len(Xd), 1)), L, coarse, Xd])
+
+
+def _multi_pen(n_src: int, n_coarse: int, n_fine: int, hp: tuple[float, float, float]) -> np.ndarray:
+    return np.r_[0.0, np.full(n_src, hp[0]), np.full(n_coarse, hp[1]), np.full(n_fine, hp[2])]
+
+
+MULTI_GRID: tuple[tuple[float, float, float], ...] = tuple(
+    itertools.product((1e-2, 1e-1, 1.0, 10.0), (1e-2, 1e-1, 1.0, 10.0, 100.0), (1e-1, 1.0, 10.0, 100.0, 1e3))
+)
+
+
+def _rank_columns(P: np.ndarray) -> np.ndarray:
+    return np.argsort(np.argsort(P, axis=0), axis=0).astype(np.float64)
+
+
+def _loo_select(F: np.ndarray, y: np.ndarray, pens: np.ndarray) -> int:
+    """Index of the penalty vector with the lowest leave-one-out MSE."""
+    return int(np.argmin([_loo_mse(F, y, p) for p in pens]))
+
+
+def _corr_with(R: np.ndarray, ry: np.ndarray) -> np.ndarray:
+    R = R - R.mean(0)
+    ry = ry - ry.mean()
+    return (R.T @ ry) / (np.linalg.norm(R, axis=0) * np.linalg.norm(ry) + 1e-12)
+
+
+LOO = "loo"
+
+
+def select_multi_hparams(sources: SourceSet, k: int, rng: np.random.Generator, draws: int = 4
+                         ) -> tuple[float, float, float] | str:
+    """Meta-learn the multi method's penalties for k samples on the sources themselves.
+
+    Each source in turn is a pseudo-target with k random samples, predicted from
+    the other sources with every penalty triple of MULTI_GRID, and also with the
+    triple that leave-one-out CV on its k samples picks (strategy ``"loo"``).
+    Returns the triple (or ``"loo"``) with the best mean SRCC; cached per k.
+    """
+    key = (k, draws)
+    if key in sources._hparams:
+        return sources._hparams[key]
+    S = len(sources.names)
+    n_coarse = 0 if sources.groups is None else len(sources.groups)
+    d = sources.X.shape[1]
+    pens = np.stack([_multi_pen(S - 1, n_coarse, d, hp) for hp in MULTI_GRID])
+    score = np.zeros(len(MULTI_GRID) + 1)
+    count = 0
+    for t in range(S):
+        ok = np.where(~np.isnan(sources.Y[:, t]))[0]
+        if len(ok) <= k + 2:
+            continue
+        Fall = _multi_design(sources, sources.X[ok], exclude=t)
+        yall = sources.Y[ok, t]
+        for _ in range(draws):
+            pick = rng.choice(len(ok), size=k, replace=False)
+            Fk, yk = Fall[pick], yall[pick] / yall[pick].mean()
+            G, g = Fk.T @ Fk, Fk.T @ yk
+            thetas = np.stack([np.linalg.lstsq(G + np.diag(p), g, rcond=None)[0] for p in pens], axis=1)
+            rest = np.setdiff1d(np.arange(len(ok)), pick)
+            r = _corr_with(_rank_columns(Fall[rest] @ thetas), rankdata(yall[rest]))
+            score[:-1] += r
+            score[-1] += r[_loo_select(Fk, yk, pens)]
+            count += 1
+    best: tuple[float, float, float] | str
+    if count == 0:
+        best = LOO
+    else:
+        i = int(np.argmax(score))
+        best = LOO if i == len(MULTI_GRID) else MULTI_GRID[i]
+    log.debug("multi penalties for k=%d: %s", k, best)
+    sources._hparams[key] = best
+    return best
+
+
+@TRANSFERS.register("multi", help="several sources at once, penalties meta-learned on the sources")
+def multi(sources: SourceSet, X: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> LatencyPredictor:
+    X, y = _check(sources, X, y)
+    S = len(sources.names)
+    n_coarse = 0 if sources.groups is None else len(sources.groups)
+    F = _multi_design(sources, X)
+    scale = float(y.mean())
+    yy = y / scale
+    # With one source there is nothing to meta-learn from: leave-one-out on the samples.
+    choice = select_multi_hparams(sources, len(y), rng) if S >= 2 else LOO
+    if choice == LOO:
+        pens = np.stack([_multi_pen(S, n_coarse, X.shape[1], h) for h in MULTI_GRID])
+        hp = MULTI_GRID[_loo_select(F, yy, pens)]
+    else:
+        hp = choice
+    theta = _ridge(F, yy, _multi_pen(S, n_coarse, X.shape[1], hp))
+    return MultiSourcePredictor(sources, theta, scale, hp)
+
+
+AUTO_CANDIDATES = ("multi", "adaproxy", "reuse")
+
+
+def cross_validated_srcc(method: str, sources: SourceSet, X: np.ndarray, y: np.ndarray,
+                         rng: np.random.Generator, folds: int = 5) -> float:
+    """Pooled out-of-fold SRCC of ``method`` on the k samples."""
+    k = len(y)
+    folds = min(folds, k)
+    order = rng.permutation(k)
+    oof = np.empty(k)
+    fn = TRANSFERS.get(method)
+    for f in range(folds):
+        test = order[f::folds]
+        train = np.setdiff1d(order, test)
+        if len(train) < MIN_SAMPLES:
+            return float("nan")
+        oof[test] = fn(sources, X[train], y[train], rng).predict(X[test])
+    return srcc(oof, y)
+
+
+@TRANSFERS.register("auto", help="choose reuse/adaproxy/multi by cross-validation on the k samples")
+def auto(sources: SourceSet, X: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> LatencyPredictor:
+    X, y = _check(sources, X, y)
+    if len(y) < MIN_SAMPLES + 2:  # too few to hold any out: the method best on public data
+        return multi(sources, X, y, rng)
+    scores = {m: cross_validated_srcc(m, sources, X, y, rng) for m in AUTO_CANDIDATES}
+    best = max(AUTO_CANDIDATES, key=lambda m: -np.inf if np.isnan(scores[m]) else scores[m])
+    log.debug("auto transfer scores %s -> %s", scores, best)
+    pred = TRANSFERS.get(best)(sources, X, y, rng)
+    pred.chosen_method = best  # type: ignore[union-attr]
+    return pred
+
+
+def adapt(method: str, sources: SourceSet, X: np.ndarray, latency_ms: np.ndarray,
+          rng: np.random.Generator | None = None) -> LatencyPredictor:
+    """Adapt to a target with the registered ``method``; returns a new predictor."""
+    fn = TRANSFERS.get(method)
+    return fn(sources, X, latency_ms, rng if rng is not None else np.random.default_rng(0))

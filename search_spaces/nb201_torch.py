@@ -1,0 +1,100 @@
+"""PyTorch modules of the NAS-Bench-201 network (stem, 3 stages of N cells,
+residual reduction blocks), following the benchmark's reference network.
+
+``none`` edges are not computed: they contribute zeros, as in the reference
+(which multiplies by 0), so the output is the same and a deployed network's
+latency is what gets measured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from search_spaces.nb201 import EDGES
+
+
+class ReLUConvBN(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+
+
+def make_op(name: str, channels: int) -> nn.Module | None:
+    if name == "none":
+        return None
+    if name == "skip_connect":
+        return nn.Identity()
+    if name == "nor_conv_1x1":
+        return ReLUConvBN(channels, channels, 1, 1, 0)
+    if name == "nor_conv_3x3":
+        return ReLUConvBN(channels, channels, 3, 1, 1)
+    if name == "avg_pool_3x3":
+        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+    raise ValueError(f"unknown NB201 op {name!r}")
+
+
+class NB201Cell(nn.Module):
+    def __init__(self, ops: Sequence[str], channels: int) -> None:
+        super().__init__()
+        self.ops_names = list(ops)
+        self.edges = nn.ModuleDict()
+        for (j, i), op in zip(EDGES, ops, strict=True):
+            m = make_op(op, channels)
+            if m is not None:
+                self.edges[f"{j}_{i}"] = m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nodes = [x]
+        for j in range(1, 4):
+            acc: torch.Tensor | None = None
+            for i in range(j):
+                key = f"{j}_{i}"
+                if key in self.edges:
+                    y = self.edges[key](nodes[i])
+                    acc = y if acc is None else acc + y
+            nodes.append(acc if acc is not None else torch.zeros_like(x))
+        return nodes[3]
+
+
+class ResNetBasicBlock(nn.Module):
+    """Reduction block between stages: stride-2 residual block."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, 2, 1)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, 1)
+        self.downsample = nn.Sequential(
+            nn.AvgPool2d(kernel_size=2, stride=2, padding=0),
+            nn.Conv2d(c_in, c_out, kernel_size=1, stride=1, padding=0, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.downsample(x) + self.conv_b(self.conv_a(x))
+
+
+class NB201Network(nn.Module):
+    def __init__(self, ops: Sequence[str], channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10):
+        super().__init__()
+        c = channels
+        self.stem = nn.Sequential(nn.Conv2d(3, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+        layers: list[nn.Module] = []
+        c_prev = c
+        for stage, c_stage in enumerate((c, 2 * c, 4 * c)):
+            if stage > 0:
+                layers.append(ResNetBasicBlock(c_prev, c_stage))
+                c_prev = c_stage
+            layers.extend(NB201Cell(ops, c_stage) for _ in range(cells_per_stage))
+        self.cells = nn.Sequential(*layers)
+        self.lastact = nn.Sequential(nn.BatchNorm2d(c_prev), nn.ReLU(inplace=False))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_prev, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.lastact(self.cells(self.stem(x)))
+        return self.classifier(torch.flatten(self.pool(x), 1))
