@@ -191,3 +191,29 @@ def shipped_accuracy(column: str = "acc_cifar10") -> dict[str, float]:
 
     t = read_table(shipped_table_path(), NB201Space(), device_prefix=column, require_devices=True)
     return {a: float(v) for a, v in zip(t.archs, t.values[:, 0], strict=True)}
+
+
+def read_archs(path: str | Path, space: SearchSpace) -> list[str]:
+    """Read a CSV with a column ``arch`` (other columns ignored); canonical ids in file order."""
+    path = Path(path)
+    if not path.is_file():
+        raise TableError(f"{path}: no such file; pass a CSV with a column 'arch'")
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        if "arch" not in header:
+            raise TableError(f"{path}, line 1: no column 'arch' in header {header}")
+        col = header.index("arch")
+        out = []
+        for line_no, row in enumerate(reader, start=2):
+            if not row or all(not c.strip() for c in row):
+                continue
+            if col >= len(row):
+                raise TableError(f"{path}, line {line_no}: row has no 'arch' field")
+            try:
+                out.append(space.arch_id(space.parse(row[col].strip())))
+            except ArchError as e:
+                raise TableError(f"{path}, line {line_no}, column 'arch': {e}") from None
+    if not out:
+        raise TableError(f"{path}: no architectures; list one per line under the header 'arch'")
+    return out

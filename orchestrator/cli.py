@@ -1,0 +1,298 @@
+"""The `hwnas` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from orchestrator.errors import HwnasError
+
+log = logging.getLogger("hwnas")
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="arch", file=sys.stderr, disable=None, dynamic_ncols=True)
+
+
+def _space(name: str):
+    from search_spaces.base import get_space
+
+    return get_space(name)
+
+
+def _table(path: str, space):
+    from orchestrator.latency.table import read_table, shipped_table
+
+    return shipped_table(space) if path == "shipped" else read_table(path, space)
+
+
+# -- commands -------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from orchestrator.latency.devices.base import DEVICES, device_names
+    from orchestrator.latency.predictors import PREDICTORS
+    from orchestrator.latency.transfer import TRANSFERS
+    from search_spaces.base import SPACES
+
+    device_names()
+    for title, reg in (("search spaces", SPACES), ("devices", DEVICES), ("predictors", PREDICTORS),
+                       ("transfer methods", TRANSFERS)):
+        print(f"{title}:")
+        for n in reg.names():
+            print(f"  {n:12s} {reg.describe(n)}")
+    return 0
+
+
+def cmd_srcc(args: argparse.Namespace) -> int:
+    from orchestrator.latency.monotonicity import plot_heatmap, srcc_matrix
+
+    space = _space(args.space)
+    table = _table(args.table, space)
+    m = srcc_matrix(table)
+    print(f"SRCC between devices ({len(table.archs)} architectures in {table.source}):")
+    print(m.format())
+    if len(m.devices) >= 2:
+        for crit in ("min", "mean"):
+            dev, val = m.proxy(crit)
+            print(f"proxy by {crit} SRCC to the others: {dev} ({val:.3f})")
+    if args.plot:
+        print(f"heatmap: {plot_heatmap(m, args.plot)}")
+    return 0
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    from orchestrator.latency.devices import get_device, reliability_check
+    from orchestrator.latency.measurement import MeasurementProtocol
+    from orchestrator.latency.table import LatencyTable, read_archs, write_table
+
+    space = _space(args.space)
+    rng = np.random.default_rng(args.seed)
+    if args.archs:
+        pool = read_archs(args.archs, space) if args.archs != "shipped" else _table("shipped", space).archs
+        if args.n > len(pool):
+            raise HwnasError(f"--n {args.n} is more than the {len(pool)} architectures in {args.archs}")
+        ids = [pool[i] for i in rng.choice(len(pool), size=args.n, replace=False)]
+    else:
+        ids = []
+        seen = set()
+        while len(ids) < args.n:
+            a = space.arch_id(space.sample(rng))
+            if a not in seen:
+                seen.add(a)
+                ids.append(a)
+    kwargs: dict = {}
+    if args.device.startswith("remote:") or args.device in ("torch-cpu", "onnxrt-cpu", "cuda"):
+        kwargs = {"threads": args.threads, "batch_size": args.batch_size,
+                  "protocol": MeasurementProtocol(warmup=args.warmup, repeats=args.repeats)}
+        if args.device.startswith("remote:"):
+            import ray
+
+            ray.init(address=args.address, log_to_driver=False)
+            kwargs["inner"] = args.runtime
+    device = get_device(args.device, space, **kwargs)
+    if device.kind == "remote":
+        device.check()
+    archs = [space.parse(a) for a in ids]
+    name = args.column or device.name
+    if device.kind == "tabulated":
+        values = np.array([np.nan if (v := device.lookup(a)) is None else v for a in ids])
+        cv = None
+    else:
+        with _progress(len(archs), f"measuring on {device.name}") as bar:
+            samples = device.measure_many(archs, bar.update)
+        values = np.array([s.median_ms for s in samples])
+        cv = np.array([s.cv for s in samples])
+    write_table(args.out, LatencyTable(ids, [name], values[:, None], str(args.out)))
+    print(f"wrote {len(ids)} latencies of {name} to {args.out}")
+    if cv is not None:
+        print(f"median ms {np.nanmedian(values):.3f}, median CV {100 * np.median(cv):.2f}%")
+    if args.retest and device.kind != "tabulated":
+        k = min(args.retest, len(archs))
+        with _progress(2 * k, "test-retest") as bar:
+            rep = reliability_check(device, archs[:k], rng, bar.update)
+        verdict = "ok" if rep.reliable else "UNRELIABLE (< 0.9): rankings are mostly noise"
+        print(f"test-retest SRCC over {rep.n} architectures: {rep.srcc:.3f} ({verdict})")
+    return 0
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from orchestrator.latency.table import read_archs, read_table
+    from orchestrator.latency.transfer_job import transfer_many
+
+    space = _space(args.space)
+    sources = _table(args.sources, space)
+    targets = read_table(args.targets, space)
+    archs = read_archs(args.predict, space)
+    t0 = time.perf_counter()
+    with _progress(len(targets.devices), "adapting targets") as bar:
+        results = transfer_many(space, sources, targets, archs, method=args.method, seed=args.seed,
+                                progress=bar.update)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    import csv
+
+    with out.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["arch", *(r.target for r in results)])
+        for i, a in enumerate(archs):
+            w.writerow([a, *(f"{r.predictions[i]:.6g}" for r in results)])
+    for r in results[:20]:
+        print(f"{r.target}: k={r.k} method={r.method}")
+    if len(results) > 20:
+        print(f"... and {len(results) - 20} more targets")
+    print(f"wrote {len(archs)} x {len(results)} predictions to {out} in {time.perf_counter() - t0:.2f}s")
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from orchestrator.latency.metrics import regression_report
+    from orchestrator.latency.predictors import make_predictor, save_predictor
+    from search_spaces.base import encode_ids
+
+    space = _space(args.space)
+    table = _table(args.table, space)
+    archs, y = table.measured(args.device)
+    X = encode_ids(space, archs)
+    rng = np.random.default_rng(args.seed)
+    order = rng.permutation(len(y))
+    n_test = int(round(args.test_fraction * len(y)))
+    test, train = order[:n_test], order[n_test:]
+    pred = make_predictor(args.predictor).fit(X[train], y[train])
+    if n_test:
+        rep = regression_report(y[test], pred.predict(X[test]))
+        print(f"{args.predictor} on {args.device}, {len(train)} train / {n_test} held-out architectures: "
+              f"RMSE {rep['rmse_ms']:.3f} ms, MAPE {rep['mape_pct']:.2f}%, within +-10% {rep['within10_pct']:.1f}%, "
+              f"SRCC {rep['srcc']:.3f}")
+    if args.out:
+        pred = make_predictor(args.predictor).fit(X, y)
+        print(f"saved (fitted on all {len(y)}): {save_predictor(pred, args.out, device=args.device, space=space.name)}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from orchestrator.latency.metrics import regression_report
+
+    space = _space(args.space)
+    pred = _table(args.pred, space)
+    truth = _table(args.truth, space)
+    shown = 0
+    for dev in pred.devices:
+        if dev not in truth.devices:
+            continue
+        archs, y = truth.measured(dev)
+        p = pred.lookup(dev, archs)
+        ok = ~np.isnan(p)
+        if ok.sum() < 3:
+            print(f"{dev}: fewer than 3 architectures in both files; nothing to compare")
+            continue
+        rep = regression_report(y[ok], p[ok])
+        print(f"{dev}: {int(ok.sum())} architectures, SRCC {rep['srcc']:.3f}, MAPE {rep['mape_pct']:.1f}%, "
+              f"within +-10% {rep['within10_pct']:.0f}%, RMSE {rep['rmse_ms']:.3f} ms")
+        shown += 1
+    if not shown:
+        raise HwnasError(f"no device column is in both {args.pred} ({pred.devices}) and {args.truth} ({truth.devices})")
+    return 0
+
+
+def cmd_export_shipped(args: argparse.Namespace) -> int:
+    from orchestrator.latency.table import shipped_table, write_table
+
+    t = shipped_table()
+    devices = args.devices or t.devices
+    write_table(args.out, t.select(devices))
+    print(f"wrote {len(t.archs)} architectures x {len(devices)} devices to {args.out}")
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hwnas", description="Hardware-aware NAS: one proxy device, many targets.")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="registered search spaces, devices, predictors, transfer methods").set_defaults(
+        func=cmd_list)
+
+    lat = sub.add_parser("latency", help="latency: measure, fit, SRCC, transfer").add_subparsers(
+        dest="latency_command", required=True)
+
+    s = lat.add_parser("srcc", help="SRCC matrix between the devices of a latency table, proxy choice")
+    s.add_argument("--table", required=True, help="latency CSV (arch + one column per device), or 'shipped'")
+    s.add_argument("--space", default="nb201")
+    s.add_argument("--plot", help="write a heatmap PNG here")
+    s.set_defaults(func=cmd_srcc)
+
+    m = lat.add_parser("measure", help="measure architectures on a device; writes a latency CSV")
+    m.add_argument("--device", required=True, help="device name (hwnas list), or remote:<name> for a Ray node")
+    m.add_argument("--space", default="nb201")
+    m.add_argument("--n", type=int, required=True, help="number of architectures")
+    m.add_argument("--out", required=True)
+    m.add_argument("--archs", help="draw the architectures from this CSV's 'arch' column (or 'shipped')")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--threads", type=int, default=1)
+    m.add_argument("--batch-size", type=int, default=1)
+    m.add_argument("--warmup", type=int, default=5)
+    m.add_argument("--repeats", type=int, default=15)
+    m.add_argument("--column", help="column name in the output (default: the device's name)")
+    m.add_argument("--retest", type=int, default=0, metavar="K",
+                   help="also measure K of them twice and report the test-retest SRCC")
+    m.add_argument("--runtime", default="torch-cpu", help="runtime on a remote device's node")
+    m.add_argument("--address", default="auto", help="Ray address for remote devices")
+    m.set_defaults(func=cmd_measure)
+
+    f = lat.add_parser("fit", help="fit a predictor on a table column; report held-out quality; save")
+    f.add_argument("--table", required=True, help="latency CSV or 'shipped'")
+    f.add_argument("--device", required=True, help="column of the table")
+    f.add_argument("--space", default="nb201")
+    f.add_argument("--predictor", default="additive")
+    f.add_argument("--test-fraction", type=float, default=0.2)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--out", help="save the predictor (.npz), fitted on all rows")
+    f.set_defaults(func=cmd_fit)
+
+    t = lat.add_parser("transfer", help="adapt source devices to targets with a few samples each; predict")
+    t.add_argument("--space", required=True)
+    t.add_argument("--sources", required=True, help="CSV: arch + one column per source device (or 'shipped')")
+    t.add_argument("--targets", required=True, help="CSV: arch + one column per target, blank where not measured")
+    t.add_argument("--predict", required=True, help="CSV with column arch: the architectures to predict")
+    t.add_argument("--out", required=True, help="CSV: arch + one predicted-latency column per target")
+    t.add_argument("--method", default="auto", help="auto, reuse, adaproxy or multi")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=cmd_transfer)
+
+    c = lat.add_parser("compare", help="compare predicted latencies with measured ones (same column names)")
+    c.add_argument("--pred", required=True, help="predictions CSV (e.g. transfer --out)")
+    c.add_argument("--truth", required=True, help="measured latency CSV")
+    c.add_argument("--space", default="nb201")
+    c.set_defaults(func=cmd_compare)
+
+    e = lat.add_parser("export-shipped", help="write the shipped NB201 latency table as a latency CSV")
+    e.add_argument("--out", required=True)
+    e.add_argument("--devices", nargs="+", help="only these devices")
+    e.set_defaults(func=cmd_export_shipped)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except HwnasError as e:
+        print(f"hwnas: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Latency monotonicity: SRCC between devices, proxy choice, heatmap."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from orchestrator.errors import TableError
+from orchestrator.latency.metrics import srcc
+from orchestrator.latency.table import LatencyTable
+
+PROXY_CRITERIA = ("min", "mean")
+
+
+@dataclass(frozen=True)
+class SrccMatrix:
+    devices: list[str]
+    srcc: np.ndarray  # (d, d)
+    shared: np.ndarray  # (d, d) number of architectures measured on both
+
+    def proxy(self, criterion: str = "min") -> tuple[str, float]:
+        """The device with the highest minimum (or mean) SRCC to the others, and that value."""
+        if criterion not in PROXY_CRITERIA:
+            raise ValueError(f"proxy criterion {criterion!r} is not one of {PROXY_CRITERIA}")
+        d = len(self.devices)
+        if d < 2:
+            raise TableError("choosing a proxy needs at least two devices")
+        off = ~np.eye(d, dtype=bool)
+        vals = [np.nanmin(self.srcc[i][off[i]]) if criterion == "min" else np.nanmean(self.srcc[i][off[i]])
+                for i in range(d)]
+        i = int(np.nanargmax(vals))
+        return self.devices[i], float(vals[i])
+
+    def format(self) -> str:
+        w = max(8, *(len(d) for d in self.devices)) + 1
+        lines = [" " * w + "".join(f"{d:>{w}s}" for d in self.devices)]
+        for i, d in enumerate(self.devices):
+            lines.append(f"{d:<{w}s}" + "".join(f"{v:>{w}.3f}" for v in self.srcc[i]))
+        return "\n".join(lines)
+
+
+def srcc_matrix(table: LatencyTable, min_shared: int = 3) -> SrccMatrix:
+    """Pairwise SRCC over the architectures each pair of devices shares."""
+    V = table.values
+    d = len(table.devices)
+    M = np.eye(d)
+    N = np.zeros((d, d), dtype=int)
+    ok = ~np.isnan(V)
+    for i in range(d):
+        N[i, i] = ok[:, i].sum()
+        for j in range(i + 1, d):
+            both = ok[:, i] & ok[:, j]
+            N[i, j] = N[j, i] = both.sum()
+            M[i, j] = M[j, i] = srcc(V[both, i], V[both, j]) if both.sum() >= min_shared else np.nan
+    return SrccMatrix(list(table.devices), M, N)
+
+
+def plot_heatmap(m: SrccMatrix, path: str | Path, title: str = "Latency SRCC between devices") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = len(m.devices)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * n, 1.0 + 0.8 * n))
+    im = ax.imshow(m.srcc, vmin=min(0.0, float(np.nanmin(m.srcc))), vmax=1.0, cmap="viridis")
+    ax.set_xticks(range(n), m.devices, rotation=45, ha="right")
+    ax.set_yticks(range(n), m.devices)
+    for i in range(n):
+        for j in range(n):
+            v = m.srcc[i, j]
+            ax.text(j, i, "-" if np.isnan(v) else f"{v:.2f}", ha="center", va="center",
+                    color="white" if v < 0.75 else "black", fontsize=9)
+    fig.colorbar(im, ax=ax, label="Spearman rank correlation")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
