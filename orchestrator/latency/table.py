@@ -133,7 +133,7 @@ def read_table(
                 )
             first_line[arch] = line_no
             vals: list[float] = []
-            for c, name in dev_cols:
+            for c, _name in dev_cols:
                 cell = row[c].strip()
                 if not cell:
                     vals.append(math.nan)

@@ -75,7 +75,7 @@ class MeasuredDevice:
 DEVICES: Registry[Callable[..., Any]] = Registry("device")
 
 
-def get_device(name: str, space: SearchSpace, **kwargs: Any) -> Any:
+def get_device(name: str, space: SearchSpace, /, **kwargs: Any) -> Any:
     """Make the device ``name``. ``remote:<resource>`` makes a remote device on
     the Ray node(s) carrying custom resource ``device:<resource>``; pass the
     runtime to run there as ``inner=`` (default ``torch-cpu``)."""

@@ -55,7 +55,9 @@ class RemoteDevice:
 
     kind = "remote"
 
-    def __init__(self, name: str, inner: str, space: SearchSpace, *, chunk: int = 16, **inner_kwargs: Any) -> None:
+    def __init__(self, resource_name: str, inner: str, space: SearchSpace, *, chunk: int = 16,
+                 **inner_kwargs: Any) -> None:
+        name = resource_name
         from orchestrator.latency.devices.base import DEVICES, get_device
 
         if not name:

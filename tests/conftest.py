@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from orchestrator.latency.table import shipped_table
+from search_spaces.nb201 import NB201Space
+
+
+@pytest.fixture(scope="session")
+def space() -> NB201Space:
+    return NB201Space()
+
+
+@pytest.fixture(scope="session")
+def small_space() -> NB201Space:
+    """A tiny NB201 network (C=4, N=1) so real measurement tests run in seconds."""
+    return NB201Space(channels=4, cells_per_stage=1)
+
+
+@pytest.fixture(scope="session")
+def shipped(space):
+    return shipped_table(space)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    """A real local Ray cluster with its own temp dir and a fake device resource."""
+    ray = pytest.importorskip("ray")
+    tmp = tmp_path_factory.mktemp("ray")
+    ray.init(num_cpus=2, resources={"device:testphone": 1}, _temp_dir=str(tmp), include_dashboard=False,
+             log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()

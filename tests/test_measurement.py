@@ -1,0 +1,103 @@
+"""Real measurement of a few tiny NB201 cells on this CPU."""
+
+import numpy as np
+import pytest
+import torch
+
+from orchestrator.errors import DeviceError
+from orchestrator.latency.devices import get_device, reliability_check
+from orchestrator.latency.devices.measured import export_onnx
+from orchestrator.latency.measurement import MeasurementProtocol, summarize, time_callable
+
+FAST = MeasurementProtocol(warmup=1, repeats=3, min_repeat_ms=1.0)
+CELLS = [
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+    "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|",
+    "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|none~0|nor_conv_1x1~1|avg_pool_3x3~2|",
+]
+
+
+def test_summarize():
+    s = summarize("a", [1.0, 2.0, 3.0, 100.0])
+    assert s.median_ms == 2.5 and s.repeats == 4 and s.cv > 1 and s.p10_ms < s.p90_ms
+
+
+def test_time_callable_counts_calls():
+    calls = []
+    s = time_callable("a", lambda: calls.append(1), MeasurementProtocol(warmup=2, repeats=3, number=4,
+                                                                         min_repeat_ms=0))
+    assert len(calls) == 2 + 1 + 3 * 4 and s.repeats == 3 and s.median_ms >= 0
+
+
+@pytest.mark.parametrize("runtime", ["torch-cpu", "onnxrt-cpu"])
+def test_real_cpu_measurement_ranks_heavy_above_light(runtime, small_space):
+    dev = get_device(runtime, small_space, threads=1, protocol=FAST)
+    samples = dev.measure_many([small_space.parse(a) for a in CELLS])
+    assert [s.arch for s in samples] == CELLS
+    assert all(s.median_ms > 0 and s.repeats == 3 and s.cv >= 0 for s in samples)
+    assert samples[0].median_ms > samples[1].median_ms  # nine 3x3 convs vs one skip connection
+    assert dev.spec()["runtime"] == runtime
+
+
+def test_onnx_export_reproduces_torch(small_space):
+    import onnxruntime as ort
+
+    net = small_space.build(small_space.parse(CELLS[2])).eval()
+    x = torch.randn(2, 3, 32, 32)
+    sess = ort.InferenceSession(export_onnx(net, x), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"x": x.numpy()})[0], net(x).detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_reliability_check_reports_test_retest_srcc(small_space, rng, caplog):
+    dev = get_device("torch-cpu", small_space, protocol=FAST)
+    rep = reliability_check(dev, [small_space.parse(a) for a in CELLS], rng)
+    assert rep.n == 3 and -1 <= rep.srcc <= 1 and len(rep.second_ms) == 3
+    with pytest.raises(DeviceError, match="at least 3"):
+        reliability_check(dev, [small_space.parse(CELLS[0])], rng)
+
+
+def test_reliability_check_warns_on_noise(small_space, rng, caplog):
+    class Noisy:
+        name = "noisy"
+
+        def __init__(self):
+            self.g = np.random.default_rng(0)
+
+        def measure_many(self, archs, progress=None):
+            return [summarize("a", [self.g.uniform(1, 2)] * 3) for _ in archs]
+
+    archs = [small_space.sample(rng) for _ in range(30)]
+    rep = reliability_check(Noisy(), archs, rng)
+    assert not rep.reliable and "mostly noise" in caplog.text
+
+
+def test_bad_device_options(small_space):
+    with pytest.raises(DeviceError, match="threads and batch_size"):
+        get_device("torch-cpu", small_space, threads=0)
+    with pytest.raises(DeviceError, match="cannot pin"):
+        get_device("torch-cpu", small_space, cores=[10_000], protocol=FAST).measure(small_space.parse(CELLS[1]))
+    with pytest.raises(DeviceError, match="use it with --space nb201"):
+        get_device("pixel3", type("S", (), {"name": "other"})())
+
+
+def test_tabulated_device_lookup(space, shipped):
+    dev = get_device("edgetpu", space)
+    archs, y = dev.measured()
+    assert len(archs) == 1740 and dev.lookup(archs[0]) == pytest.approx(y[0])
+    missing = [a for a in shipped.archs if a not in set(archs)][0]
+    assert dev.lookup(missing) is None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_cuda_without_gpu_is_a_clear_error(small_space):
+    with pytest.raises(DeviceError, match="needs a CUDA GPU"):
+        get_device("cuda", small_space).measure(small_space.parse(CELLS[0]))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_measurement_is_reliable(space, rng):
+    dev = get_device("cuda", space, protocol=MeasurementProtocol(warmup=3, repeats=10))
+    archs = [space.sample(rng) for _ in range(12)]
+    rep = reliability_check(dev, archs, rng)
+    assert rep.srcc >= 0.8, rep

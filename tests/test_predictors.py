@@ -1,0 +1,77 @@
+"""Contract tests over every registered predictor, plus quality floors on real data."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from orchestrator.errors import PredictorError
+from orchestrator.latency.metrics import regression_report, srcc
+from orchestrator.latency.predictors import PREDICTORS, load_predictor, make_predictor, save_predictor
+from search_spaces.base import encode_ids
+
+FAST = {"mlp": {"epochs": 150}}
+
+
+@pytest.fixture(scope="module")
+def data(space, shipped):
+    X = encode_ids(space, shipped.archs)
+    y = shipped.column("raspi4")
+    order = np.random.default_rng(0).permutation(len(y))
+    return X[order[:600]], y[order[:600]], X[order[600:]], y[order[600:]]
+
+
+@pytest.mark.parametrize("name", PREDICTORS.names())
+def test_contract(name, data, tmp_path):
+    Xtr, ytr, Xte, yte = data
+    p = make_predictor(name, **FAST.get(name, {}))
+    with pytest.raises(PredictorError, match="not fitted"):
+        p.predict(Xte)
+    assert p.fit(Xtr, ytr) is p
+    pred = p.predict(Xte)
+    assert pred.shape == (len(Xte),) and np.all(np.isfinite(pred))
+    assert srcc(pred, yte) > 0.85  # real signal on real data
+    assert any(k.endswith("_") and not k.startswith("_") for k in vars(p))  # learned state ends in _
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(p)).predict(Xte), pred)
+    back = load_predictor(save_predictor(p, tmp_path / f"{name}.npz", device="raspi4"))
+    assert type(back) is type(p)
+    np.testing.assert_allclose(back.predict(Xte), pred, rtol=1e-9)
+    with pytest.raises(PredictorError, match="features"):
+        p.predict(Xte[:, :10])
+    with pytest.raises(PredictorError, match="one latency per row"):
+        make_predictor(name).fit(Xtr, ytr[:-1])
+    with pytest.raises(PredictorError, match="positive"):
+        make_predictor(name).fit(Xtr[:3], np.array([1.0, np.nan, 2.0]))
+
+
+def test_load_errors(tmp_path, data):
+    with pytest.raises(PredictorError, match="no such predictor file"):
+        load_predictor(tmp_path / "missing.npz")
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a zip")
+    with pytest.raises(PredictorError, match="not a saved hwnas predictor"):
+        load_predictor(junk)
+    Xtr, ytr, _, _ = data
+    path = save_predictor(make_predictor("additive").fit(Xtr, ytr), tmp_path / "a.npz")
+    import json
+
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    header = json.loads(str(arrays["__header__"]))
+    header["format_version"] = 99
+    arrays["__header__"] = np.array(json.dumps(header))
+    with (tmp_path / "v99.npz").open("wb") as f:
+        np.savez(f, **arrays)
+    with pytest.raises(PredictorError, match="version 99"):
+        load_predictor(tmp_path / "v99.npz")
+
+
+@pytest.mark.parametrize("device, floor", [("fpga", 0.99), ("edgetpu", 0.97), ("edgegpu", 0.95), ("pixel3", 0.9)])
+def test_additive_quality_floor(space, shipped, device, floor):
+    archs, y = shipped.measured(device)
+    X = encode_ids(space, archs)
+    order = np.random.default_rng(1).permutation(len(y))
+    tr, te = order[:800], order[800:]
+    rep = regression_report(y[te], make_predictor("additive").fit(X[tr], y[tr]).predict(X[te]))
+    assert rep["srcc"] >= floor
+    assert set(rep) == {"rmse_ms", "mape_pct", "within10_pct", "srcc", "n"}

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+
+from orchestrator.errors import TableError
+from orchestrator.latency.table import read_archs, read_table, shipped_table, write_table
+
+A1 = "|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|nor_conv_1x1~2|"
+A2 = "|skip_connect~0|+|none~0|none~1|+|skip_connect~0|none~1|nor_conv_1x1~2|"
+
+
+def write(tmp_path, text):
+    p = tmp_path / "t.csv"
+    p.write_text(text)
+    return p
+
+
+def test_reads_blank_as_not_measured(tmp_path, space):
+    t = read_table(write(tmp_path, f"arch,dev1,dev2\n{A1},1.5,\n{A2},2.0,3\n"), space)
+    assert t.devices == ["dev1", "dev2"]
+    assert np.isnan(t.values[0, 1]) and t.values[1, 1] == 3.0
+    assert t.measured("dev2") == ([space.arch_id(space.parse(A2))], pytest.approx(np.array([3.0])))
+
+
+@pytest.mark.parametrize(
+    "text, needles",
+    [
+        ("name,dev\nx,1\n", ["line 1", "no column 'arch'"]),
+        (f"arch,dev\n{A1},1\nnot-an-arch,2\n", ["line 3", "column 'arch'", "malformed"]),
+        (f"arch,dev\n{A1},1\n{A1},2\n", ["line 3", "duplicate", "first on line 2"]),
+        (f"arch,dev\n{A1},fast\n", ["line 2", "column 'dev'", "not a number"]),
+        (f"arch,dev\n{A1},-1\n", ["line 2", "column 'dev'", "positive"]),
+        (f"arch,dev\n{A1},0\n", ["line 2", "positive"]),
+        (f"arch,dev,dev\n{A1},1,2\n", ["line 1", "twice"]),
+        ("arch\n", ["no device columns"]),
+        (f"arch,dev\n{A1},1,2\n", ["line 2", "fields"]),
+    ],
+)
+def test_errors_name_file_line_and_column(tmp_path, space, text, needles):
+    p = write(tmp_path, text)
+    with pytest.raises(TableError) as e:
+        read_table(p, space)
+    msg = str(e.value)
+    assert str(p) in msg
+    for n in needles:
+        assert n in msg
+
+
+def test_missing_file(tmp_path, space):
+    with pytest.raises(TableError, match="no such file"):
+        read_table(tmp_path / "nope.csv", space)
+
+
+def test_write_read_roundtrip(tmp_path, shipped, space):
+    sub = shipped.select(["edgetpu", "fpga"])
+    write_table(tmp_path / "x.csv", sub)
+    back = read_table(tmp_path / "x.csv", space)
+    assert back.archs == sub.archs
+    np.testing.assert_allclose(back.values, sub.values, rtol=1e-5)
+
+
+def test_shipped_table(shipped):
+    assert shipped.values.shape == (1999, 6)
+    assert int(np.isnan(shipped.column("edgetpu")).sum()) == 259
+    assert not np.isnan(shipped.column("fpga")).any()
+
+
+def test_read_archs_keeps_order_and_duplicates(tmp_path, space):
+    p = write(tmp_path, f"arch,note\n{A2},x\n{A1},y\n{A2},z\n")
+    assert read_archs(p, space) == [A2, A1, A2]
+    with pytest.raises(TableError, match="line 2"):
+        read_archs(write(tmp_path, "arch\nbad\n"), space)
+    assert len(shipped_table().archs) == 1999

@@ -1,0 +1,114 @@
+"""Contract tests over every transfer method, and quality floors on the shipped data."""
+
+import numpy as np
+import pytest
+
+from orchestrator.errors import TransferError
+from orchestrator.latency.metrics import srcc
+from orchestrator.latency.transfer import TRANSFERS, SourceSet, adapt
+from search_spaces.base import encode_ids
+
+
+@pytest.fixture(scope="module")
+def setup(space, shipped):
+    target = "pixel3"
+    src = SourceSet.from_table(shipped.select([d for d in shipped.devices if d != target]), space)
+    X = encode_ids(space, shipped.archs)
+    return src, X, shipped.column(target)
+
+
+@pytest.mark.parametrize("method", TRANSFERS.names())
+def test_contract(method, setup):
+    src, X, y = setup
+    before = (src.Y.copy(), [lin.coef_.copy() for lin in src.linear], src.X.copy())
+    pick = np.random.default_rng(3).choice(len(y), 12, replace=False)
+    p1 = adapt(method, src, X[pick], y[pick], np.random.default_rng(0))
+    p2 = adapt(method, src, X[pick[:8]], y[pick[:8]] * 3, np.random.default_rng(0))
+    assert p1 is not p2
+    pred = p1.predict(X)
+    assert pred.shape == (len(X),) and np.all(np.isfinite(pred))
+    assert srcc(pred, y) > 0.5  # signal; quality floors are tested below
+    # sources are never mutated
+    np.testing.assert_array_equal(src.Y, before[0])
+    np.testing.assert_array_equal(src.X, before[2])
+    for lin, coef in zip(src.linear, before[1], strict=True):
+        np.testing.assert_array_equal(lin.coef_, coef)
+    # deterministic for a given generator
+    np.testing.assert_allclose(adapt(method, src, X[pick], y[pick], np.random.default_rng(0)).predict(X[:50]),
+                               pred[:50])
+    with pytest.raises(TransferError, match="at least 3"):
+        adapt(method, src, X[:2], y[:2])
+    with pytest.raises(TransferError, match="positive"):
+        adapt(method, src, X[:4], np.array([1.0, 2.0, -1.0, 3.0]))
+
+
+def test_adaproxy_is_additive_over_encoding(setup):
+    src, X, y = setup
+    p = adapt("adaproxy", src, X[:20], y[:20])
+    assert p.coef_.shape == (X.shape[1],)  # a standalone, saveable additive predictor
+
+
+def test_reuse_keeps_proxy_ranking(setup):
+    src, X, y = setup
+    p = adapt("reuse", src, X[:10], y[:10])
+    assert srcc(p.predict(X), src.latency(X)[:, p.index]) == pytest.approx(1.0)
+
+
+def leave_one_out(space, shipped, methods, ks, draws):
+    X = encode_ids(space, shipped.archs)
+    out = {(m, k): [] for m in methods for k in ks}
+    for ti, target in enumerate(shipped.devices):
+        y = shipped.column(target)
+        measured = np.where(~np.isnan(y))[0]
+        src = SourceSet.from_table(shipped.select([d for d in shipped.devices if d != target]), space)
+        for k in ks:
+            rng = np.random.default_rng([ti, k])
+            for _ in range(draws):
+                pick = rng.choice(measured, k, replace=False)
+                rest = np.setdiff1d(measured, pick)
+                for m in methods:
+                    p = adapt(m, src, X[pick], y[pick], np.random.default_rng(0))
+                    out[(m, k)].append(srcc(p.predict(X[rest]), y[rest]))
+    return {key: float(np.mean(v)) for key, v in out.items()}
+
+
+@pytest.mark.slow
+def test_multi_beats_adaproxy_on_shipped_devices(space, shipped):
+    """Leave-one-device-out on the six shipped devices (floors set below the measured means)."""
+    res = leave_one_out(space, shipped, ["multi", "adaproxy"], [10, 20], draws=2)
+    for k in (10, 20):
+        assert res[("multi", k)] > res[("adaproxy", k)]
+    assert res[("multi", 10)] >= 0.88
+    assert res[("multi", 20)] >= 0.90
+
+
+def test_transfer_quality_floor_single_target(space, shipped):
+    """Fast floor: eyeriss from the five others with k=10 (measured mean about 0.93)."""
+    X = encode_ids(space, shipped.archs)
+    y = shipped.column("eyeriss")
+    src = SourceSet.from_table(shipped.select([d for d in shipped.devices if d != "eyeriss"]), space)
+    rng = np.random.default_rng(5)
+    scores = []
+    for _ in range(3):
+        pick = rng.choice(len(y), 10, replace=False)
+        rest = np.setdiff1d(np.arange(len(y)), pick)
+        scores.append(srcc(adapt("multi", src, X[pick], y[pick], rng).predict(X[rest]), y[rest]))
+    assert np.mean(scores) >= 0.85
+
+
+def test_source_set_uses_measurements_where_known(space, shipped):
+    src = SourceSet.from_table(shipped.select(["edgetpu", "fpga"]), space)
+    X = encode_ids(space, shipped.archs[:30])
+    L = src.latency(X)
+    np.testing.assert_allclose(L[:, 1], shipped.column("fpga")[:30])
+    et = shipped.column("edgetpu")[:30]
+    ok = ~np.isnan(et)
+    np.testing.assert_allclose(L[ok, 0], et[ok])
+    assert np.all(L[~ok, 0] > 0)  # blanks filled with the additive model
+
+
+def test_source_set_rejects_unmeasured_source(space, shipped):
+    t = shipped.select(["fpga"])
+    t.values[5:, 0] = np.nan
+    with pytest.raises(TransferError, match="'fpga' has 5 measured"):
+        SourceSet.from_table(t, space)
