@@ -74,16 +74,22 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from orchestrator.latency.measurement import MeasurementProtocol
     from orchestrator.latency.table import LatencyTable, read_archs, write_table
 
+    if args.n < 1:
+        raise HwnasError(f"--n must be at least 1, got {args.n}")
     space = _space(args.space)
     rng = np.random.default_rng(args.seed)
     if args.archs:
         pool = read_archs(args.archs, space) if args.archs != "shipped" else _table("shipped", space).archs
+        if args.exclude:
+            skip = set(read_archs(args.exclude, space))
+            pool = [a for a in pool if a not in skip]
         if args.n > len(pool):
             raise HwnasError(f"--n {args.n} is more than the {len(pool)} architectures in {args.archs}")
         ids = [pool[i] for i in rng.choice(len(pool), size=args.n, replace=False)]
     else:
         ids = []
         seen = set()
+        seen.update(read_archs(args.exclude, space) if args.exclude else [])
         while len(ids) < args.n:
             a = space.arch_id(space.sample(rng))
             if a not in seen:
@@ -238,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--n", type=int, required=True, help="number of architectures")
     m.add_argument("--out", required=True)
     m.add_argument("--archs", help="draw the architectures from this CSV's 'arch' column (or 'shipped')")
+    m.add_argument("--exclude", help="skip the architectures of this CSV's 'arch' column (e.g. held-out checks)")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--threads", type=int, default=1)
     m.add_argument("--batch-size", type=int, default=1)
