@@ -273,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--targets", required=True, help="CSV: arch + one column per target, blank where not measured")
     t.add_argument("--predict", required=True, help="CSV with column arch: the architectures to predict")
     t.add_argument("--out", required=True, help="CSV: arch + one predicted-latency column per target")
-    t.add_argument("--method", default="auto", help="auto, reuse, adaproxy or multi")
+    t.add_argument("--method", default="multi",
+                   help="multi (default: best on public data), auto, adaproxy or reuse")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_transfer)
 
