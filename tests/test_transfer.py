@@ -112,3 +112,35 @@ def test_source_set_rejects_unmeasured_source(space, shipped):
     t.values[5:, 0] = np.nan
     with pytest.raises(TransferError, match="'fpga' has 5 measured"):
         SourceSet.from_table(t, space)
+
+
+def test_many_targets_independent_of_order_and_company(space, shipped):
+    """A target's prediction does not depend on the other targets in the call (shared caches are seeded by k)."""
+    from orchestrator.latency.table import LatencyTable
+    from orchestrator.latency.transfer_job import transfer_many
+
+    sources = shipped.select(["edgetpu", "eyeriss", "fpga", "raspi4"])
+    rng = np.random.default_rng(11)
+    cols, names = [], []
+    for name, k in (("pixel3", 12), ("edgegpu", 7), ("pixel3b", 30)):
+        y = shipped.column(name.rstrip("b"))
+        col = np.full(len(y), np.nan)
+        pick = rng.choice(np.where(~np.isnan(y))[0], k, replace=False)
+        col[pick] = y[pick]
+        cols.append(col)
+        names.append(name)
+    full = LatencyTable(list(shipped.archs), names, np.stack(cols, axis=1), "targets")
+    archs = list(shipped.archs[:300])
+    together = {r.target: r.predictions for r in transfer_many(space, sources, full, archs, method="multi")}
+    for j in (2, 0, 1):
+        alone = LatencyTable(list(shipped.archs), [names[j]], full.values[:, [j]], "one target")
+        (res,) = transfer_many(space, sources, alone, archs, method="multi")
+        np.testing.assert_allclose(res.predictions, together[names[j]], rtol=1e-9)
+
+
+def test_k_bucket():
+    from orchestrator.latency.transfer import K_BUCKETS, k_bucket
+
+    assert k_bucket(3) == 3 and k_bucket(7) == 6 and k_bucket(20) == 20 and k_bucket(49) == 40
+    assert k_bucket(10**6) == K_BUCKETS[-1]
+    assert all(k_bucket(k) <= k for k in range(3, 2000))

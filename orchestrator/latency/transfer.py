@@ -14,7 +14,9 @@ are never mutated, so one :class:`SourceSet` serves any number of targets.
   (per-edge) encoding features, each group with its own ridge penalty. The
   penalties are meta-learned *on the sources*: each source in turn plays a
   target with k samples, predicted from the others, and the penalties that rank
-  those pseudo-targets best are used (cached per k, so many targets share it).
+  those pseudo-targets best are used (cached per bucket of k, so many targets
+  share it) unless they do not clearly beat per-target leave-one-out selection,
+  or, with k >= 10, the target's own LOO error vetoes them.
 - ``auto``: chooses one of the above per target by K-fold cross-validation on
   its k samples (pooled out-of-fold SRCC).
 
@@ -54,7 +56,7 @@ class SourceSet:
     """
 
     def __init__(self, names: Sequence[str], X: np.ndarray, Y: np.ndarray, groups: np.ndarray | None = None,
-                 alpha: float = 1e-3) -> None:
+                 alpha: float = 1e-3, seed: int = 0) -> None:
         X = np.asarray(X, dtype=np.float32)
         Y = np.asarray(Y, dtype=np.float64)
         if Y.ndim != 2 or Y.shape != (len(X), len(names)):
@@ -62,6 +64,7 @@ class SourceSet:
         if not names:
             raise TransferError("no source devices; give at least one fully measured source device")
         self.names = list(names)
+        self.seed = seed
         self.X = X
         self.Y = Y
         self.groups = None if groups is None else np.asarray(groups, dtype=np.float32)
@@ -78,12 +81,12 @@ class SourceSet:
         self.filled = self._fill(X, np.arange(len(X)))
         self.scale = np.nanmean(self.filled, axis=0)
         self._cache: dict[bytes, np.ndarray] = {}
-        self._hparams: dict[tuple[int, int], tuple[float, float, float]] = {}
+        self._hparams: dict[tuple[int, int], tuple[float, float, float] | str] = {}
 
     @classmethod
-    def from_table(cls, table: LatencyTable, space: SearchSpace) -> SourceSet:
+    def from_table(cls, table: LatencyTable, space: SearchSpace, seed: int = 0) -> SourceSet:
         groups = space.encoding_groups() if hasattr(space, "encoding_groups") else None
-        return cls(table.devices, encode_ids(space, table.archs), table.values, groups)
+        return cls(table.devices, encode_ids(space, table.archs), table.values, groups, seed=seed)
 
     def _fill(self, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
         out = np.empty((len(X), len(self.names)))
@@ -214,11 +217,27 @@ def _ridge(F: np.ndarray, y: np.ndarray, pen: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(F.T @ F + np.diag(pen), F.T @ y, rcond=None)[0]
 
 
+def _ridge_many(F: np.ndarray, y: np.ndarray, pens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge fits for a batch of penalty vectors at once.
+
+    Returns ``thetas`` (n_pens, p) and the leave-one-out residuals (n_pens, k)
+    from the hat matrix's diagonal (the closed form for linear smoothers).
+    """
+    G = F.T @ F
+    A = G[None, :, :] + pens[:, :, None] * np.eye(F.shape[1])[None, :, :]
+    rhs = np.concatenate([(F.T @ y)[:, None], F.T], axis=1)
+    try:
+        sol = np.linalg.solve(A, np.broadcast_to(rhs, (len(pens), *rhs.shape)))
+    except np.linalg.LinAlgError:  # an unpenalised column set that is rank deficient
+        sol = np.stack([np.linalg.pinv(a) @ rhs for a in A])
+    thetas = sol[:, :, 0]
+    h = np.clip(np.einsum("ij,nji->ni", F, sol[:, :, 1:]), 0.0, 0.99)
+    loo = (y[None, :] - thetas @ F.T) / (1 - h)
+    return thetas, loo
+
+
 def _loo_mse(F: np.ndarray, y: np.ndarray, pen: np.ndarray) -> float:
-    Ai = np.linalg.pinv(F.T @ F + np.diag(pen))
-    theta = Ai @ F.T @ y
-    h = np.clip(np.einsum("ij,jk,ik->i", F, Ai, F), 0.0, 0.99)
-    return float(np.mean(((y - F @ theta) / (1 - h)) ** 2))
+    return float(np.mean(_ridge_many(F, y, pen[None, :])[1] ** 2))
 
 
 @TRANSFERS.register("adaproxy", help="OneProxy's proxy adaptation: X(w*(a+b))+c, L2 on b chosen by LOO-CV")
@@ -233,7 +252,7 @@ def adaproxy(sources: SourceSet, X: np.ndarray, y: np.ndarray, rng: np.random.Ge
     yy = y / scale
     def pen(lam: float) -> np.ndarray:
         return np.r_[0.0, 0.0, np.full(len(w), lam)]
-    lam = min(_ADAPROXY_GRID, key=lambda v: _loo_mse(F, yy, pen(v)))
+    lam = _ADAPROXY_GRID[_loo_select(F, yy, np.stack([pen(v) for v in _ADAPROXY_GRID]))]
     c, a, *b = _ridge(F, yy, pen(lam)) * scale
     out = AdditivePredictor()
     out.set_state({"coef_": w * (a + np.asarray(b)), "intercept_": np.array(c)})
@@ -264,7 +283,7 @@ def _rank_columns(P: np.ndarray) -> np.ndarray:
 
 def _loo_select(F: np.ndarray, y: np.ndarray, pens: np.ndarray) -> int:
     """Index of the penalty vector with the lowest leave-one-out MSE."""
-    return int(np.argmin([_loo_mse(F, y, p) for p in pens]))
+    return int(np.argmin(np.mean(_ridge_many(F, y, pens)[1] ** 2, axis=1)))
 
 
 def _corr_with(R: np.ndarray, ry: np.ndarray) -> np.ndarray:
@@ -274,26 +293,46 @@ def _corr_with(R: np.ndarray, ry: np.ndarray) -> np.ndarray:
 
 
 LOO = "loo"
+# The target's LOO error vetoes a meta-learned triple that is VETO_RATIO times
+# worse than the target's best, once there are VETO_MIN_K samples to trust LOO.
+VETO_RATIO = 2.0
+VETO_MIN_K = 10
+
+# Penalties are meta-learned per bucket of k, not per exact k: the best penalty
+# varies slowly with k, and hundreds of targets with varied k then share a few
+# selections instead of paying one each.
+K_BUCKETS = (3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 70, 100, 150, 200, 300, 500, 1000)
 
 
-def select_multi_hparams(sources: SourceSet, k: int, rng: np.random.Generator, draws: int = 4
+def k_bucket(k: int) -> int:
+    """The largest bucket <= k (k itself below the first bucket)."""
+    fit = [b for b in K_BUCKETS if b <= k]
+    return fit[-1] if fit else k
+
+
+def select_multi_hparams(sources: SourceSet, k: int, draws: int = 16
                          ) -> tuple[float, float, float] | str:
     """Meta-learn the multi method's penalties for k samples on the sources themselves.
 
     Each source in turn is a pseudo-target with k random samples, predicted from
     the other sources with every penalty triple of MULTI_GRID, and also with the
     triple that leave-one-out CV on its k samples picks (strategy ``"loo"``).
-    Returns the triple (or ``"loo"``) with the best mean SRCC; cached per k.
+    Returns the triple with the best mean SRCC if it beats ``"loo"`` by more
+    than a standard error, else ``"loo"``; cached per
+    bucket of k (see ``k_bucket``).
     """
+    k = k_bucket(k)
     key = (k, draws)
     if key in sources._hparams:
         return sources._hparams[key]
+    # Seeded by the bucket alone, so a target's result does not depend on the
+    # order in which targets are adapted (the selection is shared and cached).
+    rng = np.random.default_rng([sources.seed, k, draws])
     S = len(sources.names)
     n_coarse = 0 if sources.groups is None else len(sources.groups)
     d = sources.X.shape[1]
     pens = np.stack([_multi_pen(S - 1, n_coarse, d, hp) for hp in MULTI_GRID])
-    score = np.zeros(len(MULTI_GRID) + 1)
-    count = 0
+    rows: list[np.ndarray] = []
     for t in range(S):
         ok = np.where(~np.isnan(sources.Y[:, t]))[0]
         if len(ok) <= k + 2:
@@ -303,19 +342,20 @@ def select_multi_hparams(sources: SourceSet, k: int, rng: np.random.Generator, d
         for _ in range(draws):
             pick = rng.choice(len(ok), size=k, replace=False)
             Fk, yk = Fall[pick], yall[pick] / yall[pick].mean()
-            G, g = Fk.T @ Fk, Fk.T @ yk
-            thetas = np.stack([np.linalg.lstsq(G + np.diag(p), g, rcond=None)[0] for p in pens], axis=1)
+            thetas, loo = _ridge_many(Fk, yk, pens)
             rest = np.setdiff1d(np.arange(len(ok)), pick)
-            r = _corr_with(_rank_columns(Fall[rest] @ thetas), rankdata(yall[rest]))
-            score[:-1] += r
-            score[-1] += r[_loo_select(Fk, yk, pens)]
-            count += 1
-    best: tuple[float, float, float] | str
-    if count == 0:
-        best = LOO
-    else:
-        i = int(np.argmax(score))
-        best = LOO if i == len(MULTI_GRID) else MULTI_GRID[i]
+            r = _corr_with(_rank_columns(Fall[rest] @ thetas.T), rankdata(yall[rest]))
+            rows.append(np.r_[r, r[int(np.argmin(np.mean(loo**2, axis=1)))]])
+    best: tuple[float, float, float] | str = LOO
+    if len(rows) >= 2:
+        R = np.stack(rows)
+        i = int(np.argmax(R[:, :-1].mean(0)))
+        # A fixed triple must beat the target's own LOO choice by more than one
+        # standard error of the paired difference: when the sources are alike
+        # and the target is not, their consensus is weak evidence.
+        diff = R[:, i] - R[:, -1]
+        if diff.mean() > diff.std(ddof=1) / np.sqrt(len(diff)):
+            best = MULTI_GRID[i]
     log.debug("multi penalties for k=%d: %s", k, best)
     sources._hparams[key] = best
     return best
@@ -330,10 +370,16 @@ def multi(sources: SourceSet, X: np.ndarray, y: np.ndarray, rng: np.random.Gener
     scale = float(y.mean())
     yy = y / scale
     # With one source there is nothing to meta-learn from: leave-one-out on the samples.
-    choice = select_multi_hparams(sources, len(y), rng) if S >= 2 else LOO
+    choice = select_multi_hparams(sources, len(y)) if S >= 2 else LOO
+    pens = np.stack([_multi_pen(S, n_coarse, X.shape[1], h) for h in MULTI_GRID])
+    mse = np.mean(_ridge_many(F, yy, pens)[1] ** 2, axis=1)
+    j = int(np.argmin(mse))
     if choice == LOO:
-        pens = np.stack([_multi_pen(S, n_coarse, X.shape[1], h) for h in MULTI_GRID])
-        hp = MULTI_GRID[_loo_select(F, yy, pens)]
+        hp = MULTI_GRID[j]
+    elif len(y) >= VETO_MIN_K and mse[MULTI_GRID.index(choice)] > VETO_RATIO * mse[j]:
+        # The target's own samples veto the sources' consensus when it is far off
+        # for this target (an outlier device); with fewer samples LOO is too noisy.
+        hp = MULTI_GRID[j]
     else:
         hp = choice
     theta = _ridge(F, yy, _multi_pen(S, n_coarse, X.shape[1], hp))

@@ -51,7 +51,7 @@ def transfer_many(space: SearchSpace, sources: LatencyTable, targets: LatencyTab
     TRANSFERS.get(method)
     validate_targets(sources, targets)
     t0 = time.perf_counter()
-    src = SourceSet.from_table(sources, space)
+    src = SourceSet.from_table(sources, space, seed=seed)
     X_pred = encode_ids(space, list(predict_archs))
     src.latency(X_pred)  # computed once, cached for every target
     log.info("sources %s ready in %.2fs", src.names, time.perf_counter() - t0)
