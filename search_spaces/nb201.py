@@ -192,5 +192,25 @@ class NB201Space:
             num_classes=kwargs.get("num_classes", self.num_classes),
         )
 
+    # -- one-shot -------------------------------------------------------------
+    def largest(self) -> Arch:
+        return {"ops": ["nor_conv_3x3"] * N_EDGES}
+
+    def smallest(self) -> Arch:
+        return {"ops": ["none"] * N_EDGES}
+
+    def build_supernet(self) -> Any:
+        """The one-shot network: every edge holds its five ops; ``forward(x, arch)`` activates one per edge."""
+        from search_spaces.nb201_torch import NB201SuperNetwork
+
+        return NB201SuperNetwork(self.channels, self.cells_per_stage, self.num_classes)
+
+    def extract(self, supernet: Any, arch: Mapping[str, Any]) -> Any:
+        """A standalone network for ``arch`` holding copies of the supernet's weights."""
+        from search_spaces.nb201_torch import extract_nb201
+
+        ops = self.validate(arch)
+        return extract_nb201(self.build(arch), supernet, ops)
+
     def input_shape(self, batch_size: int = 1, resolution: int = 32) -> tuple[int, int, int, int]:
         return (batch_size, 3, resolution, resolution)

@@ -98,3 +98,77 @@ class NB201Network(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.lastact(self.cells(self.stem(x)))
         return self.classifier(torch.flatten(self.pool(x), 1))
+
+
+# -- one-shot ---------------------------------------------------------------
+
+
+class NB201SuperCell(nn.Module):
+    """A cell whose every edge holds all parametrised ops; ``ops`` picks one per edge."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        from search_spaces.nb201 import OPS
+
+        self.edges = nn.ModuleDict()
+        for j, i in EDGES:
+            self.edges[f"{j}_{i}"] = nn.ModuleDict(
+                {op: m for op in OPS if (m := make_op(op, channels)) is not None}
+            )
+
+    def forward(self, x: torch.Tensor, ops: Sequence[str]) -> torch.Tensor:
+        nodes = [x]
+        k = 0
+        for j in range(1, 4):
+            acc: torch.Tensor | None = None
+            for i in range(j):
+                op = ops[k]
+                k += 1
+                if op != "none":
+                    y = self.edges[f"{j}_{i}"][op](nodes[i])
+                    acc = y if acc is None else acc + y
+            nodes.append(acc if acc is not None else torch.zeros_like(x))
+        return nodes[3]
+
+
+class NB201SuperNetwork(NB201Network):
+    """The NB201 network with super cells: ``forward(x, arch)`` runs the cell ``arch`` in every position."""
+
+    def __init__(self, channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10) -> None:
+        super().__init__(["none"] * 6, channels, cells_per_stage, num_classes)
+        for n, layer in enumerate(self.cells):
+            if isinstance(layer, NB201Cell):
+                self.cells[n] = NB201SuperCell(self._cell_channels(n))
+
+    def _cell_channels(self, n: int) -> int:
+        # Every module in ``cells`` before position n: count reductions to know the stage width.
+        c = self.stem[0].out_channels
+        for layer in list(self.cells)[:n]:
+            if isinstance(layer, ResNetBasicBlock):
+                c = layer.conv_a[1].out_channels
+        return c
+
+    def forward(self, x: torch.Tensor, arch: dict | None = None) -> torch.Tensor:  # type: ignore[override]
+        ops = (arch or {"ops": ["nor_conv_3x3"] * 6})["ops"]
+        x = self.stem(x)
+        for layer in self.cells:
+            x = layer(x, ops) if isinstance(layer, NB201SuperCell) else layer(x)
+        x = self.lastact(x)
+        return self.classifier(torch.flatten(self.pool(x), 1))
+
+
+@torch.no_grad()
+def extract_nb201(net: NB201Network, supernet: NB201SuperNetwork, ops: Sequence[str]) -> NB201Network:
+    """Copy the supernet's weights of ``ops`` into the standalone ``net`` (same shapes)."""
+    src = supernet.state_dict()
+    dst = net.state_dict()
+    op_of_edge = {f"{j}_{i}": op for (j, i), op in zip(EDGES, ops, strict=True)}
+    for key in dst:
+        parts = key.split(".")
+        if len(parts) > 3 and parts[0] == "cells" and parts[2] == "edges":
+            parts.insert(4, op_of_edge[parts[3]])
+        dst[key] = src[".".join(parts)]
+    net.load_state_dict(dst)
+    p = next(supernet.parameters())
+    net.to(device=p.device, dtype=p.dtype).train(supernet.training)
+    return net
