@@ -32,3 +32,15 @@ class DeviceError(HwnasError, RuntimeError):
 
 class PredictorError(HwnasError, ValueError):
     """A predictor used before fitting, or a saved predictor that cannot be loaded."""
+
+
+class DataError(HwnasError, ValueError):
+    """A dataset that cannot be read; the message says what to put where."""
+
+
+class CheckpointError(HwnasError, RuntimeError):
+    """A checkpoint that is truncated, foreign or from another configuration; names the file."""
+
+
+class ConfigError(HwnasError, ValueError):
+    """A configuration that cannot be used; lists every problem with its path."""

@@ -1,0 +1,90 @@
+"""Subnet evaluation with inherited weights.
+
+A subnet is extracted from the supernet (a standalone copy), its BatchNorm
+statistics are recalibrated on a few training batches (the supernet's running
+statistics mix every subnet that was trained, so they fit none), then its top-1
+accuracy is measured on the validation split.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from orchestrator.supernet.data import Dataset
+
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    calib_batches: int = Field(8, ge=1, description="training batches for BatchNorm recalibration")
+    calib_batch_size: int = Field(64, ge=2)
+    batch_size: int = Field(256, ge=1, description="validation batch size")
+    max_val: int | None = Field(None, ge=1, description="evaluate on the first N validation images only")
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    index: int
+    arch_id: str
+    accuracy: float
+    n_val: int
+    seconds: float
+    worker: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def calibration_batches(data: Dataset, cfg: EvalConfig) -> list[torch.Tensor]:
+    """A fixed set of training images (the same for every subnet, so results are comparable)."""
+    g = torch.Generator().manual_seed(12345)
+    n = min(len(data.x_train), cfg.calib_batches * cfg.calib_batch_size)
+    idx = torch.randperm(len(data.x_train), generator=g)[:n]
+    return list(data.x_train[idx].split(cfg.calib_batch_size))
+
+
+@torch.no_grad()
+def recalibrate_bn(net: nn.Module, batches: list[torch.Tensor], device: torch.device) -> None:
+    """Reset every BatchNorm's running statistics and re-estimate them (cumulative average) on ``batches``."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    net.train()
+    for x in batches:
+        net(x.to(device))
+    for m, mom in zip(bns, saved, strict=True):
+        m.momentum = mom
+    net.eval()
+
+
+@torch.no_grad()
+def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device) -> float:
+    net.eval()
+    correct = 0
+    for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
+        correct += int((net(xb.to(device)).argmax(1).cpu() == yb).sum())
+    return correct / max(1, len(y))
+
+
+def evaluate_subnet(space: Any, supernet: nn.Module, arch: Mapping[str, Any], data: Dataset, cfg: EvalConfig,
+                    calib: list[torch.Tensor] | None = None, index: int = 0, worker: str = "") -> EvalResult:
+    """Extract ``arch``, recalibrate its BatchNorm, and return its validation accuracy."""
+    t0 = time.perf_counter()
+    device = torch.device(cfg.device)
+    net = space.extract(supernet, arch).to(device)
+    recalibrate_bn(net, calib if calib is not None else calibration_batches(data, cfg), device)
+    xv, yv = data.x_val, data.y_val
+    if cfg.max_val is not None:
+        xv, yv = xv[: cfg.max_val], yv[: cfg.max_val]
+    acc = accuracy(net, xv, yv, cfg.batch_size, device)
+    return EvalResult(index, space.arch_id(arch), acc, len(yv), time.perf_counter() - t0, worker)
