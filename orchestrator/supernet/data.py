@@ -40,7 +40,7 @@ class DataConfig(BaseModel):
     val_fraction: float = Field(0.2, gt=0, lt=1, description="digits and synthetic: share held out for validation")
     synthetic_size: int = Field(2048, ge=16)
     num_classes: int = Field(10, ge=2, description="synthetic only")
-    augment: bool = True
+    max_train: int | None = Field(None, ge=16, description="use only the first N training images (quick runs)")
     seed: int = 0
 
 
@@ -187,7 +187,10 @@ def load_synthetic(cfg: DataConfig) -> Dataset:
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
-    return DATASETS.get(cfg.name)(cfg)
+    data = DATASETS.get(cfg.name)(cfg)
+    if cfg.max_train is not None:
+        data.x_train, data.y_train = data.x_train[: cfg.max_train], data.y_train[: cfg.max_train]
+    return data
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator, flip: bool, pad: int = 2) -> torch.Tensor:
