@@ -288,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True)
     e.add_argument("--devices", nargs="+", help="only these devices")
     e.set_defaults(func=cmd_export_shipped)
+
+    from orchestrator.cli_supernet import add_supernet_commands
+
+    add_supernet_commands(sub)
     return p
 
 

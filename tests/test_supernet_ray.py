@@ -86,3 +86,24 @@ def test_data_parallel_with_ray_train(ray_cluster, tmp_path):
     assert out["epoch"] == 1 and out["world_size"] == 2
     assert np.isfinite(out["history"][-1]["loss"])
     assert torch.load(out["checkpoint"], weights_only=True)["epoch"] == 1
+
+
+def test_cli_train_evaluate_export(ray_cluster, tmp_path, capsys):
+    from orchestrator.cli import main
+
+    run = tmp_path / "run"
+    opts = ["--option", "width_mult=0.25", "--option", "resolution=32", "--option", "feature_dim=64"]
+    assert main(["supernet", "train", *opts, "--epochs", "1", "--max-train", "64", "--batch-size", "32",
+                 "--threads", "1", "--out", str(run)]) == 0
+    assert "trained 1 epochs" in capsys.readouterr().out
+    csv_path = tmp_path / "eval.csv"
+    assert main(["supernet", "evaluate", "--run", str(run), "--n", "4", "--actors", "2", "--calib-batches", "1",
+                 "--out", str(csv_path)]) == 0
+    lines = csv_path.read_text().splitlines()
+    assert lines[0] == "arch,accuracy,n_val,seconds,worker" and len(lines) == 5
+    assert main(["supernet", "export", "--run", str(run), "--arch", "smallest", "--out", str(tmp_path / "x")]) == 0
+    assert "max |diff|" in capsys.readouterr().out
+    # a different setting in the same run directory is refused, naming the file
+    assert main(["supernet", "train", "--option", "width_mult=0.5", "--epochs", "1", "--out", str(run)]) == 2
+    assert "run.json" in capsys.readouterr().err
+    assert main(["supernet", "evaluate", "--run", str(tmp_path), "--out", str(csv_path)]) == 2

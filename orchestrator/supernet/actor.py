@@ -82,7 +82,7 @@ def train_supernet(space_cfg: SpaceConfig, data_cfg: DataConfig, train_cfg: Trai
     if show_progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=train_cfg.epochs, desc="supernet", unit="epoch")
+        bar = tqdm(total=train_cfg.epochs, desc="supernet", unit="epoch", disable=None)
     try:
         while True:
             ready, _ = ray.wait([done], timeout=1.0)
@@ -91,7 +91,7 @@ def train_supernet(space_cfg: SpaceConfig, data_cfg: DataConfig, train_cfg: Trai
                 bar.n = max(0, int(p.get("epoch", 1)) - (0 if ready else 1))
                 if "loss" in p:
                     bar.set_postfix(step=f"{p['step']}/{p['steps']}", loss=f"{p['loss']:.3f}",
-                                    img_s=f"{p['images_per_s']:.0f}")
+                                    img_s=f"{p['images_per_s']:.0f}", refresh=False)
                 bar.refresh()
             if ready:
                 break

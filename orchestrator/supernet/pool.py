@@ -84,7 +84,7 @@ class EvaluatorPool:
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(archs), desc="evaluate", unit="subnet")
+            bar = tqdm(total=len(archs), desc="evaluate", unit="subnet", disable=None)
 
         def submit(i: int, avoid: int | None = None) -> None:
             order = sorted(range(len(self.actors)), key=lambda a: (a == avoid, load[a]))
