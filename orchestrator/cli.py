@@ -41,11 +41,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     from orchestrator.latency.devices.base import DEVICES, device_names
     from orchestrator.latency.predictors import PREDICTORS
     from orchestrator.latency.transfer import TRANSFERS
+    from orchestrator.supernet.data import DATASETS
     from search_spaces.base import SPACES
 
     device_names()
     for title, reg in (("search spaces", SPACES), ("devices", DEVICES), ("predictors", PREDICTORS),
-                       ("transfer methods", TRANSFERS)):
+                       ("transfer methods", TRANSFERS), ("datasets", DATASETS)):
         print(f"{title}:")
         for n in reg.names():
             print(f"  {n:12s} {reg.describe(n)}")
