@@ -1,0 +1,106 @@
+"""Pareto utilities for (accuracy up, latency down).
+
+Points are given as two arrays, ``accuracy`` (higher is better) and
+``latency`` (lower is better), in any units. Hypervolume uses Optuna's exact
+implementation (WFG) on losses ``(-accuracy, latency)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from orchestrator.errors import HwnasError
+
+
+class ParetoError(HwnasError, ValueError):
+    """Objective arrays that cannot be compared (shapes, NaN, reference point)."""
+
+
+def _arrays(accuracy: Sequence[float] | np.ndarray, latency: Sequence[float] | np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(accuracy, dtype=float).ravel()
+    lat = np.asarray(latency, dtype=float).ravel()
+    if a.shape != lat.shape:
+        raise ParetoError(f"accuracy and latency need the same length, got {a.size} and {lat.size}")
+    if np.isnan(a).any() or np.isnan(lat).any():
+        raise ParetoError("accuracy and latency must not contain NaN; drop unevaluated points first")
+    return a, lat
+
+
+def pareto_mask(accuracy: Sequence[float] | np.ndarray, latency: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Boolean mask of the non-dominated points. A point is dominated if another has accuracy >= and
+    latency <= with at least one strict; exact duplicates are all kept."""
+    a, lat = _arrays(accuracy, latency)
+    order = np.lexsort((-a, lat))  # by latency ascending, then accuracy descending
+    mask = np.zeros(a.size, dtype=bool)
+    best = -np.inf
+    prev: tuple[float, float] | None = None
+    for i in order:
+        if a[i] > best:
+            mask[i] = True
+            best = a[i]
+            prev = (a[i], lat[i])
+        elif prev is not None and a[i] == prev[0] and lat[i] == prev[1]:
+            mask[i] = True  # an exact duplicate of a front point
+    return mask
+
+
+def pareto_front(accuracy: Sequence[float] | np.ndarray, latency: Sequence[float] | np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indices, accuracy, latency) of the non-dominated points, sorted by latency."""
+    a, lat = _arrays(accuracy, latency)
+    idx = np.where(pareto_mask(a, lat))[0]
+    idx = idx[np.argsort(lat[idx], kind="stable")]
+    return idx, a[idx], lat[idx]
+
+
+def hypervolume(accuracy: Sequence[float] | np.ndarray, latency: Sequence[float] | np.ndarray,
+                ref_accuracy: float, ref_latency: float) -> float:
+    """Area dominated by the points and bounded by the reference point (worst accuracy, worst latency).
+    Points that do not dominate the reference point contribute nothing."""
+    from optuna._hypervolume import compute_hypervolume
+
+    a, lat = _arrays(accuracy, latency)
+    keep = (a > ref_accuracy) & (lat < ref_latency)
+    if not keep.any():
+        return 0.0
+    losses = np.stack([-a[keep], lat[keep]], axis=1)
+    return float(compute_hypervolume(losses, np.array([-ref_accuracy, ref_latency], dtype=float)))
+
+
+def igd(accuracy: Sequence[float] | np.ndarray, latency: Sequence[float] | np.ndarray,
+        ref_accuracy: Sequence[float] | np.ndarray, ref_latency: Sequence[float] | np.ndarray) -> float:
+    """Inverted generational distance: mean, over the reference front's points, of the distance to the
+    nearest point found, each objective scaled by the reference front's range (0 = front recovered)."""
+    a, lat = _arrays(accuracy, latency)
+    ra, rl = _arrays(ref_accuracy, ref_latency)
+    if a.size == 0 or ra.size == 0:
+        raise ParetoError("igd needs at least one point and one reference point")
+    sa = max(float(np.ptp(ra)), 1e-12)
+    sl = max(float(np.ptp(rl)), 1e-12)
+    d = np.hypot((ra[:, None] - a[None, :]) / sa, (rl[:, None] - lat[None, :]) / sl)
+    return float(d.min(axis=1).mean())
+
+
+def best_accuracy_at_budgets(accuracy: Sequence[float] | np.ndarray, latency: Sequence[float] | np.ndarray,
+                             budgets: Sequence[float]) -> np.ndarray:
+    """Best accuracy among points with latency <= budget, per budget (NaN where none fits)."""
+    a, lat = _arrays(accuracy, latency)
+    out = np.full(len(budgets), np.nan)
+    for j, b in enumerate(budgets):
+        fit = lat <= b
+        if fit.any():
+            out[j] = a[fit].max()
+    return out
+
+
+def accuracy_loss_at_budgets(accuracy: Sequence[float] | np.ndarray, latency: Sequence[float] | np.ndarray,
+                             ref_accuracy: Sequence[float] | np.ndarray, ref_latency: Sequence[float] | np.ndarray,
+                             budgets: Sequence[float]) -> np.ndarray:
+    """Accuracy lost against a reference front at each latency budget (reference best minus found best;
+    NaN where the reference has nothing under the budget, the reference best where nothing found fits)."""
+    ref = best_accuracy_at_budgets(ref_accuracy, ref_latency, budgets)
+    got = best_accuracy_at_budgets(accuracy, latency, budgets)
+    return np.where(np.isnan(ref), np.nan, ref - np.nan_to_num(got, nan=0.0))
