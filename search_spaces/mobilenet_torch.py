@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_spaces.mobilenet import KERNELS, MAX_DEPTH, N_STAGES, make_divisible
+from search_spaces.mobilenet import EXPANDS, KERNELS, MAX_DEPTH, N_STAGES, make_divisible
 
 
 def _act(name: str) -> nn.Module:
@@ -153,12 +153,13 @@ class ElasticMBBlock(MBBlock):
     """An MBBlock at its largest (kernel 7, expand 6) that runs any smaller (kernel, expand)."""
 
     def __init__(self, c_in: int, c_out: int, stride: int, act: str, se: bool) -> None:
-        super().__init__(c_in, c_out, max(KERNELS), 6, stride, act, se)
+        super().__init__(c_in, c_out, max(KERNELS), max(EXPANDS), stride, act, se)
         self.c_in = c_in
         self.stride = stride
         self.k_max = max(KERNELS)
 
-    def forward(self, x: torch.Tensor, kernel: int = 7, expand: int = 6) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, kernel: int = max(KERNELS),  # type: ignore[override]
+                expand: int = max(EXPANDS)) -> torch.Tensor:
         mid = mid_channels(self.c_in, expand)
         assert self.expand is not None
         y = F.conv2d(x, self.expand.conv.weight[:mid])

@@ -8,12 +8,12 @@ latency is what gets measured.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-from search_spaces.nb201 import EDGES
+from search_spaces.nb201 import EDGES, OPS
 
 
 class ReLUConvBN(nn.Sequential):
@@ -50,16 +50,24 @@ class NB201Cell(nn.Module):
                 self.edges[f"{j}_{i}"] = m
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nodes = [x]
-        for j in range(1, 4):
-            acc: torch.Tensor | None = None
-            for i in range(j):
-                key = f"{j}_{i}"
-                if key in self.edges:
-                    y = self.edges[key](nodes[i])
-                    acc = y if acc is None else acc + y
-            nodes.append(acc if acc is not None else torch.zeros_like(x))
-        return nodes[3]
+        return _cell_forward(x, lambda e, key: self.edges[key] if key in self.edges else None)  # noqa: SIM401 (ModuleDict has no .get)
+
+
+def _cell_forward(x: torch.Tensor, edge: Callable[[int, str], nn.Module | None]) -> torch.Tensor:
+    """The cell DAG: node j sums its incoming edges; ``edge(position, "j_i")`` gives the edge's module
+    (None for ``none``: no contribution; a node without inputs is zeros)."""
+    nodes = [x]
+    e = 0
+    for j in range(1, 4):
+        acc: torch.Tensor | None = None
+        for i in range(j):
+            m = edge(e, f"{j}_{i}")
+            e += 1
+            if m is not None:
+                y = m(nodes[i])
+                acc = y if acc is None else acc + y
+        nodes.append(acc if acc is not None else torch.zeros_like(x))
+    return nodes[3]
 
 
 class ResNetBasicBlock(nn.Module):
@@ -79,8 +87,10 @@ class ResNetBasicBlock(nn.Module):
 
 
 class NB201Network(nn.Module):
-    def __init__(self, ops: Sequence[str], channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10):
+    def __init__(self, ops: Sequence[str], channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10,
+                 make_cell: Callable[[int], nn.Module] | None = None):
         super().__init__()
+        make_cell = make_cell or (lambda width: NB201Cell(ops, width))
         c = channels
         self.stem = nn.Sequential(nn.Conv2d(3, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
         layers: list[nn.Module] = []
@@ -89,7 +99,7 @@ class NB201Network(nn.Module):
             if stage > 0:
                 layers.append(ResNetBasicBlock(c_prev, c_stage))
                 c_prev = c_stage
-            layers.extend(NB201Cell(ops, c_stage) for _ in range(cells_per_stage))
+            layers.extend(make_cell(c_stage) for _ in range(cells_per_stage))
         self.cells = nn.Sequential(*layers)
         self.lastact = nn.Sequential(nn.BatchNorm2d(c_prev), nn.ReLU(inplace=False))
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -108,8 +118,6 @@ class NB201SuperCell(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        from search_spaces.nb201 import OPS
-
         self.edges = nn.ModuleDict()
         for j, i in EDGES:
             self.edges[f"{j}_{i}"] = nn.ModuleDict(
@@ -117,36 +125,14 @@ class NB201SuperCell(nn.Module):
             )
 
     def forward(self, x: torch.Tensor, ops: Sequence[str]) -> torch.Tensor:
-        nodes = [x]
-        k = 0
-        for j in range(1, 4):
-            acc: torch.Tensor | None = None
-            for i in range(j):
-                op = ops[k]
-                k += 1
-                if op != "none":
-                    y = self.edges[f"{j}_{i}"][op](nodes[i])
-                    acc = y if acc is None else acc + y
-            nodes.append(acc if acc is not None else torch.zeros_like(x))
-        return nodes[3]
+        return _cell_forward(x, lambda e, key: None if ops[e] == "none" else self.edges[key][ops[e]])
 
 
 class NB201SuperNetwork(NB201Network):
     """The NB201 network with super cells: ``forward(x, arch)`` runs the cell ``arch`` in every position."""
 
     def __init__(self, channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10) -> None:
-        super().__init__(["none"] * 6, channels, cells_per_stage, num_classes)
-        for n, layer in enumerate(self.cells):
-            if isinstance(layer, NB201Cell):
-                self.cells[n] = NB201SuperCell(self._cell_channels(n))
-
-    def _cell_channels(self, n: int) -> int:
-        # Every module in ``cells`` before position n: count reductions to know the stage width.
-        c = self.stem[0].out_channels
-        for layer in list(self.cells)[:n]:
-            if isinstance(layer, ResNetBasicBlock):
-                c = layer.conv_a[1].out_channels
-        return c
+        super().__init__([], channels, cells_per_stage, num_classes, make_cell=NB201SuperCell)
 
     def forward(self, x: torch.Tensor, arch: dict | None = None) -> torch.Tensor:  # type: ignore[override]
         ops = (arch or {"ops": ["nor_conv_3x3"] * 6})["ops"]

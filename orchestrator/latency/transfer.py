@@ -236,8 +236,9 @@ def _ridge_many(F: np.ndarray, y: np.ndarray, pens: np.ndarray) -> tuple[np.ndar
     return thetas, loo
 
 
-def _loo_mse(F: np.ndarray, y: np.ndarray, pen: np.ndarray) -> float:
-    return float(np.mean(_ridge_many(F, y, pen[None, :])[1] ** 2))
+def _loo_mses(F: np.ndarray, y: np.ndarray, pens: np.ndarray) -> np.ndarray:
+    """Leave-one-out mean squared error for each penalty vector (rows of ``pens``)."""
+    return np.mean(_ridge_many(F, y, pens)[1] ** 2, axis=1)
 
 
 @TRANSFERS.register("adaproxy", help="OneProxy's proxy adaptation: X(w*(a+b))+c, L2 on b chosen by LOO-CV")
@@ -283,7 +284,7 @@ def _rank_columns(P: np.ndarray) -> np.ndarray:
 
 def _loo_select(F: np.ndarray, y: np.ndarray, pens: np.ndarray) -> int:
     """Index of the penalty vector with the lowest leave-one-out MSE."""
-    return int(np.argmin(np.mean(_ridge_many(F, y, pens)[1] ** 2, axis=1)))
+    return int(np.argmin(_loo_mses(F, y, pens)))
 
 
 def _corr_with(R: np.ndarray, ry: np.ndarray) -> np.ndarray:
@@ -372,7 +373,7 @@ def multi(sources: SourceSet, X: np.ndarray, y: np.ndarray, rng: np.random.Gener
     # With one source there is nothing to meta-learn from: leave-one-out on the samples.
     choice = select_multi_hparams(sources, len(y)) if S >= 2 else LOO
     pens = np.stack([_multi_pen(S, n_coarse, X.shape[1], h) for h in MULTI_GRID])
-    mse = np.mean(_ridge_many(F, yy, pens)[1] ** 2, axis=1)
+    mse = _loo_mses(F, yy, pens)
     j = int(np.argmin(mse))
     if choice == LOO:
         hp = MULTI_GRID[j]

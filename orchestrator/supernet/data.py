@@ -117,8 +117,8 @@ def _cifar_dir(root: str | None, variant: int) -> Path:
                         f"python-pickle format from https://www.cs.toronto.edu/~kriz/cifar.html; hwnas does not "
                         f"download")
     base = Path(root).expanduser().resolve()
+    probe = "data_batch_1" if variant == 10 else "train"
     for cand in (base / sub, base):
-        probe = "data_batch_1" if variant == 10 else "train"
         if (cand / probe).is_file():
             return cand
     raise DataError(f"cifar{variant}: {base} holds neither {sub}/ nor its files {need}; download and extract "

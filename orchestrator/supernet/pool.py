@@ -21,6 +21,7 @@ from typing import Any
 import ray
 import torch
 
+from orchestrator.errors import ConfigError
 from orchestrator.supernet.data import Dataset
 from orchestrator.supernet.evaluate import EvalConfig, EvalResult, calibration_batches, evaluate_subnet
 from orchestrator.supernet.spec import space_from_spec
@@ -58,7 +59,7 @@ class EvaluatorPool:
                  num_cpus: float = 1, num_gpus: float = 0, threads: int | None = 1,
                  in_flight_per_actor: int = 2) -> None:
         if n_actors < 1:
-            raise ValueError(f"n_actors must be >= 1, got {n_actors}")
+            raise ConfigError(f"an evaluator pool needs n_actors >= 1, got {n_actors}; pass --actors 1 or more")
         space_from_spec(space_spec)  # fail here, not in every actor
         self.space_spec = space_spec
         self.weights_ref = weights if isinstance(weights, ray.ObjectRef) else ray.put(dict(weights))
