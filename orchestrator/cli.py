@@ -41,15 +41,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     from orchestrator.latency.devices.base import DEVICES, device_names
     from orchestrator.latency.predictors import PREDICTORS
     from orchestrator.latency.transfer import TRANSFERS
+    from orchestrator.search.driver import SAMPLERS
     from orchestrator.supernet.data import DATASETS
     from search_spaces.base import SPACES
 
     device_names()
     for title, reg in (("search spaces", SPACES), ("devices", DEVICES), ("predictors", PREDICTORS),
-                       ("transfer methods", TRANSFERS), ("datasets", DATASETS)):
+                       ("transfer methods", TRANSFERS), ("search algorithms", SAMPLERS), ("datasets", DATASETS)):
         print(f"{title}:")
         for n in reg.names():
             print(f"  {n:12s} {reg.describe(n)}")
+    print("  sim:<n>      SIMULATED roofline device number n (for sweeps at scale; not a measurement)")
+    print("  remote:<r>   a measured device on the Ray node(s) carrying custom resource device:<r>")
     return 0
 
 
@@ -290,9 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--devices", nargs="+", help="only these devices")
     e.set_defaults(func=cmd_export_shipped)
 
+    from orchestrator.cli_run import add_run_commands
     from orchestrator.cli_supernet import add_supernet_commands
 
     add_supernet_commands(sub)
+    add_run_commands(sub)
     return p
 
 
@@ -300,6 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING if args.verbose < 2 else optuna.logging.INFO)
     try:
         return args.func(args)
     except HwnasError as e:

@@ -193,7 +193,7 @@ def _check(sources: SourceSet, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray
     return X, y
 
 
-def _affine_positive(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def affine_positive(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Least-squares y ~ a p + c with a > 0 (falls back to a scale ratio)."""
     if np.ptp(p) > 0:
         a, c = np.polyfit(p, y, 1)
@@ -206,7 +206,7 @@ def _affine_positive(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 def reuse(sources: SourceSet, X: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> LatencyPredictor:
     X, y = _check(sources, X, y)
     s = sources.best_proxy(X, y)
-    a, c = _affine_positive(sources.latency(X)[:, s], y)
+    a, c = affine_positive(sources.latency(X)[:, s], y)
     return SourceAffinePredictor(sources, s, a, c)
 
 

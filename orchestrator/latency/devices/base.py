@@ -78,11 +78,19 @@ DEVICES: Registry[Callable[..., Any]] = Registry("device")
 def get_device(name: str, space: SearchSpace, /, **kwargs: Any) -> Any:
     """Make the device ``name``. ``remote:<resource>`` makes a remote device on
     the Ray node(s) carrying custom resource ``device:<resource>``; pass the
-    runtime to run there as ``inner=`` (default ``torch-cpu``)."""
+    runtime to run there as ``inner=`` (default ``torch-cpu``). ``sim:<n>`` makes
+    the SIMULATED roofline device number n (orchestrator.latency.simulator)."""
+    from orchestrator.errors import DeviceError
     # Importing the modules registers their devices.
     from orchestrator.latency.devices import measured, tabulated  # noqa: F401
     from orchestrator.latency.devices.remote import RemoteDevice
 
+    if name.startswith("sim:"):
+        from orchestrator.latency.simulator import SimulatedDevice, parse_simulated
+
+        if kwargs:
+            raise DeviceError(f"simulated device {name!r} takes no options, got {sorted(kwargs)}")
+        return SimulatedDevice(parse_simulated(name), space)
     if name.startswith("remote:"):
         inner = kwargs.pop("inner", "torch-cpu")
         return RemoteDevice(name[len("remote:"):], inner, space, **kwargs)

@@ -1,0 +1,210 @@
+"""The search driver: Optuna ask/tell over a search space, evaluation elsewhere.
+
+Two objectives: accuracy (maximise) and latency on one device (minimise), with
+an optional latency budget as an Optuna constraint (``trial.set_constraint``;
+NSGA-II's constrained domination and TPE read it). The driver asks a batch of
+trials, gets their latencies in one call to the device's latency service, sends
+the architectures it has not seen to the accuracy source (a Ray actor pool for
+the supernet) and tells each trial as its accuracy arrives. Only the driver
+touches the Optuna storage.
+
+No work is done twice: an architecture proposed again (NSGA-II does that, and
+table-restricted search snaps many proposals to one row) is told from the
+evaluation log, which also survives a killed driver. The sampler is seeded
+from (seed, trials already in the study), so a resumed driver or a second
+driver does not replay the first one's proposals.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from orchestrator.errors import ConfigError
+from orchestrator.registry import Registry
+from orchestrator.search.accuracy import AccuracySource
+from orchestrator.search.storage import EvalLog
+from search_spaces.base import SearchSpace, encode_ids
+
+log = logging.getLogger(__name__)
+
+ARCH_ATTR = "arch"
+BUDGET_KEY = "latency_budget"
+
+SAMPLERS: Registry[Callable[..., optuna.samplers.BaseSampler]] = Registry("search algorithm")
+
+
+@SAMPLERS.register("nsga2", help="NSGA-II (Deb et al. 2002): elitist genetic search, crowding distance")
+def _nsga2(seed: int, population: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
+
+
+@SAMPLERS.register("tpe", help="multi-objective TPE (Ozaki et al. 2020): a baseline")
+def _tpe(seed: int, population: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=population, multivariate=True)
+
+
+@SAMPLERS.register("random", help="uniform random sampling: the baseline every search must beat")
+def _random(seed: int, population: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def make_sampler(name: str, seed: int, population: int, n_existing: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler ``name``, seeded from (seed, trials already in the study)."""
+    s = int(np.random.SeedSequence([seed, n_existing]).generate_state(1)[0])
+    return SAMPLERS.get(name)(s, population)
+
+
+class TableDomain:
+    """Restrict candidates to a finite set (a latency table's rows): a proposal snaps to the
+    nearest member by L1 distance between encodings (ties: first in the set)."""
+
+    def __init__(self, space: SearchSpace, arch_ids: Sequence[str]) -> None:
+        if not arch_ids:
+            raise ConfigError("search.domain 'table': the table has no architectures")
+        self.ids = list(arch_ids)
+        self._index = {a: i for i, a in enumerate(self.ids)}
+        self.X = encode_ids(space, self.ids)
+        self.space = space
+
+    def snap(self, arch_id: str) -> str:
+        if arch_id in self._index:
+            return arch_id
+        x = encode_ids(self.space, [arch_id])[0]
+        return self.ids[int(np.abs(self.X - x).sum(axis=1).argmin())]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    number: int
+    arch_id: str
+    accuracy: float
+    latency_ms: float
+    feasible: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def candidates(study: optuna.Study, budget_ms: float | None = None) -> list[Candidate]:
+    """Completed trials as candidates, by trial number."""
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        acc, lat = t.values
+        out.append(Candidate(t.number, t.user_attrs[ARCH_ATTR], float(acc), float(lat),
+                             budget_ms is None or lat <= budget_ms))
+    return sorted(out, key=lambda c: c.number)
+
+
+@dataclass
+class SearchStats:
+    asked: int = 0
+    told: int = 0
+    evaluated: int = 0
+    from_log: int = 0
+    seconds: float = 0.0
+
+
+class SearchDriver:
+    """Run a study until it holds ``n_trials`` completed trials.
+
+    ``latency(arch_ids) -> ms`` is one batched call (the device's latency
+    service); ``accuracy`` streams results. ``domain`` restricts candidates.
+    """
+
+    def __init__(self, study: optuna.Study, space: SearchSpace, accuracy: AccuracySource,
+                 latency: Callable[[Sequence[str]], np.ndarray], *, n_trials: int, batch_size: int,
+                 latency_budget_ms: float | None = None, domain: TableDomain | None = None,
+                 eval_log: EvalLog | None = None, progress: bool = False) -> None:
+        if n_trials < 1 or batch_size < 1:
+            raise ConfigError(f"n_trials and batch_size must be >= 1, got {n_trials}, {batch_size}")
+        self.study = study
+        self.space = space
+        self.accuracy = accuracy
+        self.latency = latency
+        self.n_trials = n_trials
+        self.batch_size = batch_size
+        self.budget = latency_budget_ms
+        self.domain = domain
+        self.log = eval_log or EvalLog(None)
+        self.progress = progress
+        self.stats = SearchStats()
+        self._lat: dict[str, float] = {}
+        self._dists = space.distributions()
+
+    def n_complete(self) -> int:
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+    def _tell(self, trial: optuna.Trial, arch_id: str, acc: float) -> None:
+        lat = self._lat[arch_id]
+        trial.set_user_attr(ARCH_ATTR, arch_id)
+        if self.budget is not None:
+            trial.set_constraint(BUDGET_KEY, lat - self.budget)
+        self.study.tell(trial, [acc, lat], skip_if_finished=True)
+        self.stats.told += 1
+
+    def run(self) -> list[Candidate]:
+        t0 = time.perf_counter()
+        bar = None
+        done = self.n_complete()
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self.n_trials, initial=done, desc="search", unit="trial", disable=None)
+        try:
+            while (done := self.n_complete()) < self.n_trials:
+                n = min(self.batch_size, self.n_trials - done)
+                trials = [self.study.ask(self._dists) for _ in range(n)]
+                self.stats.asked += n
+                ids = [self.space.arch_id(self.space.from_params(t.params)) for t in trials]
+                if self.domain is not None:
+                    ids = [self.domain.snap(a) for a in ids]
+                new_lat = [a for a in dict.fromkeys(ids) if a not in self._lat]
+                if new_lat:
+                    self._lat.update(zip(new_lat, map(float, self.latency(new_lat)), strict=True))
+                waiting: dict[str, list[optuna.Trial]] = {}
+                for t, a in zip(trials, ids, strict=True):
+                    if a in self.log.values:
+                        self._tell(t, a, self.log.values[a])
+                        self.stats.from_log += 1
+                        if bar is not None:
+                            bar.update(1)
+                    else:
+                        waiting.setdefault(a, []).append(t)
+                for a, acc in self.accuracy.evaluate(list(waiting)):
+                    self.log.add([(a, acc)])
+                    self.stats.evaluated += 1
+                    for t in waiting.pop(a):
+                        self._tell(t, a, acc)
+                        if bar is not None:
+                            bar.update(1)
+                if waiting:
+                    raise RuntimeError(f"accuracy source returned no result for {sorted(waiting)}")
+        finally:
+            if bar is not None:
+                bar.close()
+        self.stats.seconds += time.perf_counter() - t0
+        log.info("search: %d completed trials; this run asked %d, evaluated %d new architectures, %d from the "
+                 "log, in %.1fs", self.n_complete(), self.stats.asked, self.stats.evaluated, self.stats.from_log,
+                 self.stats.seconds)
+        return candidates(self.study, self.budget)
+
+
+def hypervolume_history(cands: Sequence[Candidate], ref_accuracy: float, ref_latency: float,
+                        every: int = 1) -> list[tuple[int, float]]:
+    """Hypervolume of the front of the first n candidates (by trial number), for n = every, 2*every, ..."""
+    from orchestrator.search.pareto import hypervolume
+
+    acc = np.array([c.accuracy for c in cands])
+    lat = np.array([c.latency_ms for c in cands])
+    out = []
+    for n in range(every, len(cands) + 1, every):
+        out.append((n, hypervolume(acc[:n], lat[:n], ref_accuracy, ref_latency)))
+    return out

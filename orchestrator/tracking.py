@@ -1,0 +1,167 @@
+"""MLflow records: one parent run per sweep, one nested run per device. Driver-side only.
+
+Default store: MLflow 3's ``mlflow.db`` SQLite file, its path made absolute
+(artifacts beside it in ``mlartifacts/``), so ``mlflow ui --backend-store-uri
+sqlite:///<that path>`` finds everything whatever directory it is started in.
+Runs are addressed by id through ``MlflowClient`` (no global active-run stack).
+On resume the sweep's parent run is found again by its run-dir tag; runs a
+crash left RUNNING are marked KILLED.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+RUN_DIR_TAG = "hwnas.run_dir"
+DEVICE_TAG = "hwnas.device"
+PACKAGES = ("hwnas", "torch", "ray", "optuna", "mlflow", "numpy", "scikit-learn", "onnxruntime")
+
+
+def resolve_uri(uri: str | None, base: Path | None = None) -> str:
+    """``None``: ``sqlite:///<absolute>/mlflow.db`` in ``base`` (default: the working directory)."""
+    if uri:
+        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+        return uri
+    return "sqlite:///" + str(((base or Path.cwd()) / "mlflow.db").resolve())
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = "not installed"
+    return out
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+class Tracker:
+    """Writes the sweep to MLflow. ``enabled=False`` makes every call a no-op (tests, dry runs)."""
+
+    def __init__(self, uri: str | None, experiment: str, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.uri = resolve_uri(uri) if enabled else ""
+        self.parent_id: str | None = None
+        self.children: dict[str, str] = {}
+        if not enabled:
+            return
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=self.uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            loc = None
+            if self.uri.startswith("sqlite:///"):
+                loc = (Path(self.uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=loc)
+        else:
+            self.experiment_id = exp.experiment_id
+        self._mlflow = mlflow
+
+    # -- runs -------------------------------------------------------------------
+    def start(self, run_dir: Path, name: str, resume: bool) -> None:
+        """The sweep's parent run: found again on resume (dangling runs marked KILLED), else created."""
+        if not self.enabled:
+            return
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{RUN_DIR_TAG}` = '{run_dir}'",
+                                       max_results=1000)
+        parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+        if resume and parents:
+            parent = sorted(parents, key=lambda r: r.info.start_time)[-1]
+            self.parent_id = parent.info.run_id
+            killed = 0
+            for r in runs:
+                if r.info.status == "RUNNING":
+                    self.client.set_terminated(r.info.run_id, "KILLED")
+                    killed += 1
+                elif r.data.tags.get("mlflow.parentRunId") == self.parent_id and r.info.status == "FINISHED":
+                    self.children[r.data.tags.get(DEVICE_TAG, "")] = r.info.run_id
+            if killed:
+                log.warning("MLflow: %d run(s) left RUNNING by the killed driver marked KILLED", killed)
+            self.client.update_run(self.parent_id, status="RUNNING")
+            return
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={RUN_DIR_TAG: str(run_dir)})
+        self.parent_id = run.info.run_id
+
+    def child(self, device: str) -> str | None:
+        """A nested run for ``device`` (None when disabled)."""
+        if not self.enabled:
+            return None
+        old = self.children.get(device)
+        if old is not None:  # re-done after a resume: the earlier record is superseded
+            self.client.delete_run(old)
+        run = self.client.create_run(self.experiment_id, run_name=device, tags={
+            "mlflow.parentRunId": self.parent_id, RUN_DIR_TAG: self.client.get_run(self.parent_id).data.tags[
+                RUN_DIR_TAG], DEVICE_TAG: device})
+        self.children[device] = run.info.run_id
+        return run.info.run_id
+
+    def finish(self, run_id: str | None, status: str = "FINISHED") -> None:
+        if self.enabled and run_id is not None:
+            self.client.set_terminated(run_id, status)
+
+    # -- records ----------------------------------------------------------------
+    def params(self, run_id: str | None, params: Mapping[str, Any]) -> None:
+        if not self.enabled or run_id is None:
+            return
+        from mlflow.entities import Param
+
+        existing = self.client.get_run(run_id).data.params
+        items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items() if k not in existing]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i:i + 100])
+
+    def metrics(self, run_id: str | None, metrics: Mapping[str, float], step: int = 0) -> None:
+        if not self.enabled or run_id is None:
+            return
+        from mlflow.entities import Metric
+
+        import time
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()
+                 if v is not None and not (isinstance(v, float) and math.isnan(v))]
+        for i in range(0, len(items), 500):
+            self.client.log_batch(run_id, metrics=items[i:i + 500])
+
+    def tags(self, run_id: str | None, tags: Mapping[str, Any]) -> None:
+        if self.enabled and run_id is not None:
+            for k, v in tags.items():
+                self.client.set_tag(run_id, k, str(v))
+
+    def artifact(self, run_id: str | None, path: Path, subdir: str | None = None) -> None:
+        if self.enabled and run_id is not None and Path(path).exists():
+            if Path(path).is_dir():
+                self.client.log_artifacts(run_id, str(path), subdir)
+            else:
+                self.client.log_artifact(run_id, str(path), subdir)
+
+    def json(self, run_id: str | None, obj: Any, name: str) -> None:
+        if not self.enabled or run_id is None:
+            return
+        with tempfile.TemporaryDirectory() as d:
+            p = Path(d) / name
+            p.write_text(json.dumps(obj, indent=2, default=str))
+            self.client.log_artifact(run_id, str(p))
