@@ -73,9 +73,10 @@ class SearchSection(_Model):
     population: int = Field(20, ge=2, description="NSGA-II population; TPE's random start-up trials")
     batch_size: int | None = Field(None, ge=1, description="trials asked per round (default: population)")
     latency_budget_ms: float | None = Field(None, gt=0, description="constraint: proxy latency <= budget")
-    domain: Literal["space", "table"] = Field(
-        "space", description="'table': restrict candidates to the latency table's architectures (proposals snap "
-                             "to the nearest one), so tabulated devices give ground truth for every candidate")
+    domain: Literal["auto", "space", "table"] = Field(
+        "auto", description="'table': restrict candidates to the latency table's architectures (proposals snap "
+                            "to the nearest one), so tabulated devices give ground truth for every candidate; "
+                            "'space': the whole space; 'auto': 'table' when the sweep has tabulated targets")
     storage: str | None = Field(None, description="Optuna storage URL; None = a journal file in the run dir")
 
 
@@ -129,6 +130,15 @@ class PipelineConfig(_Model):
     sweep: SweepSection = Field(default_factory=SweepSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
 
+    def search_domain(self) -> str:
+        """The search domain, 'auto' resolved: the table when a tabulated device is a target."""
+        if self.search.domain != "auto":
+            return self.search.domain
+        names = {t if isinstance(t, str) else t.name for t in self.sweep.targets}
+        tabular = self.space.name == "nb201" and self.latency.table == "shipped"
+        tab = "tabulated" in names or (tabular and bool(names & _shipped_devices()))
+        return "table" if tab and (tabular or self.latency.table != "shipped") else "space"
+
     def run_dir(self, base: Path | None = None) -> Path:
         d = Path(self.output_dir)
         if not d.is_absolute() and base is not None:
@@ -155,7 +165,7 @@ def _semantic_problems(cfg: PipelineConfig) -> list[str]:
     if cfg.accuracy.source == "table" and cfg.space.name != "nb201":
         problems.append("accuracy.source: 'table' needs the nb201 space (the shipped accuracies); "
                         "use 'supernet' or 'predictor'")
-    if cfg.search.domain == "table" and cfg.space.name != "nb201" and cfg.latency.table == "shipped":
+    if cfg.search_domain() == "table" and cfg.space.name != "nb201" and cfg.latency.table == "shipped":
         problems.append("search.domain: 'table' needs a latency table of this space; the shipped one is NB201")
     if cfg.latency.table != "shipped" and not Path(cfg.latency.table).is_file():
         problems.append(f"latency.table: {cfg.latency.table!r} is not a file; give a CSV path or 'shipped'")
@@ -176,6 +186,11 @@ def _semantic_problems(cfg: PipelineConfig) -> list[str]:
         problems.append(f"latency.proxy: unknown device {p!r}; registered: {sorted(known)}")
     if p == "auto" and not tabular and cfg.latency.table == "shipped":
         problems.append("latency.proxy: 'auto' picks among tabulated devices; name a measured or simulated proxy")
+    shipped_devices = _shipped_devices() if tabular else set()
+    tab_targets = [n for n in names if n == "tabulated" or (tabular and n in shipped_devices)]
+    if tabular and tab_targets and cfg.search_domain() != "table":
+        problems.append(f"sweep.targets: tabulated targets {tab_targets} need search.domain 'table' (the shipped "
+                        f"table holds 1,999 of NB201's 15,625 cells, and a tabulated target is known only there)")
     if len(set(names)) != len(names):
         problems.append(f"sweep.targets: listed twice: {sorted({n for n in names if names.count(n) > 1})}")
     if cfg.search.batch_size is not None and cfg.search.algorithm == "nsga2" \
@@ -185,6 +200,14 @@ def _semantic_problems(cfg: PipelineConfig) -> list[str]:
     if cfg.accuracy.supernet.checkpoint and not Path(cfg.accuracy.supernet.checkpoint).is_dir():
         problems.append(f"accuracy.supernet.checkpoint: {cfg.accuracy.supernet.checkpoint!r} is not a directory")
     return problems
+
+
+def _shipped_devices() -> set[str]:
+    from orchestrator.latency.table import shipped_table_path
+
+    with open(shipped_table_path()) as f:
+        header = f.readline().strip().split(",")
+    return {c[len("lat_ms_"):] for c in header if c.startswith("lat_ms_")}
 
 
 def _is_measurable(name: str) -> bool:

@@ -56,8 +56,9 @@ class Context:
     table: LatencyTable | None
     tracker: Tracker
     progress: bool
-    services: dict[str, Any] = field(default_factory=dict)
+    services: dict[str, Any] = field(default_factory=dict)  # long-lived actors, ended with the run
     timings: dict[str, float] = field(default_factory=dict)
+    supernet: tuple[dict[str, Any], Any] | None = None  # (space spec, weights ref) when trained or loaded
 
 
 # -- setup ------------------------------------------------------------------------------
@@ -116,6 +117,15 @@ def resolve_targets(cfg: PipelineConfig, table: LatencyTable | None, proxy: str)
     return list(seen.items())
 
 
+def check_targets_known(cfg: PipelineConfig, table: LatencyTable | None,
+                        targets: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """Tabulated targets are known only on the table's rows: the candidates must come from there."""
+    tab = [n for n, _ in targets if table is not None and n in table.devices]
+    if tab and cfg.search_domain() != "table" and table is not None and len(table.archs) < 10_000:
+        raise ConfigError(f"sweep.targets: tabulated targets {tab} are known only on the table's "
+                          f"{len(table.archs)} architectures; set search.domain: table")
+
+
 def check_resources(targets: Sequence[tuple[str, dict[str, Any]]], proxy: str) -> None:
     """A remote device whose resource no node carries would hang forever: fail now instead."""
     from orchestrator.latency.devices.remote import require_resource
@@ -149,10 +159,14 @@ def measure(ctx: Context, name: str, arch_ids: Sequence[str], options: dict[str,
         raise DeviceError(f"{name} is tabulated; look its latencies up instead of measuring")
     if dev.kind == "remote":
         return np.array([s.median_ms for s in dev.measure_many([ctx.space.parse(a) for a in arch_ids])])
-    svc = ctx.services.get(name)
-    if svc is None:
-        svc = ctx.services[name] = start_latency_service(name, None, device=dev)
-    rows = ray.get(svc.measure.remote(list(arch_ids)))
+    # The actor holds the CPUs it times on, so it lives only while it measures: kept alive, two measured
+    # devices would hold both cores of a small machine and starve the sweep's tasks (and the timings of one
+    # would include the other's load).
+    svc = start_latency_service(name, None, device=dev)
+    try:
+        rows = ray.get(svc.measure.remote(list(arch_ids)))
+    finally:
+        ray.kill(svc)
     return np.array([r["median_ms"] for r in rows], dtype=float)
 
 
@@ -175,7 +189,8 @@ def proxy_phase(ctx: Context) -> tuple[str, Any, LatencyTable]:
             own = read_table(path, ctx.space, device_prefix="lat_ms_")
         else:
             rng = np.random.default_rng([cfg.seed, 11])
-            ids = list(dict.fromkeys(ctx.space.arch_id(ctx.space.sample(rng)) for _ in range(cfg.latency.proxy_samples)))
+            drawn = (ctx.space.arch_id(ctx.space.sample(rng)) for _ in range(cfg.latency.proxy_samples))
+            ids = list(dict.fromkeys(drawn))
             log.info("proxy %s: measuring %d architectures to fit its predictor", proxy, len(ids))
             y = measure(ctx, proxy, ids)
             own = LatencyTable(ids, [proxy], y[:, None], str(path))
@@ -183,7 +198,7 @@ def proxy_phase(ctx: Context) -> tuple[str, Any, LatencyTable]:
     ids, y = own.measured(proxy)
     params = {"seed": cfg.seed} if cfg.latency.predictor == "mlp" else {}
     predictor = make_predictor(cfg.latency.predictor, **params).fit(encode_ids(ctx.space, ids), y)
-    svc = start_latency_service(proxy, predictor)
+    svc = ctx.services[proxy] = start_latency_service(proxy, predictor)
     return proxy, svc, own
 
 
@@ -191,7 +206,7 @@ def proxy_phase(ctx: Context) -> tuple[str, Any, LatencyTable]:
 def accuracy_phase(ctx: Context) -> tuple[Any, dict[str, Any]]:
     """The accuracy source and what to record about it."""
     from orchestrator.latency.table import shipped_accuracy
-    from orchestrator.search.accuracy import PredictorAccuracy, SupernetAccuracy, TableAccuracy
+    from orchestrator.search.accuracy import PredictorAccuracy, TableAccuracy
 
     cfg = ctx.cfg.accuracy
     if cfg.source == "table":
@@ -231,9 +246,14 @@ def supernet_source(ctx: Context) -> tuple[Any, dict[str, Any]]:
         last = summary["history"][-1] if summary["history"] else {}
         info = {"supernet_epochs": summary["epoch"], "supernet_last_loss": last.get("loss")}
     ctx.timings["supernet_s"] = time.perf_counter() - t0
-    pool = EvaluatorPool(spec, weights, data, sc.eval, n_actors=sc.actors)
+    import ray
+
+    weights_ref = weights if isinstance(weights, ray.ObjectRef) else ray.put(dict(weights))
+    data_ref = ray.put(data)
     info["evaluator_actors"] = sc.actors
-    return SupernetAccuracy(ctx.space, pool), info
+    ctx.supernet = (spec, weights_ref)
+    return SupernetAccuracy(ctx.space, lambda: EvaluatorPool(spec, weights_ref, data_ref, sc.eval,
+                                                             n_actors=sc.actors)), info
 
 
 # -- search ------------------------------------------------------------------------------
@@ -245,7 +265,8 @@ def search_phase(ctx: Context, accuracy: Any, latency: Callable[[Sequence[str]],
 
     study = open_study(storage, ctx.cfg.name, optuna.samplers.RandomSampler(), resume)
     study.sampler = make_sampler(cfg.algorithm, ctx.cfg.seed, cfg.population, len(study.trials))
-    domain = TableDomain(ctx.space, ctx.table.archs) if cfg.domain == "table" and ctx.table is not None else None
+    domain = TableDomain(ctx.space, ctx.table.archs) if ctx.cfg.search_domain() == "table" and ctx.table is not None \
+        else None
     driver = SearchDriver(study, ctx.space, accuracy, latency, n_trials=cfg.n_trials,
                           batch_size=cfg.batch_size or cfg.population, latency_budget_ms=cfg.latency_budget_ms,
                           domain=domain, eval_log=EvalLog(ctx.run_dir / "evaluations.jsonl"), progress=ctx.progress)
@@ -330,11 +351,10 @@ def front_rows(rep: TargetReport, cands: ProxyCandidates, truth: np.ndarray | No
              "proxy_ms": float(cands.proxy_latency[i])} for i in rep.front]
 
 
-def export_front(ctx: Context, rep: TargetReport, cands: ProxyCandidates, accuracy: Any) -> Path | None:
+def export_front(ctx: Context, rep: TargetReport, cands: ProxyCandidates) -> Path | None:
     """Measured targets with a supernet: the most accurate front members as .pt2/.onnx with weights."""
     n = min(ctx.cfg.sweep.export_front, len(rep.front))
-    pool = getattr(accuracy, "pool", None)
-    if rep.kind != "measured" or n == 0 or pool is None:
+    if rep.kind != "measured" or n == 0 or ctx.supernet is None:
         return None
     import ray
     import torch
@@ -342,9 +362,10 @@ def export_front(ctx: Context, rep: TargetReport, cands: ProxyCandidates, accura
     from orchestrator.supernet.export import export_subnet
     from orchestrator.supernet.spec import space_from_spec
 
-    sup_space = space_from_spec(pool.space_spec)
+    spec, weights_ref = ctx.supernet
+    sup_space = space_from_spec(spec)
     net = sup_space.build_supernet()
-    net.load_state_dict(ray.get(pool.weights_ref))
+    net.load_state_dict(ray.get(weights_ref))
     net.eval()
     out = ctx.run_dir / "exports" / safe_name(rep.name)
     best = sorted(rep.front, key=lambda i: -cands.accuracy[i])[:n]
@@ -412,11 +433,14 @@ def per_device_search(ctx: Context, accuracy: Any, name: str, cands: ProxyCandid
     study = optuna.create_study(directions=["maximize", "minimize"],
                                 sampler=make_sampler(cfg.algorithm, ctx.cfg.seed, cfg.population))
     log_ = EvalLog(ctx.run_dir / "evaluations.jsonl")
-    domain = TableDomain(ctx.space, ctx.table.archs) if cfg.domain == "table" and ctx.table is not None else None
+    domain = TableDomain(ctx.space, ctx.table.archs) if ctx.cfg.search_domain() == "table" and ctx.table is not None \
+        else None
     t0 = time.perf_counter()
     drv = SearchDriver(study, ctx.space, accuracy, latency, n_trials=cfg.n_trials,
                        batch_size=cfg.batch_size or cfg.population, domain=domain, eval_log=log_)
     base = drv.run()
+    if hasattr(accuracy, "release"):
+        accuracy.release()
     acc_b = np.array([c.accuracy for c in base])
     lat_b = np.array([c.latency_ms for c in base])
     lat_p = np.asarray(latency([cands.ids[i] for i in rep.front]))
@@ -436,10 +460,16 @@ def run_pipeline(cfg: PipelineConfig, *, resume: bool = False, progress: bool = 
     space = get_space(cfg.space.name, **cfg.space.options)
     table = load_table(cfg, space)
     proxy_name = cfg.latency.proxy
+    check_targets_known(cfg, table, resolve_targets(cfg, table, proxy_name))
     run_dir = prepare_run_dir(cfg, resume, base)
     handler = logging.FileHandler(run_dir / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("orchestrator").addHandler(handler)
+    handler.setLevel(logging.INFO)
+    lib_log = logging.getLogger("orchestrator")
+    old_level = lib_log.level
+    if lib_log.getEffectiveLevel() > logging.INFO:
+        lib_log.setLevel(logging.INFO)  # run.log gets the INFO record whatever the caller's logging setup
+    lib_log.addHandler(handler)
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.enabled)
     ctx = Context(cfg, run_dir, space, table, tracker, progress)
     try:
@@ -451,7 +481,8 @@ def run_pipeline(cfg: PipelineConfig, *, resume: bool = False, progress: bool = 
         tracker.finish(tracker.parent_id, "FAILED")
         raise
     finally:
-        logging.getLogger("orchestrator").removeHandler(handler)
+        lib_log.removeHandler(handler)
+        lib_log.setLevel(old_level)
         handler.close()
 
 
@@ -480,6 +511,9 @@ def _run(ctx: Context, resume: bool, t_start: float) -> dict[str, Any]:
                             [c.latency_ms for c in feasible])
     _record_search(ctx, found, cands)
 
+    if hasattr(accuracy, "release"):
+        accuracy.release()  # give the evaluators' CPUs back before measuring on this host
+
     # -- the sweep
     targets = resolve_targets(cfg, ctx.table, proxy)
     done = {}
@@ -506,7 +540,7 @@ def _run(ctx: Context, resume: bool, t_start: float) -> dict[str, Any]:
         measure_front(ctx, rep, cands, opts[rep.name])
         if cfg.sweep.per_device_search:
             per_device_search(ctx, accuracy, rep.name, cands, rep)
-        export = export_front(ctx, rep, cands, accuracy)
+        export = export_front(ctx, rep, cands)
         rows[rep.name] = record_target(ctx, rep, cands, truth[rep.name], export)
         if bar is not None:
             bar.update(1)

@@ -94,14 +94,15 @@ def _fmt(v: Any, spec: str = ".3f") -> str:
 def format_summary(summary: Mapping[str, Any]) -> str:
     """The per-target table of a finished (or partly finished) sweep."""
     rows = summary.get("targets", [])
-    head = (f"{'target':<14}{'kind':<11}{'k':>4}{'srcc_k':>8}  {'decision':<8}{'method':<10}{'front':>6}"
+    head = (f"{'target':<14}{'kind':<11}{'k':>4}{'srcc_k':>8}  {'decision':<9}{'method':<10}{'front':>6}"
             f"{'hv_ratio':>9}{'(reuse)':>9}{'igd':>7}{'acc_loss@q50':>13}{'front_mape%':>12}")
     lines = [f"run {summary.get('name')}: proxy {summary.get('proxy')}, {summary.get('n_candidates')} candidates, "
              f"{len(rows)} targets", head]
     for r in rows:
-        lines.append(f"{r['target']:<14}{r['kind']:<11}{r['k']:>4}{_fmt(r['srcc_k']):>8}  {r['decision']:<8}"
+        lines.append(f"{r['target']:<14}{r['kind']:<11}{r['k']:>4}{_fmt(r['srcc_k']):>8}  {r['decision']:<9}"
                      f"{r['method']:<10}{r['front_size']:>6}{_fmt(r.get('hv_ratio')):>9}"
-                     f"{_fmt(r.get('hv_ratio_reuse')):>9}{_fmt(r.get('igd')):>7}{_fmt(r.get('acc_loss_q50'), '.2f'):>13}"
+                     f"{_fmt(r.get('hv_ratio_reuse')):>9}{_fmt(r.get('igd')):>7}"
+                     f"{_fmt(r.get('acc_loss_q50'), '.2f'):>13}"
                      f"{_fmt(r.get('front_mape_pct'), '.1f'):>12}")
     return "\n".join(lines)
 

@@ -136,9 +136,9 @@ class Tracker:
     def metrics(self, run_id: str | None, metrics: Mapping[str, float], step: int = 0) -> None:
         if not self.enabled or run_id is None:
             return
-        from mlflow.entities import Metric
-
         import time
+
+        from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v in metrics.items()

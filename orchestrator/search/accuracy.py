@@ -66,18 +66,33 @@ class TableAccuracy:
 
 
 class SupernetAccuracy:
-    """Validation accuracy of subnets with inherited weights, evaluated by a Ray actor pool."""
+    """Validation accuracy of subnets with inherited weights, evaluated by a Ray actor pool.
+
+    ``make_pool()`` builds the pool when first needed; ``release()`` ends its
+    actors (their CPUs go back to Ray: a measured device's actor needs them, and
+    timing latency next to busy evaluators would measure the contention).
+    """
 
     name = "supernet"
 
-    def __init__(self, space: SearchSpace, pool: Any) -> None:
+    def __init__(self, space: SearchSpace, make_pool: Any) -> None:
         self.space = space
-        self.pool = pool
+        self.make_pool = make_pool
+        self.pool: Any = None
 
     def evaluate(self, arch_ids: Sequence[str]) -> Iterator[tuple[str, float]]:
+        if not arch_ids:
+            return
+        if self.pool is None:
+            self.pool = self.make_pool()
         archs = [self.space.parse(a) for a in arch_ids]
         for r in self.pool.evaluate(archs, progress=False):
             yield arch_ids[r.index], 100.0 * float(r.accuracy)
+
+    def release(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
 
 
 class PredictorAccuracy:

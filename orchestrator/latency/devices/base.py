@@ -81,6 +81,7 @@ def get_device(name: str, space: SearchSpace, /, **kwargs: Any) -> Any:
     runtime to run there as ``inner=`` (default ``torch-cpu``). ``sim:<n>`` makes
     the SIMULATED roofline device number n (orchestrator.latency.simulator)."""
     from orchestrator.errors import DeviceError
+
     # Importing the modules registers their devices.
     from orchestrator.latency.devices import measured, tabulated  # noqa: F401
     from orchestrator.latency.devices.remote import RemoteDevice

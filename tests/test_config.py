@@ -1,0 +1,74 @@
+"""Pipeline configs: every problem reported at once, with its path; the shipped experiments validate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config import load_config, parse_config
+from orchestrator.errors import ConfigError
+
+EXPERIMENTS = sorted((Path(__file__).resolve().parent.parent / "experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.name for p in EXPERIMENTS])
+def test_shipped_experiments_validate(path):
+    cfg = load_config(path)
+    assert cfg.name
+
+
+def test_every_schema_error_with_its_path():
+    data = {"name": "x", "search": {"n_trials": 0, "algoritm": "nsga2"}, "sweep": {"k": 1},
+            "accuracy": {"supernet": {"train": {"epochs": -1}}}, "bogus": 1}
+    with pytest.raises(ConfigError) as e:
+        parse_config(data, "c.yaml")
+    msg = str(e.value)
+    for path in ["search.n_trials", "search.algoritm", "sweep.k", "accuracy.supernet.train.epochs", "bogus"]:
+        assert f"  {path}:" in msg, (path, msg)
+    assert "5 problem(s)" in msg
+
+
+def test_semantic_errors_listed_together():
+    data = {"name": "x", "space": {"name": "nb202"}, "sweep": {"targets": ["pixel9", "sim:x", "fpga", "fpga"],
+                                                              "transfer": "magic"},
+            "latency": {"proxy": "toaster"}, "search": {"batch_size": 50, "population": 10}}
+    with pytest.raises(ConfigError) as e:
+        parse_config(data)
+    msg = str(e.value)
+    for frag in ["space.name: unknown space 'nb202'", "sweep.transfer: unknown method 'magic'",
+                 "sweep.targets.0: unknown device 'pixel9'", "sweep.targets.1: 'sim:x'", "listed twice: ['fpga']",
+                 "latency.proxy: unknown device 'toaster'", "search.batch_size: 50 > population 10"]:
+        assert frag in msg, (frag, msg)
+
+
+def test_table_accuracy_needs_nb201():
+    with pytest.raises(ConfigError, match="accuracy.source: 'table' needs the nb201 space"):
+        parse_config({"name": "x", "space": {"name": "mobilenetv3"}, "accuracy": {"source": "table"},
+                      "latency": {"proxy": "sim:0"}})
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    top = tmp_path / "list.yaml"
+    top.write_text("- 1\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(top)
+
+
+def test_run_dir_is_absolute(tmp_path):
+    cfg = parse_config({"name": "r1", "output_dir": "out"})
+    assert cfg.run_dir(tmp_path) == (tmp_path / "out" / "r1").resolve()
+
+
+def test_tabulated_targets_need_the_table_domain():
+    with pytest.raises(ConfigError, match=r"sweep.targets: tabulated targets \['pixel3'\] need search.domain"):
+        parse_config({"name": "x", "search": {"domain": "space"}, "sweep": {"targets": ["pixel3", "sim:1"]}})
+    parse_config({"name": "x", "search": {"domain": "space"}, "sweep": {"targets": ["sim:1"]}})
+    assert parse_config({"name": "x"}).search_domain() == "table"  # the defaults: tabulated targets
+    assert parse_config({"name": "x", "sweep": {"targets": ["sim:1"]}}).search_domain() == "space"

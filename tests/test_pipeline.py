@@ -1,0 +1,110 @@
+"""The whole pipeline on the shipped tables (no training): files, MLflow records, resume, report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from orchestrator.config import parse_config
+from orchestrator.errors import ConfigError
+from orchestrator.pipeline import run_pipeline
+from orchestrator.report import report
+
+pytestmark = pytest.mark.ray
+
+
+def _cfg(tmp_path, **over):
+    data = {
+        "name": "t", "seed": 0, "output_dir": str(tmp_path / "runs"),
+        "accuracy": {"source": "table"},
+        "latency": {"table": "shipped", "proxy": "auto"},
+        "search": {"algorithm": "nsga2", "n_trials": 60, "population": 20, "domain": "table"},
+        "sweep": {"targets": ["tabulated"], "simulated": 3, "k": 10},
+        "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "test"},
+    }
+    for k, v in over.items():
+        data[k] = {**data[k], **v} if isinstance(v, dict) else v
+    return parse_config(data)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, ray_cluster):
+    tmp_path = tmp_path_factory.mktemp("pipe")
+    cfg = _cfg(tmp_path)
+    summary = run_pipeline(cfg, progress=False)
+    return tmp_path, cfg, summary
+
+
+def test_files_and_summary(finished):
+    tmp_path, cfg, summary = finished
+    run_dir = cfg.run_dir()
+    assert summary["proxy"] == "fpga"
+    names = [r["target"] for r in summary["targets"]]
+    assert names == ["edgegpu", "edgetpu", "eyeriss", "pixel3", "raspi4", "sim:0", "sim:1", "sim:2"]
+    assert summary["n_reuse"] + summary["n_adapt"] == 8
+    assert summary["target_measurements"] == 8 * 10
+    for r in summary["targets"]:
+        assert 0 < r["hv_ratio"] <= 1.0 + 1e-9 and r["decision"] in {"reuse", "adapt"}
+        assert (r["decision"] == "reuse") == (r["srcc_k"] >= 0.9)
+    assert 0.8 < summary["mean_hv_ratio"] <= 1.0
+    for f in ["summary.json", "candidates.csv", "optuna.journal", "evaluations.jsonl", "srcc_heatmap.png",
+              "hv_history.png", "run.log", "fronts/proxy.csv", "fronts/edgegpu.csv", "fronts/edgegpu.json",
+              "fronts/edgegpu.png", "fronts/sim_0.png", "targets/sim_2.json"]:
+        assert (run_dir / f).is_file(), f
+    front = json.loads((run_dir / "fronts" / "edgegpu.json").read_text())
+    assert front and {"arch", "accuracy", "predicted_ms", "true_ms", "proxy_ms"} <= set(front[0])
+    lat = [row["predicted_ms"] for row in front]
+    acc = [row["accuracy"] for row in front]
+    assert lat == sorted(lat) and acc == sorted(acc)  # a front: faster is less accurate
+
+
+def test_mlflow_parent_and_nested_runs(finished):
+    from mlflow.tracking import MlflowClient
+
+    tmp_path, cfg, summary = finished
+    c = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = c.get_experiment_by_name("test")
+    runs = c.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    p = parents[0]
+    assert p.data.tags["proxy"] == "fpga" and "version.optuna" in p.data.tags
+    assert p.data.params["config.search.n_trials"] == "60"
+    assert p.data.metrics["mean_hv_ratio"] == pytest.approx(summary["mean_hv_ratio"])
+    arts = {a.path for a in c.list_artifacts(p.info.run_id)}
+    assert {"srcc_heatmap.png", "summary.json", "proxy_search"} <= arts
+    kids = {r.data.tags["hwnas.device"]: r for r in runs if r.data.tags.get("mlflow.parentRunId") == p.info.run_id}
+    assert set(kids) == {r["target"] for r in summary["targets"]}
+    k = kids["edgegpu"]
+    assert {"srcc_k", "hv_ratio", "igd", "acc_loss_q50"} <= set(k.data.metrics)
+    assert k.data.tags["decision"] in {"reuse", "adapt"} and kids["sim:1"].data.tags["simulated"] == "True"
+    assert {"edgegpu.csv", "edgegpu.json", "edgegpu.png"} <= {a.path for a in c.list_artifacts(k.info.run_id)}
+
+
+def test_report_prints_the_tables(finished):
+    _, cfg, _ = finished
+    text = report(cfg.run_dir())
+    assert "edgegpu" in text and "sim:2" in text and "proxy" in text
+
+
+def test_rerun_needs_resume_and_same_config(finished):
+    tmp_path, cfg, summary = finished
+    with pytest.raises(ConfigError, match="--resume"):
+        run_pipeline(cfg, progress=False)
+    other = _cfg(tmp_path, search={"n_trials": 80})
+    with pytest.raises(ConfigError, match="another config.*search"):
+        run_pipeline(other, resume=True, progress=False)
+
+
+def test_resume_of_a_finished_run_redoes_nothing(finished):
+    tmp_path, cfg, summary = finished
+    run_dir = cfg.run_dir()
+    before = (run_dir / "evaluations.jsonl").read_text()
+    stamp = (run_dir / "targets" / "edgegpu.json").stat().st_mtime_ns
+    again = run_pipeline(cfg, resume=True, progress=False)
+    assert (run_dir / "evaluations.jsonl").read_text() == before
+    assert (run_dir / "targets" / "edgegpu.json").stat().st_mtime_ns == stamp
+    assert [r["target"] for r in again["targets"]] == [r["target"] for r in summary["targets"]]
+    assert again["mean_hv_ratio"] == pytest.approx(summary["mean_hv_ratio"])
+    assert "resume: 8 targets already done" in (run_dir / "run.log").read_text()

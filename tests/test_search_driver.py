@@ -1,0 +1,148 @@
+"""The search driver on the shipped NB201 tables: budget, no repeated work, constraint, domain, seeding."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from orchestrator.errors import ConfigError
+from orchestrator.latency.table import shipped_accuracy
+from orchestrator.search.accuracy import TableAccuracy
+from orchestrator.search.driver import (
+    ARCH_ATTR,
+    BUDGET_KEY,
+    SAMPLERS,
+    SearchDriver,
+    TableDomain,
+    candidates,
+    hypervolume_history,
+    make_sampler,
+)
+from orchestrator.search.storage import EvalLog, make_storage, open_study
+
+
+class CountingAccuracy:
+    """The real table source, counting what it is asked to evaluate."""
+
+    name = "counting"
+
+    def __init__(self, inner: TableAccuracy) -> None:
+        self.inner = inner
+        self.asked: list[str] = []
+
+    def evaluate(self, arch_ids):
+        self.asked.extend(arch_ids)
+        yield from self.inner.evaluate(arch_ids)
+
+
+@pytest.fixture(scope="module")
+def acc_table():
+    return shipped_accuracy("acc_cifar10")
+
+
+def _latency(shipped, device="fpga"):
+    return lambda ids: shipped.lookup(device, ids)
+
+
+def _driver(space, shipped, acc_table, tmp_path, *, algorithm="nsga2", n=60, seed=0, budget=None, name="s",
+            resume=False, eval_log=None):
+    storage = make_storage(None, tmp_path)
+    study = open_study(storage, name, make_sampler(algorithm, seed, 12), resume=resume)
+    accuracy = CountingAccuracy(TableAccuracy(space, acc_table))
+    driver = SearchDriver(study, space, accuracy, _latency(shipped), n_trials=n, batch_size=12,
+                          latency_budget_ms=budget, domain=TableDomain(space, shipped.archs),
+                          eval_log=eval_log or EvalLog(tmp_path / "evaluations.jsonl"))
+    return driver, accuracy
+
+
+@pytest.mark.parametrize("algorithm", ["nsga2", "tpe", "random"])
+def test_budget_met_and_no_architecture_evaluated_twice(space, shipped, acc_table, tmp_path, algorithm):
+    driver, accuracy = _driver(space, shipped, acc_table, tmp_path, algorithm=algorithm, n=50)
+    found = driver.run()
+    assert driver.n_complete() == 50 == len(found)
+    assert len(accuracy.asked) == len(set(accuracy.asked))  # every evaluation is a new architecture
+    assert driver.stats.told == 50 and driver.stats.evaluated == len(accuracy.asked)
+    assert driver.stats.evaluated + driver.stats.from_log <= 50  # repeats within a batch share one evaluation
+    for c in found:  # values are the table's, at the snapped architecture
+        assert c.accuracy == pytest.approx(acc_table[c.arch_id])
+        assert c.latency_ms == pytest.approx(shipped.lookup("fpga", [c.arch_id])[0])
+        assert c.arch_id in set(shipped.archs)
+
+
+def test_log_answers_repeats_across_drivers(space, shipped, acc_table, tmp_path):
+    driver, _ = _driver(space, shipped, acc_table, tmp_path, n=36)
+    driver.run()
+    # a second driver on the same log (as after a resume) evaluates only architectures the log lacks
+    log2 = EvalLog(tmp_path / "evaluations.jsonl")
+    assert log2.n_lines == driver.stats.evaluated
+    driver2, acc2 = _driver(space, shipped, acc_table, tmp_path, n=72, name="s", resume=True, eval_log=log2)
+    driver2.run()
+    assert not set(acc2.asked) & set(driver.log.values)
+    assert driver2.n_complete() == 72
+
+
+def test_latency_budget_is_a_constraint(space, shipped, acc_table, tmp_path):
+    lat = shipped.column("fpga")
+    budget = float(np.quantile(lat, 0.3))
+    driver, _ = _driver(space, shipped, acc_table, tmp_path, n=48, budget=budget)
+    found = driver.run()
+    for c in found:
+        assert c.feasible == (c.latency_ms <= budget)
+    trials = driver.study.get_trials(states=(TrialState.COMPLETE,))
+    for t in trials:
+        assert t.constraints[BUDGET_KEY] == pytest.approx(t.values[1] - budget)
+    assert any(c.feasible for c in found)
+
+
+def test_same_seed_second_study_does_not_replay(space, shipped, acc_table, tmp_path):
+    a = make_sampler("random", 0, 10, n_existing=0)
+    b = make_sampler("random", 0, 10, n_existing=40)
+    sa = optuna.create_study(directions=["maximize", "minimize"], sampler=a)
+    sb = optuna.create_study(directions=["maximize", "minimize"], sampler=b)
+    dists = space.distributions()
+    pa = [sa.ask(dists).params for _ in range(5)]
+    pb = [sb.ask(dists).params for _ in range(5)]
+    assert pa != pb
+    again = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler("random", 0, 10))
+    assert [again.ask(dists).params for _ in range(5)] == pa  # and a seed is a seed
+
+
+def test_unknown_sampler_names_the_choices():
+    with pytest.raises(Exception, match="nsga2"):
+        SAMPLERS.get("nsga3")
+
+
+def test_table_domain_snaps_to_nearest(space, shipped):
+    dom = TableDomain(space, shipped.archs[:50])
+    first = shipped.archs[0]
+    assert dom.snap(first) == first
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        a = space.arch_id(space.sample(rng))
+        s = dom.snap(a)
+        assert s in dom.ids
+        from search_spaces.base import encode_ids
+
+        d = np.abs(encode_ids(space, dom.ids) - encode_ids(space, [a])[0]).sum(axis=1)
+        assert d[dom.ids.index(s)] == d.min()
+    with pytest.raises(ConfigError, match="no architectures"):
+        TableDomain(space, [])
+
+
+def test_bad_budget_values_rejected(space, shipped, acc_table):
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    with pytest.raises(ConfigError, match="n_trials"):
+        SearchDriver(study, space, TableAccuracy(space, acc_table), _latency(shipped), n_trials=0, batch_size=4)
+
+
+def test_hypervolume_history_is_monotone(space, shipped, acc_table, tmp_path):
+    driver, _ = _driver(space, shipped, acc_table, tmp_path, n=40)
+    found = driver.run()
+    hist = hypervolume_history(found, 0.0, float(shipped.column("fpga").max()) * 1.01, every=5)
+    hv = [h for _, h in hist]
+    assert [n for n, _ in hist] == list(range(5, 41, 5))
+    assert all(b >= a - 1e-12 for a, b in zip(hv, hv[1:], strict=False)) and hv[-1] > 0
+    assert all(t.user_attrs[ARCH_ATTR] for t in driver.study.get_trials(states=(TrialState.COMPLETE,)))
+    assert candidates(driver.study) == found

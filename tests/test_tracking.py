@@ -1,0 +1,66 @@
+"""MLflow records in a SQLite store under tmp_path: parent and nested runs, resume marks RUNNING as KILLED."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator.tracking import DEVICE_TAG, RUN_DIR_TAG, Tracker, resolve_uri
+
+pytest.importorskip("mlflow")
+
+
+def test_default_uri_is_an_absolute_sqlite_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_uri(None) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert resolve_uri("sqlite:///rel/m.db") == f"sqlite:///{tmp_path.resolve()}/rel/m.db"
+    assert resolve_uri("http://host:5000") == "http://host:5000"
+
+
+def test_parent_child_records_and_resume(tmp_path):
+    uri = resolve_uri(None, tmp_path)
+    run_dir = tmp_path / "runs" / "r"
+    tr = Tracker(uri, "exp")
+    tr.start(run_dir, "r", resume=False)
+    tr.params(tr.parent_id, {"config": {"search": {"n_trials": 10}, "seed": 3}})
+    tr.metrics(tr.parent_id, {"hv": 0.5, "skip": float("nan")})
+    done = tr.child("pixel3")
+    tr.metrics(done, {"srcc_k": 0.95})
+    tr.tags(done, {"decision": "reuse"})
+    tr.json(done, {"front": [1, 2]}, "front.json")
+    tr.finish(done)
+    dangling = tr.child("edgegpu")  # the driver is killed while this one is open
+
+    c = tr.client
+    parent = c.get_run(tr.parent_id)
+    assert parent.data.params["config.search.n_trials"] == "10"
+    assert parent.data.metrics == {"hv": 0.5}
+    assert parent.data.tags[RUN_DIR_TAG] == str(run_dir)
+    child = c.get_run(done)
+    assert child.data.tags["mlflow.parentRunId"] == tr.parent_id and child.data.tags[DEVICE_TAG] == "pixel3"
+    art = c.download_artifacts(done, "front.json", str(tmp_path))
+    assert json.loads(Path(art).read_text()) == {"front": [1, 2]}
+    assert (tmp_path / "mlartifacts").is_dir()  # artifacts beside the database
+
+    again = Tracker(uri, "exp")
+    again.start(run_dir, "r", resume=True)
+    assert again.parent_id == tr.parent_id  # the same parent run continues
+    assert c.get_run(dangling).info.status == "KILLED"
+    assert c.get_run(tr.parent_id).info.status == "RUNNING"
+    assert again.children == {"pixel3": done}
+    redo = again.child("pixel3")  # redone after resume: the old record is superseded
+    assert c.get_run(done).info.lifecycle_stage == "deleted" and redo != done
+    # a fresh start of another run dir gets its own parent
+    other = Tracker(uri, "exp")
+    other.start(tmp_path / "runs" / "other", "other", resume=False)
+    assert other.parent_id != tr.parent_id
+
+
+def test_disabled_tracker_does_nothing(tmp_path):
+    tr = Tracker(None, "exp", enabled=False)
+    tr.start(tmp_path, "r", resume=False)
+    assert tr.child("x") is None and tr.parent_id is None
+    tr.metrics(None, {"a": 1.0})
+    assert not (tmp_path / "mlflow.db").exists()
