@@ -45,6 +45,9 @@ class SupernetSection(_Model):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     actors: int = Field(2, ge=1, description="evaluator actors")
+    train_gpus: float = Field(0, ge=0, description="GPUs the trainer actor asks Ray for (a cluster's GPU node: 1)")
+    eval_gpus: float = Field(0, ge=0, description="GPUs per evaluator actor (e.g. 0.25: four share one GPU); "
+                                                  "set eval.device to cuda as well")
     checkpoint: str | None = Field(None, description="a trained supernet run dir to load instead of training")
 
 
@@ -197,6 +200,16 @@ def _semantic_problems(cfg: PipelineConfig) -> list[str]:
             and cfg.search.batch_size > cfg.search.population:
         problems.append(f"search.batch_size: {cfg.search.batch_size} > population {cfg.search.population}: NSGA-II "
                         f"would ask children of a generation that is not complete; use <= population")
+    sn = cfg.accuracy.supernet
+    if sn.eval_gpus > 0 and not sn.eval.device.startswith("cuda"):
+        problems.append(f"accuracy.supernet.eval.device: {sn.eval.device!r} while eval_gpus is {sn.eval_gpus}; "
+                        f"set it to 'cuda' to use the GPU share the actors ask for")
+    if sn.eval.device.startswith("cuda") and sn.eval_gpus == 0:
+        problems.append("accuracy.supernet.eval_gpus: 0 while eval.device is cuda; Ray hides GPUs from actors "
+                        "that ask for none: give each actor a share (e.g. 0.25)")
+    if sn.train.device.startswith("cuda") and sn.train_gpus == 0:
+        problems.append("accuracy.supernet.train_gpus: 0 while train.device is cuda; Ray hides GPUs from actors "
+                        "that ask for none: set train_gpus: 1")
     if cfg.accuracy.supernet.checkpoint and not Path(cfg.accuracy.supernet.checkpoint).is_dir():
         problems.append(f"accuracy.supernet.checkpoint: {cfg.accuracy.supernet.checkpoint!r} is not a directory")
     return problems

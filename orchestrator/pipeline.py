@@ -126,15 +126,6 @@ def check_targets_known(cfg: PipelineConfig, table: LatencyTable | None,
                           f"{len(table.archs)} architectures; set search.domain: table")
 
 
-def check_resources(targets: Sequence[tuple[str, dict[str, Any]]], proxy: str) -> None:
-    """A remote device whose resource no node carries would hang forever: fail now instead."""
-    from orchestrator.latency.devices.remote import require_resource
-
-    for n in [proxy, *(t for t, _ in targets)]:
-        if n.startswith("remote:"):
-            require_resource(f"device:{n[len('remote:'):]}")
-
-
 # -- latency ------------------------------------------------------------------------------
 def make_device(ctx: Context, name: str, options: dict[str, Any] | None = None) -> Any:
     from orchestrator.latency.devices import get_device
@@ -242,7 +233,7 @@ def supernet_source(ctx: Context) -> tuple[Any, dict[str, Any]]:
         data = load_dataset(data_cfg)
         spec = space_cfg.spec(data.num_classes)
         summary, weights = train_supernet(space_cfg, data_cfg, sc.train, ctx.run_dir / "supernet",
-                                          show_progress=ctx.progress)
+                                          num_gpus=sc.train_gpus, show_progress=ctx.progress)
         last = summary["history"][-1] if summary["history"] else {}
         info = {"supernet_epochs": summary["epoch"], "supernet_last_loss": last.get("loss")}
     ctx.timings["supernet_s"] = time.perf_counter() - t0
@@ -253,7 +244,7 @@ def supernet_source(ctx: Context) -> tuple[Any, dict[str, Any]]:
     info["evaluator_actors"] = sc.actors
     ctx.supernet = (spec, weights_ref)
     return SupernetAccuracy(ctx.space, lambda: EvaluatorPool(spec, weights_ref, data_ref, sc.eval,
-                                                             n_actors=sc.actors)), info
+                                                             n_actors=sc.actors, num_gpus=sc.eval_gpus)), info
 
 
 # -- search ------------------------------------------------------------------------------
@@ -474,7 +465,11 @@ def run_pipeline(cfg: PipelineConfig, *, resume: bool = False, progress: bool = 
     ctx = Context(cfg, run_dir, space, table, tracker, progress)
     try:
         init_ray(cfg)
-        check_resources(resolve_targets(cfg, table, proxy_name), proxy_name)
+        import ray
+
+        from orchestrator.cluster import check_cluster
+
+        check_cluster(cfg, ray.cluster_resources())
         tracker.start(run_dir, cfg.name, resume)
         return _run(ctx, resume, t_start)
     except BaseException:

@@ -82,6 +82,8 @@ def start_latency_service(device_name: str, predictor: Any | None = None, *, dev
     spec = device.spec() if device is not None else None
     if num_cpus is None:
         num_cpus = float(device.threads) if device is not None and hasattr(device, "threads") else 0.0
-    return LatencyService.options(num_cpus=num_cpus, resources=resources or {}).remote(
+    # A CUDA device times on a whole GPU: Ray hides GPUs from an actor that asks for none.
+    num_gpus = 1.0 if getattr(device, "runtime", "") == "cuda" else 0.0
+    return LatencyService.options(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources or {}).remote(
         device_name, predictor, getattr(getattr(device, "space", None), "name", None), spec
     )

@@ -1,0 +1,83 @@
+"""Run the hwnas pipeline on a Ray cluster: the entry script for `ray submit`.
+
+    ray submit cluster.yaml experiments/run.py -- experiments/cifar10_mobilenet_gpu.yaml [--resume]
+
+`ray submit` uploads only this file and runs it on the head node, from the home
+directory; the package is there already (cluster.yaml's file_mounts and
+setup_commands install it on every node). A config path that does not exist
+from the working directory is looked up in the project checkout (~/hwnas).
+The config is validated, and the cluster's resources are checked against what
+it needs, before any work is scheduled. Also runs locally: `--address local`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def resolve_config(path: str) -> Path:
+    p = Path(path).expanduser()
+    if p.is_file():
+        return p
+    import orchestrator
+
+    project = Path(orchestrator.__file__).resolve().parent.parent
+    if (project / path).is_file():
+        return project / path
+    raise SystemExit(f"run.py: no config {path!r} in {Path.cwd()} or in the project checkout {project}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("config", help="pipeline config (YAML)")
+    ap.add_argument("--resume", action="store_true", help="continue the run of this config")
+    ap.add_argument("--address", default="auto", help="Ray address (default: the cluster this node is in); "
+                                                      "'local' starts a local Ray")
+    ap.add_argument("--output-dir", help="override the config's output_dir")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+
+    from orchestrator.config import load_config
+    from orchestrator.errors import HwnasError
+
+    try:
+        cfg = load_config(resolve_config(args.config))
+    except HwnasError as e:
+        print(f"run.py: {e}", file=sys.stderr)
+        return 2
+    if args.output_dir:
+        cfg = cfg.model_copy(update={"output_dir": args.output_dir})
+
+    import ray
+
+    if args.address == "local":
+        ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, configure_logging=False)
+    else:
+        if os.path.isfile(os.path.expanduser("~/.ray/auth_token")):
+            os.environ.setdefault("RAY_AUTH_MODE", "token")  # cluster.yaml starts every node with token auth
+        ray.init(address=args.address, configure_logging=False)
+    from orchestrator.cluster import check_cluster
+    from orchestrator.pipeline import run_pipeline
+    from orchestrator.report import format_summary
+
+    resources = ray.cluster_resources()
+    logging.getLogger("run.py").info("cluster: %s", {k: v for k, v in sorted(resources.items())
+                                                     if not k.startswith(("node:", "accelerator_type"))})
+    try:
+        check_cluster(cfg, resources)
+        summary = run_pipeline(cfg, resume=args.resume, progress=sys.stderr.isatty())
+    except HwnasError as e:
+        print(f"run.py: {e}", file=sys.stderr)
+        return 2
+    print(format_summary(summary))
+    print(f"run dir: {cfg.run_dir()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""cluster.yaml against Ray's own validator; resource checks; experiments/run.py on a real `ray start` head."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.cluster import check_cluster, required_resources
+from orchestrator.config import load_config, parse_config
+from orchestrator.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def cluster_cfg():
+    return yaml.safe_load((ROOT / "cluster.yaml").read_text())
+
+
+def test_cluster_yaml_passes_rays_validator(cluster_cfg):
+    util = pytest.importorskip("ray.autoscaler._private.util")
+    full = util.prepare_config(copy.deepcopy(cluster_cfg))
+    util.validate_config(full)  # raises on any schema error
+    assert full["head_node_type"] in full["available_node_types"]
+
+
+def test_validator_is_real(cluster_cfg):
+    util = pytest.importorskip("ray.autoscaler._private.util")
+    import jsonschema
+
+    bad = copy.deepcopy(cluster_cfg)
+    bad["available_node_types"]["worker.cpu"]["min_wrokers"] = 1
+    with pytest.raises(jsonschema.ValidationError, match="min_wrokers"):
+        util.validate_config(util.prepare_config(bad))
+
+
+def test_cluster_yaml_ships_the_project_and_the_token(cluster_cfg):
+    mounts = cluster_cfg["file_mounts"]
+    assert mounts["~/hwnas"] == "."  # ray submit uploads only the script
+    assert mounts["~/.ray/auth_token"] == "~/.ray/auth_token"
+    setup = " ".join(cluster_cfg["setup_commands"])
+    assert "pip install -q -e ~/hwnas" in setup and "torch>=2.4,<2.15" in setup
+    for cmd in cluster_cfg["head_start_ray_commands"][1:] + cluster_cfg["worker_start_ray_commands"][1:]:
+        assert "RAY_AUTH_MODE=token ray start" in cmd
+
+
+def test_gpu_experiment_fits_the_cluster(cluster_cfg):
+    """Every resource the GPU experiment asks for is carried by some node type of cluster.yaml."""
+    cfg = load_config(ROOT / "experiments" / "cifar10_mobilenet_gpu.yaml")
+    types = cluster_cfg["available_node_types"]
+    carried: dict[str, float] = {}
+    for t in types.values():
+        for k, v in t["resources"].items():
+            carried[k] = max(carried.get(k, 0.0), float(v))
+    check_cluster(cfg, carried)
+    need = required_resources(cfg)
+    assert need["GPU"][0] == 1.0 and "device:sapphirerapids" in need and "device:epyc-milan" in need
+    for name, t in types.items():  # device hosts must be up: nothing autoscales for a custom resource
+        if any(k.startswith("device:") for k in t["resources"]):
+            assert t.get("min_workers", 0) >= 1, name
+
+
+def test_missing_resources_listed_together():
+    cfg = parse_config({"name": "x", "sweep": {"targets": ["remote:pixel7", "cuda", "sim:0"]},
+                        "search": {"domain": "space"}, "latency": {"proxy": "fpga"}})
+    with pytest.raises(ConfigError) as e:
+        check_cluster(cfg, {"CPU": 4.0, "device:jetson": 1.0})
+    msg = str(e.value)
+    assert "device:pixel7: device remote:pixel7 needs 1" in msg and "GPU: the cuda device" in msg
+    assert "device resources present: device:jetson" in msg
+    check_cluster(cfg, {"CPU": 4.0, "GPU": 1.0, "device:pixel7": 1.0})
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_run_py_against_a_started_head(tmp_path):
+    """`ray start --head` with a device resource, then run.py as `ray submit` runs it (from another cwd)."""
+    ray_tmp = tempfile.mkdtemp(prefix="hwc", dir="/tmp")
+    port = _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    head = subprocess.Popen(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}",
+         "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false", f"--temp-dir={ray_tmp}",
+         '--resources={"device:testhost": 1}'],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        cfg = {"name": "c", "output_dir": str(tmp_path / "runs"), "accuracy": {"source": "table"},
+               "latency": {"proxy": "fpga"},
+               "search": {"n_trials": 24, "population": 8, "domain": "table"},
+               "sweep": {"targets": [{"name": "remote:testhost", "options": {"inner": "torch-cpu"}}, "pixel3"],
+                         "k": 4, "measure_front": 2, "export_front": 0}}
+        cfg["latency"]["protocol"] = {"warmup": 1, "repeats": 3, "min_repeat_ms": 1}
+        cfg["tracking"] = {"uri": f"sqlite:///{tmp_path}/mlflow.db"}
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(yaml.safe_dump({**cfg, "name": "bad", "sweep": {"targets": ["remote:nothere"]}}))
+        addr = f"127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        script = str(ROOT / "experiments" / "run.py")
+        while True:  # the head is up once a client can connect
+            probe = subprocess.run([sys.executable, script, str(bad), "--address", addr], env=env, cwd=tmp_path,
+                                   capture_output=True, text=True, timeout=120)
+            if "cannot run this config" in probe.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert probe.returncode == 2 and "device:nothere" in probe.stderr, probe.stderr
+        assert not (tmp_path / "runs" / "bad").exists()  # refused before any work
+        ok = subprocess.run([sys.executable, script, str(path), "--address", addr], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=400)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert "remote:testhost" in ok.stdout and "measured" in ok.stdout
+        assert (tmp_path / "runs" / "c" / "fronts" / "remote_testhost.csv").is_file()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
