@@ -51,8 +51,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{title}:")
         for n in reg.names():
             print(f"  {n:12s} {reg.describe(n)}")
-    print("  sim:<n>      SIMULATED roofline device number n (for sweeps at scale; not a measurement)")
-    print("  remote:<r>   a measured device on the Ray node(s) carrying custom resource device:<r>")
+        if reg is DEVICES:
+            print("  sim:<n>      SIMULATED roofline device number n (for sweeps at scale; not a measurement)")
+            print("  remote:<r>   a measured device on the Ray node(s) carrying custom resource device:<r>")
+        if reg is SAMPLERS:
+            print("  milp         exact front of additive accuracy and latency models (epsilon-constraint MILP)")
     return 0
 
 

@@ -71,7 +71,9 @@ class LatencySection(_Model):
 
 
 class SearchSection(_Model):
-    algorithm: Literal["nsga2", "tpe", "random"] = "nsga2"
+    algorithm: Literal["nsga2", "tpe", "random", "milp"] = Field(
+        "nsga2", description="'milp': the exact front of additive accuracy and latency predictors "
+                             "(epsilon-constraint integer programs; n_trials caps the front's size)")
     n_trials: int = Field(200, ge=2, description="completed trials (the budget)")
     population: int = Field(20, ge=2, description="NSGA-II population; TPE's random start-up trials")
     batch_size: int | None = Field(None, ge=1, description="trials asked per round (default: population)")
@@ -196,6 +198,17 @@ def _semantic_problems(cfg: PipelineConfig) -> list[str]:
                         f"table holds 1,999 of NB201's 15,625 cells, and a tabulated target is known only there)")
     if len(set(names)) != len(names):
         problems.append(f"sweep.targets: listed twice: {sorted({n for n in names if names.count(n) > 1})}")
+    if cfg.search.algorithm == "milp":
+        if cfg.latency.predictor != "additive":
+            problems.append("search.algorithm: 'milp' needs an additive latency predictor; set "
+                            "latency.predictor: additive")
+        if not (cfg.accuracy.source == "table" or (cfg.accuracy.source == "predictor"
+                                                   and cfg.accuracy.predictor == "additive")):
+            problems.append("search.algorithm: 'milp' needs an additive accuracy model; use accuracy.source: "
+                            "predictor with accuracy.predictor: additive (or source: table)")
+        if cfg.sweep.per_device_search:
+            problems.append("sweep.per_device_search: the per-device baseline runs a sampler search; use "
+                            "nsga2, tpe or random with it")
     if cfg.search.batch_size is not None and cfg.search.algorithm == "nsga2" \
             and cfg.search.batch_size > cfg.search.population:
         problems.append(f"search.batch_size: {cfg.search.batch_size} > population {cfg.search.population}: NSGA-II "

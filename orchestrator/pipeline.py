@@ -59,6 +59,7 @@ class Context:
     services: dict[str, Any] = field(default_factory=dict)  # long-lived actors, ended with the run
     timings: dict[str, float] = field(default_factory=dict)
     supernet: tuple[dict[str, Any], Any] | None = None  # (space spec, weights ref) when trained or loaded
+    proxy_predictor: Any = None  # the proxy's latency model (its coefficients feed the MILP search)
 
 
 # -- setup ------------------------------------------------------------------------------
@@ -188,7 +189,8 @@ def proxy_phase(ctx: Context) -> tuple[str, Any, LatencyTable]:
             write_table(path, LatencyTable(ids, [f"lat_ms_{proxy}"], y[:, None]))
     ids, y = own.measured(proxy)
     params = {"seed": cfg.seed} if cfg.latency.predictor == "mlp" else {}
-    predictor = make_predictor(cfg.latency.predictor, **params).fit(encode_ids(ctx.space, ids), y)
+    predictor = ctx.proxy_predictor = make_predictor(cfg.latency.predictor, **params).fit(
+        encode_ids(ctx.space, ids), y)
     svc = ctx.services[proxy] = start_latency_service(proxy, predictor)
     return proxy, svc, own
 
@@ -248,9 +250,41 @@ def supernet_source(ctx: Context) -> tuple[Any, dict[str, Any]]:
 
 
 # -- search ------------------------------------------------------------------------------
+def milp_search(ctx: Context, accuracy: Any, latency: Callable[[Sequence[str]], np.ndarray]) -> list[Candidate]:
+    """The exact front of the additive accuracy and proxy-latency models; its members are then evaluated
+    by the accuracy source and the latency service like any search's candidates."""
+    from orchestrator.search.milp import milp_front, space_model, table_model
+
+    cfg = ctx.cfg
+    if cfg.accuracy.source == "table":
+        ids = list(accuracy.table)
+        acc_model = make_predictor("additive").fit(encode_ids(ctx.space, ids), np.array([accuracy.table[a]
+                                                                                          for a in ids]))
+    else:
+        acc_model = accuracy.model
+    lat_model = ctx.proxy_predictor
+    use_table = cfg.search_domain() == "table" and ctx.table is not None
+    model = table_model(ctx.space, ctx.table.archs) if use_table else space_model(ctx.space)
+    front = milp_front(model, acc_model.coef_, acc_model.intercept_, lat_model.coef_, lat_model.intercept_,
+                       max_points=cfg.search.n_trials)
+    ids = [p.arch_id for p in front.points]
+    acc = dict(accuracy.evaluate(ids))
+    lat = np.asarray(latency(ids), dtype=float)
+    ctx.timings["milp_solves"] = front.solves
+    ctx.timings["milp_s"] = front.seconds
+    budget = cfg.search.latency_budget_ms
+    return [Candidate(n, a, float(acc[a]), float(t), budget is None or t <= budget)
+            for n, (a, t) in enumerate(zip(ids, lat, strict=True))]
+
+
 def search_phase(ctx: Context, accuracy: Any, latency: Callable[[Sequence[str]], np.ndarray],
                  resume: bool) -> list[Candidate]:
     cfg = ctx.cfg.search
+    if cfg.algorithm == "milp":
+        t0 = time.perf_counter()
+        found = milp_search(ctx, accuracy, latency)
+        ctx.timings["search_s"] = time.perf_counter() - t0
+        return found
     storage = make_storage(cfg.storage, ctx.run_dir)
     import optuna
 

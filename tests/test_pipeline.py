@@ -108,3 +108,21 @@ def test_resume_of_a_finished_run_redoes_nothing(finished):
     assert [r["target"] for r in again["targets"]] == [r["target"] for r in summary["targets"]]
     assert again["mean_hv_ratio"] == pytest.approx(summary["mean_hv_ratio"])
     assert "resume: 8 targets already done" in (run_dir / "run.log").read_text()
+
+
+def test_milp_search_in_the_pipeline(tmp_path, ray_cluster):
+    """search.algorithm milp: the exact front of additive models, evaluated like any candidates."""
+    cfg = _cfg(tmp_path, name="m", search={"algorithm": "milp", "n_trials": 40},
+               sweep={"targets": ["edgegpu", "pixel3"], "simulated": 0, "k": 10})
+    summary = run_pipeline(cfg, progress=False)
+    assert 3 <= summary["n_candidates"] <= 40
+    assert summary["timings"]["milp_solves"] >= summary["n_candidates"]
+    assert [r["target"] for r in summary["targets"]] == ["edgegpu", "pixel3"]
+    assert all(0 < r["hv_ratio"] <= 1 + 1e-9 for r in summary["targets"])
+
+
+def test_milp_config_needs_additive_models():
+    with pytest.raises(ConfigError) as e:
+        parse_config({"name": "x", "search": {"algorithm": "milp"}, "latency": {"predictor": "mlp"},
+                      "accuracy": {"source": "supernet"}})
+    assert "latency.predictor: additive" in str(e.value) and "accuracy.predictor: additive" in str(e.value)
