@@ -26,11 +26,10 @@ from orchestrator.latency.metrics import srcc
 from orchestrator.latency.predictors import make_predictor
 from orchestrator.latency.table import LatencyTable, read_table, shipped_table, write_table
 from orchestrator.latency.transfer import SourceSet
-from orchestrator.report import plot_hv_history, plot_target_front, safe_name, write_front
+from orchestrator.report import plot_hv_history, safe_name, write_front
 from orchestrator.search.driver import Candidate, SearchDriver, TableDomain, hypervolume_history, make_sampler
-from orchestrator.search.pareto import pareto_mask
 from orchestrator.search.storage import EvalLog, make_storage, open_study
-from orchestrator.sweep import ProxyCandidates, TargetInput, TargetReport, pick_k, run_targets
+from orchestrator.sweep import ProxyCandidates, TargetInput, TargetReport, front_plot, pick_k, run_targets
 from orchestrator.tracking import Tracker, package_versions
 from search_spaces.base import SearchSpace, encode_ids, get_space
 
@@ -408,21 +407,17 @@ def record_target(ctx: Context, rep: TargetReport, cands: ProxyCandidates, truth
     rows = front_rows(rep, cands, truth)
     stem = ctx.run_dir / "fronts" / safe_name(rep.name)
     csv_p, json_p = write_front(rows, stem)
-    proxy_front = list(np.flatnonzero(pareto_mask(cands.accuracy, cands.proxy_latency)))
-    lat = truth if truth is not None and not np.isnan(truth).any() else rep.predicted
-    label = f"{rep.name} latency (ms, {'true' if lat is truth else 'predicted'})"
-    true_front = list(np.flatnonzero(pareto_mask(cands.accuracy, truth))) if lat is truth else None
-    measured = {cands.ids.index(a): v for a, v in rep.measured_front.items()}
-    png = plot_target_front(stem.with_suffix(".png"), rep.name, cands.accuracy, lat, rep.front, proxy_front,
-                            latency_label=label, decision=rep.decision, measured=measured, true_front=true_front)
+    png = stem.with_suffix(".png")
+    if rep.png is None:
+        measured = {cands.ids.index(a): v for a, v in rep.measured_front.items()}
+        rep.png = front_plot(rep, cands, truth, measured)
+    png.write_bytes(rep.png)
     summary = rep.summary()
-    run = ctx.tracker.child(rep.name)
-    ctx.tracker.params(run, {"kind": rep.kind, "k": rep.k, "srcc_threshold": ctx.cfg.sweep.srcc_threshold,
-                             "transfer": ctx.cfg.sweep.transfer, "sources": ctx.cfg.sweep.sources})
-    ctx.tracker.tags(run, {"decision": rep.decision, "method": rep.method, "kind": rep.kind,
-                           "simulated": rep.kind == "simulated"})
-    ctx.tracker.metrics(run, {k: v for k, v in summary.items() if isinstance(v, (int, float))
-                              and not isinstance(v, bool)})
+    run = ctx.tracker.child(rep.name, tags={"decision": rep.decision, "method": rep.method, "kind": rep.kind,
+                                            "simulated": rep.kind == "simulated"})
+    ctx.tracker.record(run, {"kind": rep.kind, "k": rep.k, "srcc_threshold": ctx.cfg.sweep.srcc_threshold,
+                             "transfer": ctx.cfg.sweep.transfer, "sources": ctx.cfg.sweep.sources},
+                       {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
     for p in (csv_p, json_p, png):
         ctx.tracker.artifact(run, p)
     if export_dir is not None:
@@ -577,7 +572,7 @@ def _run(ctx: Context, resume: bool, t_start: float) -> dict[str, Any]:
     try:
         run_targets(ctx.space, cands, inputs, sources, threshold=cfg.sweep.srcc_threshold,
                     method=cfg.sweep.transfer, quantiles=cfg.sweep.budget_quantiles, seed=cfg.seed,
-                    progress=finish)
+                    plot=True, progress=finish)
     finally:
         if bar is not None:
             bar.close()

@@ -44,8 +44,20 @@ def plot_target_front(path: Path, device: str, accuracy: np.ndarray, latency: np
                       proxy_front: Sequence[int], *, latency_label: str, decision: str,
                       measured: Mapping[int, float] | None = None, true_front: Sequence[int] | None = None) -> Path:
     """Candidates at the target's latency; the target's front; the proxy's front overlaid."""
+    path.write_bytes(render_target_front(device, accuracy, latency, front, proxy_front, latency_label=latency_label,
+                                         decision=decision, measured=measured, true_front=true_front))
+    return path
+
+
+def render_target_front(device: str, accuracy: np.ndarray, latency: np.ndarray, front: Sequence[int],
+                        proxy_front: Sequence[int], *, latency_label: str, decision: str,
+                        measured: Mapping[int, float] | None = None,
+                        true_front: Sequence[int] | None = None) -> bytes:
+    """The PNG of :func:`plot_target_front`, as bytes (rendered where the data is, e.g. in a Ray task)."""
+    import io
+
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
     ax.scatter(latency, accuracy, s=8, c="0.75", label="candidates")
     pf = sorted(proxy_front, key=lambda i: latency[i])
     ax.plot(latency[pf], accuracy[pf], "s--", ms=4, c="tab:orange", lw=1, label="proxy's front")
@@ -63,10 +75,11 @@ def plot_target_front(path: Path, device: str, accuracy: np.ndarray, latency: np
     ax.set_title(f"{device}: Pareto front")
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.12, top=0.92)  # fixed: tight_layout costs a redraw
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
-    return path
+    return buf.getvalue()
 
 
 def plot_hv_history(path: Path, history: Sequence[tuple[int, float]], title: str) -> Path:

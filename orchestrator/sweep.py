@@ -82,6 +82,7 @@ class TargetReport:
     measured_front: dict[str, float] = field(default_factory=dict)  # arch id -> measured ms
     n_measurements: int = 0
     seconds: float = 0.0
+    png: bytes | None = None  # the front plot, rendered in the task (not for measured targets)
 
     def summary(self) -> dict[str, Any]:
         return {"target": self.name, "kind": self.kind, "k": self.k, "srcc_k": self.srcc_k,
@@ -166,20 +167,39 @@ def decide_target(space: SearchSpace, cands: ProxyCandidates, target: TargetInpu
     return rep
 
 
-def _decide_remote(*args: Any, **kwargs: Any) -> TargetReport:
-    return decide_target(*args, **kwargs)
+def front_plot(rep: TargetReport, cands: ProxyCandidates, truth: np.ndarray | None,
+               measured: dict[int, float] | None = None) -> bytes:
+    """The target's front plot: at true latency where every candidate's is known, else predicted."""
+    from orchestrator.report import render_target_front
+
+    proxy_front = list(np.flatnonzero(pareto_mask(cands.accuracy, cands.proxy_latency)))
+    full = truth is not None and not np.isnan(truth).any()
+    lat = truth if full else rep.predicted
+    true_front = list(np.flatnonzero(pareto_mask(cands.accuracy, truth))) if full else None
+    return render_target_front(rep.name, cands.accuracy, lat, rep.front, proxy_front,
+                               latency_label=f"{rep.name} latency (ms, {'true' if full else 'predicted'})",
+                               decision=rep.decision, measured=measured, true_front=true_front)
+
+
+def _decide_remote(space: SearchSpace, cands: ProxyCandidates, target: TargetInput, *args: Any,
+                   plot: bool = False, **kwargs: Any) -> TargetReport:
+    rep = decide_target(space, cands, target, *args, **kwargs)
+    if plot and target.kind != "measured":  # measured targets are plotted after their front is measured
+        rep.png = front_plot(rep, cands, target.truth)
+    return rep
 
 
 def run_targets(space: SearchSpace, cands: ProxyCandidates, targets: Sequence[TargetInput],
                 sources_for: Callable[[str], SourceSet | None], *, threshold: float, method: str,
-                quantiles: Sequence[float], seed: int, use_ray: bool = True,
+                quantiles: Sequence[float], seed: int, use_ray: bool = True, plot: bool = False,
                 progress: Callable[[TargetReport], None] | None = None) -> list[TargetReport]:
-    """Decide every target, as Ray tasks (candidates and each distinct source set put once)."""
+    """Decide every target, as Ray tasks (candidates and each distinct source set put once); ``plot``:
+    the tasks also render each target's front plot (``TargetReport.png``)."""
     kw = {"threshold": threshold, "method": method, "quantiles": list(quantiles), "seed": seed}
     if not use_ray:
         out = []
         for t in targets:
-            out.append(decide_target(space, cands, t, sources_for(t.name), **kw))
+            out.append(_decide_remote(space, cands, t, sources_for(t.name), plot=plot, **kw))
             if progress is not None:
                 progress(out[-1])
         return out
@@ -194,7 +214,8 @@ def run_targets(space: SearchSpace, cands: ProxyCandidates, targets: Sequence[Ta
         src = sources_for(t.name)
         if src is not None and id(src) not in src_refs:
             src_refs[id(src)] = ray.put(src)
-        refs[remote.remote(space_ref, cands_ref, t, None if src is None else src_refs[id(src)], **kw)] = t.name
+        refs[remote.remote(space_ref, cands_ref, t, None if src is None else src_refs[id(src)], plot=plot,
+                           **kw)] = t.name
     done: dict[str, TargetReport] = {}
     pending = list(refs)
     while pending:

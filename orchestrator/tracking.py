@@ -63,6 +63,7 @@ class Tracker:
         self.enabled = enabled
         self.uri = resolve_uri(uri) if enabled else ""
         self.parent_id: str | None = None
+        self._run_dir_tag: str | None = None
         self.children: dict[str, str] = {}
         if not enabled:
             return
@@ -105,18 +106,34 @@ class Tracker:
         run = self.client.create_run(self.experiment_id, run_name=name, tags={RUN_DIR_TAG: str(run_dir)})
         self.parent_id = run.info.run_id
 
-    def child(self, device: str) -> str | None:
-        """A nested run for ``device`` (None when disabled)."""
+    def child(self, device: str, tags: Mapping[str, Any] | None = None) -> str | None:
+        """A nested run for ``device`` (None when disabled), created with ``tags``."""
         if not self.enabled:
             return None
         old = self.children.get(device)
         if old is not None:  # re-done after a resume: the earlier record is superseded
             self.client.delete_run(old)
+        if self._run_dir_tag is None:
+            self._run_dir_tag = self.client.get_run(self.parent_id).data.tags[RUN_DIR_TAG]
         run = self.client.create_run(self.experiment_id, run_name=device, tags={
-            "mlflow.parentRunId": self.parent_id, RUN_DIR_TAG: self.client.get_run(self.parent_id).data.tags[
-                RUN_DIR_TAG], DEVICE_TAG: device})
+            "mlflow.parentRunId": self.parent_id, RUN_DIR_TAG: self._run_dir_tag, DEVICE_TAG: device,
+            **{k: str(v) for k, v in (tags or {}).items()}})
         self.children[device] = run.info.run_id
         return run.info.run_id
+
+    def record(self, run_id: str | None, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+        """Params and metrics of a fresh run in one write (a sweep records hundreds of runs)."""
+        if not self.enabled or run_id is None:
+            return
+        import time
+
+        from mlflow.entities import Metric, Param
+
+        now = int(time.time() * 1000)
+        ps = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
+        ms = [Metric(k, float(v), now, 0) for k, v in metrics.items()
+              if v is not None and not (isinstance(v, float) and math.isnan(v))]
+        self.client.log_batch(run_id, metrics=ms[:1000], params=ps[:100])
 
     def finish(self, run_id: str | None, status: str = "FINISHED") -> None:
         if self.enabled and run_id is not None:

@@ -66,15 +66,19 @@ def plot_heatmap(m: SrccMatrix, path: str | Path, title: str = "Latency SRCC bet
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = len(m.devices)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * n, 1.0 + 0.8 * n))
+    side = min(14.0, 1.2 + 0.9 * n)  # a sweep of hundreds of devices still makes a readable, small PNG
+    fig, ax = plt.subplots(figsize=(side, side * 0.9))
     im = ax.imshow(m.srcc, vmin=min(0.0, float(np.nanmin(m.srcc))), vmax=1.0, cmap="viridis")
-    ax.set_xticks(range(n), m.devices, rotation=45, ha="right")
-    ax.set_yticks(range(n), m.devices)
-    for i in range(n):
-        for j in range(n):
-            v = m.srcc[i, j]
-            ax.text(j, i, "-" if np.isnan(v) else f"{v:.2f}", ha="center", va="center",
-                    color="white" if v < 0.75 else "black", fontsize=9)
+    fs = 9 if n <= 16 else max(3.0, 9 * 16 / n)
+    ax.set_xticks(range(n), m.devices, rotation=45 if n <= 16 else 90, ha="right" if n <= 16 else "center",
+                  fontsize=fs)
+    ax.set_yticks(range(n), m.devices, fontsize=fs)
+    if n <= 16:  # values written in the cells while they fit
+        for i in range(n):
+            for j in range(n):
+                v = m.srcc[i, j]
+                ax.text(j, i, "-" if np.isnan(v) else f"{v:.2f}", ha="center", va="center",
+                        color="white" if v < 0.75 else "black", fontsize=9)
     fig.colorbar(im, ax=ax, label="Spearman rank correlation")
     ax.set_title(title)
     fig.tight_layout()

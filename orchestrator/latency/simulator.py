@@ -90,6 +90,11 @@ def _cached_profile(space_key: tuple[Any, ...], arch_id: str, space: Any) -> Lay
     return _profile(space, space.parse(arch_id))
 
 
+def clear_profile_cache() -> None:
+    """Forget the layer profiles computed so far (benchmarks that time a cold start)."""
+    _cached_profile.cache_clear()
+
+
 def layer_profile(space: SearchSpace, arch: Mapping[str, Any]) -> LayerProfile:
     """The cached layer profile of ``arch`` (one forward pass the first time)."""
     key = (space.name, tuple(sorted((k, v) for k, v in vars(space).items() if isinstance(v, (int, float, str)))))
