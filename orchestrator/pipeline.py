@@ -264,8 +264,9 @@ def milp_search(ctx: Context, accuracy: Any, latency: Callable[[Sequence[str]], 
     lat_model = ctx.proxy_predictor
     use_table = cfg.search_domain() == "table" and ctx.table is not None
     model = table_model(ctx.space, ctx.table.archs) if use_table else space_model(ctx.space)
+    # the table's fronts are small: every point; a space's additive front can hold thousands: a grid
     front = milp_front(model, acc_model.coef_, acc_model.intercept_, lat_model.coef_, lat_model.intercept_,
-                       max_points=cfg.search.n_trials)
+                       max_points=cfg.search.n_trials, grid=None if use_table else cfg.search.n_trials)
     ids = [p.arch_id for p in front.points]
     acc = dict(accuracy.evaluate(ids))
     lat = np.asarray(latency(ids), dtype=float)

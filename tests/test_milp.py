@@ -103,3 +103,15 @@ def test_unknown_space_names_the_choices(space):
 
     with pytest.raises(Exception, match="nb201"):
         MODELS.get("resnet")
+
+
+def test_grid_points_lie_on_the_front(space, all_nb201):
+    ids, X = all_nb201
+    rng = np.random.default_rng(7)
+    a, lat_c = rng.normal(size=X.shape[1]), np.abs(rng.normal(size=X.shape[1]))
+    true = set(_front_values(X @ a, X @ lat_c))
+    front = milp_front(space_model(space), a, 0.0, lat_c, 0.0, grid=6)
+    assert 2 <= len(front.points) <= 6
+    assert {(round(p.accuracy, 9), round(p.latency_ms, 9)) for p in front.points} <= true
+    lats = [p.latency_ms for p in front.points]
+    assert max(lats) == max(v[1] for v in true) and min(lats) == min(v[1] for v in true)  # both ends

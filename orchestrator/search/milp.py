@@ -20,9 +20,12 @@ is exact for the 60-feature encoding. Solved with HiGHS through
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -250,9 +253,40 @@ class _Solver:
         return np.round(res.x)
 
 
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """HiGHS's MIP code prints debug lines to the process's stdout (fd 1) whatever its options; hide them."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stdout (captured): nothing to hide
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
 def milp_front(model: MilpModel, acc_coef: np.ndarray, acc_intercept: float, lat_coef: np.ndarray,
-               lat_intercept: float, *, max_points: int = 500, time_limit: float = 60.0) -> MilpFront:
-    """Every point of the front of (``acc_coef @ x + b``, ``lat_coef @ x + c``), fastest last found."""
+               lat_intercept: float, *, max_points: int = 500, grid: int | None = None,
+               time_limit: float = 60.0) -> MilpFront:
+    """The front of (``acc_coef @ x + b``, ``lat_coef @ x + c``), most accurate first.
+
+    ``grid`` None: every point, walking the latency bound down (stops at ``max_points``: a large space's
+    additive front can have thousands). ``grid`` n: the most accurate architecture under n latency bounds
+    evenly spaced between the fastest and the most accurate one (each point exactly Pareto-optimal).
+    """
+    with _quiet_stdout():
+        return _milp_front(model, acc_coef, acc_intercept, lat_coef, lat_intercept, max_points, grid, time_limit)
+
+
+def _milp_front(model: MilpModel, acc_coef: np.ndarray, acc_intercept: float, lat_coef: np.ndarray,
+                lat_intercept: float, max_points: int, grid: int | None, time_limit: float) -> MilpFront:
     t0 = time.perf_counter()
     acc = model.E.T @ np.asarray(acc_coef, dtype=float)
     lat = model.E.T @ np.asarray(lat_coef, dtype=float)
@@ -270,6 +304,24 @@ def milp_front(model: MilpModel, acc_coef: np.ndarray, acc_intercept: float, lat
     if v is None:
         raise ConfigError("the MILP model has no feasible architecture")
     complete = False
+    if grid is not None:
+        top = polish(v)
+        fastest = s.solve(lat, [])
+        assert fastest is not None
+        seen: set[str] = set()
+        for eps in np.linspace(float(lat @ top), float(lat @ fastest), max(2, grid)):
+            w = s.solve(-acc, [(lat, -np.inf, eps + tol_l)])
+            if w is None:
+                continue
+            w = polish(w)
+            a = model.decode(w)
+            if a not in seen:
+                seen.add(a)
+                points.append(FrontPoint(a, float(acc @ w + acc_intercept), float(lat @ w + lat_intercept)))
+        secs = time.perf_counter() - t0
+        log.info("MILP front: %d points on a grid of %d latency bounds, %d solves, %.2fs", len(points), grid,
+                 s.solves, secs)
+        return MilpFront(points, s.solves, secs, False, {"n_vars": model.n_vars, "n_rows": len(model.rows)})
     while True:
         v = polish(v)
         points.append(FrontPoint(model.decode(v), float(acc @ v + acc_intercept), float(lat @ v + lat_intercept)))
