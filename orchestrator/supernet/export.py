@@ -48,7 +48,7 @@ def export_subnet(space: Any, supernet: nn.Module, arch: Mapping[str, Any], out_
     exporter = "dynamo"
     try:
         torch.onnx.export(net, (example,), str(onnx_path), dynamo=True, input_names=["input"],
-                          output_names=["logits"], external_data=False)
+                          output_names=["logits"], external_data=False, verbose=False)
     except Exception as e:  # noqa: BLE001 - exporter coverage varies by op; fall back and say so
         log.warning("dynamo ONNX export failed (%s: %s); using the TorchScript exporter", type(e).__name__, e)
         exporter = "torchscript"
