@@ -106,6 +106,9 @@ class SweepSection(_Model):
     budget_quantiles: list[float] = Field(default_factory=lambda: [0.25, 0.5, 0.75],
                                           description="latency budgets for the accuracy gap, as quantiles of "
                                                       "the reference front's latency")
+    refine_trials: int = Field(0, ge=0, description="adapted targets: a short search of this many trials on "
+                                                    "the target's adapted predictor, started from its front "
+                                                    "(0: off)")
     per_device_search: bool = Field(False, description="also run a full search per target with ground truth "
                                                        "(the cost baseline)")
 
@@ -206,9 +209,9 @@ def _semantic_problems(cfg: PipelineConfig) -> list[str]:
                                                    and cfg.accuracy.predictor == "additive")):
             problems.append("search.algorithm: 'milp' needs an additive accuracy model; use accuracy.source: "
                             "predictor with accuracy.predictor: additive (or source: table)")
-        if cfg.sweep.per_device_search:
-            problems.append("sweep.per_device_search: the per-device baseline runs a sampler search; use "
-                            "nsga2, tpe or random with it")
+        if cfg.sweep.per_device_search or cfg.sweep.refine_trials:
+            problems.append("sweep.per_device_search / sweep.refine_trials: these run a sampler search; use "
+                            "nsga2, tpe or random with them")
     if cfg.search.batch_size is not None and cfg.search.algorithm == "nsga2" \
             and cfg.search.batch_size > cfg.search.population:
         problems.append(f"search.batch_size: {cfg.search.batch_size} > population {cfg.search.population}: NSGA-II "

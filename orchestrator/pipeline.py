@@ -28,6 +28,7 @@ from orchestrator.latency.table import LatencyTable, read_table, shipped_table, 
 from orchestrator.latency.transfer import SourceSet
 from orchestrator.report import plot_hv_history, safe_name, write_front
 from orchestrator.search.driver import Candidate, SearchDriver, TableDomain, hypervolume_history, make_sampler
+from orchestrator.search.pareto import pareto_mask
 from orchestrator.search.storage import EvalLog, make_storage, open_study
 from orchestrator.sweep import ProxyCandidates, TargetInput, TargetReport, front_plot, pick_k, run_targets
 from orchestrator.tracking import Tracker, package_versions
@@ -429,6 +430,63 @@ def record_target(ctx: Context, rep: TargetReport, cands: ProxyCandidates, truth
     return summary
 
 
+def refine_target(ctx: Context, accuracy: Any, rep: TargetReport, cands: ProxyCandidates,
+                  truth: np.ndarray | None) -> None:
+    """An adapted target: a short search on its adapted predictor, started from its front; the refined
+    front is written beside the sweep's (``fronts/<device>_refined.*``) and, where the target's latency is
+    known, its hypervolume compared with the unrefined front's at true latency."""
+    import optuna
+
+    from orchestrator.search.pareto import hypervolume
+
+    cfg = ctx.cfg
+    predictor = rep.predictor
+
+    def latency(ids: Sequence[str]) -> np.ndarray:
+        return np.asarray(predictor.predict(encode_ids(ctx.space, list(ids))), dtype=float)
+
+    t0 = time.perf_counter()
+    seed = int(np.random.SeedSequence([cfg.seed, *rep.name.encode()]).generate_state(1)[0])
+    study = optuna.create_study(directions=["maximize", "minimize"],
+                                sampler=make_sampler(cfg.search.algorithm, seed, cfg.search.population))
+    for i in rep.front:
+        study.enqueue_trial(ctx.space.to_params(ctx.space.parse(cands.ids[i])))
+    domain = TableDomain(ctx.space, ctx.table.archs) if ctx.cfg.search_domain() == "table" and ctx.table is not None \
+        else None
+    drv = SearchDriver(study, ctx.space, accuracy, latency, n_trials=cfg.sweep.refine_trials + len(rep.front),
+                       batch_size=cfg.search.batch_size or cfg.search.population, domain=domain,
+                       eval_log=EvalLog(ctx.run_dir / "evaluations.jsonl"))
+    found = drv.run()
+    if hasattr(accuracy, "release"):
+        accuracy.release()
+    ids = list(dict.fromkeys([*(cands.ids[i] for i in rep.front), *(c.arch_id for c in found)]))
+    acc_of = {c.arch_id: c.accuracy for c in found} | {cands.ids[i]: float(cands.accuracy[i]) for i in rep.front}
+    acc = np.array([acc_of[a] for a in ids])
+    pred = latency(ids)
+    front = np.flatnonzero(pareto_mask(acc, pred))
+    front = front[np.argsort(pred[front], kind="stable")]
+    true_of: dict[str, float] = {}
+    if rep.kind == "tabulated" and ctx.table is not None:
+        true_of = dict(zip(ids, ctx.table.lookup(rep.name, ids), strict=True))
+    elif rep.kind == "simulated":
+        true_of = dict(zip(ids, make_device(ctx, rep.name).latency_ms(ids), strict=True))
+    rows = [{"arch": ids[i], "accuracy": float(acc[i]), "predicted_ms": float(pred[i]),
+             "true_ms": None if np.isnan(true_of.get(ids[i], np.nan)) else float(true_of[ids[i]])} for i in front]
+    write_front(rows, ctx.run_dir / "fronts" / f"{safe_name(rep.name)}_refined")
+    rep.metrics["refine_evaluated"] = float(drv.stats.evaluated)
+    rep.metrics["refine_s"] = time.perf_counter() - t0
+    rep.metrics["refined_front_size"] = float(len(front))
+    if true_of and truth is not None:
+        old = [(float(cands.accuracy[i]), float(truth[i])) for i in rep.front if not np.isnan(truth[i])]
+        new = [(r["accuracy"], r["true_ms"]) for r in rows if r["true_ms"] is not None]
+        if old and new:
+            pts = np.array(old + new)
+            ref = (float(pts[:, 0].min()) - 1e-6, float(pts[:, 1].max()) * 1.001)
+            hv_old = hypervolume(*np.array(old).T, *ref)
+            rep.metrics["refine_hv_gain"] = hypervolume(*np.array(new).T, *ref) / hv_old if hv_old > 0 else \
+                float("nan")
+
+
 def per_device_search(ctx: Context, accuracy: Any, name: str, cands: ProxyCandidates,
                       rep: TargetReport) -> None:
     """The baseline: a full search against the target's own ground truth (same budget, same accuracy)."""
@@ -563,6 +621,9 @@ def _run(ctx: Context, resume: bool, t_start: float) -> dict[str, Any]:
 
     def finish(rep: TargetReport) -> None:
         measure_front(ctx, rep, cands, opts[rep.name])
+        if cfg.sweep.refine_trials and rep.predictor is not None:
+            refine_target(ctx, accuracy, rep, cands, truth[rep.name])
+        rep.predictor = None
         if cfg.sweep.per_device_search:
             per_device_search(ctx, accuracy, rep.name, cands, rep)
         export = export_front(ctx, rep, cands)
@@ -573,7 +634,7 @@ def _run(ctx: Context, resume: bool, t_start: float) -> dict[str, Any]:
     try:
         run_targets(ctx.space, cands, inputs, sources, threshold=cfg.sweep.srcc_threshold,
                     method=cfg.sweep.transfer, quantiles=cfg.sweep.budget_quantiles, seed=cfg.seed,
-                    plot=True, progress=finish)
+                    plot=True, keep_predictor=cfg.sweep.refine_trials > 0, progress=finish)
     finally:
         if bar is not None:
             bar.close()

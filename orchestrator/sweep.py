@@ -83,6 +83,7 @@ class TargetReport:
     n_measurements: int = 0
     seconds: float = 0.0
     png: bytes | None = None  # the front plot, rendered in the task (not for measured targets)
+    predictor: Any = None  # the adapted latency predictor, kept when a refinement search will use it
 
     def summary(self) -> dict[str, Any]:
         return {"target": self.name, "kind": self.kind, "k": self.k, "srcc_k": self.srcc_k,
@@ -128,8 +129,10 @@ def pareto_loss(acc: np.ndarray, truth: np.ndarray, chosen: Sequence[int],
 
 
 def decide_target(space: SearchSpace, cands: ProxyCandidates, target: TargetInput, sources: SourceSet | None,
-                  *, threshold: float, method: str, quantiles: Sequence[float], seed: int) -> TargetReport:
-    """Steps 2-3 above for one target. ``sources`` None: reuse only (no transfer possible)."""
+                  *, threshold: float, method: str, quantiles: Sequence[float], seed: int,
+                  keep_predictor: bool = False) -> TargetReport:
+    """Steps 2-3 above for one target. ``sources`` None: reuse only (no transfer possible).
+    ``keep_predictor``: return the adapted predictor too (for a refinement search on it)."""
     t0 = time.perf_counter()
     index = {a: i for i, a in enumerate(cands.ids)}
     y = np.asarray(target.k_latency, dtype=float)
@@ -141,6 +144,7 @@ def decide_target(space: SearchSpace, cands: ProxyCandidates, target: TargetInpu
         proxy_k = sources.latency(X_k)[:, sources.names.index(cands.proxy)] if sources is not None and \
             cands.proxy in sources.names else np.full(len(y), np.nan)
     s = srcc(proxy_k, y) if len(y) >= 3 and not np.isnan(proxy_k).any() else float("nan")
+    adapted = None
     if (not np.isnan(s) and s >= threshold) or sources is None:
         a, c = affine_positive(np.nan_to_num(proxy_k), y)
         predicted = a * cands.proxy_latency + c
@@ -150,9 +154,10 @@ def decide_target(space: SearchSpace, cands: ProxyCandidates, target: TargetInpu
         pred = adapt(method, sources, X_k, y, rng)
         predicted = np.asarray(pred.predict(encode_ids(space, cands.ids)), dtype=float)
         decision, used = "adapt", getattr(pred, "chosen_method", method)
+        adapted = pred
     front = _front_indices(cands.accuracy, predicted)
     rep = TargetReport(target.name, target.kind, len(y), float(s), decision, used, predicted, front,
-                       n_measurements=len(y))
+                       n_measurements=len(y), predictor=adapted if keep_predictor else None)
     if target.truth is not None and (~np.isnan(target.truth)).sum() >= 3:
         truth = np.asarray(target.truth, dtype=float)
         known = ~np.isnan(truth)
@@ -192,10 +197,12 @@ def _decide_remote(space: SearchSpace, cands: ProxyCandidates, target: TargetInp
 def run_targets(space: SearchSpace, cands: ProxyCandidates, targets: Sequence[TargetInput],
                 sources_for: Callable[[str], SourceSet | None], *, threshold: float, method: str,
                 quantiles: Sequence[float], seed: int, use_ray: bool = True, plot: bool = False,
+                keep_predictor: bool = False,
                 progress: Callable[[TargetReport], None] | None = None) -> list[TargetReport]:
     """Decide every target, as Ray tasks (candidates and each distinct source set put once); ``plot``:
     the tasks also render each target's front plot (``TargetReport.png``)."""
-    kw = {"threshold": threshold, "method": method, "quantiles": list(quantiles), "seed": seed}
+    kw = {"threshold": threshold, "method": method, "quantiles": list(quantiles), "seed": seed,
+          "keep_predictor": keep_predictor}
     if not use_ray:
         out = []
         for t in targets:

@@ -186,6 +186,17 @@ class MobileNetV3Space:
                 out[f"s{s}_b{b}_expand"] = CategoricalDistribution(list(EXPANDS))
         return out
 
+    def to_params(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        """Optuna parameters of ``arch`` (slots beyond a stage's depth get the first choice: unused)."""
+        d, ks, e = self.validate(arch)
+        out: dict[str, Any] = {}
+        for s in range(N_STAGES):
+            out[f"s{s}_depth"] = d[s]
+            for b in range(MAX_DEPTH):
+                out[f"s{s}_b{b}_kernel"] = ks[s][b] if b < d[s] else KERNELS[0]
+                out[f"s{s}_b{b}_expand"] = e[s][b] if b < d[s] else EXPANDS[0]
+        return out
+
     def from_params(self, params: Mapping[str, Any]) -> Arch:
         try:
             d = [int(params[f"s{s}_depth"]) for s in range(N_STAGES)]

@@ -179,6 +179,11 @@ class NB201Space:
         except KeyError as e:
             raise ArchError(f"NB201 params lack {e.args[0]!r}; expected keys {list(self.distributions())}") from None
 
+    def to_params(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        """Optuna parameters of ``arch`` (the inverse of ``from_params``: to enqueue known cells)."""
+        ops = self.validate(arch)
+        return {f"edge_{j}<-{i}": op for (j, i), op in zip(EDGES, ops, strict=True)}
+
     # -- networks -------------------------------------------------------------
     def build(self, arch: Mapping[str, Any], **kwargs: Any) -> Any:
         """The real NB201 network for ``arch`` (CIFAR 32x32 by default)."""

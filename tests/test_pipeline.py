@@ -126,3 +126,14 @@ def test_milp_config_needs_additive_models():
         parse_config({"name": "x", "search": {"algorithm": "milp"}, "latency": {"predictor": "mlp"},
                       "accuracy": {"source": "supernet"}})
     assert "latency.predictor: additive" in str(e.value) and "accuracy.predictor: additive" in str(e.value)
+
+
+def test_refinement_search_on_adapted_targets(tmp_path, ray_cluster):
+    cfg = _cfg(tmp_path, name="r", sweep={"targets": ["edgegpu"], "simulated": 1, "k": 10, "srcc_threshold": 1.0,
+                                          "refine_trials": 20})
+    summary = run_pipeline(cfg, progress=False)
+    for r in summary["targets"]:
+        assert r["decision"] == "adapt"  # threshold 1.0: every target adapts
+        assert r["refine_evaluated"] >= 0 and r["refined_front_size"] >= 1 and r["refine_hv_gain"] > 0
+        rows = json.loads((cfg.run_dir() / "fronts" / f"{r['target'].replace(':', '_')}_refined.json").read_text())
+        assert rows and all(row["true_ms"] is not None for row in rows)
