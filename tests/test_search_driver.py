@@ -146,3 +146,18 @@ def test_hypervolume_history_is_monotone(space, shipped, acc_table, tmp_path):
     assert all(b >= a - 1e-12 for a, b in zip(hv, hv[1:], strict=False)) and hv[-1] > 0
     assert all(t.user_attrs[ARCH_ATTR] for t in driver.study.get_trials(states=(TrialState.COMPLETE,)))
     assert candidates(driver.study) == found
+
+
+@pytest.mark.parametrize("name,options", [("nb201", {}), ("mobilenetv3", {"resolution": 32})])
+def test_to_params_inverts_from_params(name, options):
+    from search_spaces.base import get_space
+
+    sp = get_space(name, **options)
+    rng = np.random.default_rng(0)
+    dists = sp.distributions()
+    for _ in range(20):
+        arch = sp.sample(rng)
+        params = sp.to_params(arch)
+        assert set(params) == set(dists)
+        assert all(params[k] in dists[k].choices for k in params)
+        assert sp.arch_id(sp.from_params(params)) == sp.arch_id(arch)
