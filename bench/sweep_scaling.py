@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -75,6 +76,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--baseline-max", type=int, default=64)
     ap.add_argument("--no-tracking", action="store_true", help="leave MLflow out of the timed sweep")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir (run dirs, MLflow store)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -137,6 +139,10 @@ def main() -> None:
         hv = f"{r['hv']:.3f}" if r["hv"] is not None else "-"
         print(f"{n:>5} {r['wall']:8.1f} {r['wall'] / base:6.2f} {r['search']:9.1f} {r['sweep']:8.1f} "
               f"{r['meas']:>12} {r['reuse']:>5}/{r['adapt']:<6} {hv:>8} {pd:>20} {pm:>9}")
+    if args.keep:
+        print(f"work dir kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     print(f"per-device search: {mean_per:.2f}s and {mean_meas:.0f} cells measured per device (mean of {len(per)} "
           f"real runs of {args.trials} trials); the sweep measures k={args.k} per device")
 
