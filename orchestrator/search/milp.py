@@ -228,14 +228,12 @@ class MilpFront:
 
 
 class _Solver:
-    def __init__(self, model: MilpModel, acc: np.ndarray, lat: np.ndarray, time_limit: float) -> None:
+    def __init__(self, model: MilpModel, time_limit: float) -> None:
         from scipy.optimize import LinearConstraint
 
         self.model = model
         A, lb, ub = model.matrix()
         self.base = LinearConstraint(A, lb, ub)
-        self.acc = acc
-        self.lat = lat
         self.options = {"mip_rel_gap": 0.0, "time_limit": time_limit, "disp": False}
         self.solves = 0
 
@@ -290,7 +288,7 @@ def _milp_front(model: MilpModel, acc_coef: np.ndarray, acc_intercept: float, la
     t0 = time.perf_counter()
     acc = model.E.T @ np.asarray(acc_coef, dtype=float)
     lat = model.E.T @ np.asarray(lat_coef, dtype=float)
-    s = _Solver(model, acc, lat, time_limit)
+    s = _Solver(model, time_limit)
     # separations: distinct points differ by more than this (relative to the objectives' ranges)
     tol_a = 1e-9 * max(1.0, float(np.abs(acc).sum()))
     tol_l = 1e-7 * max(1e-12, float(np.abs(lat).sum()))
