@@ -118,11 +118,12 @@ def resolve_targets(cfg: PipelineConfig, table: LatencyTable | None, proxy: str)
     return list(seen.items())
 
 
-def check_targets_known(cfg: PipelineConfig, table: LatencyTable | None,
+def check_targets_known(cfg: PipelineConfig, space: SearchSpace, table: LatencyTable | None,
                         targets: Sequence[tuple[str, dict[str, Any]]]) -> None:
-    """Tabulated targets are known only on the table's rows: the candidates must come from there."""
+    """Tabulated targets are known only on the table's rows: unless the table covers the whole space,
+    the candidates must come from there."""
     tab = [n for n, _ in targets if table is not None and n in table.devices]
-    if tab and cfg.search_domain() != "table" and table is not None and len(table.archs) < 10_000:
+    if tab and cfg.search_domain() != "table" and table is not None and len(table.archs) < space.size:
         raise ConfigError(f"sweep.targets: tabulated targets {tab} are known only on the table's "
                           f"{len(table.archs)} architectures; set search.domain: table")
 
@@ -250,6 +251,13 @@ def supernet_source(ctx: Context) -> tuple[Any, dict[str, Any]]:
 
 
 # -- search ------------------------------------------------------------------------------
+def table_domain(ctx: Context) -> TableDomain | None:
+    """The search domain as the driver takes it: the table's cells, or None for the whole space."""
+    if ctx.cfg.search_domain() == "table" and ctx.table is not None:
+        return TableDomain(ctx.space, ctx.table.archs)
+    return None
+
+
 def milp_search(ctx: Context, accuracy: Any, latency: Callable[[Sequence[str]], np.ndarray]) -> list[Candidate]:
     """The exact front of the additive accuracy and proxy-latency models; its members are then evaluated
     by the accuracy source and the latency service like any search's candidates."""
@@ -291,8 +299,7 @@ def search_phase(ctx: Context, accuracy: Any, latency: Callable[[Sequence[str]],
 
     study = open_study(storage, ctx.cfg.name, optuna.samplers.RandomSampler(), resume)
     study.sampler = make_sampler(cfg.algorithm, ctx.cfg.seed, cfg.population, len(study.trials))
-    domain = TableDomain(ctx.space, ctx.table.archs) if ctx.cfg.search_domain() == "table" and ctx.table is not None \
-        else None
+    domain = table_domain(ctx)
     driver = SearchDriver(study, ctx.space, accuracy, latency, n_trials=cfg.n_trials,
                           batch_size=cfg.batch_size or cfg.population, latency_budget_ms=cfg.latency_budget_ms,
                           domain=domain, eval_log=EvalLog(ctx.run_dir / "evaluations.jsonl"), progress=ctx.progress)
@@ -451,8 +458,7 @@ def refine_target(ctx: Context, accuracy: Any, rep: TargetReport, cands: ProxyCa
                                 sampler=make_sampler(cfg.search.algorithm, seed, cfg.search.population))
     for i in rep.front:
         study.enqueue_trial(ctx.space.to_params(ctx.space.parse(cands.ids[i])))
-    domain = TableDomain(ctx.space, ctx.table.archs) if ctx.cfg.search_domain() == "table" and ctx.table is not None \
-        else None
+    domain = table_domain(ctx)
     drv = SearchDriver(study, ctx.space, accuracy, latency, n_trials=cfg.sweep.refine_trials + len(rep.front),
                        batch_size=cfg.search.batch_size or cfg.search.population, domain=domain,
                        eval_log=EvalLog(ctx.run_dir / "evaluations.jsonl"))
@@ -512,8 +518,7 @@ def per_device_search(ctx: Context, accuracy: Any, name: str, cands: ProxyCandid
     study = optuna.create_study(directions=["maximize", "minimize"],
                                 sampler=make_sampler(cfg.algorithm, ctx.cfg.seed, cfg.population))
     log_ = EvalLog(ctx.run_dir / "evaluations.jsonl")
-    domain = TableDomain(ctx.space, ctx.table.archs) if ctx.cfg.search_domain() == "table" and ctx.table is not None \
-        else None
+    domain = table_domain(ctx)
     t0 = time.perf_counter()
     drv = SearchDriver(study, ctx.space, accuracy, latency, n_trials=cfg.n_trials,
                        batch_size=cfg.batch_size or cfg.population, domain=domain, eval_log=log_)
@@ -539,7 +544,7 @@ def run_pipeline(cfg: PipelineConfig, *, resume: bool = False, progress: bool = 
     space = get_space(cfg.space.name, **cfg.space.options)
     table = load_table(cfg, space)
     proxy_name = cfg.latency.proxy
-    check_targets_known(cfg, table, resolve_targets(cfg, table, proxy_name))
+    check_targets_known(cfg, space, table, resolve_targets(cfg, table, proxy_name))
     run_dir = prepare_run_dir(cfg, resume, base)
     handler = logging.FileHandler(run_dir / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -37,6 +37,9 @@ class SearchSpace(Protocol):
     def build(self, arch: Mapping[str, Any], **kwargs: Any) -> Any: ...
 
     @property
+    def size(self) -> int: ...
+
+    @property
     def encoding_size(self) -> int: ...
 
 

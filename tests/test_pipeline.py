@@ -137,3 +137,18 @@ def test_refinement_search_on_adapted_targets(tmp_path, ray_cluster):
         assert r["refine_evaluated"] >= 0 and r["refined_front_size"] >= 1 and r["refine_hv_gain"] > 0
         rows = json.loads((cfg.run_dir() / "fronts" / f"{r['target'].replace(':', '_')}_refined.json").read_text())
         assert rows and all(row["true_ms"] is not None for row in rows)
+
+
+def test_csv_table_targets_need_the_table_domain(tmp_path, shipped):
+    """A CSV table that covers part of the space: its devices as targets with a whole-space search is refused
+    before any work (the shipped case is caught by the config already)."""
+    from orchestrator.latency.table import LatencyTable, write_table
+
+    sub = shipped.select(["fpga", "pixel3"])
+    path = tmp_path / "t.csv"
+    write_table(path, LatencyTable(sub.archs[:300], ["lat_ms_fpga", "lat_ms_pixel3"], sub.values[:300]))
+    cfg = _cfg(tmp_path, name="csv", latency={"table": str(path), "proxy": "fpga"},
+               search={"domain": "space"}, sweep={"targets": ["pixel3"], "simulated": 0})
+    with pytest.raises(ConfigError, match=r"known only on the table's 300 architectures; set search.domain"):
+        run_pipeline(cfg, progress=False)
+    assert not cfg.run_dir().exists()
