@@ -57,6 +57,27 @@ class Additive:
         yield from zip(ids, map(float, self.model.predict(encode_ids(self.space, list(ids)))), strict=True)
 
 
+def nsga2_vs_exact(space, acc_model, lat_model, ref: tuple[float, float], hv_exact: float,
+                   trials: tuple[int, ...], seeds: int, population: int) -> None:
+    """NSGA-II on two additive models' predictions: hypervolume over the exact MILP front's, per budget."""
+    print(f"{'trials':>8} {'NSGA-II hv / exact':>20} {'front pts':>10} {'NSGA-II s':>10}")
+    for n in trials:
+        vals, secs, pts = [], [], []
+        for seed in range(seeds):
+            t0 = time.perf_counter()
+            study = optuna.create_study(directions=["maximize", "minimize"],
+                                        sampler=make_sampler("nsga2", seed, population))
+            found = SearchDriver(study, space, Additive(space, acc_model),
+                                 lambda a: lat_model.predict(encode_ids(space, list(a))),
+                                 n_trials=n, batch_size=population).run()
+            secs.append(time.perf_counter() - t0)
+            found = list({c.arch_id: c for c in found}.values())  # repeats of one cell are one point
+            fa, fl = np.array([c.accuracy for c in found]), np.array([c.latency_ms for c in found])
+            vals.append(hypervolume(fa, fl, *ref) / hv_exact)
+            pts.append(int(pareto_mask(fa, fl).sum()))
+        print(f"{n:>8} {f'{np.mean(vals):.4f}+-{np.std(vals):.4f}':>20} {np.mean(pts):>10.0f} {np.mean(secs):>10.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=3)
@@ -152,18 +173,7 @@ def main() -> None:
     brute = int(pareto_mask(pa, pl).sum())
     print(f"\npart 2: predicted objectives over all 15,625 cells; exact MILP front {len(exact.points)} points "
           f"(brute force: {brute}) in {t_milp:.2f}s ({exact.solves} solves)")
-    print(f"{'trials':>8} {'NSGA-II hv / exact':>20} {'NSGA-II s':>10}")
-    for n in (100, 400, 1600):
-        vals, secs = [], []
-        for seed in range(args.seeds):
-            t0 = time.perf_counter()
-            study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler("nsga2", seed, 40))
-            found = SearchDriver(study, space, Additive(space, acc_model),
-                                 lambda a: lat_model.predict(encode_ids(space, list(a))),
-                                 n_trials=n, batch_size=40).run()
-            secs.append(time.perf_counter() - t0)
-            vals.append(hypervolume([c.accuracy for c in found], [c.latency_ms for c in found], *ref2) / hv_exact)
-        print(f"{n:>8} {f'{np.mean(vals):.4f}+-{np.std(vals):.4f}':>20} {np.mean(secs):>10.2f}")
+    nsga2_vs_exact(space, acc_model, lat_model, ref2, hv_exact, (100, 400, 1600), args.seeds, 40)
     if not args.skip_part3:
         part3(args.seeds)
 
@@ -196,20 +206,7 @@ def part3(seeds: int) -> None:
           f"in {t_prof:.0f}s), second objective = additive log-FLOPs stand-in")
     print(f"exact MILP front on a grid of 200 latency bounds: {len(exact.points)} points, {exact.solves} solves, "
           f"{t_milp:.1f}s ({exact.stats['n_vars']:.0f} binaries); NSGA-II below, hv against it")
-    print(f"{'trials':>8} {'NSGA-II hv / exact':>20} {'front pts':>10} {'NSGA-II s':>10}")
-    for n in (400, 1600, 6400):
-        vals, secs, pts = [], [], []
-        for seed in range(seeds):
-            t0 = time.perf_counter()
-            study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler("nsga2", seed, 100))
-            found = SearchDriver(study, space, Additive(space, cap_model),
-                                 lambda a: lat_model.predict(encode_ids(space, list(a))),
-                                 n_trials=n, batch_size=100).run()
-            secs.append(time.perf_counter() - t0)
-            fa, fl = np.array([c.accuracy for c in found]), np.array([c.latency_ms for c in found])
-            vals.append(hypervolume(fa, fl, *ref) / hv_exact)
-            pts.append(int(pareto_mask(fa, fl).sum()))
-        print(f"{n:>8} {f'{np.mean(vals):.4f}+-{np.std(vals):.4f}':>20} {np.mean(pts):>10.0f} {np.mean(secs):>10.1f}")
+    nsga2_vs_exact(space, cap_model, lat_model, ref, hv_exact, (400, 1600, 6400), seeds, 100)
 
 
 if __name__ == "__main__":
