@@ -19,7 +19,8 @@ import ray
 from orchestrator.supernet.data import DataConfig, load_dataset
 from orchestrator.supernet.evaluate import EvalConfig
 from orchestrator.supernet.pool import EvaluatorPool
-from orchestrator.supernet.spec import SpaceConfig, space_from_spec
+from orchestrator.supernet.spec import one_shot_space, with_classes
+from search_spaces.base import SpaceSpec
 
 
 def main() -> None:
@@ -31,9 +32,9 @@ def main() -> None:
     args = ap.parse_args()
     ray.init(num_cpus=max(args.actors), include_dashboard=False, configure_logging=False)
     data = load_dataset(DataConfig())
-    spec = SpaceConfig(options={"width_mult": args.width_mult, "resolution": 32,
-                                "feature_dim": 128}).spec(data.num_classes)
-    space = space_from_spec(spec)
+    space = one_shot_space(with_classes(SpaceSpec(name="mobilenetv3", options={
+        "width_mult": args.width_mult, "resolution": 32, "feature_dim": 128}), data.num_classes))
+    spec = space.spec()
     # Untrained weights evaluate at the same speed as trained ones; accuracy is not the point here.
     weights = ray.put(space.build_supernet().state_dict())
     data_ref = ray.put(data)

@@ -22,8 +22,9 @@ from scipy.stats import kendalltau, spearmanr
 
 from orchestrator.supernet.data import DataConfig, load_dataset, steps_per_epoch, train_batches
 from orchestrator.supernet.evaluate import EvalConfig, accuracy, evaluate_subnet
-from orchestrator.supernet.spec import SpaceConfig, space_from_spec
+from orchestrator.supernet.spec import one_shot_space, with_classes
 from orchestrator.supernet.train import SupernetTrainer, TrainConfig, lr_factor
+from search_spaces.base import SpaceSpec
 
 
 def train_standalone(net: torch.nn.Module, data, cfg: TrainConfig) -> None:
@@ -51,11 +52,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = load_dataset(DataConfig())
-    spec = SpaceConfig(options={"width_mult": 0.25, "resolution": 32, "feature_dim": 128}).spec(data.num_classes)
-    space = space_from_spec(spec)
+    space = one_shot_space(with_classes(SpaceSpec(name="mobilenetv3", options={
+        "width_mult": 0.25, "resolution": 32, "feature_dim": 128}), data.num_classes))
     cfg = TrainConfig(epochs=args.epochs, batch_size=64, lr=0.1, seed=args.seed)
     t0 = time.perf_counter()
-    trainer = SupernetTrainer(space, spec, data, cfg)
+    trainer = SupernetTrainer(space, data, cfg)
     trainer.fit(save=False)
     t_sup = time.perf_counter() - t0
     rng = np.random.default_rng(args.seed + 1)

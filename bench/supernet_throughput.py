@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from orchestrator.supernet.data import DataConfig, load_dataset
-from orchestrator.supernet.spec import SpaceConfig, space_from_spec
+from orchestrator.supernet.spec import one_shot_space
+from search_spaces.base import SpaceSpec
 
 
 def sync(device: torch.device) -> None:
@@ -44,9 +45,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cl = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    spec = SpaceConfig(options={"width_mult": args.width_mult, "resolution": args.resolution,
-                                "num_classes": 10}).spec()
-    space = space_from_spec(spec)
+    space = one_shot_space(SpaceSpec(name="mobilenetv3", options={
+        "width_mult": args.width_mult, "resolution": args.resolution, "num_classes": 10}))
     data = load_dataset(DataConfig(name="synthetic", resolution=args.resolution,
                                    synthetic_size=max(256, 2 * args.batch_size)))
     x = data.x_train[: args.batch_size].to(device).contiguous(memory_format=cl)

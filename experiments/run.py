@@ -8,15 +8,35 @@ setup_commands install it on every node). A config path that does not exist
 from the working directory is looked up in the project checkout (~/hwnas).
 The config is validated, and the cluster's resources are checked against what
 it needs, before any work is scheduled. Also runs locally: `--address local`.
+
+Token authentication: cluster.yaml starts every node with RAY_AUTH_MODE=token
+and mounts the token at ~/.ray/auth_token. Ray reads RAY_AUTH_MODE when it is
+*imported*, and `ray submit` exports nothing, so this script sets it (where a
+token is there and the variable is not set) before anything imports ray.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 import os
-import sys
-from pathlib import Path
+
+
+def token_auth_env(environ: dict[str, str] = os.environ) -> bool:  # type: ignore[assignment]
+    """Turn token authentication on when a token is at hand and nothing says otherwise; True if it did."""
+    if "RAY_AUTH_MODE" in environ:
+        return False
+    token = environ.get("RAY_AUTH_TOKEN") or os.path.isfile(
+        environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token"))
+    if token:
+        environ["RAY_AUTH_MODE"] = "token"
+    return bool(token)
+
+
+token_auth_env()  # before any import of ray, direct or through the package
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 
 def resolve_config(path: str) -> Path:
@@ -58,18 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.address == "local":
         ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, configure_logging=False)
     else:
-        if os.path.isfile(os.path.expanduser("~/.ray/auth_token")):
-            os.environ.setdefault("RAY_AUTH_MODE", "token")  # cluster.yaml starts every node with token auth
         ray.init(address=args.address, configure_logging=False)
-    from orchestrator.cluster import check_cluster
     from orchestrator.pipeline import run_pipeline
     from orchestrator.report import format_summary
 
     resources = ray.cluster_resources()
     logging.getLogger("run.py").info("cluster: %s", {k: v for k, v in sorted(resources.items())
                                                      if not k.startswith(("node:", "accelerator_type"))})
-    try:
-        check_cluster(cfg, resources)
+    try:  # the pipeline checks the cluster's resources against the config before any work
         summary = run_pipeline(cfg, resume=args.resume, progress=sys.stderr.isatty())
     except HwnasError as e:
         print(f"run.py: {e}", file=sys.stderr)

@@ -38,24 +38,25 @@ def _table(path: str, space):
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from orchestrator.latency.devices.base import DEVICES, device_names
+    from orchestrator.latency.devices.base import DEVICES, PREFIXES, DeviceCatalog
+    from orchestrator.latency.devices.tabulated import TABLE_DEVICE
     from orchestrator.latency.predictors import PREDICTORS
+    from orchestrator.latency.table import SHIPPED_DEVICES
     from orchestrator.latency.transfer import TRANSFERS
-    from orchestrator.search.driver import SAMPLERS
+    from orchestrator.search.algorithms import ALGORITHMS
     from orchestrator.supernet.data import DATASETS
     from search_spaces.base import SPACES
 
-    device_names()
+    DeviceCatalog(_space("nb201"))  # loads the device types
     for title, reg in (("search spaces", SPACES), ("devices", DEVICES), ("predictors", PREDICTORS),
-                       ("transfer methods", TRANSFERS), ("search algorithms", SAMPLERS), ("datasets", DATASETS)):
+                       ("transfer methods", TRANSFERS), ("search algorithms", ALGORITHMS), ("datasets", DATASETS)):
         print(f"{title}:")
         for n in reg.names():
-            print(f"  {n:12s} {reg.describe(n)}")
+            print(f"  {n:14s} {reg.describe(n)}")
         if reg is DEVICES:
-            print("  sim:<n>      SIMULATED roofline device number n (for sweeps at scale; not a measurement)")
-            print("  remote:<r>   a measured device on the Ray node(s) carrying custom resource device:<r>")
-        if reg is SAMPLERS:
-            print("  milp         exact front of additive accuracy and latency models (epsilon-constraint MILP)")
+            for p in PREFIXES.names():
+                print(f"  {PREFIXES.get(p).pattern:14s} {PREFIXES.get(p).help}")
+            print(f"  {'<column>':14s} {TABLE_DEVICE.help}; shipped: {', '.join(SHIPPED_DEVICES)}")
     return 0
 
 
@@ -77,7 +78,7 @@ def cmd_srcc(args: argparse.Namespace) -> int:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from orchestrator.latency.devices import get_device, reliability_check
+    from orchestrator.latency.devices import DeviceCatalog, reliability_check
     from orchestrator.latency.measurement import MeasurementProtocol
     from orchestrator.latency.table import LatencyTable, read_archs, write_table
 
@@ -102,36 +103,27 @@ def cmd_measure(args: argparse.Namespace) -> int:
             if a not in seen:
                 seen.add(a)
                 ids.append(a)
-    kwargs: dict = {}
-    if args.device.startswith("remote:") or args.device in ("torch-cpu", "onnxrt-cpu", "cuda"):
-        kwargs = {"threads": args.threads, "batch_size": args.batch_size,
-                  "protocol": MeasurementProtocol(warmup=args.warmup, repeats=args.repeats)}
-        if args.device.startswith("remote:"):
-            import ray
-
-            ray.init(address=args.address, log_to_driver=False)
-            kwargs["inner"] = args.runtime
-    device = get_device(args.device, space, **kwargs)
-    if device.kind == "remote":
-        device.check()
-    archs = [space.parse(a) for a in ids]
+    catalog = DeviceCatalog(space)
+    defaults = {"threads": args.threads, "batch_size": args.batch_size,
+                "protocol": MeasurementProtocol(warmup=args.warmup, repeats=args.repeats), "inner": args.runtime,
+                "address": args.address}
+    device = catalog.make(args.device, defaults=defaults)
     name = args.column or device.name
-    if device.kind == "tabulated":
-        values = np.array([np.nan if (v := device.lookup(a)) is None else v for a in ids])
-        cv = None
+    cv = None
+    if device.deterministic:  # a table or a simulator: nothing to time
+        values = device.latency_ms(ids)
     else:
-        with _progress(len(archs), f"measuring on {device.name}") as bar:
-            samples = device.measure_many(archs, bar.update)
+        with _progress(len(ids), f"measuring on {device.name}") as bar:
+            samples = device.samples(ids, bar.update)
         values = np.array([s.median_ms for s in samples])
         cv = np.array([s.cv for s in samples])
     write_table(args.out, LatencyTable(ids, [name], values[:, None], str(args.out)))
     print(f"wrote {len(ids)} latencies of {name} to {args.out}")
     if cv is not None:
         print(f"median ms {np.nanmedian(values):.3f}, median CV {100 * np.median(cv):.2f}%")
-    if args.retest and device.kind != "tabulated":
-        k = min(args.retest, len(archs))
-        with _progress(2 * k, "test-retest") as bar:
-            rep = reliability_check(device, archs[:k], rng, bar.update)
+    if args.retest and not device.deterministic:
+        k = min(args.retest, len(ids))
+        rep = reliability_check(device, ids[:k], rng, first_ms=values[:k])
         verdict = "ok" if rep.reliable else "UNRELIABLE (< 0.9): rankings are mostly noise"
         print(f"test-retest SRCC over {rep.n} architectures: {rep.srcc:.3f} ({verdict})")
     return 0

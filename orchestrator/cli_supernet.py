@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,6 @@ from typing import Any
 import numpy as np
 
 from orchestrator.errors import ConfigError
-
-RUN_FILE = "run.json"
 
 
 def _options(pairs: list[str]) -> dict[str, Any]:
@@ -43,50 +40,29 @@ def _ray_init(address: str | None, num_cpus: int | None) -> None:
         ray.init(num_cpus=num_cpus, include_dashboard=False, configure_logging=False)
 
 
-def _load_run(run_dir: str) -> tuple[dict[str, Any], Path]:
-    d = Path(run_dir)
-    f = d / RUN_FILE
-    if not f.is_file():
-        raise ConfigError(f"{d} is not a supernet run directory (no {RUN_FILE}); create one with "
-                          f"'hwnas supernet train --out {d}'")
-    return json.loads(f.read_text()), d / "last.pt"
-
-
-def _weights(run: dict[str, Any], ck: Path) -> tuple[Any, Any, Any]:
-    from orchestrator.supernet.checkpoint import load_checkpoint
-    from orchestrator.supernet.data import DataConfig, load_dataset
-    from orchestrator.supernet.spec import SpaceConfig
-
-    data = load_dataset(DataConfig(**run["data"]))
-    spec = SpaceConfig(**run["space"]).spec(data.num_classes)
-    state = load_checkpoint(ck, expect={"space": spec})["model"]
-    return spec, state, data
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from orchestrator.supernet.actor import train_data_parallel, train_supernet
     from orchestrator.supernet.data import DataConfig
-    from orchestrator.supernet.spec import SpaceConfig
+    from orchestrator.supernet.runs import create_run
+    from orchestrator.supernet.spec import one_shot_space
     from orchestrator.supernet.train import TrainConfig
+    from search_spaces.base import SpaceSpec
 
-    space_cfg = SpaceConfig(name=args.space, options=_options(args.option))
+    space_spec = SpaceSpec(name=args.space, options=_options(args.option))
+    one_shot_space(space_spec)  # unknown space or option: an error before Ray starts
     data_cfg = DataConfig(name=args.data, root=args.data_root, max_train=args.max_train,
-                          resolution=space_cfg.options.get("resolution", 32))
+                          resolution=space_spec.options.get("resolution", 32))
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                             n_random=args.n_random, seed=args.seed, device="cuda" if args.gpus else "cpu")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    run = {"space": space_cfg.model_dump(), "data": data_cfg.model_dump(), "train": train_cfg.model_dump()}
-    if (out / RUN_FILE).exists() and json.loads((out / RUN_FILE).read_text()) != run:
-        raise ConfigError(f"{out} holds a run with other settings ({out / RUN_FILE}); use another --out")
-    (out / RUN_FILE).write_text(json.dumps(run, indent=2))
+    create_run(out, space_spec, data_cfg, train_cfg)
     _ray_init(args.address, args.cpus)
     t0 = time.perf_counter()
     if args.workers > 1:
-        summary = train_data_parallel(space_cfg, data_cfg, train_cfg, out, args.workers, use_gpu=args.gpus > 0,
+        summary = train_data_parallel(space_spec, data_cfg, train_cfg, out, args.workers, use_gpu=args.gpus > 0,
                                       storage_path=out / "ray_train")
     else:
-        summary, _ = train_supernet(space_cfg, data_cfg, train_cfg, out, num_cpus=args.threads,
+        summary, _ = train_supernet(space_spec, data_cfg, train_cfg, out, num_cpus=args.threads,
                                     num_gpus=min(args.gpus, 1), threads=args.threads)
     last = summary["history"][-1]
     print(f"trained {summary['epoch']} epochs in {time.perf_counter() - t0:.1f}s: last epoch loss "
@@ -97,11 +73,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from orchestrator.supernet.evaluate import EvalConfig
     from orchestrator.supernet.pool import EvaluatorPool
-    from orchestrator.supernet.spec import space_from_spec
+    from orchestrator.supernet.runs import load_trained
+    from orchestrator.supernet.spec import one_shot_space
 
-    run, ck = _load_run(args.run)
-    spec, state, data = _weights(run, ck)
-    space = space_from_spec(spec)
+    spec, state, data = load_trained(args.run)
+    space = one_shot_space(spec)
     rng = np.random.default_rng(args.seed)
     archs = [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(max(0, args.n - 2))]
     _ray_init(args.address, args.cpus)
@@ -131,11 +107,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from orchestrator.supernet.export import export_subnet, verify_export
-    from orchestrator.supernet.spec import space_from_spec
+    from orchestrator.supernet.runs import load_trained
+    from orchestrator.supernet.spec import one_shot_space
 
-    run, ck = _load_run(args.run)
-    spec, state, _ = _weights(run, ck)
-    space = space_from_spec(spec)
+    spec, state, _ = load_trained(args.run)
+    space = one_shot_space(spec)
     sup = space.build_supernet()
     sup.load_state_dict(state)
     sup.eval()

@@ -2,42 +2,47 @@
 
 Ray queues a task or actor that asks for a resource no node has forever (the
 autoscaler only adds node types that advertise it), so a run on a cluster
-first compares its needs with ``ray.cluster_resources()``.
+first compares its needs with ``ray.cluster_resources()``. Each device says
+what it needs (``Device.cluster_resources()``: a GPU to time on, the custom
+resource ``device:<name>`` of its host).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from orchestrator.config import PipelineConfig
 from orchestrator.errors import ConfigError
 
-
-def _device_names(cfg: PipelineConfig) -> list[str]:
-    names = [t if isinstance(t, str) else t.name for t in cfg.sweep.targets]
-    return [cfg.latency.proxy, *names]
+if TYPE_CHECKING:
+    from orchestrator.pipeline.plan import Plan
 
 
-def required_resources(cfg: PipelineConfig) -> dict[str, tuple[float, str]]:
+def required_resources(plan: Plan) -> dict[str, tuple[float, str]]:
     """Resource -> (amount one task or actor needs, why)."""
+    cfg = plan.cfg
     need: dict[str, tuple[float, str]] = {"CPU": (1.0, "the driver's tasks")}
+
+    def ask(res: str, amount: float, why: str) -> None:
+        if amount > need.get(res, (0.0, ""))[0]:
+            need[res] = (amount, why)
+
     sn = cfg.accuracy.supernet
     if cfg.accuracy.source != "table" and not sn.checkpoint and sn.train_gpus > 0:
-        need["GPU"] = (sn.train_gpus, "accuracy.supernet.train_gpus")
-    if cfg.accuracy.source != "table" and sn.eval_gpus > 0 and sn.eval_gpus > need.get("GPU", (0.0, ""))[0]:
-        need["GPU"] = (sn.eval_gpus, "accuracy.supernet.eval_gpus")
-    for n in _device_names(cfg):
-        if n == "cuda":
-            need["GPU"] = (max(1.0, need.get("GPU", (0.0, ""))[0]), "the cuda device (a whole GPU to time on)")
-        elif n.startswith("remote:"):
-            need[f"device:{n[len('remote:'):]}"] = (1.0, f"device {n}")
+        ask("GPU", sn.train_gpus, "accuracy.supernet.train_gpus")
+    if cfg.accuracy.source != "table" and sn.eval_gpus > 0:
+        ask("GPU", sn.eval_gpus, "accuracy.supernet.eval_gpus")
+    for spec in [None, *plan.targets]:
+        name = plan.proxy if spec is None else spec.name
+        for res, amount in plan.device(name, None if spec is None else spec.options).cluster_resources().items():
+            ask(res, amount, f"device {name}")
     return need
 
 
-def check_cluster(cfg: PipelineConfig, available: Mapping[str, float]) -> None:
+def check_cluster(plan: Plan, available: Mapping[str, float]) -> None:
     """Every missing resource in one error, naming the config field and the fix."""
     problems = []
-    for res, (amount, why) in required_resources(cfg).items():
+    for res, (amount, why) in required_resources(plan).items():
         have = float(available.get(res, 0.0))
         if have < amount:
             problems.append(f"  {res}: {why} needs {amount:g}, the cluster has {have:g}")

@@ -2,8 +2,9 @@
 
 ``load_config(path)`` reports every problem at once, each with its path in the
 file (``search.n_trials: Input should be greater than or equal to 2``), then
-checks what pydantic cannot: names against the registries, and cross-field
-rules (a table accuracy source needs a tabular space, ...). Nothing is
+checks what pydantic cannot (``orchestrator.pipeline.plan``): the space and its
+options, the latency table, device names and their options against the device
+catalog, algorithms against the registry, and cross-field rules. Nothing is
 scheduled before a config passes.
 """
 
@@ -16,10 +17,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from orchestrator.errors import ConfigError
+from orchestrator.latency.devices.base import DeviceSpec
 from orchestrator.latency.measurement import MeasurementProtocol
 from orchestrator.supernet.data import DataConfig
 from orchestrator.supernet.evaluate import EvalConfig
 from orchestrator.supernet.train import TrainConfig
+from search_spaces.base import SpaceSpec
 
 
 class _Model(BaseModel):
@@ -29,11 +32,6 @@ class _Model(BaseModel):
 class RayConfig(_Model):
     address: str | None = Field(None, description="Ray address ('auto' on a cluster); None starts a local Ray")
     num_cpus: int | None = Field(None, ge=1, description="local Ray only: CPUs to offer (default: all)")
-
-
-class SpaceSection(_Model):
-    name: str = "nb201"
-    options: dict[str, Any] = Field(default_factory=dict, description="constructor options of the space")
 
 
 class SupernetSection(_Model):
@@ -60,7 +58,9 @@ class AccuracySection(_Model):
 
 
 class LatencySection(_Model):
-    table: str = Field("shipped", description="'shipped' (NB201 on six devices) or a CSV path with lat_ms_<device>")
+    table: str = Field("shipped", description="'shipped' (NB201 on six devices; no table for other spaces) or a "
+                                              "CSV path with columns arch and lat_ms_<device>: each such column "
+                                              "is a tabulated device")
     proxy: str = Field("auto", description="proxy device name, or 'auto': the tabulated device whose latency "
                                            "ranking agrees best with the others (mean SRCC)")
     predictor: Literal["additive", "mlp"] = "additive"
@@ -71,9 +71,10 @@ class LatencySection(_Model):
 
 
 class SearchSection(_Model):
-    algorithm: Literal["nsga2", "tpe", "random", "milp"] = Field(
-        "nsga2", description="'milp': the exact front of additive accuracy and latency predictors "
-                             "(epsilon-constraint integer programs; n_trials caps the front's size)")
+    algorithm: str = Field(
+        "nsga2", description="nsga2, tpe, random; 'milp': the exact front of additive accuracy and latency "
+                             "predictors (n_trials caps the front's size); 'exhaustive': every cell of a finite "
+                             "domain (hwnas list)")
     n_trials: int = Field(200, ge=2, description="completed trials (the budget)")
     population: int = Field(20, ge=2, description="NSGA-II population; TPE's random start-up trials")
     batch_size: int | None = Field(None, ge=1, description="trials asked per round (default: population)")
@@ -85,18 +86,41 @@ class SearchSection(_Model):
     storage: str | None = Field(None, description="Optuna storage URL; None = a journal file in the run dir")
 
 
-class TargetSpec(_Model):
-    name: str
-    options: dict[str, Any] = Field(default_factory=dict, description="device options (threads, batch_size, ...)")
+class TargetSearchSection(_Model):
+    algorithm: str = Field(
+        "auto", description="the search of each target's front over the whole domain, on its latency predictor "
+                            "and the run's accuracy (evaluated values first, a model's elsewhere): 'auto' = "
+                            "exhaustive on a finite domain, else milp with additive models, else nsga2; or "
+                            "'none' (only re-rank the proxy search's candidates)")
+    n_trials: int = Field(400, ge=2, description="trials of a sampler search (nsga2, tpe, random) per target")
+    population: int = Field(40, ge=2)
+    max_new_evaluations: int = Field(8, ge=0, description="supernet accuracy: front members chosen on a "
+                                                          "predicted accuracy that are evaluated for real, per "
+                                                          "target (the rest are dropped)")
 
 
 class SweepSection(_Model):
-    targets: list[str | TargetSpec] = Field(
+    targets: list[str | DeviceSpec] = Field(
         default_factory=lambda: ["tabulated"],
-        description="device names; 'tabulated' = every tabulated device except the proxy")
+        description="device names (or {name, options}); 'tabulated' = every column of the latency table except "
+                    "the proxy")
     simulated: int = Field(0, ge=0, description="also sweep this many SIMULATED devices sim:0..sim:N-1")
     k: int = Field(10, ge=3, description="architectures measured per target")
-    srcc_threshold: float = Field(0.9, ge=-1, le=1, description="reuse the proxy's front at or above this SRCC")
+    k_adaptive: float = Field(0.5, ge=0, lt=1, description="share of the k measured in a second round along the "
+                                                             "target's own predicted front (where its front lives; "
+                                                             "0: one round)")
+    k_front: float = Field(1.0, ge=0, le=1, description="first round: share chosen along the proxy's front (both "
+                                                          "ends); the rest at evenly spaced proxy-latency ranks")
+    srcc_threshold: float = Field(0.9, ge=-1, le=1, description="reuse the proxy's ranking when SRCC on the k "
+                                                                "samples is at least this (see decision)")
+    decision: Literal["bound", "point"] = Field(
+        "bound", description="'bound': reuse when the bootstrap lower bound of the SRCC (at `confidence`) clears "
+                             "the threshold, else adapt; 'point': the paper's rule, SRCC >= threshold")
+    confidence: float = Field(0.9, gt=0.5, lt=1, description="one-sided confidence of the SRCC lower bound")
+    target_search: TargetSearchSection = Field(default_factory=TargetSearchSection)
+    retest: int = Field(10, ge=0, description="measured targets: re-measure this many of the k (another order) "
+                                              "and record the test-retest SRCC; below 0.9 the target is flagged "
+                                              "(0: off)")
     transfer: str = Field("multi", description="transfer method when adapting (hwnas list: transfer methods)")
     sources: Literal["proxy", "tabulated"] = Field(
         "tabulated", description="devices the transfer learns from: the proxy only (the seed's AdaProxy), or "
@@ -131,21 +155,17 @@ class PipelineConfig(_Model):
     seed: int = 0
     output_dir: str = Field("runs", description="the run dir is <output_dir>/<name>")
     ray: RayConfig = Field(default_factory=RayConfig)
-    space: SpaceSection = Field(default_factory=SpaceSection)
+    space: SpaceSpec = Field(default_factory=lambda: SpaceSpec(name="nb201"),
+                             description="the deployed network: a registered space and its options")
     accuracy: AccuracySection = Field(default_factory=AccuracySection)
     latency: LatencySection = Field(default_factory=LatencySection)
     search: SearchSection = Field(default_factory=SearchSection)
     sweep: SweepSection = Field(default_factory=SweepSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
 
-    def search_domain(self) -> str:
-        """The search domain, 'auto' resolved: the table when a tabulated device is a target."""
-        if self.search.domain != "auto":
-            return self.search.domain
-        names = {t if isinstance(t, str) else t.name for t in self.sweep.targets}
-        tabular = self.space.name == "nb201" and self.latency.table == "shipped"
-        tab = "tabulated" in names or (tabular and bool(names & _shipped_devices()))
-        return "table" if tab and (tabular or self.latency.table != "shipped") else "space"
+    def target_entries(self) -> list[tuple[str, dict[str, Any]]]:
+        """(name, options) of each entry of sweep.targets, as written."""
+        return [(t, {}) if isinstance(t, str) else (t.name, dict(t.options)) for t in self.sweep.targets]
 
     def run_dir(self, base: Path | None = None) -> Path:
         d = Path(self.output_dir)
@@ -155,92 +175,7 @@ class PipelineConfig(_Model):
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p in {"str", "TargetSpec"}))
-
-
-def _semantic_problems(cfg: PipelineConfig) -> list[str]:
-    """Checks against the registries and across fields; every problem, with its path."""
-    from orchestrator.latency.devices.base import device_names
-    from orchestrator.latency.transfer import TRANSFERS
-    from search_spaces.base import SPACES
-
-    problems: list[str] = []
-    if cfg.space.name not in SPACES.names():
-        problems.append(f"space.name: unknown space {cfg.space.name!r}; registered: {SPACES.names()}")
-    if cfg.sweep.transfer not in TRANSFERS.names():
-        problems.append(f"sweep.transfer: unknown method {cfg.sweep.transfer!r}; registered: {TRANSFERS.names()}")
-    tabular = cfg.space.name == "nb201" and cfg.latency.table == "shipped"
-    if cfg.accuracy.source == "table" and cfg.space.name != "nb201":
-        problems.append("accuracy.source: 'table' needs the nb201 space (the shipped accuracies); "
-                        "use 'supernet' or 'predictor'")
-    if cfg.search_domain() == "table" and cfg.space.name != "nb201" and cfg.latency.table == "shipped":
-        problems.append("search.domain: 'table' needs a latency table of this space; the shipped one is NB201")
-    if cfg.latency.table != "shipped" and not Path(cfg.latency.table).is_file():
-        problems.append(f"latency.table: {cfg.latency.table!r} is not a file; give a CSV path or 'shipped'")
-    if cfg.space.name != "nb201" and cfg.latency.table == "shipped" and not (
-            _is_measurable(cfg.latency.proxy)):
-        problems.append("latency.proxy: the shipped tables are NB201; for another space use a measured or "
-                        "simulated proxy (torch-cpu, onnxrt-cpu, cuda, sim:<n>)")
-    known = set(device_names()) | {"tabulated", "auto"}
-    names = [t if isinstance(t, str) else t.name for t in cfg.sweep.targets]
-    for i, n in enumerate(names):
-        if n not in known and not n.startswith(("sim:", "remote:")):
-            problems.append(f"sweep.targets.{i}: unknown device {n!r}; registered: {sorted(known)}, "
-                            f"or sim:<n>, remote:<resource>")
-        if n.startswith("sim:") and not n[4:].isdigit():
-            problems.append(f"sweep.targets.{i}: {n!r}: write simulated devices as sim:<n>")
-    p = cfg.latency.proxy
-    if p not in known and not p.startswith(("sim:", "remote:")):
-        problems.append(f"latency.proxy: unknown device {p!r}; registered: {sorted(known)}")
-    if p == "auto" and not tabular and cfg.latency.table == "shipped":
-        problems.append("latency.proxy: 'auto' picks among tabulated devices; name a measured or simulated proxy")
-    shipped_devices = _shipped_devices() if tabular else set()
-    tab_targets = [n for n in names if n == "tabulated" or (tabular and n in shipped_devices)]
-    if tabular and tab_targets and cfg.search_domain() != "table":
-        problems.append(f"sweep.targets: tabulated targets {tab_targets} need search.domain 'table' (the shipped "
-                        f"table holds 1,999 of NB201's 15,625 cells, and a tabulated target is known only there)")
-    if len(set(names)) != len(names):
-        problems.append(f"sweep.targets: listed twice: {sorted({n for n in names if names.count(n) > 1})}")
-    if cfg.search.algorithm == "milp":
-        if cfg.latency.predictor != "additive":
-            problems.append("search.algorithm: 'milp' needs an additive latency predictor; set "
-                            "latency.predictor: additive")
-        if not (cfg.accuracy.source == "table" or (cfg.accuracy.source == "predictor"
-                                                   and cfg.accuracy.predictor == "additive")):
-            problems.append("search.algorithm: 'milp' needs an additive accuracy model; use accuracy.source: "
-                            "predictor with accuracy.predictor: additive (or source: table)")
-        if cfg.sweep.per_device_search or cfg.sweep.refine_trials:
-            problems.append("sweep.per_device_search / sweep.refine_trials: these run a sampler search; use "
-                            "nsga2, tpe or random with them")
-    if cfg.search.batch_size is not None and cfg.search.algorithm == "nsga2" \
-            and cfg.search.batch_size > cfg.search.population:
-        problems.append(f"search.batch_size: {cfg.search.batch_size} > population {cfg.search.population}: NSGA-II "
-                        f"would ask children of a generation that is not complete; use <= population")
-    sn = cfg.accuracy.supernet
-    if sn.eval_gpus > 0 and not sn.eval.device.startswith("cuda"):
-        problems.append(f"accuracy.supernet.eval.device: {sn.eval.device!r} while eval_gpus is {sn.eval_gpus}; "
-                        f"set it to 'cuda' to use the GPU share the actors ask for")
-    if sn.eval.device.startswith("cuda") and sn.eval_gpus == 0:
-        problems.append("accuracy.supernet.eval_gpus: 0 while eval.device is cuda; Ray hides GPUs from actors "
-                        "that ask for none: give each actor a share (e.g. 0.25)")
-    if sn.train.device.startswith("cuda") and sn.train_gpus == 0:
-        problems.append("accuracy.supernet.train_gpus: 0 while train.device is cuda; Ray hides GPUs from actors "
-                        "that ask for none: set train_gpus: 1")
-    if cfg.accuracy.supernet.checkpoint and not Path(cfg.accuracy.supernet.checkpoint).is_dir():
-        problems.append(f"accuracy.supernet.checkpoint: {cfg.accuracy.supernet.checkpoint!r} is not a directory")
-    return problems
-
-
-def _shipped_devices() -> set[str]:
-    from orchestrator.latency.table import shipped_table_path
-
-    with open(shipped_table_path()) as f:
-        header = f.readline().strip().split(",")
-    return {c[len("lat_ms_"):] for c in header if c.startswith("lat_ms_")}
-
-
-def _is_measurable(name: str) -> bool:
-    return name in {"torch-cpu", "onnxrt-cpu", "cuda"} or name.startswith(("sim:", "remote:"))
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p in {"str", "DeviceSpec"}))
 
 
 def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
@@ -252,7 +187,9 @@ def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
     except ValidationError as e:
         lines = [f"  {_loc(err['loc']) or '<top>'}: {err['msg']}" for err in e.errors()]
         raise ConfigError(f"{source}: {len(lines)} problem(s):\n" + "\n".join(lines)) from None
-    problems = _semantic_problems(cfg)
+    from orchestrator.pipeline.plan import plan_problems
+
+    problems = plan_problems(cfg)
     if problems:
         raise ConfigError(f"{source}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems))
     return cfg

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
+from search_spaces.errors import ArchError, HwnasError, SpaceError, UnknownNameError
 
-class HwnasError(Exception):
-    """Base class for errors raised by hwnas."""
-
-
-class UnknownNameError(HwnasError, KeyError):
-    """A name that no registry entry carries."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
-
-
-class ArchError(HwnasError, ValueError):
-    """An architecture string or mapping that does not belong to the space."""
+__all__ = ["ArchError", "CheckpointError", "ConfigError", "DataError", "DeviceError", "HwnasError", "PredictorError",
+           "SpaceError", "TableError", "TransferError", "UnknownNameError"]
 
 
 class TableError(HwnasError, ValueError):

@@ -13,7 +13,7 @@ import numpy as np
 
 from orchestrator.errors import ConfigError
 
-FRONT_FIELDS = ("arch", "accuracy", "predicted_ms", "measured_ms", "true_ms", "proxy_ms")
+FRONT_FIELDS = ("arch", "accuracy", "accuracy_from", "predicted_ms", "measured_ms", "true_ms", "proxy_ms")
 
 
 def write_front(rows: Sequence[Mapping[str, Any]], stem: Path) -> tuple[Path, Path]:
@@ -40,39 +40,33 @@ def _plt() -> Any:
     return plt
 
 
-def plot_target_front(path: Path, device: str, accuracy: np.ndarray, latency: np.ndarray, front: Sequence[int],
-                      proxy_front: Sequence[int], *, latency_label: str, decision: str,
-                      measured: Mapping[int, float] | None = None, true_front: Sequence[int] | None = None) -> Path:
-    """Candidates at the target's latency; the target's front; the proxy's front overlaid."""
-    path.write_bytes(render_target_front(device, accuracy, latency, front, proxy_front, latency_label=latency_label,
-                                         decision=decision, measured=measured, true_front=true_front))
-    return path
-
-
-def render_target_front(device: str, accuracy: np.ndarray, latency: np.ndarray, front: Sequence[int],
+def render_target_front(title: str, accuracy: np.ndarray, latency: np.ndarray, front: Sequence[int],
                         proxy_front: Sequence[int], *, latency_label: str, decision: str,
                         measured: Mapping[int, float] | None = None,
-                        true_front: Sequence[int] | None = None) -> bytes:
-    """The PNG of :func:`plot_target_front`, as bytes (rendered where the data is, e.g. in a Ray task)."""
+                        true_front: tuple[np.ndarray, np.ndarray] | None = None) -> bytes:
+    """A target's front as PNG bytes (rendered where the data is, e.g. in a Ray task): the options it chose
+    from at its latency, its front as a step line, the proxy's front, the true front over the known domain."""
     import io
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
-    ax.scatter(latency, accuracy, s=8, c="0.75", label="candidates")
-    pf = sorted(proxy_front, key=lambda i: latency[i])
-    ax.plot(latency[pf], accuracy[pf], "s--", ms=4, c="tab:orange", lw=1, label="proxy's front")
-    f = sorted(front, key=lambda i: latency[i])
-    ax.plot(latency[f], accuracy[f], "o-", ms=4, c="tab:blue", lw=1.3, label=f"target front ({decision})")
+    ax.scatter(latency, accuracy, s=8, c="0.75", label="options")
     if true_front is not None:
-        tf = sorted(true_front, key=lambda i: latency[i])
-        ax.plot(latency[tf], accuracy[tf], ":", c="tab:green", lw=1.3, label="true front")
+        ta, tl = true_front
+        ax.step(tl, ta, ":", where="post", c="tab:green", lw=1.5, label="true front (known domain)")
+    pf = sorted(proxy_front, key=lambda i: latency[i])
+    ax.step(latency[pf], accuracy[pf], "--", where="post", c="tab:orange", lw=1, label="proxy's front (reuse)")
+    ax.plot(latency[pf], accuracy[pf], "s", ms=3, c="tab:orange")
+    f = sorted(front, key=lambda i: latency[i])
+    ax.step(latency[f], accuracy[f], "-", where="post", c="tab:blue", lw=1.3, label=f"chosen front ({decision})")
+    ax.plot(latency[f], accuracy[f], "o", ms=4, c="tab:blue")
     if measured:
         idx = list(measured)
         ax.scatter([measured[i] for i in idx], accuracy[idx], marker="x", s=40, c="tab:red",
                    label="front measured on device")
     ax.set_xlabel(latency_label)
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{device}: Pareto front")
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.12, top=0.92)  # fixed: tight_layout costs a redraw
@@ -104,27 +98,49 @@ def _fmt(v: Any, spec: str = ".3f") -> str:
     return format(v, spec) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
 
 
+# (header, summary key, format, width); groups shown only when some target has their first key
+_COLUMNS: tuple[tuple[tuple[str, str, str, int], ...], ...] = (
+    (("target", "target", "", -14), ("kind", "kind", "", -10), ("k", "k", "d", 3), ("srcc_k", "srcc_k", ".3f", 7),
+     ("lb", "srcc_lb", ".3f", 6), ("decision", "decision", "", -9), ("method", "method", "", -9),
+     ("front", "front_size", "d", 5)),
+    (("hv_ratio", "hv_ratio", ".3f", 9), ("pool", "pool_hv_ratio", ".3f", 6), ("reuse", "hv_ratio_reuse", ".3f", 6),
+     ("unserved", "unserved_budgets", ".0f", 9), ("loss@q50", "acc_loss_q50", ".2f", 9)),
+    (("per-dev hv", "per_device_hv_ratio", ".3f", 11), ("evals", "per_device_evaluated", ".0f", 6),
+     ("s", "per_device_s", ".1f", 6)),
+    (("mape%", "front_mape_pct", ".1f", 6), ("retest", "retest_srcc", ".3f", 7)),
+)
+
+
+def _cell(v: Any, fmt: str, width: int) -> str:
+    text = _fmt(v, fmt) if fmt else ("-" if v is None else str(v))
+    return f"{text:<{-width}}" if width < 0 else f"{text:>{width}}"
+
+
 def format_summary(summary: Mapping[str, Any]) -> str:
-    """The per-target table of a finished (or partly finished) sweep."""
+    """The per-target table of a finished (or partly finished) sweep. Figures against the truth (hv_ratio
+    ...) exist for targets whose latency is known (tables, simulators); measured devices get the error of
+    their measured front (mape%) and their test-retest SRCC; per-dev: the per-device-search baseline."""
     rows = summary.get("targets", [])
-    head = (f"{'target':<14}{'kind':<11}{'k':>4}{'srcc_k':>8}  {'decision':<9}{'method':<10}{'front':>6}"
-            f"{'hv_ratio':>9}{'(reuse)':>9}{'igd':>7}{'acc_loss@q50':>13}{'front_mape%':>12}")
+    cols = [c for group in _COLUMNS for c in group
+            if group is _COLUMNS[0] or any(r.get(group[0][1]) is not None for r in rows)]
     lines = [f"run {summary.get('name')}: proxy {summary.get('proxy')}, {summary.get('n_candidates')} candidates, "
-             f"{len(rows)} targets", head]
+             f"{len(rows)} targets",
+             " ".join(f"{h:<{-w}}" if w < 0 else f"{h:>{w}}" for h, _, _, w in cols)]
     for r in rows:
-        lines.append(f"{r['target']:<14}{r['kind']:<11}{r['k']:>4}{_fmt(r['srcc_k']):>8}  {r['decision']:<9}"
-                     f"{r['method']:<10}{r['front_size']:>6}{_fmt(r.get('hv_ratio')):>9}"
-                     f"{_fmt(r.get('hv_ratio_reuse')):>9}{_fmt(r.get('igd')):>7}"
-                     f"{_fmt(r.get('acc_loss_q50'), '.2f'):>13}"
-                     f"{_fmt(r.get('front_mape_pct'), '.1f'):>12}")
+        lines.append(" ".join(_cell(r.get(key), fmt, w) for _, key, fmt, w in cols))
+    flagged = summary.get("unreliable_targets") or []
+    if flagged:
+        lines.append(f"UNRELIABLE measurements (test-retest SRCC < 0.9): {', '.join(flagged)}; their fronts rank "
+                     f"noise: measure on an idle machine or with more repeats")
     return "\n".join(lines)
 
 
 def format_front(device: str, rows: Sequence[Mapping[str, Any]]) -> str:
     lines = [f"{device}: {len(rows)} front members",
-             f"  {'accuracy':>9}{'predicted_ms':>13}{'measured_ms':>12}{'true_ms':>10}  arch"]
+             f"  {'accuracy':>9} {'from':<10}{'predicted_ms':>13}{'measured_ms':>12}{'true_ms':>10}  arch"]
     for r in rows:
-        lines.append(f"  {_fmt(r.get('accuracy'), '.2f'):>9}{_fmt(r.get('predicted_ms'), '.3f'):>13}"
+        lines.append(f"  {_fmt(r.get('accuracy'), '.2f'):>9} {r.get('accuracy_from') or '-':<10}"
+                     f"{_fmt(r.get('predicted_ms'), '.3f'):>13}"
                      f"{_fmt(r.get('measured_ms'), '.3f'):>12}{_fmt(r.get('true_ms'), '.3f'):>10}  {r['arch']}")
     return "\n".join(lines)
 

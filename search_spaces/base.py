@@ -1,24 +1,76 @@
-"""The SearchSpace protocol and the registry of spaces.
+"""The SearchSpace protocol, the space spec and the registry of spaces.
 
 An architecture is a plain, JSON-serialisable mapping; every space gives it a
-canonical string id (``arch_id``) and parses ids back (``parse``).
+canonical string id (``arch_id``) and parses ids back (``parse``). A space is
+named and configured by a :class:`SpaceSpec` (name + options): every process
+boundary (Ray actors and tasks, checkpoints, run files) carries the spec, and
+``spec.build()`` rebuilds exactly the configured space (``space.spec()`` round-trips).
 """
 
 from __future__ import annotations
 
+import inspect
+import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.registry import Registry
+from search_spaces.errors import SpaceError
+from search_spaces.registry import Registry
 
 Arch = dict[str, Any]
+
+
+class SpaceSpec(BaseModel):
+    """Which space, with which settings: what crosses a process boundary instead of a space object."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(..., description="a registered space (hwnas list)")
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword settings of the space")
+
+    def build(self) -> SearchSpace:
+        """The space this spec names; unknown names and options are errors that list the valid ones."""
+        cls = SPACES.get(self.name)
+        valid = space_options(self.name)
+        bad = sorted(set(self.options) - set(valid))
+        if bad:
+            raise SpaceError(f"space {self.name!r}: unknown option(s) {bad}; valid options: {', '.join(valid)}")
+        return cls(**self.options)
+
+    def with_options(self, **options: Any) -> SpaceSpec:
+        return SpaceSpec(name=self.name, options={**self.options, **options})
+
+    def key(self) -> str:
+        """A canonical string of the spec (a cache key)."""
+        return json.dumps({"name": self.name, "options": self.options}, sort_keys=True, default=str)
+
+
+class Layer(NamedTuple):
+    """One layer of a network as a cost model sees it (batch 1): ``kind`` is conv, dwconv, linear, pool or
+    elementwise; ``n_in`` / ``n_out`` the input and output elements; ``weights`` the weight elements;
+    ``macs_per_out`` the multiply-adds per output element (conv, linear; 0 otherwise)."""
+
+    kind: str
+    n_in: int
+    n_out: int
+    weights: int = 0
+    macs_per_out: int = 0
+
+
+def space_options(name: str) -> list[str]:
+    """The settings the space ``name`` accepts (its constructor's keyword arguments)."""
+    params = inspect.signature(SPACES.get(name)).parameters
+    return [p for p, v in params.items() if v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)]
 
 
 @runtime_checkable
 class SearchSpace(Protocol):
     name: str
+
+    def spec(self) -> SpaceSpec: ...
 
     def sample(self, rng: np.random.Generator) -> Arch: ...
 
@@ -34,7 +86,9 @@ class SearchSpace(Protocol):
 
     def to_params(self, arch: Mapping[str, Any]) -> dict[str, Any]: ...
 
-    def build(self, arch: Mapping[str, Any], **kwargs: Any) -> Any: ...
+    def build(self, arch: Mapping[str, Any]) -> Any: ...
+
+    def input_shape(self, batch_size: int = 1) -> tuple[int, ...]: ...
 
     @property
     def size(self) -> int: ...
@@ -60,5 +114,5 @@ SPACES: Registry[type] = Registry("search space")
 
 
 def get_space(name: str, **kwargs: Any) -> SearchSpace:
-    """Instantiate the registered space ``name``."""
-    return SPACES.get(name)(**kwargs)
+    """Instantiate the registered space ``name`` (the same checks as ``SpaceSpec(...).build()``)."""
+    return SpaceSpec(name=name, options=kwargs).build()

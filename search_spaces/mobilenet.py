@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.errors import ArchError
-from search_spaces.base import SPACES, Arch
+from search_spaces.base import SPACES, Arch, SpaceSpec
+from search_spaces.errors import ArchError, SpaceError
 
 KERNELS: tuple[int, ...] = (3, 5, 7)
 EXPANDS: tuple[int, ...] = (3, 4, 6)
@@ -69,16 +69,22 @@ class MobileNetV3Space:
         if feature_dim is not None and feature_dim < 8:
             problems.append(f"feature_dim must be >= 8, got {feature_dim}")
         if problems:
-            raise ArchError("MobileNetV3 space: " + "; ".join(problems))
-        self.width_mult = width_mult
-        self.resolution = resolution
-        self.num_classes = num_classes
-        self.in_channels = in_channels
-        self.dropout = dropout
+            raise SpaceError("MobileNetV3 space: " + "; ".join(problems))
+        self.width_mult = float(width_mult)
+        self.resolution = int(resolution)
+        self.num_classes = int(num_classes)
+        self.in_channels = int(in_channels)
+        self.dropout = float(dropout)
         self.stem_width = make_divisible(STEM_WIDTH * width_mult)
         self.stage_widths = [make_divisible(w * width_mult) for w, *_ in STAGES]
         self.final_width = make_divisible(STAGES[-1][0] * FINAL_EXPAND * width_mult)
         self.feature_dim = feature_dim or (make_divisible(FEATURE_DIM * width_mult) if width_mult > 1 else FEATURE_DIM)
+
+    def spec(self) -> SpaceSpec:
+        """Everything that rebuilds this space (``spec().build()``), e.g. in a Ray actor."""
+        return SpaceSpec(name=self.name, options={
+            "width_mult": self.width_mult, "resolution": self.resolution, "num_classes": self.num_classes,
+            "feature_dim": self.feature_dim, "in_channels": self.in_channels, "dropout": self.dropout})
 
     # -- identity -----------------------------------------------------------
     @property
@@ -216,8 +222,8 @@ class MobileNetV3Space:
         """(width, stride, activation, squeeze-excite) per stage, after the width multiplier."""
         return [(w, s, act, se) for w, (_, s, act, se) in zip(self.stage_widths, STAGES, strict=True)]
 
-    def build(self, arch: Mapping[str, Any], **kwargs: Any) -> Any:
-        """A standalone MobileNetV3 for ``arch`` (randomly initialised)."""
+    def build(self, arch: Mapping[str, Any]) -> Any:
+        """A standalone MobileNetV3 for ``arch`` as this space is configured (randomly initialised)."""
         from search_spaces.mobilenet_torch import MobileNetV3
 
         d, ks, e = self.validate(arch)
@@ -234,6 +240,6 @@ class MobileNetV3Space:
 
         return extract(self, supernet, arch)
 
-    def input_shape(self, batch_size: int = 1, resolution: int | None = None) -> tuple[int, int, int, int]:
-        r = resolution or self.resolution
-        return (batch_size, self.in_channels, r, r)
+    def input_shape(self, batch_size: int = 1) -> tuple[int, int, int, int]:
+        """The input of the configured network: ``(batch_size, in_channels, resolution, resolution)``."""
+        return (batch_size, self.in_channels, self.resolution, self.resolution)

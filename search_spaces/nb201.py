@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.errors import ArchError
-from search_spaces.base import SPACES, Arch
+from search_spaces.base import SPACES, Arch, Layer, SpaceSpec
+from search_spaces.errors import ArchError, SpaceError
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
@@ -48,15 +48,22 @@ class NB201Space:
     ops = OPS
     edges = EDGES
 
-    def __init__(self, channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10) -> None:
-        if channels < 1 or cells_per_stage < 1 or num_classes < 1:
-            raise ArchError(
-                f"NB201 needs positive channels, cells_per_stage and num_classes, got "
-                f"{channels}, {cells_per_stage}, {num_classes}"
+    def __init__(self, channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10,
+                 resolution: int = 32) -> None:
+        if channels < 1 or cells_per_stage < 1 or num_classes < 1 or resolution < 8:
+            raise SpaceError(
+                f"NB201 needs positive channels, cells_per_stage and num_classes and resolution >= 8, got "
+                f"{channels}, {cells_per_stage}, {num_classes}, {resolution}"
             )
-        self.channels = channels
-        self.cells_per_stage = cells_per_stage
-        self.num_classes = num_classes
+        self.channels = int(channels)
+        self.cells_per_stage = int(cells_per_stage)
+        self.num_classes = int(num_classes)
+        self.resolution = int(resolution)
+
+    def spec(self) -> SpaceSpec:
+        """Everything that rebuilds this space (``spec().build()``), e.g. in a Ray actor."""
+        return SpaceSpec(name=self.name, options={"channels": self.channels, "cells_per_stage": self.cells_per_stage,
+                                                  "num_classes": self.num_classes, "resolution": self.resolution})
 
     # -- identity -----------------------------------------------------------
     @property
@@ -185,17 +192,49 @@ class NB201Space:
         return {f"edge_{j}<-{i}": op for (j, i), op in zip(EDGES, ops, strict=True)}
 
     # -- networks -------------------------------------------------------------
-    def build(self, arch: Mapping[str, Any], **kwargs: Any) -> Any:
-        """The real NB201 network for ``arch`` (CIFAR 32x32 by default)."""
+    def build(self, arch: Mapping[str, Any]) -> Any:
+        """The real NB201 network for ``arch`` as this space is configured (randomly initialised)."""
         from search_spaces.nb201_torch import NB201Network
 
         ops = self.validate(arch)
-        return NB201Network(
-            ops,
-            channels=kwargs.get("channels", self.channels),
-            cells_per_stage=kwargs.get("cells_per_stage", self.cells_per_stage),
-            num_classes=kwargs.get("num_classes", self.num_classes),
-        )
+        return NB201Network(ops, channels=self.channels, cells_per_stage=self.cells_per_stage,
+                            num_classes=self.num_classes)
+
+    def layers(self, arch: Mapping[str, Any]) -> list[Layer]:
+        """The layers of ``build(arch)`` as a cost model sees them, without building it (fast: the simulator
+        profiles thousands of cells). Equal, as a multiset, to what forward hooks on the built network count
+        (tested); ``none`` edges and ``skip_connect`` cost nothing."""
+        ops = self.validate(arch)
+        c, r = self.channels, self.resolution
+
+        def conv(c_in: int, c_out: int, kernel: int, r_in: int, r_out: int) -> Layer:
+            return Layer("conv", c_in * r_in * r_in, c_out * r_out * r_out, c_out * c_in * kernel * kernel,
+                         c_in * kernel * kernel)
+
+        def ew(n: int) -> Layer:
+            return Layer("elementwise", n, n)
+
+        def relu_conv_bn(c_in: int, c_out: int, kernel: int, r_in: int, r_out: int) -> list[Layer]:
+            return [ew(c_in * r_in * r_in), conv(c_in, c_out, kernel, r_in, r_out), ew(c_out * r_out * r_out)]
+
+        out = [conv(3, c, 3, r, r), ew(c * r * r)]  # stem
+        c_prev, r_prev = c, r
+        for stage in range(3):
+            c_s, r_s = c * 2**stage, (r + 2**stage - 1) // 2**stage
+            if stage > 0:  # the residual reduction block
+                out += relu_conv_bn(c_prev, c_s, 3, r_prev, r_s) + relu_conv_bn(c_s, c_s, 3, r_s, r_s)
+                out += [Layer("pool", c_prev * r_prev * r_prev, c_prev * r_s * r_s), conv(c_prev, c_s, 1, r_s, r_s)]
+            cell: list[Layer] = []
+            for op in ops:
+                if op in ("nor_conv_1x1", "nor_conv_3x3"):
+                    cell += relu_conv_bn(c_s, c_s, 1 if op == "nor_conv_1x1" else 3, r_s, r_s)
+                elif op == "avg_pool_3x3":
+                    cell.append(Layer("pool", c_s * r_s * r_s, c_s * r_s * r_s))
+            out += cell * self.cells_per_stage
+            c_prev, r_prev = c_s, r_s
+        n = c_prev * r_prev * r_prev
+        return out + [ew(n), ew(n), Layer("pool", n, c_prev),
+                      Layer("linear", c_prev, self.num_classes, c_prev * self.num_classes, c_prev)]
 
     # -- one-shot -------------------------------------------------------------
     def largest(self) -> Arch:
@@ -217,5 +256,6 @@ class NB201Space:
         ops = self.validate(arch)
         return extract_nb201(self.build(arch), supernet, ops)
 
-    def input_shape(self, batch_size: int = 1, resolution: int = 32) -> tuple[int, int, int, int]:
-        return (batch_size, 3, resolution, resolution)
+    def input_shape(self, batch_size: int = 1) -> tuple[int, int, int, int]:
+        """The input of the configured network: ``(batch_size, 3, resolution, resolution)``."""
+        return (batch_size, 3, self.resolution, self.resolution)

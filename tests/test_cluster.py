@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ import yaml
 from orchestrator.cluster import check_cluster, required_resources
 from orchestrator.config import load_config, parse_config
 from orchestrator.errors import ConfigError
+from orchestrator.pipeline.plan import make_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,14 +60,14 @@ def test_cluster_yaml_ships_the_project_and_the_token(cluster_cfg):
 
 def test_gpu_experiment_fits_the_cluster(cluster_cfg):
     """Every resource the GPU experiment asks for is carried by some node type of cluster.yaml."""
-    cfg = load_config(ROOT / "experiments" / "cifar10_mobilenet_gpu.yaml")
+    plan = make_plan(load_config(ROOT / "experiments" / "cifar10_mobilenet_gpu.yaml"))
     types = cluster_cfg["available_node_types"]
     carried: dict[str, float] = {}
     for t in types.values():
         for k, v in t["resources"].items():
             carried[k] = max(carried.get(k, 0.0), float(v))
-    check_cluster(cfg, carried)
-    need = required_resources(cfg)
+    check_cluster(plan, carried)
+    need = required_resources(plan)
     assert need["GPU"][0] == 1.0 and "device:sapphirerapids" in need and "device:epyc-milan" in need
     for name, t in types.items():  # device hosts must be up: nothing autoscales for a custom resource
         if any(k.startswith("device:") for k in t["resources"]):
@@ -73,14 +75,14 @@ def test_gpu_experiment_fits_the_cluster(cluster_cfg):
 
 
 def test_missing_resources_listed_together():
-    cfg = parse_config({"name": "x", "sweep": {"targets": ["remote:pixel7", "cuda", "sim:0"]},
-                        "search": {"domain": "space"}, "latency": {"proxy": "fpga"}})
+    plan = make_plan(parse_config({"name": "x", "sweep": {"targets": ["remote:pixel7", "cuda", "sim:0"]},
+                                   "search": {"domain": "space"}, "latency": {"proxy": "fpga"}}))
     with pytest.raises(ConfigError) as e:
-        check_cluster(cfg, {"CPU": 4.0, "device:jetson": 1.0})
+        check_cluster(plan, {"CPU": 4.0, "device:jetson": 1.0})
     msg = str(e.value)
-    assert "device:pixel7: device remote:pixel7 needs 1" in msg and "GPU: the cuda device" in msg
+    assert "device:pixel7: device remote:pixel7 needs 1" in msg and "GPU: device cuda needs 1" in msg
     assert "device resources present: device:jetson" in msg
-    check_cluster(cfg, {"CPU": 4.0, "GPU": 1.0, "device:pixel7": 1.0})
+    check_cluster(plan, {"CPU": 4.0, "GPU": 1.0, "device:pixel7": 1.0})
 
 
 def _free_port() -> int:
@@ -89,18 +91,46 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_run_py_turns_token_auth_on_before_ray_is_imported(tmp_path):
+    """Ray reads RAY_AUTH_MODE at import: run.py sets it from the token file before anything imports ray."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hwnas_run_py", ROOT / "experiments" / "run.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    token = tmp_path / "token"
+    token.write_text("x" * 64)
+    env = {"RAY_AUTH_TOKEN_PATH": str(token)}
+    assert mod.token_auth_env(env) and env["RAY_AUTH_MODE"] == "token"
+    off = {"RAY_AUTH_TOKEN_PATH": str(token), "RAY_AUTH_MODE": "disabled"}
+    assert not mod.token_auth_env(off) and off["RAY_AUTH_MODE"] == "disabled"  # an explicit choice stands
+    none = {"RAY_AUTH_TOKEN_PATH": str(tmp_path / "missing")}
+    assert not mod.token_auth_env(none) and "RAY_AUTH_MODE" not in none
+    text = (ROOT / "experiments" / "run.py").read_text()
+    assert text.index("token_auth_env()  #") < text.index("import ray")
+
+
 @pytest.mark.slow
 @pytest.mark.ray
 def test_run_py_against_a_started_head(tmp_path):
-    """`ray start --head` with a device resource, then run.py as `ray submit` runs it (from another cwd)."""
+    """As `ray submit` runs it: a head started with token auth and a device resource, then run.py in a fresh
+    process, from another cwd, with nothing exported by hand (only the token file, as cluster.yaml mounts)."""
     ray_tmp = tempfile.mkdtemp(prefix="hwc", dir="/tmp")
     port = _free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    home = tmp_path / "home"
+    home.mkdir()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    base.update(HOME=str(home), PYTHONUNBUFFERED="1")
+    subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "get-auth-token", "--generate"], env=base,
+                   check=True, capture_output=True, timeout=120)
+    assert (home / ".ray" / "auth_token").is_file()
     head = subprocess.Popen(
         [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}",
          "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false", f"--temp-dir={ray_tmp}",
          '--resources={"device:testhost": 1}'],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        env={**base, "RAY_AUTH_MODE": "token"}, start_new_session=True, stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT)
+    env = base  # run.py: no RAY_AUTH_MODE exported
     try:
         cfg = {"name": "c", "output_dir": str(tmp_path / "runs"), "accuracy": {"source": "table"},
                "latency": {"proxy": "fpga"},
@@ -127,8 +157,13 @@ def test_run_py_against_a_started_head(tmp_path):
         ok = subprocess.run([sys.executable, script, str(path), "--address", addr], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=400)
         assert ok.returncode == 0, ok.stdout + ok.stderr
-        assert "remote:testhost" in ok.stdout and "measured" in ok.stdout
+        assert "remote:testhost" in ok.stdout and "remote" in ok.stdout and "retest" in ok.stdout
         assert (tmp_path / "runs" / "c" / "fronts" / "remote_testhost.csv").is_file()
+        summary = json.loads((tmp_path / "runs" / "c" / "summary.json").read_text())
+        remote = next(r for r in summary["targets"] if r["target"] == "remote:testhost")
+        # k = 3 in the first round + 1 along its own front; the first round measured again; 2 front members
+        assert remote["k"] == 4 and remote["retest_n"] == 3 and remote["n_measurements"] == 4 + 3 + 2
+        assert remote["front_mape_pct"] == remote["front_mape_pct"] and "retest_srcc" in remote  # not NaN
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(head.pid, signal.SIGTERM)

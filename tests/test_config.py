@@ -30,16 +30,28 @@ def test_every_schema_error_with_its_path():
 
 
 def test_semantic_errors_listed_together():
-    data = {"name": "x", "space": {"name": "nb202"}, "sweep": {"targets": ["pixel9", "sim:x", "fpga", "fpga"],
-                                                              "transfer": "magic"},
+    data = {"name": "x", "sweep": {"targets": ["pixel9", "sim:x", "fpga", "fpga",
+                                               {"name": "remote:box", "options": {"runtime": "onnxrt-cpu"}}],
+                                   "transfer": "magic"},
             "latency": {"proxy": "toaster"}, "search": {"batch_size": 50, "population": 10}}
     with pytest.raises(ConfigError) as e:
         parse_config(data)
     msg = str(e.value)
-    for frag in ["space.name: unknown space 'nb202'", "sweep.transfer: unknown method 'magic'",
-                 "sweep.targets.0: unknown device 'pixel9'", "sweep.targets.1: 'sim:x'", "listed twice: ['fpga']",
+    for frag in ["sweep.transfer: unknown method 'magic'", "sweep.targets.0: unknown device 'pixel9'",
+                 "sweep.targets.1: 'sim:x' is not a simulated device name", "'fpga' is listed twice",
+                 "sweep.targets.4 option 'runtime': unknown option (valid options: threads", "inner",
                  "latency.proxy: unknown device 'toaster'", "search.batch_size: 50 > population 10"]:
         assert frag in msg, (frag, msg)
+
+
+def test_unknown_space_reported_with_the_rest():
+    with pytest.raises(ConfigError) as e:
+        parse_config({"name": "x", "space": {"name": "nb202"}, "sweep": {"transfer": "magic"}})
+    assert "space: unknown search space 'nb202'. Did you mean 'nb201'?" in str(e.value)
+    assert "sweep.transfer: unknown method 'magic'" in str(e.value)
+    with pytest.raises(ConfigError, match=r"space: space 'nb201': unknown option\(s\) \['width'\]; valid options: "
+                                          r"channels, cells_per_stage, num_classes, resolution"):
+        parse_config({"name": "x", "space": {"name": "nb201", "options": {"width": 2}}})
 
 
 def test_table_accuracy_needs_nb201():
@@ -67,8 +79,11 @@ def test_run_dir_is_absolute(tmp_path):
 
 
 def test_tabulated_targets_need_the_table_domain():
-    with pytest.raises(ConfigError, match=r"sweep.targets: tabulated targets \['pixel3'\] need search.domain"):
+    from orchestrator.pipeline.plan import make_plan
+
+    with pytest.raises(ConfigError, match=r"search.domain: targets \['pixel3'\] are known only on the table's 1999 "
+                                          r"architectures \(the space has 15,625\); set search.domain: table"):
         parse_config({"name": "x", "search": {"domain": "space"}, "sweep": {"targets": ["pixel3", "sim:1"]}})
     parse_config({"name": "x", "search": {"domain": "space"}, "sweep": {"targets": ["sim:1"]}})
-    assert parse_config({"name": "x"}).search_domain() == "table"  # the defaults: tabulated targets
-    assert parse_config({"name": "x", "sweep": {"targets": ["sim:1"]}}).search_domain() == "space"
+    assert make_plan(parse_config({"name": "x"})).domain == "table"  # the defaults: tabulated targets
+    assert make_plan(parse_config({"name": "x", "sweep": {"targets": ["sim:1"]}})).domain == "space"

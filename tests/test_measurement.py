@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from orchestrator.errors import DeviceError
+from orchestrator.errors import DeviceError, UnknownNameError
 from orchestrator.latency.devices import get_device, reliability_check
 from orchestrator.latency.devices.measured import export_onnx
 from orchestrator.latency.measurement import MeasurementProtocol, summarize, time_callable
@@ -36,7 +36,9 @@ def test_real_cpu_measurement_ranks_heavy_above_light(runtime, small_space):
     assert [s.arch for s in samples] == CELLS
     assert all(s.median_ms > 0 and s.repeats == 3 and s.cv >= 0 for s in samples)
     assert samples[0].median_ms > samples[1].median_ms  # nine 3x3 convs vs one skip connection
-    assert dev.spec()["runtime"] == runtime
+    n_params = [sum(p.numel() for p in small_space.build(small_space.parse(a)).parameters()) for a in CELLS]
+    assert [s.n_params for s in samples] == n_params  # each sample says which network it timed
+    assert dev.spec().name == runtime and dev.spec().options["threads"] == 1
 
 
 def test_onnx_export_reproduces_torch(small_space):
@@ -50,10 +52,11 @@ def test_onnx_export_reproduces_torch(small_space):
 
 def test_reliability_check_reports_test_retest_srcc(small_space, rng, caplog):
     dev = get_device("torch-cpu", small_space, protocol=FAST)
-    rep = reliability_check(dev, [small_space.parse(a) for a in CELLS], rng)
-    assert rep.n == 3 and -1 <= rep.srcc <= 1 and len(rep.second_ms) == 3
+    rep = reliability_check(dev, CELLS, rng)
+    assert rep.n == 3 and len(rep.second_ms) == 3
+    assert rep.second_ms[0] > rep.second_ms[1]  # the second pass, in another order, still times the heavy cell
     with pytest.raises(DeviceError, match="at least 3"):
-        reliability_check(dev, [small_space.parse(CELLS[0])], rng)
+        reliability_check(dev, CELLS[:1], rng)
 
 
 def test_reliability_check_warns_on_noise(small_space, rng, caplog):
@@ -63,29 +66,34 @@ def test_reliability_check_warns_on_noise(small_space, rng, caplog):
         def __init__(self):
             self.g = np.random.default_rng(0)
 
-        def measure_many(self, archs, progress=None):
-            return [summarize("a", [self.g.uniform(1, 2)] * 3) for _ in archs]
+        def latency_ms(self, ids):
+            return np.array([summarize("a", [self.g.uniform(1, 2)] * 3).median_ms for _ in ids])
 
-    archs = [small_space.sample(rng) for _ in range(30)]
-    rep = reliability_check(Noisy(), archs, rng)
+    ids = [small_space.arch_id(small_space.sample(rng)) for _ in range(30)]
+    rep = reliability_check(Noisy(), ids, rng)
     assert not rep.reliable and "mostly noise" in caplog.text
 
 
 def test_bad_device_options(small_space):
-    with pytest.raises(DeviceError, match="threads and batch_size"):
+    with pytest.raises(DeviceError, match="option 'threads': Input should be greater than or equal to 1"):
         get_device("torch-cpu", small_space, threads=0)
+    with pytest.raises(DeviceError, match=r"option 'runtime': unknown option \(valid options: .*inner"):
+        get_device("remote:box", small_space, runtime="onnxrt-cpu")
     with pytest.raises(DeviceError, match="cannot pin"):
         get_device("torch-cpu", small_space, cores=[10_000], protocol=FAST).measure(small_space.parse(CELLS[1]))
-    with pytest.raises(DeviceError, match="use it with --space nb201"):
-        get_device("pixel3", type("S", (), {"name": "other"})())
+    from search_spaces.mobilenet import MobileNetV3Space
+
+    with pytest.raises(UnknownNameError, match="unknown device 'pixel3'"):  # the shipped table is NB201's
+        get_device("pixel3", MobileNetV3Space())
 
 
 def test_tabulated_device_lookup(space, shipped):
     dev = get_device("edgetpu", space)
     archs, y = dev.measured()
-    assert len(archs) == 1740 and dev.lookup(archs[0]) == pytest.approx(y[0])
+    assert len(archs) == 1740 == len(dev.domain()) and dev.latency_ms(archs[:1])[0] == pytest.approx(y[0])
     missing = [a for a in shipped.archs if a not in set(archs)][0]
-    assert dev.lookup(missing) is None
+    assert np.isnan(dev.latency_ms([missing])[0]) and np.isnan(dev.truth([missing])[0])
+    assert dev.deterministic and dev.kind == "tabulated"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
@@ -98,6 +106,6 @@ def test_cuda_without_gpu_is_a_clear_error(small_space):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_graph_measurement_is_reliable(space, rng):
     dev = get_device("cuda", space, protocol=MeasurementProtocol(warmup=3, repeats=10))
-    archs = [space.sample(rng) for _ in range(12)]
-    rep = reliability_check(dev, archs, rng)
+    ids = [space.arch_id(space.sample(rng)) for _ in range(12)]
+    rep = reliability_check(dev, ids, rng)
     assert rep.srcc >= 0.8, rep

@@ -5,7 +5,7 @@ import torch
 
 from orchestrator.errors import ArchError
 from search_spaces import SPACES, get_space
-from search_spaces.nb201 import OPS, live_edges
+from search_spaces.nb201 import OPS, NB201Space, live_edges
 
 
 def test_registered(space):
@@ -87,11 +87,10 @@ def test_build_runs_real_network(space):
 def test_none_edges_contribute_zero(space):
     """Skipping 'none' edges equals the reference's multiply-by-zero."""
     torch.manual_seed(0)
-    net = space.build(space.parse("|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"), channels=4,
-                      cells_per_stage=1).eval()
+    small = NB201Space(channels=4, cells_per_stage=1)
+    net = small.build(space.parse("|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")).eval()
     cell = net.cells[0]
     x = torch.randn(1, 4, 8, 8)
     assert torch.equal(cell(x), x)  # node 3 = skip(node 0) + 0 + 0
-    all_none = space.build(space.parse("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"), channels=4,
-                           cells_per_stage=1).eval()
+    all_none = small.build(space.parse("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")).eval()
     assert torch.count_nonzero(all_none.cells[0](x)) == 0

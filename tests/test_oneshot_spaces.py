@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from orchestrator.errors import ArchError
+from orchestrator.errors import ArchError, SpaceError
 from search_spaces import SPACES, get_space
 from search_spaces.mobilenet import MobileNetV3Space
 
@@ -48,7 +48,7 @@ def test_parse_errors_name_the_problem(bad, match):
 
 
 def test_space_settings_are_validated():
-    with pytest.raises(ArchError, match="multiple of 32"):
+    with pytest.raises(SpaceError, match="multiple of 32"):
         MobileNetV3Space(resolution=30)
 
 

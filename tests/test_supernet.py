@@ -11,17 +11,18 @@ from orchestrator.supernet.checkpoint import TMP_MARK, clean_stale_temp_files, l
 from orchestrator.supernet.data import DATASETS, DataConfig, load_dataset, train_batches
 from orchestrator.supernet.evaluate import EvalConfig, evaluate_subnet
 from orchestrator.supernet.export import export_subnet, verify_export
-from orchestrator.supernet.spec import SpaceConfig, space_from_spec
+from orchestrator.supernet.spec import one_shot_space, with_classes
 from orchestrator.supernet.train import SupernetTrainer, TrainConfig, lr_factor
+from search_spaces.base import SpaceSpec
 
 TINY = {"width_mult": 0.25, "resolution": 32, "feature_dim": 64}
 
 
 def make_trainer(tmp_path, epochs=2, max_train=128, name="mobilenetv3", options=None, lr=0.05, **train):
     data = load_dataset(DataConfig(max_train=max_train))
-    spec = SpaceConfig(name=name, options=TINY if options is None else options).spec(data.num_classes)
+    spec = with_classes(SpaceSpec(name=name, options=TINY if options is None else options), data.num_classes)
     cfg = TrainConfig(epochs=epochs, batch_size=32, lr=lr, n_random=1, **train)
-    return SupernetTrainer(space_from_spec(spec), spec, data, cfg, tmp_path / "ck")
+    return SupernetTrainer(one_shot_space(spec), data, cfg, tmp_path / "ck")
 
 
 # -- data ---------------------------------------------------------------------
@@ -105,9 +106,9 @@ def test_config_errors():
 
 def test_space_and_data_class_mismatch(tmp_path):
     data = load_dataset(DataConfig(max_train=64))
-    spec = SpaceConfig(options={**TINY, "num_classes": 5}).spec()
+    spec = SpaceSpec(name="mobilenetv3", options={**TINY, "num_classes": 5})
     with pytest.raises(ConfigError, match="num_classes"):
-        SupernetTrainer(space_from_spec(spec), spec, data, TrainConfig(epochs=1), tmp_path)
+        SupernetTrainer(one_shot_space(spec), data, TrainConfig(epochs=1), tmp_path)
 
 
 def test_resumed_run_matches_uninterrupted(tmp_path):
@@ -183,7 +184,7 @@ def test_nb201_trains_with_the_same_trainer(tmp_path):
 @pytest.mark.parametrize("name, options", [("mobilenetv3", {**TINY, "num_classes": 10}),
                                            ("nb201", {"channels": 4, "cells_per_stage": 1})])
 def test_export_reproduces_subnet(tmp_path, name, options):
-    space = space_from_spec({"name": name, "options": options})
+    space = one_shot_space({"name": name, "options": options})
     sup = space.build_supernet().eval()
     arch = space.sample(np.random.default_rng(3))
     exp = export_subnet(space, sup, arch, tmp_path)

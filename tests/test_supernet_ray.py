@@ -10,12 +10,13 @@ import torch
 
 from orchestrator.supernet.data import DataConfig, load_dataset
 from orchestrator.supernet.evaluate import EvalConfig, evaluate_subnet
-from orchestrator.supernet.spec import SpaceConfig, space_from_spec
+from orchestrator.supernet.spec import one_shot_space, with_classes
 from orchestrator.supernet.train import TrainConfig
+from search_spaces.base import SpaceSpec
 
 pytestmark = pytest.mark.ray
 
-TINY = SpaceConfig(options={"width_mult": 0.25, "resolution": 32, "feature_dim": 64})
+TINY = SpaceSpec(name="mobilenetv3", options={"width_mult": 0.25, "resolution": 32, "feature_dim": 64})
 DATA = DataConfig(max_train=192)
 
 
@@ -53,8 +54,8 @@ def test_pool_survives_a_killed_actor(trained, ray_cluster):
 
     _, weights, _ = trained
     data = load_dataset(DATA)
-    spec = TINY.spec(data.num_classes)
-    space = space_from_spec(spec)
+    space = one_shot_space(with_classes(TINY, data.num_classes))
+    spec = space.spec()
     cfg = EvalConfig(calib_batches=2, max_val=120)
     pool = EvaluatorPool(spec, weights, data, cfg, n_actors=2)
     archs = [space.sample(np.random.default_rng(i)) for i in range(10)]

@@ -1,101 +1,161 @@
-"""The one-proxy sweep on the shipped NB201 data: choosing k, the decision, the Pareto loss."""
+"""The one-proxy sweep on the shipped NB201 data: choosing k, the decision's bound, each target's
+whole-domain search, and its quality against the truth over the whole table."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from orchestrator.latency.table import shipped_accuracy
+from orchestrator.latency.predictors import make_predictor
+from orchestrator.latency.table import SHIPPED_DEVICES, shipped_accuracy
 from orchestrator.latency.transfer import SourceSet
+from orchestrator.search.accuracy import TableAccuracy
 from orchestrator.search.pareto import pareto_mask
-from orchestrator.sweep import ProxyCandidates, TargetInput, decide_target, pareto_loss, pick_k, run_targets
+from orchestrator.sweep import (
+    SweepSettings,
+    SweepShared,
+    TargetInput,
+    decide,
+    pick_k,
+    propose,
+    run_target,
+    run_targets,
+    srcc_lower_bound,
+)
+from search_spaces.base import encode_ids
 
 
 @pytest.fixture(scope="module")
-def cands(shipped):
-    rng = np.random.default_rng(0)
-    idx = rng.choice(len(shipped.archs), 400, replace=False)
-    ids = [shipped.archs[i] for i in idx]
-    acc = shipped_accuracy("acc_cifar10")
-    return ProxyCandidates("fpga", ids, [acc[a] for a in ids], shipped.lookup("fpga", ids))
+def oracle(space):
+    return TableAccuracy(space, shipped_accuracy("acc_cifar10")).oracle()
 
 
-def _target(shipped, cands, name, k=10):
-    k_ids = pick_k(cands.ids, cands.proxy_latency, k)
-    return TargetInput(name, "tabulated", k_ids, shipped.lookup(name, k_ids), truth=shipped.lookup(name, cands.ids))
+@pytest.fixture(scope="module")
+def proxy_model(space, shipped):
+    ids, y = shipped.measured("fpga")
+    return make_predictor("additive").fit(encode_ids(space, ids), y)
 
 
-def _sources(shipped, space, target):
-    names = [d for d in shipped.devices if d != target]
-    return SourceSet.from_table(shipped.select(names), space, seed=0)
+def make_shared(space, shipped, oracle, proxy_model, pool, algorithm="exhaustive", **settings):
+    X = encode_ids(space, shipped.archs)
+    pool_ms = proxy_model.predict(encode_ids(space, pool))
+    acc = oracle.values(shipped.archs)
+    pms = proxy_model.predict(X)
+    front = [shipped.archs[i] for i in np.flatnonzero(pareto_mask(acc, pms))]
+    return SweepShared(space.spec(), "fpga", proxy_model, oracle, list(pool), pool_ms, list(shipped.archs), X,
+                       front, list(shipped.archs), list(shipped.archs),
+                       SweepSettings(algorithm=algorithm, **settings))
 
 
-def test_pick_k_spans_the_proxy_range():
+def target(shared, shipped, name, k=10, share=1.0, among=None):
+    ids, _ = shipped.measured(name)
+    if among is not None:
+        ids = [a for a in ids if a in set(among)]
+    pms = shared.proxy_predictor.predict(encode_ids(shared.space_spec.build(), ids))
+    k_ids = pick_k(ids, pms, k, shared.proxy_front_ids, share)
+    return TargetInput(name, "tabulated", None, k_ids, shipped.lookup(name, k_ids),
+                       truth=shipped.lookup(name, shared.truth_ids), domain=ids)
+
+
+def sources(space, shipped, name):
+    return SourceSet.from_table(shipped.select([d for d in SHIPPED_DEVICES if d != name]), space, seed=0)
+
+
+def test_pick_k_takes_both_ends_of_the_front_and_spreads_the_rest():
     ids = [f"a{i}" for i in range(100)]
     lat = np.random.default_rng(1).permutation(100).astype(float)
-    got = pick_k(ids, lat, 10)
-    ranks = sorted(int(lat[int(a[1:])]) for a in got)
+    front = [ids[int(np.argmin(lat))], ids[int(np.argsort(lat)[40])], ids[int(np.argmax(lat))], ids[7], ids[9]]
+    got = pick_k(ids, lat, 10, front, 0.3)
     assert len(got) == 10 == len(set(got))
-    assert ranks[0] == 0 and ranks[-1] == 99
-    assert max(np.diff(ranks)) <= 12  # evenly spaced ranks
-    assert sorted(pick_k(ids[:4], lat[:4], 10)) == sorted(ids[:4])  # fewer candidates than k: all
+    by_lat = sorted(front, key=lambda a: lat[int(a[1:])])
+    assert got[0] == by_lat[0] and by_lat[-1] in got[:3]  # three along the front, both ends
+    ranks = sorted(int(lat[int(a[1:])]) for a in got[3:])
+    assert ranks[0] <= 1 and ranks[-1] >= 98 and max(np.diff(ranks)) <= 20  # the rest spread over the range
+    assert pick_k(ids, lat, 10) == [ids[i] for i in np.argsort(lat)[np.round(np.linspace(0, 99, 10)).astype(int)]]
+    assert sorted(pick_k(ids[:4], lat[:4], 10)) == sorted(ids[:4])  # fewer than k: all
 
 
-def test_pareto_loss_by_hand():
-    acc = np.array([70.0, 80.0, 90.0, 60.0, 85.0])
-    lat = np.array([1.0, 2.0, 4.0, 3.0, 3.5])  # front: 0, 1, 4, 2
-    true_front = list(np.flatnonzero(pareto_mask(acc, lat)))
-    assert sorted(true_front) == [0, 1, 2, 4]
-    m, budgets = pareto_loss(acc, lat, true_front, [0.5])
-    assert m["hv_ratio"] == pytest.approx(1.0) and m["igd"] == pytest.approx(0.0)
-    assert m["acc_loss_q50"] == pytest.approx(0.0)
-    # drop the 85 % point (3.5 ms) from the chosen set
-    m2, _ = pareto_loss(acc, lat, [0, 1, 2], [0.9])
-    assert m2["hv_ratio"] < 1.0 and m2["igd"] > 0
-    budget = float(np.quantile([1.0, 2.0, 3.5, 4.0], 0.9))  # 3.85 ms: true best 85, chosen best 80
-    assert m2["acc_loss_q90"] == pytest.approx(5.0) and budget == pytest.approx(3.85)
-    # NaN truth rows are left out; an empty choice has zero hypervolume
-    truth = lat.copy()
-    truth[3] = np.nan
-    m3, _ = pareto_loss(acc, truth, [], [0.5])
-    assert m3["hv_ratio"] == 0.0 and m3["n_truth"] == 4
+def test_srcc_lower_bound():
+    rng = np.random.default_rng(0)
+    x = np.arange(10.0)
+    assert srcc_lower_bound(x, 2 * x + 1, 0.9, rng) == pytest.approx(1.0)
+    noisy = x + rng.normal(0, 2.5, 10)
+    from orchestrator.latency.metrics import srcc
+
+    lb90 = srcc_lower_bound(x, noisy, 0.9, np.random.default_rng(1))
+    lb99 = srcc_lower_bound(x, noisy, 0.99, np.random.default_rng(1))
+    assert lb99 < lb90 < srcc(x, noisy)
+    many = np.arange(200.0)
+    lb_many = srcc_lower_bound(many, many + rng.normal(0, 25, 200), 0.9, np.random.default_rng(1))
+    assert lb_many > lb90  # more samples, a tighter bound
 
 
-def test_target_equal_to_proxy_reuses_with_no_loss(space, shipped, cands):
-    rep = decide_target(space, cands, _target(shipped, cands, "fpga"), _sources(shipped, space, "fpga"),
-                        threshold=0.9, method="multi", quantiles=[0.25, 0.5], seed=0)
-    assert rep.decision == "reuse" and rep.srcc_k == pytest.approx(1.0)
-    assert rep.metrics["hv_ratio"] == pytest.approx(1.0)
-    assert rep.metrics["acc_loss_q50"] == pytest.approx(0.0)
-    assert rep.n_measurements == 10
+def test_decision_is_monotone_in_the_bound():
+    rng = np.random.default_rng(3)
+    x = np.arange(12.0)
+    y = x + rng.normal(0, 2.0, 12)
+    lb = srcc_lower_bound(x, y, 0.9, np.random.default_rng(0))
+    seen = []
+    for thr in np.linspace(-0.5, 1.0, 31):
+        d = decide(x, y, threshold=thr, rule="bound", confidence=0.9, rng=np.random.default_rng(0))
+        assert d.srcc_lb == pytest.approx(lb) and (d.decision == "reuse") == (lb >= thr)
+        seen.append(d.decision)
+    assert seen == sorted(seen, key=lambda s: s == "adapt")  # reuse ... reuse, adapt ... adapt
+    assert decide(x, y, threshold=0.5, rule="point", confidence=0.9, rng=rng).decision == "reuse"
+    assert decide(x, y, threshold=0.5, rule="bound", confidence=0.9, rng=rng, can_adapt=False).decision == "reuse"
 
 
-def test_low_srcc_target_is_adapted_and_adaptation_helps(space, shipped, cands):
-    # on NB201 the FPGA's ranking is a poor guide to the edge GPU's (SRCC ~0.5)
-    rep = decide_target(space, cands, _target(shipped, cands, "edgegpu", k=20),
-                        _sources(shipped, space, "edgegpu"), threshold=0.9, method="multi",
-                        quantiles=[0.5], seed=0)
-    assert rep.srcc_k < 0.9 and rep.decision == "adapt"
-    assert rep.metrics["transfer_srcc"] > rep.metrics["proxy_srcc"] + 0.1
-    assert rep.metrics["hv_ratio"] >= rep.metrics["hv_ratio_reuse"]
+def test_a_fast_end_outside_the_pool_is_reached(space, shipped, oracle, proxy_model):
+    """The proxy search's pool holds no fast cell: re-ranking it (the old sweep) cannot serve small budgets;
+    the whole-domain search on the adapted predictor reaches the table's fast end."""
+    fpga = shipped.lookup("fpga", shipped.archs)
+    slow_pool = [a for a, v in zip(shipped.archs, fpga, strict=True) if v > np.quantile(fpga, 0.6)][:200]
+    kw = {"threshold": 1.0, "rule": "point", "quantiles": (0.25, 0.5, 0.75)}
+    whole = make_shared(space, shipped, oracle, proxy_model, slow_pool, **kw)
+    pool_only = make_shared(space, shipped, oracle, proxy_model, slow_pool, algorithm="none", **kw)
+    src = sources(space, shipped, "pixel3")
+    rep = run_target(whole, target(whole, shipped, "pixel3"), src)
+    # the old sweep: k spread over the pool's proxy-latency ranks, the pool re-ranked
+    old = run_target(pool_only, target(pool_only, shipped, "pixel3", share=0.0, among=slow_pool), src)
+    assert rep.decision.decision == "adapt" and rep.metrics["n_reference"] == len(shipped.archs)
+    assert old.metrics["unserved_budgets"] >= 1 and rep.metrics["unserved_budgets"] == 0
+    assert rep.metrics["hv_ratio"] > old.metrics["hv_ratio"] + 0.3
+    fastest = min(rep.true_ms[i] for i in rep.front)
+    assert fastest <= rep.budgets_ms[0] < min(rep.true_ms[i] for i in old.front)
+    assert rep.metrics["pool_hv_ratio"] >= rep.metrics["hv_ratio"]  # coverage bounds selection
+    assert rep.metrics["hv_ratio_reuse"] == pytest.approx(old.metrics["hv_ratio_reuse"])
+
+
+def test_measured_architectures_keep_their_latency(space, shipped, oracle, proxy_model):
+    shared = make_shared(space, shipped, oracle, proxy_model, list(shipped.archs[:150]))
+    t = target(shared, shipped, "edgegpu")
+    more = propose(shared, t, sources(space, shipped, "edgegpu"), 4)
+    assert len(more) == 4 and not set(more) & set(t.k_ids) and set(more) <= set(t.domain)
+    rep = run_target(shared, t, sources(space, shipped, "edgegpu"))
+    pos = {a: i for i, a in enumerate(rep.options)}
+    for a, v in zip(t.k_ids, t.k_latency, strict=True):
+        if a in pos:
+            assert rep.predicted[pos[a]] == pytest.approx(v)
     assert rep.front == sorted(rep.front, key=lambda i: rep.predicted[i])
 
 
-def test_no_sources_means_reuse(space, shipped, cands):
-    rep = decide_target(space, cands, _target(shipped, cands, "edgegpu"), None, threshold=0.9, method="multi",
-                        quantiles=[0.5], seed=0)
-    assert rep.decision == "reuse" and rep.srcc_k < 0.9
+def test_target_equal_to_proxy_reuses_with_its_own_front(space, shipped, oracle, proxy_model):
+    shared = make_shared(space, shipped, oracle, proxy_model, list(shipped.archs[:300]))
+    rep = run_target(shared, target(shared, shipped, "fpga", k=20), sources(space, shipped, "fpga"))
+    assert rep.decision.decision == "reuse" and rep.decision.srcc_lb >= 0.9
+    assert rep.metrics["hv_ratio"] > 0.95 and rep.metrics["unserved_budgets"] == 0
 
 
-def test_run_targets_on_ray_matches_local(space, shipped, cands, ray_cluster):
+def test_run_targets_on_ray_matches_local(space, shipped, oracle, proxy_model, ray_cluster):
+    shared = make_shared(space, shipped, oracle, proxy_model, list(shipped.archs[:200]))
     names = ["eyeriss", "edgegpu", "pixel3"]
-    targets = [_target(shipped, cands, n) for n in names]
-    sets = {n: _sources(shipped, space, n) for n in names}
+    targets = [target(shared, shipped, n) for n in names]
+    sets = {n: sources(space, shipped, n) for n in names}
     seen = []
-    kw = {"threshold": 0.9, "method": "multi", "quantiles": [0.5], "seed": 0}
-    remote = run_targets(space, cands, targets, sets.get, progress=lambda r: seen.append(r.name), **kw)
-    local = run_targets(space, cands, targets, sets.get, use_ray=False, **kw)
+    remote = run_targets(shared, targets, sets.get, progress=lambda r: seen.append(r.name))
+    local = run_targets(shared, targets, sets.get, use_ray=False)
     assert [r.name for r in remote] == names and sorted(seen) == sorted(names)
     for a, b in zip(remote, local, strict=True):
-        assert a.decision == b.decision and a.front == b.front
+        assert a.decision == b.decision and a.front_ids() == b.front_ids()
         np.testing.assert_allclose(a.predicted, b.predicted, rtol=1e-9)
+        assert a.metrics["hv_ratio"] == pytest.approx(b.metrics["hv_ratio"])

@@ -12,7 +12,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,9 +41,13 @@ class LatencySample:
     repeats: int
     p10_ms: float
     p90_ms: float
+    n_params: int | None = None  # parameters of the network timed (None: not a network, e.g. a simulator)
 
-    def to_dict(self) -> dict[str, float | int | str]:
+    def to_dict(self) -> dict[str, float | int | str | None]:
         return asdict(self)
+
+    def with_params(self, n: int) -> LatencySample:
+        return replace(self, n_params=int(n))
 
 
 def summarize(arch: str, times_ms: Sequence[float]) -> LatencySample:

@@ -1,8 +1,10 @@
-"""Latency predictors with scikit-learn conventions.
+"""Latency predictors: scikit-learn estimators.
 
 ``fit(X, latency_ms)`` returns ``self``; learned state ends in ``_``;
-``predict(X)`` returns milliseconds. Predictors pickle, and save to / load from
-a ``.npz`` file holding their arrays and a JSON header with a format version.
+``predict(X)`` returns milliseconds; ``get_params`` / ``set_params``,
+``sklearn.base.clone`` and ``score`` (R^2) work, so ``cross_val_score`` and
+grid searches take them. Predictors pickle, and save to / load from a ``.npz``
+file holding their arrays and a JSON header with a format version.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
 
 from orchestrator.errors import PredictorError
 from orchestrator.registry import Registry
@@ -45,7 +48,7 @@ def _check_xy(X: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, n
     return X, y
 
 
-class _Base:
+class _Base(RegressorMixin, BaseEstimator):
     kind = ""
 
     def _check_fitted(self, X: np.ndarray) -> np.ndarray:
@@ -59,18 +62,11 @@ class _Base:
             )
         return X
 
-    def get_params(self) -> dict[str, Any]:
-        raise NotImplementedError
-
     def state(self) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
 
 @PREDICTORS.register("additive", help="per-op additive model (ridge on the encoding; a lookup table)")
@@ -84,14 +80,11 @@ class AdditivePredictor(_Base):
     kind = "additive"
 
     def __init__(self, alpha: float = 1e-3) -> None:
-        if alpha < 0:
-            raise PredictorError(f"alpha must be >= 0, got {alpha}")
         self.alpha = alpha
 
-    def get_params(self) -> dict[str, Any]:
-        return {"alpha": self.alpha}
-
     def fit(self, X: np.ndarray, latency_ms: np.ndarray) -> AdditivePredictor:
+        if self.alpha < 0:
+            raise PredictorError(f"alpha must be >= 0, got {self.alpha}")
         X, y = _check_xy(X, latency_ms)
         assert y is not None
         self.intercept_ = float(y.mean())
@@ -124,21 +117,18 @@ class MLPPredictor(_Base):
 
     def __init__(self, hidden: int = 64, epochs: int = 300, lr: float = 3e-3, weight_decay: float = 1e-2,
                  seed: int = 0) -> None:
-        if hidden < 1 or epochs < 1 or lr <= 0:
-            raise PredictorError(f"hidden and epochs must be >= 1 and lr > 0, got {hidden}, {epochs}, {lr}")
         self.hidden = hidden
         self.epochs = epochs
         self.lr = lr
         self.weight_decay = weight_decay
         self.seed = seed
 
-    def get_params(self) -> dict[str, Any]:
-        return {"hidden": self.hidden, "epochs": self.epochs, "lr": self.lr,
-                "weight_decay": self.weight_decay, "seed": self.seed}
-
     def fit(self, X: np.ndarray, latency_ms: np.ndarray) -> MLPPredictor:
         import torch
 
+        if self.hidden < 1 or self.epochs < 1 or self.lr <= 0:
+            raise PredictorError(f"hidden and epochs must be >= 1 and lr > 0, got {self.hidden}, {self.epochs}, "
+                                 f"{self.lr}")
         X, y = _check_xy(X, latency_ms)
         assert y is not None
         ly = np.log(y)

@@ -11,7 +11,9 @@ element-wise layers (fuses them into the producer). An architecture's latency is
 times a small per-(device, architecture) log-normal factor for what a roofline
 does not capture. The layers come from the real network: ``space.build(arch)``
 run once on the space's input with forward hooks counting each layer's FLOPs and
-bytes moved (cached per architecture, shared by every simulated device).
+bytes moved (cached per space spec and architecture, shared by every simulated
+device; the cost of many devices over many architectures is then a few
+vectorised array operations per device).
 
 Rankings over such devices correlate like real ones do (mostly, with outliers
 where memory-bound and compute-bound regimes disagree), which is what a sweep
@@ -24,14 +26,14 @@ import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from orchestrator.errors import DeviceError
+from orchestrator.latency.devices.base import PREFIXES, DeviceSpec, DeviceType, NoOptions
 from orchestrator.latency.measurement import LatencySample
-from search_spaces.base import SearchSpace
+from search_spaces.base import Layer, SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -49,27 +51,26 @@ class LayerProfile:
     bytes: np.ndarray
 
 
-def _profile(space: SearchSpace, arch: Mapping[str, Any]) -> LayerProfile:
+def hooked_layers(space: SearchSpace, arch: Mapping[str, Any]) -> list[Layer]:
+    """The layers of the real network ``space.build(arch)``, counted by forward hooks on the space's input."""
     import torch
     from torch import nn
 
     net = space.build(arch).eval()
-    rows: list[tuple[int, float, float]] = []
+    rows: list[Layer] = []
 
     def hook(mod: nn.Module, inp: tuple[Any, ...], out: Any) -> None:
-        x = inp[0]
-        n_in, n_out = x.numel(), out.numel()
+        n_in, n_out = int(inp[0].numel()), int(out.numel())
         if isinstance(mod, nn.Conv2d):
             k = mod.kernel_size[0] * mod.kernel_size[1] * (mod.in_channels // mod.groups)
-            t = "dwconv" if mod.groups > 1 and mod.groups == mod.in_channels else "conv"
-            rows.append((_T[t], 2.0 * n_out * k, 4.0 * (n_in + n_out + mod.weight.numel())))
+            kind = "dwconv" if mod.groups > 1 and mod.groups == mod.in_channels else "conv"
+            rows.append(Layer(kind, n_in, n_out, int(mod.weight.numel()), k))
         elif isinstance(mod, nn.Linear):
-            rows.append((_T["linear"], 2.0 * mod.in_features * mod.out_features * (n_in // mod.in_features),
-                         4.0 * (n_in + n_out + mod.weight.numel())))
+            rows.append(Layer("linear", n_in, n_out, int(mod.weight.numel()), mod.in_features))
         elif isinstance(mod, (nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d)):
-            rows.append((_T["pool"], float(n_in), 4.0 * (n_in + n_out)))
+            rows.append(Layer("pool", n_in, n_out))
         elif isinstance(mod, (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.BatchNorm2d)):
-            rows.append((_T["elementwise"], float(n_in), 8.0 * n_in))
+            rows.append(Layer("elementwise", n_in, n_out))
 
     handles = [m.register_forward_hook(hook) for m in net.modules() if not list(m.children())]
     try:
@@ -78,27 +79,81 @@ def _profile(space: SearchSpace, arch: Mapping[str, Any]) -> LayerProfile:
     finally:
         for h in handles:
             h.remove()
-    if not rows:
+    return rows
+
+
+def network_layers(space: SearchSpace, arch: Mapping[str, Any]) -> list[Layer]:
+    """The space's own exact layer list where it has one (``space.layers``, tested equal to the hooks),
+    else the hooks on the built network."""
+    if hasattr(space, "layers"):
+        return list(space.layers(arch))
+    return hooked_layers(space, arch)
+
+
+def _profile(space: SearchSpace, arch: Mapping[str, Any]) -> LayerProfile:
+    layers = network_layers(space, arch)
+    if not layers:
         raise DeviceError(f"simulated device: the {space.name} network for {space.arch_id(arch)} has no layers "
                           f"it can cost")
-    a = np.asarray(rows, dtype=float)
-    return LayerProfile(a[:, 0].astype(np.int64), a[:, 1], a[:, 2])
+    types = np.array([_T[x.kind] for x in layers], dtype=np.int64)
+    n_in = np.array([x.n_in for x in layers], dtype=float)
+    n_out = np.array([x.n_out for x in layers], dtype=float)
+    weights = np.array([x.weights for x in layers], dtype=float)
+    macs = np.array([x.macs_per_out for x in layers], dtype=float)
+    compute = np.isin(types, [_T["conv"], _T["dwconv"], _T["linear"]])
+    ewise = types == _T["elementwise"]
+    flops = np.where(compute, 2.0 * n_out * macs, n_in)
+    moved = np.where(compute, 4.0 * (n_in + n_out + weights), np.where(ewise, 8.0 * n_in, 4.0 * (n_in + n_out)))
+    return LayerProfile(types, flops, moved)
 
 
-@lru_cache(maxsize=65536)
-def _cached_profile(space_key: tuple[Any, ...], arch_id: str, space: Any) -> LayerProfile:
-    return _profile(space, space.parse(arch_id))
+class ProfileBank:
+    """The layer profiles of one space's architectures, computed once each, and stacked for many devices."""
+
+    MAX = 200_000  # architectures kept per space
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+        self._profiles: dict[str, LayerProfile] = {}
+
+    def get(self, arch_id: str) -> LayerProfile:
+        p = self._profiles.get(arch_id)
+        if p is None:
+            if len(self._profiles) >= self.MAX:
+                self._profiles.pop(next(iter(self._profiles)))
+            p = self._profiles[arch_id] = _profile(self.space, self.space.parse(arch_id))
+        return p
+
+    def stacked(self, arch_ids: Sequence[str]) -> tuple[LayerProfile, np.ndarray]:
+        """All layers of ``arch_ids`` in one profile, and where each architecture's layers start."""
+        profs = [self.get(a) for a in arch_ids]
+        starts = np.cumsum([0] + [len(p.types) for p in profs[:-1]]).astype(np.int64)
+        if not profs:
+            empty = np.zeros(0)
+            return LayerProfile(empty.astype(np.int64), empty, empty), starts
+        return LayerProfile(np.concatenate([p.types for p in profs]), np.concatenate([p.flops for p in profs]),
+                            np.concatenate([p.bytes for p in profs])), starts
+
+
+_BANKS: dict[str, ProfileBank] = {}
+
+
+def profile_bank(space: SearchSpace) -> ProfileBank:
+    """The process-wide profile bank of ``space`` (keyed by its spec)."""
+    key = space.spec().key()
+    if key not in _BANKS:
+        _BANKS[key] = ProfileBank(space)
+    return _BANKS[key]
 
 
 def clear_profile_cache() -> None:
     """Forget the layer profiles computed so far (benchmarks that time a cold start)."""
-    _cached_profile.cache_clear()
+    _BANKS.clear()
 
 
 def layer_profile(space: SearchSpace, arch: Mapping[str, Any]) -> LayerProfile:
     """The cached layer profile of ``arch`` (one forward pass the first time)."""
-    key = (space.name, tuple(sorted((k, v) for k, v in vars(space).items() if isinstance(v, (int, float, str)))))
-    return _cached_profile(key, space.arch_id(arch), space)
+    return profile_bank(space).get(space.arch_id(arch))
 
 
 @dataclass(frozen=True)
@@ -132,9 +187,10 @@ def draw_hardware(seed: int) -> Hardware:
 
 
 class SimulatedDevice:
-    """A roofline-model device (see the module doc). ``measure`` is deterministic per (device, arch)."""
+    """A roofline-model device (see the module doc). SIMULATED: deterministic per (device, arch)."""
 
     kind = "simulated"
+    deterministic = True
 
     def __init__(self, seed: int, space: SearchSpace) -> None:
         if seed < 0:
@@ -144,22 +200,45 @@ class SimulatedDevice:
         self.space = space
         self.hardware = draw_hardware(seed)
 
-    def _noise(self, arch_id: str) -> float:
-        h = hashlib.blake2b(f"{self.seed}|{arch_id}".encode(), digest_size=8).digest()
-        z = np.random.default_rng(int.from_bytes(h, "little")).standard_normal()
-        return float(np.exp(self.hardware.noise * z))
+    def _noise(self, arch_ids: Sequence[str]) -> np.ndarray:
+        """The log-normal factor per architecture: a standard normal drawn from a hash of (device, arch)."""
+        from scipy.special import ndtri
+
+        u = np.array([int.from_bytes(hashlib.blake2b(f"{self.seed}|{a}".encode(), digest_size=8).digest(), "little")
+                      for a in arch_ids], dtype=np.float64)
+        return np.exp(self.hardware.noise * ndtri((u + 0.5) / 2.0**64))
 
     def latency_ms(self, arch_ids: Sequence[str]) -> np.ndarray:
+        ids = list(arch_ids)
+        if not ids:
+            return np.zeros(0)
+        p, starts = profile_bank(self.space).stacked(ids)
+        return self.latency_of_profiles(p, starts, ids)
+
+    def latency_of_profiles(self, p: LayerProfile, starts: np.ndarray, arch_ids: Sequence[str]) -> np.ndarray:
+        """Latency (ms) of architectures whose stacked layers are ``p`` (see ProfileBank.stacked)."""
         hw = self.hardware
-        out = np.empty(len(arch_ids))
-        for i, a in enumerate(arch_ids):
-            p = layer_profile(self.space, self.space.parse(a))
-            keep = p.types != _T["elementwise"] if hw.fuses_elementwise else np.ones(len(p.types), bool)
-            compute = p.flops / (hw.peak_gflops * 1e9 * hw.efficiency[p.types])
-            memory = p.bytes / (hw.bandwidth_gbs * 1e9)
-            t = (np.maximum(compute, memory) + hw.launch_us[p.types] * 1e-6)[keep].sum()
-            out[i] = 1e3 * t * self._noise(a)
-        return out
+        compute = p.flops / (hw.peak_gflops * 1e9 * hw.efficiency[p.types])
+        memory = p.bytes / (hw.bandwidth_gbs * 1e9)
+        t = np.maximum(compute, memory) + hw.launch_us[p.types] * 1e-6
+        if hw.fuses_elementwise:
+            t = np.where(p.types == _T["elementwise"], 0.0, t)
+        return 1e3 * np.add.reduceat(t, starts) * self._noise(arch_ids)
+
+    def truth(self, arch_ids: Sequence[str]) -> np.ndarray:
+        return self.latency_ms(arch_ids)
+
+    def domain(self) -> None:
+        return None
+
+    def cluster_resources(self) -> dict[str, float]:
+        return {}
+
+    def spec(self) -> DeviceSpec:
+        return DeviceSpec(name=self.name)
+
+    def close(self) -> None:
+        pass
 
     def measure(self, arch: Mapping[str, Any]) -> LatencySample:
         a = self.space.arch_id(arch)
@@ -168,6 +247,14 @@ class SimulatedDevice:
 
     def measure_many(self, archs: Iterable[Mapping[str, Any]], progress: Any = None) -> list[LatencySample]:
         return [self.measure(a) for a in archs]
+
+
+def _build(name: str, space: SearchSpace, options: Any) -> SimulatedDevice:
+    return SimulatedDevice(parse_simulated(PREFIX + name), space)
+
+
+PREFIXES.add(PREFIX, DeviceType("simulated", NoOptions, _build, pattern="sim:<n>",
+                                help="SIMULATED roofline device number n (for sweeps at scale; not a measurement)"))
 
 
 def parse_simulated(name: str) -> int:

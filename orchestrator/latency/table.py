@@ -9,13 +9,24 @@ import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from orchestrator.errors import ArchError, TableError
 from search_spaces.base import SearchSpace
+
+
+class TableRef(BaseModel):
+    """Where a table was read from, so another process can read it again (a tabulated device's spec)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str
+    device_prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -26,6 +37,7 @@ class LatencyTable:
     devices: list[str]
     values: np.ndarray
     source: str = "<memory>"
+    ref: TableRef | None = None  # None: built in memory, not readable elsewhere
     _row: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -61,7 +73,7 @@ class LatencyTable:
 
     def select(self, devices: Sequence[str]) -> LatencyTable:
         idx = [self.devices.index(d) for d in devices if self.column(d) is not None]
-        return LatencyTable(list(self.archs), list(devices), self.values[:, idx].copy(), self.source)
+        return LatencyTable(list(self.archs), list(devices), self.values[:, idx].copy(), self.source, self.ref)
 
     def row_index(self, arch_id: str) -> int | None:
         return self._row.get(arch_id)
@@ -154,7 +166,18 @@ def read_table(
             archs.append(arch)
             rows.append(vals)
     values = np.array(rows, dtype=np.float64).reshape(len(rows), len(dev_cols))
-    return LatencyTable(archs, [name for _, name in dev_cols], values, str(path))
+    return LatencyTable(archs, [name for _, name in dev_cols], values, str(path),
+                        TableRef(path=str(path.resolve()), device_prefix=device_prefix))
+
+
+def load_table_ref(ref: TableRef, space: SearchSpace) -> LatencyTable:
+    """The table ``ref`` points to (read once per process and space)."""
+    return _cached_table(ref, space.spec().key(), space)
+
+
+@lru_cache(maxsize=16)
+def _cached_table(ref: TableRef, space_key: str, space: SearchSpace) -> LatencyTable:
+    return read_table(ref.path, space, device_prefix=ref.device_prefix)
 
 
 def write_table(path: str | Path, table: LatencyTable, *, precision: int = 6) -> None:
@@ -176,13 +199,16 @@ def shipped_table_path() -> Path:
     return Path(str(resources.files("orchestrator") / "data" / "nb201_hwnasbench_6devices.csv"))
 
 
+SHIPPED_REF = TableRef(path=str(shipped_table_path().resolve()), device_prefix="lat_ms_")
+
+
 def shipped_table(space: SearchSpace | None = None) -> LatencyTable:
     """The shipped NB201 latency table: 1,999 cells on six devices."""
     if space is None:
         from search_spaces.nb201 import NB201Space
 
         space = NB201Space()
-    return read_table(shipped_table_path(), space, device_prefix="lat_ms_")
+    return load_table_ref(SHIPPED_REF, space)
 
 
 def shipped_accuracy(column: str = "acc_cifar10") -> dict[str, float]:

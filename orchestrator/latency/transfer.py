@@ -118,6 +118,14 @@ class SourceSet:
             self._cache[key] = hit
         return hit
 
+    def prepare(self, ks: Sequence[int]) -> SourceSet:
+        """Meta-learn the ``multi`` penalties for these sample counts now (they travel with the set, so tasks
+        that receive it do not redo them)."""
+        if len(self.names) >= 2:
+            for k in sorted({k_bucket(k) for k in ks if k >= MIN_SAMPLES}):
+                select_multi_hparams(self, k)
+        return self
+
     def best_proxy(self, X: np.ndarray, y: np.ndarray) -> int:
         """The source that ranks the target samples best (ties: highest mean SRCC to the other sources)."""
         L = self.latency(X)
@@ -279,7 +287,11 @@ MULTI_GRID: tuple[tuple[float, float, float], ...] = tuple(
 
 
 def _rank_columns(P: np.ndarray) -> np.ndarray:
-    return np.argsort(np.argsort(P, axis=0), axis=0).astype(np.float64)
+    """0-based ranks of each column (ties by position): the inverse of the sort order, one argsort."""
+    order = np.argsort(P, axis=0)
+    R = np.empty(P.shape, dtype=np.float64)
+    np.put_along_axis(R, order, np.arange(P.shape[0], dtype=np.float64)[:, None], axis=0)
+    return R
 
 
 def _loo_select(F: np.ndarray, y: np.ndarray, pens: np.ndarray) -> int:

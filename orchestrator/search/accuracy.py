@@ -3,12 +3,18 @@
 Every source answers ``evaluate(arch_ids)`` with ``(arch_id, accuracy %)``
 pairs as they finish (completion order); the search driver tells Optuna each
 one as it arrives. Accuracies are percentages throughout the pipeline.
+
+Each source also gives an :class:`AccuracyOracle` (``source.oracle(known)``):
+accuracy for *any* architecture at no evaluation cost, the run's own value
+where it has one and a model's prediction elsewhere, each labelled. The sweep's
+per-target searches over a whole domain run on the oracle; what they choose
+that only has a provisional prediction is then evaluated for real.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,6 +30,53 @@ class AccuracySource(Protocol):
     name: str
 
     def evaluate(self, arch_ids: Sequence[str]) -> Iterator[tuple[str, float]]: ...
+
+
+TABLE, EVALUATED, PREDICTED = "table", "evaluated", "predicted"
+
+
+class AccuracyOracle:
+    """Accuracy (%) of any architecture without new evaluations.
+
+    ``known``: the run's own values (a table's rows, evaluated subnets), labelled ``known_label``; every other
+    architecture gets ``predict(ids)``, labelled ``predicted``. ``predictions_final``: whether a prediction *is*
+    the run's accuracy (a predictor source) or only a provisional guess (a supernet's subnets not evaluated
+    yet). ``additive``: the additive model behind the predictions, where there is one (the MILP search uses it).
+    """
+
+    name = "oracle"
+
+    def __init__(self, known: Mapping[str, float], known_label: str, predict: Callable[[Sequence[str]], np.ndarray],
+                 predictions_final: bool, additive: Any = None) -> None:
+        self.known = dict(known)
+        self.known_label = known_label
+        self.predict = predict
+        self.predictions_final = predictions_final
+        self.additive = additive
+
+    def values(self, arch_ids: Sequence[str]) -> np.ndarray:
+        ids = list(arch_ids)
+        out = np.array([self.known.get(a, np.nan) for a in ids], dtype=float)
+        miss = np.flatnonzero(np.isnan(out))
+        if len(miss):
+            out[miss] = np.asarray(self.predict([ids[i] for i in miss]), dtype=float)
+        return out
+
+    def evaluate(self, arch_ids: Sequence[str]) -> Iterator[tuple[str, float]]:
+        yield from zip(arch_ids, map(float, self.values(arch_ids)), strict=True)
+
+    def final(self, arch_id: str) -> bool:
+        """Whether the oracle's value is the run's accuracy (not a provisional prediction)."""
+        return arch_id in self.known or self.predictions_final
+
+    def label(self, arch_id: str) -> str:
+        return self.known_label if arch_id in self.known else PREDICTED
+
+    def add(self, values: Mapping[str, float], label: str = EVALUATED) -> None:
+        """Values evaluated since (they replace the predictions)."""
+        if label != self.known_label and values:
+            raise ValueError(f"an oracle of {self.known_label} values cannot take {label} ones")
+        self.known.update({a: float(v) for a, v in values.items()})
 
 
 class TableAccuracy:
@@ -64,6 +117,13 @@ class TableAccuracy:
         for a in arch_ids:
             yield a, float(self.table[a]) if a in self.table else float(pred[a])
 
+    def oracle(self, known: Mapping[str, float] | None = None) -> AccuracyOracle:
+        """The table's values; the fallback model's predictions elsewhere (final: this source answers so)."""
+        ids = list(self.table)
+        additive = make_predictor("additive", alpha=1e-2).fit(encode_ids(self.space, ids),
+                                                              np.array([self.table[a] for a in ids]))
+        return AccuracyOracle(self.table, TABLE, self._fallback, predictions_final=True, additive=additive)
+
 
 class SupernetAccuracy:
     """Validation accuracy of subnets with inherited weights, evaluated by a Ray actor pool.
@@ -93,6 +153,11 @@ class SupernetAccuracy:
         if self.pool is not None:
             self.pool.shutdown()
             self.pool = None
+
+    def oracle(self, known: Mapping[str, float] | None = None) -> AccuracyOracle:
+        """The evaluated subnets (``known``: the evaluation log); elsewhere a provisional prediction of an
+        additive model fit on them (to be evaluated before it counts)."""
+        return provisional_oracle(self.space, dict(known or {}))
 
 
 class PredictorAccuracy:
@@ -129,3 +194,24 @@ class PredictorAccuracy:
         pred = self.model.predict(encode_ids(self.space, list(arch_ids)))
         for a, v in zip(arch_ids, pred, strict=True):
             yield a, float(self.samples.get(a, v))
+
+    def oracle(self, known: Mapping[str, float] | None = None) -> AccuracyOracle:
+        """The evaluated samples; the predictor elsewhere (final: this source's accuracy is the prediction)."""
+        def predict(ids: Sequence[str]) -> np.ndarray:
+            return np.asarray(self.model.predict(encode_ids(self.space, list(ids))), dtype=float)
+
+        additive = self.model if hasattr(self.model, "coef_") else None
+        return AccuracyOracle(self.samples, EVALUATED, predict, predictions_final=True, additive=additive)
+
+
+def provisional_oracle(space: SearchSpace, known: Mapping[str, float], alpha: float = 1.0) -> AccuracyOracle:
+    """Evaluated values, and an additive (ridge) model fit on them for the rest: provisional guesses."""
+    ids = list(known)
+    if len(ids) < 2:
+        raise ConfigError(f"an accuracy model needs at least 2 evaluated architectures, got {len(ids)}")
+    model = make_predictor("additive", alpha=alpha).fit(encode_ids(space, ids), np.array([known[a] for a in ids]))
+
+    def predict(q: Sequence[str]) -> np.ndarray:
+        return np.asarray(model.predict(encode_ids(space, list(q))), dtype=float)
+
+    return AccuracyOracle(known, EVALUATED, predict, predictions_final=False, additive=model)

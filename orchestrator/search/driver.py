@@ -66,12 +66,12 @@ class TableDomain:
     """Restrict candidates to a finite set (a latency table's rows): a proposal snaps to the
     nearest member by L1 distance between encodings (ties: first in the set)."""
 
-    def __init__(self, space: SearchSpace, arch_ids: Sequence[str]) -> None:
+    def __init__(self, space: SearchSpace, arch_ids: Sequence[str], X: np.ndarray | None = None) -> None:
         if not arch_ids:
             raise ConfigError("search.domain 'table': the table has no architectures")
         self.ids = list(arch_ids)
         self._index = {a: i for i, a in enumerate(self.ids)}
-        self.X = encode_ids(space, self.ids)
+        self.X = encode_ids(space, self.ids) if X is None else np.asarray(X, dtype=np.float32)
         self.space = space
 
     def snap(self, arch_id: str) -> str:

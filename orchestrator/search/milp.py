@@ -272,19 +272,22 @@ def _quiet_stdout() -> Iterator[None]:
 
 def milp_front(model: MilpModel, acc_coef: np.ndarray, acc_intercept: float, lat_coef: np.ndarray,
                lat_intercept: float, *, max_points: int = 500, grid: int | None = None,
-               time_limit: float = 60.0) -> MilpFront:
+               time_limit: float = 60.0, max_latency: float | None = None) -> MilpFront:
     """The front of (``acc_coef @ x + b``, ``lat_coef @ x + c``), most accurate first.
 
     ``grid`` None: every point, walking the latency bound down (stops at ``max_points``: a large space's
     additive front can have thousands). ``grid`` n: the most accurate architecture under n latency bounds
     evenly spaced between the fastest and the most accurate one (each point exactly Pareto-optimal).
+    ``max_latency``: only architectures whose modelled latency is at most this (a latency budget).
     """
     with _quiet_stdout():
-        return _milp_front(model, acc_coef, acc_intercept, lat_coef, lat_intercept, max_points, grid, time_limit)
+        return _milp_front(model, acc_coef, acc_intercept, lat_coef, lat_intercept, max_points, grid, time_limit,
+                           max_latency)
 
 
 def _milp_front(model: MilpModel, acc_coef: np.ndarray, acc_intercept: float, lat_coef: np.ndarray,
-                lat_intercept: float, max_points: int, grid: int | None, time_limit: float) -> MilpFront:
+                lat_intercept: float, max_points: int, grid: int | None, time_limit: float,
+                max_latency: float | None = None) -> MilpFront:
     t0 = time.perf_counter()
     acc = model.E.T @ np.asarray(acc_coef, dtype=float)
     lat = model.E.T @ np.asarray(lat_coef, dtype=float)
@@ -298,8 +301,12 @@ def _milp_front(model: MilpModel, acc_coef: np.ndarray, acc_intercept: float, la
         return v if best is None else best
 
     points: list[FrontPoint] = []
-    v = s.solve(-acc, [])
+    cap = [] if max_latency is None else [(lat, -np.inf, float(max_latency) - float(lat_intercept) + tol_l)]
+    v = s.solve(-acc, cap)
     if v is None:
+        if cap and s.solve(lat, []) is not None:
+            raise ConfigError(f"no architecture meets the latency budget {max_latency} ms under the latency "
+                              f"model; raise the budget")
         raise ConfigError("the MILP model has no feasible architecture")
     complete = False
     if grid is not None:

@@ -1,8 +1,8 @@
 """Pareto utilities for (accuracy up, latency down).
 
 Points are given as two arrays, ``accuracy`` (higher is better) and
-``latency`` (lower is better), in any units. Hypervolume uses Optuna's exact
-implementation (WFG) on losses ``(-accuracy, latency)``.
+``latency`` (lower is better), in any units. The hypervolume is exact: in two
+dimensions, a sweep over the front sorted by latency.
 """
 
 from __future__ import annotations
@@ -60,14 +60,14 @@ def hypervolume(accuracy: Sequence[float] | np.ndarray, latency: Sequence[float]
                 ref_accuracy: float, ref_latency: float) -> float:
     """Area dominated by the points and bounded by the reference point (worst accuracy, worst latency).
     Points that do not dominate the reference point contribute nothing."""
-    from optuna._hypervolume import compute_hypervolume
-
     a, lat = _arrays(accuracy, latency)
     keep = (a > ref_accuracy) & (lat < ref_latency)
     if not keep.any():
         return 0.0
-    losses = np.stack([-a[keep], lat[keep]], axis=1)
-    return float(compute_hypervolume(losses, np.array([-ref_accuracy, ref_latency], dtype=float)))
+    _, fa, fl = pareto_front(a[keep], lat[keep])  # by latency ascending, so accuracy ascending
+    # the staircase: each front point owns the slab from its latency to the next one's (or the reference)
+    right = np.append(fl[1:], ref_latency)
+    return float(np.sum((right - fl) * (fa - ref_accuracy)))
 
 
 def igd(accuracy: Sequence[float] | np.ndarray, latency: Sequence[float] | np.ndarray,

@@ -25,27 +25,27 @@ import torch
 
 from orchestrator.supernet.checkpoint import load_checkpoint
 from orchestrator.supernet.data import DataConfig, load_dataset
-from orchestrator.supernet.spec import SpaceConfig, space_from_spec
+from orchestrator.supernet.spec import one_shot_space, with_classes
 from orchestrator.supernet.train import CHECKPOINT_NAME, SupernetTrainer, TrainConfig
+from search_spaces.base import SpaceSpec
 
 log = logging.getLogger(__name__)
 
 
-def _make_trainer(space_cfg: dict[str, Any], data_cfg: dict[str, Any], train_cfg: dict[str, Any],
+def _make_trainer(space_spec: dict[str, Any], data_cfg: dict[str, Any], train_cfg: dict[str, Any],
                   checkpoint_dir: str | None, grad_sync: Any = None) -> SupernetTrainer:
     data = load_dataset(DataConfig(**data_cfg))
-    spec = SpaceConfig(**space_cfg).spec(data.num_classes)
-    space = space_from_spec(spec)
-    return SupernetTrainer(space, spec, data, TrainConfig(**train_cfg), checkpoint_dir, grad_sync=grad_sync)
+    space = one_shot_space(with_classes(space_spec, data.num_classes))
+    return SupernetTrainer(space, data, TrainConfig(**train_cfg), checkpoint_dir, grad_sync=grad_sync)
 
 
 @ray.remote(max_restarts=2, max_task_retries=2, max_concurrency=2)
 class SupernetTrainerActor:
-    def __init__(self, space_cfg: dict[str, Any], data_cfg: dict[str, Any], train_cfg: dict[str, Any],
+    def __init__(self, space_spec: dict[str, Any], data_cfg: dict[str, Any], train_cfg: dict[str, Any],
                  checkpoint_dir: str | None, threads: int | None = None) -> None:
         if threads:
             torch.set_num_threads(threads)
-        self.trainer = _make_trainer(space_cfg, data_cfg, train_cfg, checkpoint_dir)
+        self.trainer = _make_trainer(space_spec, data_cfg, train_cfg, checkpoint_dir)
         self._lock = threading.Lock()
         self._progress: dict[str, Any] = {"epoch": self.trainer.epoch, "epochs": self.trainer.cfg.epochs}
 
@@ -69,13 +69,13 @@ class SupernetTrainerActor:
         return os.getpid()
 
 
-def train_supernet(space_cfg: SpaceConfig, data_cfg: DataConfig, train_cfg: TrainConfig,
+def train_supernet(space_spec: SpaceSpec, data_cfg: DataConfig, train_cfg: TrainConfig,
                    checkpoint_dir: str | Path | None, num_cpus: float = 1, num_gpus: float = 0,
                    threads: int | None = None, show_progress: bool = True,
                    stop_after: int | None = None) -> tuple[dict[str, Any], ray.ObjectRef]:
     """Train on a Ray actor; returns (summary, object ref of the trained state_dict)."""
     actor = SupernetTrainerActor.options(num_cpus=num_cpus, num_gpus=num_gpus).remote(
-        space_cfg.model_dump(), data_cfg.model_dump(), train_cfg.model_dump(),
+        space_spec.model_dump(), data_cfg.model_dump(), train_cfg.model_dump(),
         None if checkpoint_dir is None else str(Path(checkpoint_dir).resolve()), threads)
     done = actor.fit.remote(stop_after)
     bar = None
@@ -124,7 +124,7 @@ def _dp_loop(config: dict[str, Any]) -> None:
     train_cfg = dict(config["train_cfg"])
     if torch.cuda.is_available():
         train_cfg["device"] = str(ray.train.torch.get_device())
-    trainer = _make_trainer(config["space_cfg"], config["data_cfg"], train_cfg,
+    trainer = _make_trainer(config["space_spec"], config["data_cfg"], train_cfg,
                             config["checkpoint_dir"] if rank == 0 else None, grad_sync=all_reduce_grads)
     if rank != 0 and config["checkpoint_dir"]:
         # Non-zero ranks resume from rank 0's checkpoint too (same file on a shared or local disk).
@@ -137,7 +137,7 @@ def _dp_loop(config: dict[str, Any]) -> None:
         ray.train.report({**rec, "world_size": world})
 
 
-def train_data_parallel(space_cfg: SpaceConfig, data_cfg: DataConfig, train_cfg: TrainConfig,
+def train_data_parallel(space_spec: SpaceSpec, data_cfg: DataConfig, train_cfg: TrainConfig,
                         checkpoint_dir: str | Path, num_workers: int, use_gpu: bool,
                         storage_path: str | Path) -> dict[str, Any]:
     """Data-parallel supernet training with Ray Train; returns the history rank 0 checkpointed."""
@@ -147,7 +147,7 @@ def train_data_parallel(space_cfg: SpaceConfig, data_cfg: DataConfig, train_cfg:
     t0 = time.perf_counter()
     trainer = TorchTrainer(
         _dp_loop,
-        train_loop_config={"space_cfg": space_cfg.model_dump(), "data_cfg": data_cfg.model_dump(),
+        train_loop_config={"space_spec": space_spec.model_dump(), "data_cfg": data_cfg.model_dump(),
                            "train_cfg": train_cfg.model_dump(), "checkpoint_dir": str(Path(checkpoint_dir).resolve())},
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
         run_config=RunConfig(storage_path=str(Path(storage_path).resolve()), name="supernet_dp"),

@@ -33,12 +33,23 @@ class ExportedSubnet:
 def export_subnet(space: Any, supernet: nn.Module, arch: Mapping[str, Any], out_dir: str | Path,
                   batch_size: int = 1, name: str = "subnet", extra: Mapping[str, Any] | None = None) -> ExportedSubnet:
     """Extract ``arch`` from ``supernet`` (weights copied, eval mode) and write its three files."""
+    net = space.extract(supernet, arch)
+    return export_network(net, space, arch, out_dir, batch_size, name,
+                          {"weights": "supernet (inherited, BatchNorm as trained)", **(extra or {})})
+
+
+def export_network(net: nn.Module, space: Any, arch: Mapping[str, Any], out_dir: str | Path, batch_size: int = 1,
+                   name: str = "subnet", extra: Mapping[str, Any] | None = None) -> ExportedSubnet:
+    """Write ``net`` (the network of ``arch`` in ``space``) as arch JSON (with the space's spec and the
+    parameter count), a ``torch.export`` program and ONNX."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    net = space.extract(supernet, arch).cpu().eval()
+    net = net.cpu().eval()
     example = torch.randn(*space.input_shape(batch_size))
     arch_json = out / f"{name}.json"
-    arch_json.write_text(json.dumps({"space": space.name, "arch_id": space.arch_id(arch), "arch": dict(arch),
+    arch_json.write_text(json.dumps({"space": space.name, "space_spec": space.spec().model_dump(),
+                                     "arch_id": space.arch_id(arch), "arch": dict(arch),
+                                     "n_params": int(sum(p.numel() for p in net.parameters())),
                                      "input_shape": list(example.shape), **(extra or {})}, indent=2))
     with torch.no_grad():
         program = torch.export.export(net, (example,))

@@ -24,18 +24,19 @@ import torch
 from orchestrator.errors import ConfigError
 from orchestrator.supernet.data import Dataset
 from orchestrator.supernet.evaluate import EvalConfig, EvalResult, calibration_batches, evaluate_subnet
-from orchestrator.supernet.spec import space_from_spec
+from orchestrator.supernet.spec import one_shot_space
+from search_spaces.base import SpaceSpec
 
 log = logging.getLogger(__name__)
 
 
 @ray.remote(max_restarts=3, max_task_retries=3)
 class EvaluatorActor:
-    def __init__(self, space_spec: dict[str, Any], weights: dict[str, torch.Tensor], data: Dataset,
+    def __init__(self, space_spec: SpaceSpec, weights: dict[str, torch.Tensor], data: Dataset,
                  eval_cfg: dict[str, Any], threads: int | None = 1) -> None:
         if threads:
             torch.set_num_threads(threads)
-        self.space = space_from_spec(space_spec)
+        self.space = one_shot_space(space_spec)
         self.cfg = EvalConfig(**eval_cfg)
         self.supernet = self.space.build_supernet()
         self.supernet.load_state_dict(weights)
@@ -54,13 +55,13 @@ class EvaluatorActor:
 class EvaluatorPool:
     """``n_actors`` evaluator actors sharing one copy of the weights and data in the object store."""
 
-    def __init__(self, space_spec: dict[str, Any], weights: Mapping[str, torch.Tensor] | ray.ObjectRef,
+    def __init__(self, space_spec: SpaceSpec, weights: Mapping[str, torch.Tensor] | ray.ObjectRef,
                  data: Dataset | ray.ObjectRef, eval_cfg: EvalConfig | None = None, n_actors: int = 2,
                  num_cpus: float = 1, num_gpus: float = 0, threads: int | None = 1,
                  in_flight_per_actor: int = 2) -> None:
         if n_actors < 1:
             raise ConfigError(f"an evaluator pool needs n_actors >= 1, got {n_actors}; pass --actors 1 or more")
-        space_from_spec(space_spec)  # fail here, not in every actor
+        one_shot_space(space_spec)  # fail here, not in every actor
         self.space_spec = space_spec
         self.weights_ref = weights if isinstance(weights, ray.ObjectRef) else ray.put(dict(weights))
         self.data_ref = data if isinstance(data, ray.ObjectRef) else ray.put(data)

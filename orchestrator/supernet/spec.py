@@ -1,32 +1,29 @@
-"""Which space to build: a name and its settings, serialisable so that Ray actors
-and checkpoints can rebuild (and check) exactly the same space."""
+"""The supernet's space: a :class:`SpaceSpec` with the dataset's class count filled in, checked to be one-shot.
+
+Actors, checkpoints and run files carry the spec (``SpaceSpec.model_dump()``), never a space object, so
+every process rebuilds (and checks) exactly the same space.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from orchestrator.errors import ConfigError
-from search_spaces.base import get_space
+from search_spaces.base import SearchSpace, SpaceSpec
 
 
-class SpaceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = "mobilenetv3"
-    options: dict[str, Any] = Field(default_factory=dict, description="keyword settings of the space")
-
-    def spec(self, num_classes: int | None = None) -> dict[str, Any]:
-        """The plain-dict spec; ``num_classes`` fills in the dataset's class count if the options lack it."""
-        opts = dict(self.options)
-        if num_classes is not None:
-            opts.setdefault("num_classes", num_classes)
-        return {"name": self.name, "options": opts}
+def with_classes(spec: SpaceSpec | dict[str, Any], num_classes: int | None) -> SpaceSpec:
+    """``spec`` with ``num_classes`` set to the dataset's count unless its options set one."""
+    spec = spec if isinstance(spec, SpaceSpec) else SpaceSpec(**spec)
+    if num_classes is None or "num_classes" in spec.options:
+        return spec
+    return spec.with_options(num_classes=num_classes)
 
 
-def space_from_spec(spec: dict[str, Any]) -> Any:
-    space = get_space(spec["name"], **spec.get("options", {}))
+def one_shot_space(spec: SpaceSpec | dict[str, Any]) -> SearchSpace:
+    """Build the space of ``spec`` and check it has a supernet."""
+    spec = spec if isinstance(spec, SpaceSpec) else SpaceSpec(**spec)
+    space = spec.build()
     if not hasattr(space, "build_supernet"):
-        raise ConfigError(f"space {spec['name']!r} has no supernet (not one-shot); use a one-shot space")
+        raise ConfigError(f"space {spec.name!r} has no supernet (not one-shot); use a one-shot space")
     return space

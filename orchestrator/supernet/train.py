@@ -88,14 +88,14 @@ def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torc
 class SupernetTrainer:
     """Trains ``space.build_supernet()`` on ``data``; checkpoints to ``checkpoint_dir`` after every epoch."""
 
-    def __init__(self, space: Any, space_spec: dict[str, Any], data: Dataset, cfg: TrainConfig,
+    def __init__(self, space: Any, data: Dataset, cfg: TrainConfig,
                  checkpoint_dir: str | Path | None = None,
                  grad_sync: Callable[[nn.Module], None] | None = None) -> None:
         if getattr(space, "num_classes", data.num_classes) != data.num_classes:
             raise ConfigError(f"space has num_classes={space.num_classes} but dataset {data.name} has "
                               f"{data.num_classes} classes; set space num_classes to {data.num_classes}")
         self.space = space
-        self.space_spec = dict(space_spec)
+        self.space_spec = space.spec().model_dump()  # the checkpoint's identity: the space as built
         self.data = data
         self.cfg = cfg
         self.device = resolve_device(cfg.device)

@@ -1,104 +1,209 @@
-"""Device protocol, the measured-device base class and the device registry."""
+"""The Device interface, device specs, the registry of device types, and the catalog that resolves names.
+
+A device answers one question: the latency (ms) of architectures, by id.
+Four kinds implement it: *tabulated* (a column of a latency table), *measured*
+(a runtime on this machine: PyTorch, ONNX Runtime, CUDA), *remote* (a measured
+runtime on the Ray node carrying ``device:<name>``) and *simulated* (a roofline
+model). Everything else asks the device, never its kind:
+
+- ``latency_ms(arch_ids)``: measure, look up or simulate (NaN where a table has no value);
+- ``truth(arch_ids)``: the latency where it is known without cost (tables, simulators), else ``None``;
+- ``domain()``: the architectures it can report at all (a table's rows), ``None`` for any;
+- ``deterministic``: whether a second measurement would give the same numbers (no noise check needed);
+- ``cluster_resources()``: what the Ray cluster must carry for it (a GPU, ``device:<name>``);
+- ``spec()``: a :class:`DeviceSpec` that rebuilds it in another process (``make_device``);
+- ``close()``: release what it holds.
+
+Names are resolved in one place, :class:`DeviceCatalog`: a column of the
+latency table in use, a registered runtime (``torch-cpu``, ...), or a pattern
+(``sim:<n>``, ``remote:<name>``). Each device type declares its options as a
+pydantic model with unknown keys rejected, so ``hwnas validate`` reports a bad
+option with the valid ones before any work.
+"""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+import difflib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from orchestrator.latency.measurement import LatencySample, MeasurementProtocol, pin_cores
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from orchestrator.errors import DeviceError, HwnasError
 from orchestrator.registry import Registry
 from search_spaces.base import SearchSpace
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from orchestrator.latency.table import LatencyTable
+
+
+class DeviceSpec(BaseModel):
+    """A device's name and options: what crosses a process boundary instead of a device object."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 @runtime_checkable
 class Device(Protocol):
     name: str
-    kind: str  # "measured", "tabulated" or "remote"
+    kind: str  # a label for reports and MLflow tags: tabulated, measured, remote, simulated
+    deterministic: bool
+
+    def latency_ms(self, arch_ids: Sequence[str]) -> np.ndarray: ...
+
+    def truth(self, arch_ids: Sequence[str]) -> np.ndarray | None: ...
+
+    def domain(self) -> list[str] | None: ...
+
+    def cluster_resources(self) -> dict[str, float]: ...
+
+    def spec(self) -> DeviceSpec: ...
+
+    def close(self) -> None: ...
 
 
-class MeasuredDevice:
-    """A device that runs the network: subclasses build a runnable per architecture.
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
-    ``threads`` sets the runtime's intra-op threads, ``batch_size`` the input
-    batch, ``cores`` (optional) pins the measuring process to those cores.
+
+@dataclass(frozen=True)
+class DeviceType:
+    """How one kind of device is built: its options model and a factory ``build(name, space, options)``.
+
+    ``pattern`` is the name's form for prefix types (``sim:<n>``); exact names have none.
     """
 
-    kind = "measured"
-    runtime = ""
+    kind: str
+    options: type[BaseModel]
+    build: Callable[[str, SearchSpace, Any], Device]
+    help: str = ""
+    pattern: str = ""
 
-    def __init__(self, space: SearchSpace, *, name: str | None = None, threads: int = 1, batch_size: int = 1,
-                 cores: Sequence[int] | None = None, protocol: MeasurementProtocol | None = None,
-                 resolution: int = 32) -> None:
-        from orchestrator.errors import DeviceError
 
-        if threads < 1 or batch_size < 1:
-            raise DeviceError(f"threads and batch_size must be >= 1, got threads={threads}, batch_size={batch_size}")
-        self.space = space
-        self.threads = threads
-        self.batch_size = batch_size
-        self.cores = list(cores) if cores is not None else None
-        self.protocol = protocol or MeasurementProtocol()
-        self.resolution = resolution
-        self.name = name or f"{self.runtime}-{threads}t-b{batch_size}"
-        self._pinned = False
+DEVICES: Registry[DeviceType] = Registry("device")  # exact names: torch-cpu, onnxrt-cpu, cuda
+PREFIXES: Registry[DeviceType] = Registry("device name prefix")  # sim:, remote:
 
-    def spec(self) -> dict[str, Any]:
-        """Everything needed to rebuild this device elsewhere (a Ray worker)."""
-        return {"runtime": self.runtime, "name": self.name, "threads": self.threads, "batch_size": self.batch_size,
-                "cores": self.cores, "protocol": self.protocol.model_dump(), "resolution": self.resolution}
 
-    def _setup(self) -> None:
-        if not self._pinned:
-            pin_cores(self.cores)
-            self._pinned = True
+def _load_builtin() -> None:
+    # importing the modules registers their device types
+    from orchestrator.latency import simulator  # noqa: F401
+    from orchestrator.latency.devices import measured, remote, tabulated  # noqa: F401
 
-    def measure(self, arch: Mapping[str, Any]) -> LatencySample:
-        self._setup()
-        return self._measure(self.space.arch_id(arch), arch)
 
-    def _measure(self, arch_id: str, arch: Mapping[str, Any]) -> LatencySample:
-        raise NotImplementedError
-
-    def measure_many(self, archs: Iterable[Mapping[str, Any]],
-                     progress: Callable[[int], None] | None = None) -> list[LatencySample]:
+def _problems(model: type[BaseModel], options: Mapping[str, Any], what: str) -> list[str]:
+    try:
+        model.model_validate(dict(options))
+    except ValidationError as e:
+        fields = ", ".join(f for f in model.model_fields if f != "table")
+        unknown = f"unknown option (valid options: {fields})" if fields else f"unknown option: {what} takes no options"
         out = []
-        for arch in archs:
-            out.append(self.measure(arch))
-            if progress is not None:
-                progress(1)
+        for err in e.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = unknown if err["type"] == "extra_forbidden" else err["msg"]
+            out.append(f"{what} option {loc!r}: {msg}")
         return out
+    return []
 
 
-DEVICES: Registry[Callable[..., Any]] = Registry("device")
+class DeviceCatalog:
+    """Resolves device names for one space and the latency table in use, and builds devices.
+
+    ``table``: the latency table whose columns are tabulated devices (a user's CSV); ``None`` means the
+    shipped HW-NAS-Bench table for NB201 spaces and no table otherwise.
+    """
+
+    def __init__(self, space: SearchSpace, table: LatencyTable | None = None) -> None:
+        _load_builtin()
+        self.space = space
+        if table is None and getattr(space, "name", None) == "nb201":
+            from orchestrator.latency.table import shipped_table
+
+            table = shipped_table(space)
+        self.table = table
+
+    def resolve(self, name: str) -> tuple[DeviceType, str]:
+        """The device type of ``name`` and the name's argument (the part after a prefix)."""
+        if self.table is not None and name in self.table.devices:
+            from orchestrator.latency.devices.tabulated import TABLE_DEVICE
+
+            return TABLE_DEVICE, name
+        if name in DEVICES:
+            return DEVICES.get(name), name
+        head, sep, tail = name.partition(":")
+        if sep and f"{head}:" in PREFIXES:
+            return PREFIXES.get(f"{head}:"), tail
+        valid = self.names()
+        close = difflib.get_close_matches(name, valid, n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        from orchestrator.errors import UnknownNameError
+
+        raise UnknownNameError(f"unknown device {name!r}.{hint} Valid devices: {', '.join(valid)}")
+
+    def names(self) -> list[str]:
+        tab = list(self.table.devices) if self.table is not None else []
+        return tab + DEVICES.names() + [PREFIXES.get(p).pattern for p in PREFIXES.names()]
+
+    def kind(self, name: str) -> str:
+        return self.resolve(name)[0].kind
+
+    def problems(self, name: str, options: Mapping[str, Any] | None = None, where: str = "") -> list[str]:
+        """Every problem with ``name`` and its options (empty: it can be built)."""
+        what = where or f"device {name!r}"
+        try:
+            dtype, arg = self.resolve(name)
+        except KeyError as e:
+            return [f"{what}: {e}"]
+        opts = self._with_table(name, options or {})
+        problems = _problems(dtype.options, opts, what)
+        if not problems:
+            try:  # the name's argument (sim:<n>) and what only the device can check; building starts nothing
+                dtype.build(arg, self.space, dtype.options.model_validate(opts))
+            except HwnasError as e:
+                problems.append(f"{what}: {e}")
+        return problems
+
+    def _with_table(self, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+        opts = dict(options)
+        if self.table is not None and name in self.table.devices:
+            opts["table"] = self.table  # the catalog's own table (its reference goes into the device's spec)
+        return opts
+
+    def make(self, name: str, options: Mapping[str, Any] | None = None,
+             defaults: Mapping[str, Any] | None = None) -> Device:
+        """Build the device ``name``. ``defaults`` fill options the device type has and ``options`` lack
+        (the pipeline's measurement protocol and threads apply to measured devices only)."""
+        dtype, arg = self.resolve(name)
+        opts = {k: v for k, v in (defaults or {}).items() if k in dtype.options.model_fields}
+        opts = self._with_table(name, {**opts, **(options or {})})
+        problems = _problems(dtype.options, opts, f"device {name!r}")
+        if problems:
+            raise DeviceError("; ".join(problems))
+        return dtype.build(arg, self.space, dtype.options.model_validate(opts))
 
 
-def get_device(name: str, space: SearchSpace, /, **kwargs: Any) -> Any:
-    """Make the device ``name``. ``remote:<resource>`` makes a remote device on
-    the Ray node(s) carrying custom resource ``device:<resource>``; pass the
-    runtime to run there as ``inner=`` (default ``torch-cpu``). ``sim:<n>`` makes
-    the SIMULATED roofline device number n (orchestrator.latency.simulator)."""
-    from orchestrator.errors import DeviceError
+def make_device(spec: DeviceSpec, space: SearchSpace) -> Device:
+    """Rebuild a device from its spec (in a Ray actor or task)."""
+    table = None
+    if "table" in spec.options:
+        from orchestrator.latency.table import TableRef, load_table_ref
 
-    # Importing the modules registers their devices.
-    from orchestrator.latency.devices import measured, tabulated  # noqa: F401
-    from orchestrator.latency.devices.remote import RemoteDevice
-
-    if name.startswith("sim:"):
-        from orchestrator.latency.simulator import SimulatedDevice, parse_simulated
-
-        if kwargs:
-            raise DeviceError(f"simulated device {name!r} takes no options, got {sorted(kwargs)}")
-        return SimulatedDevice(parse_simulated(name), space)
-    if name.startswith("remote:"):
-        inner = kwargs.pop("inner", "torch-cpu")
-        return RemoteDevice(name[len("remote:"):], inner, space, **kwargs)
-    return DEVICES.get(name)(space, **kwargs)
+        table = load_table_ref(TableRef.model_validate(spec.options["table"]), space)
+    return DeviceCatalog(space, table).make(spec.name, {k: v for k, v in spec.options.items() if k != "table"})
 
 
-def device_names() -> list[str]:
-    from orchestrator.latency.devices import measured, tabulated  # noqa: F401
+def get_device(name: str, space: SearchSpace, /, **options: Any) -> Device:
+    """Make the device ``name`` with ``options`` (the shipped table's devices for NB201)."""
+    return DeviceCatalog(space).make(name, options)
 
-    return DEVICES.names()
+
+def device_names(space: SearchSpace | None = None) -> list[str]:
+    if space is None:
+        from search_spaces.nb201 import NB201Space
+
+        space = NB201Space()
+    return DeviceCatalog(space).names()

@@ -1,21 +1,143 @@
-"""Measured devices: PyTorch eager on CPU, ONNX Runtime on CPU, CUDA (graphs + events)."""
+"""Measured devices: PyTorch eager on CPU, ONNX Runtime on CPU, CUDA (graphs + events).
+
+A measured device times the network its space builds, exactly as configured
+(``space.build(arch)`` on ``space.input_shape(batch_size)``); each sample
+records the network's parameter count, so a measurement made in another
+process (a Ray actor, a remote node) shows which network it timed. With Ray
+running, ``latency_ms`` measures in an actor of its own (``isolate``) that
+holds ``threads`` CPUs only while it measures: timing next to busy evaluators
+would measure their contention.
+"""
 
 from __future__ import annotations
 
 import io
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
 from orchestrator.errors import DeviceError
-from orchestrator.latency.devices.base import DEVICES, MeasuredDevice
-from orchestrator.latency.measurement import LatencySample, summarize, time_callable
+from orchestrator.latency.devices.base import DEVICES, DeviceSpec, DeviceType
+from orchestrator.latency.measurement import LatencySample, MeasurementProtocol, pin_cores, summarize, time_callable
+from search_spaces.base import SearchSpace
 
 log = logging.getLogger(__name__)
 
 
-@DEVICES.register("torch-cpu", help="PyTorch eager on the CPU (threads, batch_size)")
+class MeasuredOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    threads: int = Field(1, ge=1, description="the runtime's intra-op threads (and CPUs its actor holds)")
+    batch_size: int = Field(1, ge=1, description="input batch")
+    cores: list[int] | None = Field(None, description="pin the measuring process to these cores")
+    protocol: MeasurementProtocol = Field(default_factory=MeasurementProtocol)
+    isolate: bool = Field(True, description="with Ray running, measure in an actor of its own")
+
+
+class CudaOptions(MeasuredOptions):
+    device_index: int = Field(0, ge=0, description="the CUDA device to time on")
+
+
+def n_params(model: Any) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+class MeasuredDevice:
+    """A runtime on this machine; subclasses build a runnable per architecture (``_runner``)."""
+
+    kind = "measured"
+    deterministic = False
+    runtime = ""
+
+    def __init__(self, name: str, space: SearchSpace, options: MeasuredOptions) -> None:
+        self.name = name
+        self.space = space
+        self.options = options
+        self._pinned = False
+
+    @property
+    def threads(self) -> int:
+        return self.options.threads
+
+    @property
+    def protocol(self) -> MeasurementProtocol:
+        return self.options.protocol
+
+    def spec(self) -> DeviceSpec:
+        return DeviceSpec(name=self.name, options=self.options.model_dump(mode="json"))
+
+    def cluster_resources(self) -> dict[str, float]:
+        return {}
+
+    def actor_resources(self) -> dict[str, float]:
+        """What the measuring actor asks Ray for."""
+        return {"num_cpus": float(self.options.threads), "num_gpus": 0.0}
+
+    def truth(self, arch_ids: Sequence[str]) -> None:
+        return None
+
+    def domain(self) -> None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+    # -- measuring --------------------------------------------------------------
+    def _setup(self) -> None:
+        if not self._pinned:
+            pin_cores(self.options.cores)
+            self._pinned = True
+
+    def network(self, arch: Mapping[str, Any]) -> Any:
+        """The network this device times for ``arch``: the space's, as configured."""
+        return self.space.build(arch).eval()
+
+    def measure(self, arch: Mapping[str, Any]) -> LatencySample:
+        """One architecture, in this process."""
+        self._setup()
+        model = self.network(arch)
+        sample = self._measure(self.space.arch_id(arch), model)
+        return sample.with_params(n_params(model))
+
+    def _measure(self, arch_id: str, model: Any) -> LatencySample:
+        raise NotImplementedError
+
+    def measure_many(self, archs: Sequence[Mapping[str, Any]],
+                     progress: Callable[[int], None] | None = None) -> list[LatencySample]:
+        """Several architectures one after another, in this process."""
+        out = []
+        for arch in archs:
+            out.append(self.measure(arch))
+            if progress is not None:
+                progress(1)
+        return out
+
+    def samples(self, arch_ids: Sequence[str], progress: Callable[[int], None] | None = None
+                ) -> list[LatencySample]:
+        """Measure ``arch_ids``: in an actor of its own when Ray runs and ``isolate`` is set, else here."""
+        import ray
+
+        if not (self.options.isolate and ray.is_initialized()):
+            return self.measure_many([self.space.parse(a) for a in arch_ids], progress)
+        from orchestrator.latency.service import start_latency_service
+
+        svc = start_latency_service(self.name, None, device=self)
+        try:
+            rows = ray.get(svc.measure.remote(list(arch_ids)))
+        finally:
+            ray.kill(svc)
+        if progress is not None:
+            progress(len(rows))
+        return [LatencySample(**r) for r in rows]
+
+    def latency_ms(self, arch_ids: Sequence[str]) -> np.ndarray:
+        return np.array([s.median_ms for s in self.samples(arch_ids)], dtype=float)
+
+
 class TorchCPUDevice(MeasuredDevice):
     runtime = "torch-cpu"
 
@@ -23,15 +145,14 @@ class TorchCPUDevice(MeasuredDevice):
         import torch
 
         super()._setup()
-        torch.set_num_threads(self.threads)
+        torch.set_num_threads(self.options.threads)
 
-    def _measure(self, arch_id: str, arch: Mapping[str, Any]) -> LatencySample:
+    def _measure(self, arch_id: str, model: Any) -> LatencySample:
         import torch
 
-        model = self.space.build(arch).eval()
-        x = torch.randn(*self.space.input_shape(self.batch_size, self.resolution))
+        x = torch.randn(*self.space.input_shape(self.options.batch_size))
         with torch.inference_mode():
-            return time_callable(arch_id, lambda: model(x), self.protocol)
+            return time_callable(arch_id, lambda: model(x), self.options.protocol)
 
 
 def export_onnx(model: Any, example: Any) -> bytes:
@@ -51,49 +172,48 @@ def export_onnx(model: Any, example: Any) -> bytes:
     return buf.getvalue()
 
 
-@DEVICES.register("onnxrt-cpu", help="ONNX Runtime on the CPU (exported network; threads, batch_size)")
 class OnnxRuntimeCPUDevice(MeasuredDevice):
     runtime = "onnxrt-cpu"
 
-    def _measure(self, arch_id: str, arch: Mapping[str, Any]) -> LatencySample:
-        import numpy as np
+    def _measure(self, arch_id: str, model: Any) -> LatencySample:
         import onnxruntime as ort
         import torch
 
-        model = self.space.build(arch).eval()
-        shape = self.space.input_shape(self.batch_size, self.resolution)
+        shape = self.space.input_shape(self.options.batch_size)
         onnx_bytes = export_onnx(model, torch.randn(*shape))
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
+        opts.intra_op_num_threads = self.options.threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
         sess = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
         feed = {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
-        return time_callable(arch_id, lambda: sess.run(None, feed), self.protocol)
+        return time_callable(arch_id, lambda: sess.run(None, feed), self.options.protocol)
 
 
-@DEVICES.register("cuda", help="CUDA: CUDA-graph replay timed with CUDA events (launch-free)")
 class CudaDevice(MeasuredDevice):
     """Times CUDA-graph replays with CUDA events.
 
     Eager timing at small batch measures kernel-launch jitter, not the network
     (test-retest SRCC 0.08 on an H100 for NB201 cells); graph replay removes
-    launch overhead from the measurement.
+    launch overhead from the measurement. Unless the protocol says otherwise,
+    20 replays per timed repeat.
     """
 
     runtime = "cuda"
+    options: CudaOptions
 
-    def __init__(self, space: Any, *, device_index: int = 0, **kwargs: Any) -> None:
-        kwargs.setdefault("protocol", None)
-        super().__init__(space, **kwargs)
-        self.device_index = device_index
-        if self.protocol.number == 1:
-            self.protocol = self.protocol.model_copy(update={"number": 20})
+    def __init__(self, name: str, space: SearchSpace, options: CudaOptions) -> None:
+        if options.protocol.number == 1:
+            options = options.model_copy(update={"protocol": options.protocol.model_copy(update={"number": 20})})
+        super().__init__(name, space, options)
 
-    def spec(self) -> dict[str, Any]:
-        return {**super().spec(), "device_index": self.device_index}
+    def cluster_resources(self) -> dict[str, float]:
+        return {"GPU": 1.0}
+
+    def actor_resources(self) -> dict[str, float]:
+        return {"num_cpus": float(self.options.threads), "num_gpus": 1.0}  # a whole GPU to time on
 
     def _setup(self) -> None:
         import torch
@@ -102,12 +222,12 @@ class CudaDevice(MeasuredDevice):
             raise DeviceError("device 'cuda' needs a CUDA GPU and a CUDA build of PyTorch; none is available here")
         super()._setup()
 
-    def _measure(self, arch_id: str, arch: Mapping[str, Any]) -> LatencySample:
+    def _measure(self, arch_id: str, model: Any) -> LatencySample:
         import torch
 
-        dev = torch.device("cuda", self.device_index)
-        model = self.space.build(arch).eval().to(dev)
-        x = torch.randn(*self.space.input_shape(self.batch_size, self.resolution), device=dev)
+        dev = torch.device("cuda", self.options.device_index)
+        model = model.to(dev)
+        x = torch.randn(*self.space.input_shape(self.options.batch_size), device=dev)
         with torch.no_grad():
             side = torch.cuda.Stream(dev)
             side.wait_stream(torch.cuda.current_stream(dev))
@@ -118,16 +238,35 @@ class CudaDevice(MeasuredDevice):
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 model(x)
-        for _ in range(self.protocol.warmup):
+        proto = self.options.protocol
+        for _ in range(proto.warmup):
             graph.replay()
         start = torch.cuda.Event(enable_timing=True)
         end = torch.cuda.Event(enable_timing=True)
         times = []
-        for _ in range(self.protocol.repeats):
+        for _ in range(proto.repeats):
             start.record()
-            for _ in range(self.protocol.number):
+            for _ in range(proto.number):
                 graph.replay()
             end.record()
             end.synchronize()
-            times.append(start.elapsed_time(end) / self.protocol.number)
+            times.append(start.elapsed_time(end) / proto.number)
         return summarize(arch_id, times)
+
+
+RUNTIMES: dict[str, tuple[type[MeasuredDevice], type[MeasuredOptions], str]] = {
+    "torch-cpu": (TorchCPUDevice, MeasuredOptions, "PyTorch eager on the CPU (threads, batch_size)"),
+    "onnxrt-cpu": (OnnxRuntimeCPUDevice, MeasuredOptions, "ONNX Runtime on the CPU (exported network)"),
+    "cuda": (CudaDevice, CudaOptions, "CUDA: CUDA-graph replay timed with CUDA events (launch-free)"),
+}
+
+
+def _factory(cls: type[MeasuredDevice]) -> Callable[[str, SearchSpace, Any], MeasuredDevice]:
+    def build(name: str, space: SearchSpace, options: Any) -> MeasuredDevice:
+        return cls(name, space, options)
+
+    return build
+
+
+for _name, (_cls, _opts, _help) in RUNTIMES.items():
+    DEVICES.add(_name, DeviceType("measured", _opts, _factory(_cls), help=_help), help=_help)

@@ -1,14 +1,15 @@
-"""Test-retest reliability: are a measured device's rankings signal or noise?"""
+"""Test-retest reliability: are a device's latency rankings signal or noise?"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from orchestrator.errors import DeviceError
 from orchestrator.latency.metrics import srcc
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,6 @@ class ReliabilityReport:
     device: str
     n: int
     srcc: float
-    median_cv: float
     first_ms: list[float]
     second_ms: list[float]
 
@@ -29,27 +29,25 @@ class ReliabilityReport:
     def reliable(self) -> bool:
         return self.srcc >= RELIABLE_SRCC
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"retest_n": self.n, "retest_srcc": self.srcc, "retest_reliable": self.reliable}
 
-def reliability_check(device: Any, archs: Sequence[Mapping[str, Any]], rng: np.random.Generator,
-                      progress: Callable[[int], None] | None = None) -> ReliabilityReport:
-    """Measure ``archs`` twice (second pass in another order) and report the
+
+def reliability_check(device: Any, arch_ids: Sequence[str], rng: np.random.Generator,
+                      first_ms: Sequence[float] | None = None) -> ReliabilityReport:
+    """Measure ``arch_ids`` (again, if ``first_ms`` holds a first pass) in another order and report the
     test-retest SRCC; logs a warning below 0.9."""
-    if len(archs) < 3:
-        from orchestrator.errors import DeviceError
-
-        raise DeviceError(f"a reliability check needs at least 3 architectures, got {len(archs)}")
-    first = device.measure_many(archs, progress)
-    order = rng.permutation(len(archs))
-    second_perm = device.measure_many([archs[i] for i in order], progress)
-    second = [None] * len(archs)
-    for pos, i in enumerate(order):
-        second[i] = second_perm[pos]
-    a = [s.median_ms for s in first]
-    b = [s.median_ms for s in second]  # type: ignore[union-attr]
-    rep = ReliabilityReport(device.name, len(archs), srcc(np.array(a), np.array(b)),
-                            float(np.median([s.cv for s in first])), a, b)
+    ids = list(arch_ids)
+    if len(ids) < 3:
+        raise DeviceError(f"a reliability check needs at least 3 architectures, got {len(ids)}")
+    first = np.asarray(first_ms if first_ms is not None else device.latency_ms(ids), dtype=float)
+    order = rng.permutation(len(ids))
+    second = np.empty(len(ids))
+    second[order] = device.latency_ms([ids[i] for i in order])
+    rep = ReliabilityReport(device.name, len(ids), srcc(first, second), [float(v) for v in first],
+                            [float(v) for v in second])
     if not rep.reliable:
         log.warning("device %s: test-retest SRCC %.3f < %.1f over %d architectures: its latency rankings are "
-                    "mostly noise; raise repeats/batch size or use a launch-free timer", device.name, rep.srcc,
-                    RELIABLE_SRCC, rep.n)
+                    "mostly noise; raise repeats/batch size, measure on an idle machine or use a launch-free "
+                    "timer", device.name, rep.srcc, RELIABLE_SRCC, rep.n)
     return rep

@@ -1,6 +1,8 @@
 """Remote devices: a runtime on another machine, reached as a Ray node that
 carries the custom resource ``device:<name>`` (e.g. ``ray start --resources
-'{"device:pixel7": 1}'``). Measurement tasks are scheduled with that resource.
+'{"device:pixel7": 1}'``). Measurement tasks are scheduled with that resource
+and rebuild the space and the runtime from their specs there, so the network
+timed is exactly the configured one (each sample carries its parameter count).
 
 Ray waits forever for a resource that no node has, so the resource is checked
 against the live cluster first and a missing one is an immediate error.
@@ -8,12 +10,17 @@ against the live cluster first and a missing one is an immediate error.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+from pydantic import ConfigDict, Field, field_validator
+
 from orchestrator.errors import DeviceError
+from orchestrator.latency.devices.base import DEVICES, PREFIXES, DeviceSpec, DeviceType
+from orchestrator.latency.devices.measured import CudaOptions
 from orchestrator.latency.measurement import LatencySample
-from search_spaces.base import SearchSpace
+from search_spaces.base import SearchSpace, SpaceSpec
 
 RESOURCE_PREFIX = "device:"
 
@@ -23,7 +30,7 @@ def device_resources() -> dict[str, float]:
     import ray
 
     if not ray.is_initialized():
-        raise DeviceError("remote devices need a Ray cluster: call ray.init() (or hwnas --address) first")
+        raise DeviceError("remote devices need a Ray cluster: connect first (ray.init(address=...))")
     return {k: v for k, v in ray.cluster_resources().items() if k.startswith(RESOURCE_PREFIX)}
 
 
@@ -37,53 +44,82 @@ def require_resource(resource: str) -> None:
         )
 
 
-def _measure_task(space_name: str, space_kwargs: dict[str, Any], inner: str, spec: dict[str, Any],
-                  arch_ids: list[str]) -> list[dict[str, Any]]:
-    from orchestrator.latency.devices.base import get_device
-    from orchestrator.latency.measurement import MeasurementProtocol
-    from search_spaces.base import get_space
+class RemoteOptions(CudaOptions):
+    """The runtime to run on the device's node (``inner``) and its options."""
 
-    space = get_space(space_name, **space_kwargs)
-    kwargs = {k: v for k, v in spec.items() if k not in ("runtime", "protocol")}
-    kwargs["protocol"] = MeasurementProtocol(**spec["protocol"])
-    device = get_device(inner, space, **kwargs)
-    return [device.measure(space.parse(a)).to_dict() for a in arch_ids]
+    model_config = ConfigDict(extra="forbid")
+
+    inner: str = Field("torch-cpu", description="the measured runtime on the node: torch-cpu, onnxrt-cpu, cuda")
+    chunk: int = Field(16, ge=1, description="architectures per measurement task")
+    address: str = Field("auto", description="the Ray cluster to join if this process is not connected yet")
+
+    @field_validator("inner")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in DEVICES:
+            raise ValueError(f"unknown runtime {v!r}; valid: {', '.join(DEVICES.names())}")
+        return v
+
+
+def _measure_task(space_spec: SpaceSpec, inner: DeviceSpec, arch_ids: list[str]) -> list[dict[str, Any]]:
+    from orchestrator.latency.devices.base import make_device
+
+    space = space_spec.build()
+    device = make_device(inner, space)
+    return [device.measure(space.parse(a)).to_dict() for a in arch_ids]  # type: ignore[attr-defined]
 
 
 class RemoteDevice:
-    """Measures on the Ray node(s) carrying ``device:<name>`` with runtime ``inner``."""
+    """Measures on the Ray node(s) carrying ``device:<name>`` with the runtime ``inner``."""
 
     kind = "remote"
+    deterministic = False
 
-    def __init__(self, resource_name: str, inner: str, space: SearchSpace, *, chunk: int = 16,
-                 **inner_kwargs: Any) -> None:
-        name = resource_name
-        from orchestrator.latency.devices.base import DEVICES, get_device
-
-        if not name:
+    def __init__(self, resource_name: str, space: SearchSpace, options: RemoteOptions) -> None:
+        if not resource_name:
             raise DeviceError("remote device needs a name: remote:<name> for Ray resource device:<name>")
-        self.name = name
-        self.resource = RESOURCE_PREFIX + name
+        self.name = f"remote:{resource_name}"
+        self.resource = RESOURCE_PREFIX + resource_name
         self.space = space
-        self.inner = inner
-        DEVICES.get(inner)  # unknown runtime -> error listing valid names, before any scheduling
-        self._spec = get_device(inner, space, name=f"{name}/{inner}", **inner_kwargs).spec()
-        self.chunk = chunk
+        self.options = options
+        inner_type = DEVICES.get(options.inner)
+        fields = inner_type.options.model_fields
+        inner_opts = {k: v for k, v in options.model_dump(mode="json").items() if k in fields}
+        inner_opts["isolate"] = False  # the task is the isolation
+        self._inner = DeviceSpec(name=options.inner, options=inner_opts)
+
+    def spec(self) -> DeviceSpec:
+        return DeviceSpec(name=self.name, options=self.options.model_dump(mode="json"))
+
+    def cluster_resources(self) -> dict[str, float]:
+        return {self.resource: 1.0}
+
+    def truth(self, arch_ids: Sequence[str]) -> None:
+        return None
+
+    def domain(self) -> None:
+        return None
+
+    def close(self) -> None:
+        pass
 
     def check(self) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=self.options.address, log_to_driver=False, configure_logging=False)
         require_resource(self.resource)
 
-    def measure_many(self, archs: Iterable[Mapping[str, Any]],
-                     progress: Callable[[int], None] | None = None) -> list[LatencySample]:
+    def samples(self, arch_ids: Sequence[str], progress: Callable[[int], None] | None = None
+                ) -> list[LatencySample]:
         import ray
 
         self.check()
-        ids = [self.space.arch_id(a) for a in archs]
+        ids = list(arch_ids)
         task = ray.remote(_measure_task).options(resources={self.resource: 1}, num_cpus=0, max_retries=2)
-        space_kwargs = {k: getattr(self.space, k) for k in ("channels", "cells_per_stage", "num_classes")
-                        if hasattr(self.space, k)}
-        refs = [task.remote(self.space.name, space_kwargs, self.inner, self._spec, ids[i:i + self.chunk])
-                for i in range(0, len(ids), self.chunk)]
+        spec = self.space.spec()
+        chunk = self.options.chunk
+        refs = [task.remote(spec, self._inner, ids[i:i + chunk]) for i in range(0, len(ids), chunk)]
         out: list[LatencySample] = []
         for ref in refs:  # in order: chunks run one at a time on a device with one unit
             rows = ray.get(ref)
@@ -92,5 +128,21 @@ class RemoteDevice:
                 progress(len(rows))
         return out
 
+    def latency_ms(self, arch_ids: Sequence[str]) -> np.ndarray:
+        return np.array([s.median_ms for s in self.samples(arch_ids)], dtype=float)
+
+    def measure_many(self, archs: Sequence[Mapping[str, Any]],
+                     progress: Callable[[int], None] | None = None) -> list[LatencySample]:
+        return self.samples([self.space.arch_id(a) for a in archs], progress)
+
     def measure(self, arch: Mapping[str, Any]) -> LatencySample:
         return self.measure_many([arch])[0]
+
+
+def _build(name: str, space: SearchSpace, options: Any) -> RemoteDevice:
+    return RemoteDevice(name, space, options)
+
+
+PREFIXES.add("remote:", DeviceType("remote", RemoteOptions, _build, pattern="remote:<name>",
+                                   help="a measured runtime (option inner) on the Ray node(s) carrying custom "
+                                        "resource device:<name>"))

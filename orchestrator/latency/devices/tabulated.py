@@ -1,59 +1,68 @@
-"""Tabulated devices: latencies someone measured and brought as a CSV table."""
+"""Tabulated devices: a column of a latency table (the shipped HW-NAS-Bench one, or a user's CSV)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from functools import cache
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
 from orchestrator.errors import DeviceError
-from orchestrator.latency.devices.base import DEVICES
-from orchestrator.latency.table import SHIPPED_DEVICES, LatencyTable, read_table, shipped_table
+from orchestrator.latency.devices.base import DeviceSpec, DeviceType
+from orchestrator.latency.table import LatencyTable
 from search_spaces.base import SearchSpace
 
 
-class TabulatedDevice:
-    kind = "tabulated"
+class TableOptions(BaseModel):
+    """Set by the device catalog (the table in use); a tabulated device takes no options of its own."""
 
-    def __init__(self, name: str, table: LatencyTable, column: str | None = None) -> None:
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    table: LatencyTable
+
+
+class TabulatedDevice:
+    """Latencies someone measured: a column of a table. Known exactly where measured; NaN elsewhere."""
+
+    kind = "tabulated"
+    deterministic = True
+
+    def __init__(self, name: str, table: LatencyTable) -> None:
+        table.column(name)  # the column exists
         self.name = name
         self.table = table
-        self.column = column or name
-        table.column(self.column)  # validates the column exists
 
-    @classmethod
-    def from_csv(cls, path: str | Path, column: str, space: SearchSpace) -> TabulatedDevice:
-        return cls(column, read_table(path, space), column)
+    def latency_ms(self, arch_ids: Sequence[str]) -> np.ndarray:
+        return self.table.lookup(self.name, list(arch_ids))
 
-    def lookup(self, arch_id: str) -> float | None:
-        """The tabulated latency (ms), or None where the table has no measurement."""
-        v = self.table.lookup(self.column, [arch_id])[0]
-        return None if v != v else float(v)
+    def truth(self, arch_ids: Sequence[str]) -> np.ndarray:
+        return self.latency_ms(arch_ids)
 
-    def measured(self) -> tuple[list[str], Any]:
-        return self.table.measured(self.column)
+    def domain(self) -> list[str]:
+        """The architectures measured on this device."""
+        return self.table.measured(self.name)[0]
 
-    def lookup_arch(self, space: SearchSpace, arch: Mapping[str, Any]) -> float | None:
-        return self.lookup(space.arch_id(arch))
+    def measured(self) -> tuple[list[str], np.ndarray]:
+        return self.table.measured(self.name)
 
+    def cluster_resources(self) -> dict[str, float]:
+        return {}
 
-@cache
-def _shipped() -> LatencyTable:
-    return shipped_table()
+    def spec(self) -> DeviceSpec:
+        if self.table.ref is None:
+            raise DeviceError(f"tabulated device {self.name!r} comes from a table built in memory; write it to a "
+                              f"CSV (write_table) so another process can read it")
+        return DeviceSpec(name=self.name, options={"table": self.table.ref.model_dump()})
 
-
-def _shipped_factory(column: str):
-    def make(space: SearchSpace, **kwargs: Any) -> TabulatedDevice:
-        if getattr(space, "name", None) != "nb201":
-            raise DeviceError(f"device {column!r} is a table of NB201 cells; use it with --space nb201")
-        if kwargs:
-            raise DeviceError(f"tabulated device {column!r} takes no options, got {sorted(kwargs)}")
-        return TabulatedDevice(column, _shipped(), column)
-
-    make.__doc__ = f"tabulated: HW-NAS-Bench {column} latencies of 1,999 NB201 cells (shipped)"
-    return make
+    def close(self) -> None:
+        pass
 
 
-for _col in SHIPPED_DEVICES:
-    DEVICES.add(_col, _shipped_factory(_col))
+def _build(name: str, space: SearchSpace, options: Any) -> TabulatedDevice:
+    return TabulatedDevice(name, options.table)
+
+
+TABLE_DEVICE = DeviceType("tabulated", TableOptions, _build,
+                          help="a column of the latency table in use (the shipped HW-NAS-Bench table for NB201, "
+                               "or latency.table: your CSV)")

@@ -1,0 +1,64 @@
+"""The accuracy stage: a table, a supernet's evaluator pool (trained here or loaded), or a predictor fit on
+evaluated subnets."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from orchestrator.pipeline.context import Context
+
+log = logging.getLogger(__name__)
+
+
+def accuracy_stage(ctx: Context) -> tuple[Any, dict[str, Any]]:
+    """The accuracy source and what to record about it."""
+    from orchestrator.latency.table import shipped_accuracy
+    from orchestrator.search.accuracy import PredictorAccuracy, TableAccuracy
+
+    cfg = ctx.cfg.accuracy
+    if cfg.source == "table":
+        return TableAccuracy(ctx.space, shipped_accuracy(cfg.table_column), seed=ctx.cfg.seed), {
+            "accuracy_source": f"table:{cfg.table_column}"}
+    source, info = supernet_source(ctx)
+    if cfg.source == "predictor":
+        n = min(cfg.predictor_samples, ctx.space.size)
+        pred = PredictorAccuracy(ctx.space, source, n, np.random.default_rng([ctx.cfg.seed, 3]), cfg.predictor)
+        info.update({f"accuracy_predictor_{k}": v for k, v in pred.quality.items()})
+        return pred, info
+    return source, info
+
+
+def supernet_source(ctx: Context) -> tuple[Any, dict[str, Any]]:
+    """The supernet (trained on a Ray actor, resumable, or loaded from a run dir) behind an evaluator pool."""
+    import ray
+
+    from orchestrator.search.accuracy import SupernetAccuracy
+    from orchestrator.supernet.actor import train_supernet
+    from orchestrator.supernet.data import load_dataset
+    from orchestrator.supernet.pool import EvaluatorPool
+    from orchestrator.supernet.runs import load_trained
+    from orchestrator.supernet.spec import one_shot_space, with_classes
+
+    sc = ctx.cfg.accuracy.supernet
+    with ctx.timed("supernet_s"):
+        if sc.checkpoint:
+            spec, weights, data = load_trained(sc.checkpoint)
+            info: dict[str, Any] = {"supernet": f"loaded {sc.checkpoint}"}
+        else:
+            data = load_dataset(sc.data)
+            # the space as configured, with the supernet's own options; the dataset's classes unless set
+            spec = one_shot_space(with_classes(ctx.cfg.space.with_options(**sc.options), data.num_classes)).spec()
+            summary, weights = train_supernet(spec, sc.data, sc.train, ctx.run_dir / "supernet",
+                                              num_gpus=sc.train_gpus, show_progress=ctx.progress)
+            last = summary["history"][-1] if summary["history"] else {}
+            info = {"supernet_epochs": summary["epoch"], "supernet_last_loss": last.get("loss")}
+    weights_ref = weights if isinstance(weights, ray.ObjectRef) else ray.put(dict(weights))
+    data_ref = ray.put(data)
+    info["evaluator_actors"] = sc.actors
+    info["supernet_space"] = spec.key()
+    ctx.supernet = (spec, weights_ref)
+    return SupernetAccuracy(ctx.space, lambda: EvaluatorPool(spec, weights_ref, data_ref, sc.eval,
+                                                             n_actors=sc.actors, num_gpus=sc.eval_gpus)), info

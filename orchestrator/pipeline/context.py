@@ -1,0 +1,117 @@
+"""The run's context (config, plan, run dir, tracker, timings, shared state) and the run directory.
+
+The run directory (``<output_dir>/<name>``) is claimed in two steps: every
+check (the config against an existing run, the cluster's resources) comes
+first, and ``pipeline.json`` is written only after they all pass, so a config
+refused by a pre-flight check leaves nothing behind that would block a re-run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import PipelineConfig
+from orchestrator.errors import ConfigError
+from orchestrator.pipeline.plan import Plan
+from orchestrator.search.storage import EvalLog
+from orchestrator.tracking import Tracker, package_versions
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "pipeline.json"
+EVAL_LOG = "evaluations.jsonl"
+
+
+@dataclass
+class Context:
+    plan: Plan
+    run_dir: Path
+    tracker: Tracker
+    progress: bool
+    timings: dict[str, float] = field(default_factory=dict)
+    services: dict[str, Any] = field(default_factory=dict)  # long-lived actors, ended with the run
+    supernet: tuple[Any, Any] | None = None  # (space spec, weights ref) when trained or loaded
+    proxy_predictor: Any = None
+
+    @property
+    def cfg(self) -> PipelineConfig:
+        return self.plan.cfg
+
+    @property
+    def space(self) -> Any:
+        return self.plan.space
+
+    def eval_log(self) -> EvalLog:
+        return EvalLog(self.run_dir / EVAL_LOG)
+
+    @contextmanager
+    def timed(self, key: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
+
+
+def check_run_dir(cfg: PipelineConfig, resume: bool, base: Path | None = None) -> Path:
+    """The run dir, checked: a run there needs --resume and the same config. Creates nothing."""
+    d = cfg.run_dir(base)
+    state = d / STATE_FILE
+    if state.is_file():
+        if not resume:
+            raise ConfigError(f"{d} already holds a run; pass --resume to continue it, or change 'name'")
+        old = json.loads(state.read_text())["config"]
+        mine = cfg.model_dump(mode="json")
+        if old != mine:
+            diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k))
+            raise ConfigError(f"{d} holds a run with another config (sections differing: {diff}); resume with "
+                              f"the same config, or change 'name'")
+    elif resume:
+        log.info("--resume: %s holds no run yet; starting it", d)
+    return d
+
+
+def claim_run_dir(cfg: PipelineConfig, d: Path) -> None:
+    """Create the run dir and write its state file (after every pre-flight check passed)."""
+    for sub in ("", "targets", "fronts"):
+        (d / sub).mkdir(parents=True, exist_ok=True)
+    (d / STATE_FILE).write_text(json.dumps({"config": cfg.model_dump(mode="json"), "versions": package_versions()},
+                                           indent=2))
+
+
+def init_ray(cfg: PipelineConfig) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if cfg.ray.address:
+        ray.init(address=cfg.ray.address, configure_logging=False)
+    else:
+        ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, configure_logging=False)
+
+
+@contextmanager
+def run_log(run_dir: Path) -> Iterator[None]:
+    """INFO records of the library into ``run.log``, whatever the caller's logging setup."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    lib_log = logging.getLogger("orchestrator")
+    old_level = lib_log.level
+    if lib_log.getEffectiveLevel() > logging.INFO:
+        lib_log.setLevel(logging.INFO)
+    lib_log.addHandler(handler)
+    try:
+        yield
+    finally:
+        lib_log.removeHandler(handler)
+        lib_log.setLevel(old_level)
+        handler.close()

@@ -1,0 +1,145 @@
+"""After a target's front is chosen: measure it (devices without a known truth), export the deployed
+networks, refine it with a short real-accuracy search, and the per-device-search baseline."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from orchestrator.latency.metrics import srcc
+from orchestrator.latency.predictors import make_predictor
+from orchestrator.pipeline.context import Context
+from orchestrator.pipeline.search import table_domain
+from orchestrator.pipeline.targets import truth_of
+from orchestrator.report import safe_name, write_front
+from orchestrator.search.algorithms import SearchProblem, SearchSettings, run_search
+from orchestrator.search.quality import front_quality
+from orchestrator.sweep import TargetReport, front_of
+from search_spaces.base import encode_ids
+
+log = logging.getLogger(__name__)
+
+
+def measure_front(ctx: Context, rep: TargetReport) -> None:
+    """Targets with no known truth: measure up to ``measure_front`` front members; predicted vs measured."""
+    n = min(ctx.cfg.sweep.measure_front, len(rep.front))
+    if truth_of(ctx, rep) is not None or n == 0:
+        return
+    pos = np.unique(np.round(np.linspace(0, len(rep.front) - 1, n)).astype(int))
+    chosen = [rep.front[p] for p in pos]
+    ids = [rep.options[i] for i in chosen]
+    t0 = time.perf_counter()
+    y = ctx.plan.device(rep.name).latency_ms(ids)
+    rep.seconds += time.perf_counter() - t0
+    rep.measured_front = dict(zip(ids, map(float, y), strict=True))
+    rep.n_measurements += len(ids)
+    pred = rep.predicted[chosen]
+    rep.metrics["front_mape_pct"] = float(100 * np.mean(np.abs(pred - y) / y))
+    if len(y) >= 3:
+        rep.metrics["front_srcc"] = srcc(pred, y)
+
+
+def export_front(ctx: Context, rep: TargetReport) -> Path | None:
+    """Targets with no known truth (the devices of this cluster): the ``export_front`` most accurate front
+    members as the deployed network (the space as configured: the network whose latency is reported), with
+    the supernet's weights where the supernet is that same network, else initialised and labelled so."""
+    n = min(ctx.cfg.sweep.export_front, len(rep.front))
+    if truth_of(ctx, rep) is not None or n == 0:
+        return None
+    import ray
+    import torch
+
+    from orchestrator.supernet.export import export_network
+
+    space = ctx.space
+    supernet = None
+    if ctx.supernet is not None and ctx.supernet[0] == space.spec():
+        supernet = space.build_supernet()
+        supernet.load_state_dict(ray.get(ctx.supernet[1]))
+        supernet.eval()
+    elif ctx.supernet is not None:
+        weights = (f"initialised (untrained): the supernet is a scaled-down proxy ({ctx.supernet[0].key()}); "
+                   f"train this network before deploying it")
+    else:
+        weights = "initialised (untrained): accuracies come from a table or a predictor"
+    out = ctx.run_dir / "exports" / safe_name(rep.name)
+    best = sorted(rep.front, key=lambda i: -rep.accuracy[i])[:n]
+    with torch.no_grad():
+        for j, i in enumerate(best):
+            arch = space.parse(rep.options[i])
+            net = space.extract(supernet, arch) if supernet is not None else space.build(arch)
+            export_network(net, space, arch, out, name=f"front{j}", extra={
+                "network": "deployed (the configured space)",
+                "weights": "supernet (inherited)" if supernet is not None else weights,
+                "device": rep.name, "accuracy": float(rep.accuracy[i]), "predicted_ms": float(rep.predicted[i]),
+                "measured_ms": rep.measured_front.get(rep.options[i])})
+    return out
+
+
+def refine_target(ctx: Context, accuracy: object, rep: TargetReport) -> None:
+    """An adapted target: a short search with the run's real accuracy on its adapted predictor, started from
+    its front; the refined front goes beside the sweep's (``fronts/<device>_refined.*``) and, where the
+    target's latency is known, is judged against the same reference (``refined_hv_ratio``)."""
+    cfg, predictor = ctx.cfg, rep.predictor
+    if not rep.front:
+        return
+
+    def latency(ids: Sequence[str]) -> np.ndarray:
+        return np.asarray(predictor.predict(encode_ids(ctx.space, list(ids))), dtype=float)
+
+    problem = SearchProblem(ctx.space, accuracy, latency, domain=table_domain(ctx),  # type: ignore[arg-type]
+                            latency_budget_ms=cfg.search.latency_budget_ms, eval_log=ctx.eval_log())
+    seed = int(np.random.SeedSequence([cfg.seed, *rep.name.encode()]).generate_state(1)[0])
+    res = run_search(problem, cfg.search.algorithm, SearchSettings(
+        n_trials=cfg.sweep.refine_trials, population=cfg.search.population, batch_size=cfg.search.batch_size,
+        seed=seed, start_from=rep.front_ids()))
+    found = res.feasible()
+    acc = np.array([c.accuracy for c in found])
+    pred = np.array([c.latency_ms for c in found])
+    front = front_of(acc, pred)
+    truth = truth_of(ctx, rep)
+    true = truth([found[i].arch_id for i in front]) if truth is not None else np.full(len(front), np.nan)
+    rows = [{"arch": found[i].arch_id, "accuracy": float(acc[i]), "predicted_ms": float(pred[i]),
+             "true_ms": None if np.isnan(t) else float(t)} for i, t in zip(front, true, strict=True)]
+    write_front(rows, ctx.run_dir / "fronts" / f"{safe_name(rep.name)}_refined")
+    rep.metrics.update(refine_evaluated=float(res.evaluated), refine_completed=float(len(res.candidates)),
+                       refine_s=res.seconds, refined_front_size=float(len(front)))
+    if rep.reference is not None:
+        rep.metrics["refined_hv_ratio"] = front_quality(rep.reference, acc[front], true)["hv_ratio"]
+
+
+def per_device_search(ctx: Context, accuracy: object, rep: TargetReport) -> None:
+    """The baseline: a full search against the target's true latency (same algorithm, budget and accuracy
+    source as the proxy search), judged against the same reference as the sweep's front."""
+    truth = truth_of(ctx, rep)
+    if truth is None or rep.reference is None:
+        return
+    device = ctx.plan.device(rep.name)
+    dom = device.domain()
+    fill = None
+    if dom is not None and len(dom) < (len(ctx.plan.table.archs) if ctx.plan.table is not None else 0):
+        # a table with gaps (the Edge TPU's): an additive model of the device for the cells it lacks
+        fill = make_predictor("additive").fit(encode_ids(ctx.space, dom), truth(dom))
+
+    def latency(ids: Sequence[str]) -> np.ndarray:
+        t = truth(ids)
+        if fill is not None and np.isnan(t).any():
+            t = np.where(np.isnan(t), fill.predict(encode_ids(ctx.space, list(ids))), t)
+        return t
+
+    cfg = ctx.cfg.search
+    problem = SearchProblem(ctx.space, accuracy, latency, domain=table_domain(ctx),  # type: ignore[arg-type]
+                            latency_budget_ms=cfg.latency_budget_ms, eval_log=ctx.eval_log())
+    res = run_search(problem, cfg.algorithm, SearchSettings(n_trials=cfg.n_trials, population=cfg.population,
+                                                            batch_size=cfg.batch_size, seed=ctx.cfg.seed))
+    found = res.feasible()
+    acc = np.array([c.accuracy for c in found])
+    ids = [c.arch_id for c in found]
+    q = front_quality(rep.reference, acc, truth(ids))
+    rep.metrics.update(per_device_hv_ratio=q["hv_ratio"], per_device_unserved_budgets=q["unserved_budgets"],
+                       per_device_s=res.seconds, per_device_evaluated=float(res.evaluated),
+                       per_device_measurements=float(len(set(ids))))

@@ -1,0 +1,154 @@
+"""Records: the run dir's files (candidates, fronts, plots, per-target JSON, summary) and MLflow (one parent
+run per sweep, one nested run per target). Only the driver writes them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from orchestrator.latency.table import LatencyTable
+from orchestrator.pipeline.context import STATE_FILE, Context
+from orchestrator.report import plot_hv_history, safe_name, write_front
+from orchestrator.search.driver import Candidate, hypervolume_history
+from orchestrator.sweep import SweepShared, TargetReport, front_of, render
+from orchestrator.tracking import package_versions
+
+SUMMARY_FILE = "summary.json"
+
+
+def record_start(ctx: Context) -> None:
+    t, parent = ctx.tracker, ctx.tracker.parent_id
+    t.params(parent, {"config": ctx.cfg.model_dump(mode="json")})
+    t.tags(parent, {f"version.{k}": v for k, v in package_versions().items()}
+           | {"seed": ctx.cfg.seed, "proxy": ctx.plan.proxy})
+    t.artifact(parent, ctx.run_dir / STATE_FILE)
+
+
+def record_search(ctx: Context, found: Sequence[Candidate], pool: Sequence[Candidate]) -> None:
+    """candidates.csv, the proxy's front, the hypervolume over trials."""
+    parent = ctx.tracker.parent_id
+    path = ctx.run_dir / "candidates.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["number", "arch_id", "accuracy", "latency_ms", "feasible"])
+        w.writeheader()
+        for c in found:
+            w.writerow(c.as_dict())
+    acc = np.array([c.accuracy for c in pool])
+    lat = np.array([c.latency_ms for c in pool])
+    front = front_of(acc, lat)
+    rows = [{"arch": pool[i].arch_id, "accuracy": float(acc[i]), "predicted_ms": float(lat[i]),
+             "proxy_ms": float(lat[i])} for i in front]
+    csv_p, json_p = write_front(rows, ctx.run_dir / "fronts" / "proxy")
+    all_acc = np.array([c.accuracy for c in found])
+    all_lat = np.array([c.latency_ms for c in found])
+    hist = hypervolume_history(found, float(all_acc.min()) - 1e-6, float(all_lat.max()) * 1.001,
+                               every=max(1, len(found) // 50))
+    png = plot_hv_history(ctx.run_dir / "hv_history.png", hist, f"proxy {ctx.plan.proxy}: hypervolume over trials")
+    for p in (path, csv_p, json_p, png):
+        ctx.tracker.artifact(parent, p, "proxy_search")
+    for n, hv in hist:
+        ctx.tracker.metrics(parent, {"proxy_hypervolume": hv}, step=n)
+    ctx.tracker.metrics(parent, {"n_trials": len(found), "n_candidates": len(pool), "proxy_front_size": len(front),
+                                 "n_evaluated": len(ctx.eval_log().values), **ctx.timings})
+
+
+def front_rows(shared: SweepShared, rep: TargetReport) -> list[dict[str, Any]]:
+    proxy = np.asarray(shared.proxy_predictor.predict(_enc(shared, rep.front_ids())), dtype=float) \
+        if rep.front else np.zeros(0)
+    return [{"arch": rep.options[i], "accuracy": float(rep.accuracy[i]),
+             "accuracy_from": shared.oracle.label(rep.options[i]), "predicted_ms": float(rep.predicted[i]),
+             "measured_ms": rep.measured_front.get(rep.options[i]),
+             "true_ms": None if rep.true_ms is None or np.isnan(rep.true_ms[i]) else float(rep.true_ms[i]),
+             "proxy_ms": float(p)} for i, p in zip(rep.front, proxy, strict=True)]
+
+
+def _enc(shared: SweepShared, ids: Sequence[str]) -> np.ndarray:
+    from search_spaces.base import encode_ids
+
+    return encode_ids(shared.space_spec.build(), ids)
+
+
+def record_target(ctx: Context, shared: SweepShared, rep: TargetReport, export_dir: Path | None) -> dict[str, Any]:
+    """Write the target's files and its nested MLflow run; return its summary row."""
+    rows = front_rows(shared, rep)
+    stem = ctx.run_dir / "fronts" / safe_name(rep.name)
+    csv_p, json_p = write_front(rows, stem)
+    png = stem.with_suffix(".png")
+    if rep.png is None:
+        rep.png = render(shared, rep, rep.reference)
+    png.write_bytes(rep.png)
+    summary = rep.summary()
+    run = ctx.tracker.child(rep.name, tags={"decision": rep.decision.decision, "method": rep.method,
+                                            "kind": rep.kind, "simulated": rep.kind == "simulated"})
+    ctx.tracker.record(run, {"kind": rep.kind, "k": rep.k, "srcc_threshold": ctx.cfg.sweep.srcc_threshold,
+                             "decision_rule": ctx.cfg.sweep.decision, "reason": rep.decision.reason,
+                             "transfer": ctx.cfg.sweep.transfer, "sources": ctx.cfg.sweep.sources,
+                             "target_search": ctx.cfg.sweep.target_search.algorithm},
+                       {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    for p in (csv_p, json_p, png):
+        ctx.tracker.artifact(run, p)
+    if export_dir is not None:
+        ctx.tracker.artifact(run, export_dir, "exported_front")
+    ctx.tracker.finish(run)
+    (ctx.run_dir / "targets" / f"{safe_name(rep.name)}.json").write_text(json.dumps(
+        {"summary": summary, "budgets_ms": rep.budgets_ms}, indent=2, default=float))
+    return summary
+
+
+def done_targets(ctx: Context, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Summary rows of targets finished before a resume."""
+    out = {}
+    for name in names:
+        f = ctx.run_dir / "targets" / f"{safe_name(name)}.json"
+        if f.is_file():
+            out[name] = json.loads(f.read_text())["summary"]
+    return out
+
+
+def summarize(ctx: Context, pool_size: int, rows: list[dict[str, Any]], t_start: float) -> dict[str, Any]:
+    def mean(key: str) -> float | None:
+        v = [r[key] for r in rows if r.get(key) is not None and not np.isnan(r[key])]
+        return float(np.mean(v)) if v else None
+
+    summary = {
+        "name": ctx.cfg.name, "proxy": ctx.plan.proxy, "n_candidates": pool_size, "targets": rows,
+        "n_reuse": sum(r["decision"] == "reuse" for r in rows), "n_adapt": sum(r["decision"] == "adapt" for r in rows),
+        **{f"mean_{k}": mean(k) for k in ("hv_ratio", "pool_hv_ratio", "hv_ratio_reuse", "per_device_hv_ratio",
+                                          "acc_loss_q25", "acc_loss_q50", "acc_loss_q75")},
+        "unserved_budgets": int(sum(r.get("unserved_budgets") or 0 for r in rows)),
+        "unserved_budgets_reuse": int(sum(r.get("unserved_budgets_reuse") or 0 for r in rows)),
+        "target_measurements": int(sum(r["n_measurements"] for r in rows)),
+        "unreliable_targets": [r["target"] for r in rows if r.get("retest_reliable") == 0.0],
+        "timings": ctx.timings, "wall_s": time.perf_counter() - t_start,
+    }
+    (ctx.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=float))
+    return summary
+
+
+def record_sweep(ctx: Context, shared: SweepShared, summary: dict[str, Any]) -> None:
+    """The SRCC heatmap over the known domain (the proxy's predictions, every device with a truth there)."""
+    from orchestrator.latency.monotonicity import plot_heatmap, srcc_matrix
+
+    parent = ctx.tracker.parent_id
+    ids = shared.ref_ids
+    cols = {f"{shared.proxy} (predicted)": np.asarray(shared.proxy_predictor.predict(_enc(shared, ids)), dtype=float)}
+    for spec in [None, *ctx.plan.targets][:64]:
+        name = ctx.plan.proxy if spec is None else spec.name
+        t = ctx.plan.device(name).truth(ids)
+        if t is not None and np.isfinite(t).sum() >= 3:
+            cols[name] = np.asarray(t, dtype=float)
+    names = list(cols)[:64]
+    m = srcc_matrix(LatencyTable(list(ids), names, np.stack([cols[n] for n in names], axis=1)))
+    png = plot_heatmap(m, ctx.run_dir / "srcc_heatmap.png",
+                       title=f"Latency SRCC over the {len(ids)} architectures of the known domain")
+    ctx.tracker.artifact(parent, png)
+    ctx.tracker.artifact(parent, ctx.run_dir / SUMMARY_FILE)
+    ctx.tracker.metrics(parent, {k: v for k, v in summary.items()
+                                 if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None}
+                        | dict(summary["timings"]))

@@ -1,0 +1,116 @@
+"""The whole run: plan -> pre-flight -> proxy -> accuracy -> proxy search -> sweep -> records.
+
+State lives in the run dir (``<output_dir>/<name>``) and the Optuna storage, so
+``--resume`` after a killed driver continues where it stopped: a finished
+supernet checkpoint is loaded, the study continues (torn journal tail
+repaired, RUNNING trials failed and re-queued), evaluated accuracies come from
+the evaluation log, and targets with a result file are not redone. Only this
+driver writes to Optuna and MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from orchestrator.config import PipelineConfig
+from orchestrator.pipeline import extras, records
+from orchestrator.pipeline.accuracy import accuracy_stage
+from orchestrator.pipeline.context import Context, check_run_dir, claim_run_dir, init_ray, run_log
+from orchestrator.pipeline.plan import make_plan
+from orchestrator.pipeline.proxy import proxy_stage
+from orchestrator.pipeline.search import search_stage
+from orchestrator.pipeline.targets import build_shared, sweep_stage
+from orchestrator.sweep import TargetReport
+from orchestrator.tracking import Tracker
+from search_spaces.base import encode_ids
+
+log = logging.getLogger(__name__)
+
+
+def run_pipeline(cfg: PipelineConfig, *, resume: bool = False, progress: bool = True,
+                 base: Path | None = None) -> dict[str, Any]:
+    """Run (or resume) the whole pipeline; returns the summary also written to summary.json."""
+    t_start = time.perf_counter()
+    plan = make_plan(cfg)  # every config problem, before anything starts
+    run_dir = check_run_dir(cfg, resume, base)
+    init_ray(cfg)
+    import ray
+
+    from orchestrator.cluster import check_cluster
+
+    check_cluster(plan, ray.cluster_resources())
+    claim_run_dir(cfg, run_dir)  # only now: a refused pre-flight leaves nothing that blocks a re-run
+    with run_log(run_dir):
+        tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.enabled)
+        ctx = Context(plan, run_dir, tracker, progress)
+        try:
+            tracker.start(run_dir, cfg.name, resume)
+            return _run(ctx, resume, t_start)
+        except BaseException:
+            tracker.finish(tracker.parent_id, "FAILED")
+            raise
+        finally:
+            for h in ctx.services.values():
+                ray.kill(h)
+
+
+def _run(ctx: Context, resume: bool, t_start: float) -> dict[str, Any]:
+    import ray
+
+    records.record_start(ctx)
+    svc, proxy_table = proxy_stage(ctx)
+    accuracy, acc_info = accuracy_stage(ctx)
+    ctx.tracker.params(ctx.tracker.parent_id, acc_info)
+
+    def latency(ids: Sequence[str]) -> np.ndarray:
+        return np.asarray(ray.get(svc.predict.remote(encode_ids(ctx.space, list(ids)))), dtype=float)
+
+    found = search_stage(ctx, accuracy, latency, resume)
+    pool = list({c.arch_id: c for c in found if c.feasible}.values())  # one per architecture
+    records.record_search(ctx, found, pool)
+    if hasattr(accuracy, "release"):
+        accuracy.release()  # give the evaluators' CPUs back before measuring on this host
+
+    t0 = time.perf_counter()
+    shared = build_shared(ctx, accuracy, pool)
+    names = [t.name for t in ctx.plan.targets]
+    rows = records.done_targets(ctx, names)
+    todo = [t for t in ctx.plan.targets if t.name not in rows]
+    if rows:
+        log.info("resume: %d targets already done, %d to go", len(rows), len(todo))
+    bar = None
+    if ctx.progress and todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc="sweep", unit="device", disable=None)
+
+    def finish(rep: TargetReport) -> None:
+        extras.measure_front(ctx, rep)
+        if ctx.cfg.sweep.refine_trials and rep.predictor is not None:
+            extras.refine_target(ctx, accuracy, rep)
+        rep.predictor = None
+        if ctx.cfg.sweep.per_device_search:
+            extras.per_device_search(ctx, accuracy, rep)
+        export = extras.export_front(ctx, rep)
+        rows[rep.name] = records.record_target(ctx, shared, rep, export)
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        sweep_stage(ctx, accuracy, shared, proxy_table, todo, finish)
+    finally:
+        if bar is not None:
+            bar.close()
+        if hasattr(accuracy, "release"):
+            accuracy.release()
+    ctx.timings["sweep_s"] = time.perf_counter() - t0
+    summary = records.summarize(ctx, len(pool), [rows[n] for n in names], t_start)
+    records.record_sweep(ctx, shared, summary)
+    ctx.tracker.finish(ctx.tracker.parent_id)
+    return summary

@@ -1,0 +1,58 @@
+"""The proxy search: the run's accuracy source against the proxy's latency predictor, on a persistent
+Optuna study (resumable), through ``run_search``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from orchestrator.errors import ConfigError, HwnasError
+from orchestrator.pipeline.context import Context
+from orchestrator.search.algorithms import SearchProblem, SearchSettings, run_search
+from orchestrator.search.driver import Candidate, TableDomain
+from orchestrator.search.storage import make_storage
+
+log = logging.getLogger(__name__)
+
+
+def table_domain(ctx: Context) -> TableDomain | None:
+    """The search domain as the searches take it: the table's cells, or None for the whole space."""
+    if ctx.plan.domain == "table" and ctx.plan.table is not None:
+        return TableDomain(ctx.space, ctx.plan.table.archs)
+    return None
+
+
+def additive_accuracy(accuracy: Any) -> Any:
+    """The additive model behind an accuracy source, where it has one (the MILP search needs it)."""
+    try:
+        return accuracy.oracle().additive
+    except HwnasError:  # a supernet with nothing evaluated yet
+        return None
+
+
+def search_settings(ctx: Context, resume: bool) -> SearchSettings:
+    s = ctx.cfg.search
+    return SearchSettings(n_trials=s.n_trials, population=s.population, batch_size=s.batch_size, seed=ctx.cfg.seed,
+                          storage=make_storage(s.storage, ctx.run_dir), study_name=ctx.cfg.name, resume=resume,
+                          progress=ctx.progress)
+
+
+def search_stage(ctx: Context, accuracy: Any, latency: Callable[[Sequence[str]], np.ndarray],
+                 resume: bool) -> list[Candidate]:
+    """The proxy search; returns its candidates (every completed trial)."""
+    cfg = ctx.cfg.search
+    problem = SearchProblem(ctx.space, accuracy, latency, domain=table_domain(ctx),
+                            latency_budget_ms=cfg.latency_budget_ms, eval_log=ctx.eval_log(),
+                            latency_model=ctx.proxy_predictor, accuracy_model=additive_accuracy(accuracy))
+    res = run_search(problem, cfg.algorithm, search_settings(ctx, resume))
+    ctx.timings["search_s"] = res.seconds
+    ctx.timings["search_evaluated"] = float(res.evaluated)
+    ctx.timings.update({f"search_{k}": v for k, v in res.info.items()})
+    feasible = res.feasible()
+    if len(feasible) < 3:
+        raise ConfigError(f"only {len(feasible)} feasible candidates: search.latency_budget_ms "
+                          f"{cfg.latency_budget_ms} is too tight for proxy {ctx.plan.proxy}; raise it")
+    return res.candidates

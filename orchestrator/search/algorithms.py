@@ -1,0 +1,197 @@
+"""Search algorithms behind one call: ``run_search(problem, algorithm, settings) -> SearchResult``.
+
+A :class:`SearchProblem` says what is searched: the space, where accuracy comes
+from (an accuracy source: streaming, possibly expensive), the latency to
+minimise (a batched callable: a device's predictor, or its true latency), the
+domain (a table's cells or the whole space), an optional latency budget, and
+the evaluation log that keeps evaluated accuracies. The registered algorithms:
+
+- ``nsga2``, ``tpe``, ``random``: Optuna samplers driven by ask/tell
+  (:class:`SearchDriver`), on a persistent study (the proxy search: journal,
+  resume) or an in-memory one;
+- ``milp``: the exact front of additive accuracy and latency models
+  (epsilon-constraint integer programs), its members then evaluated like any
+  candidates;
+- ``exhaustive``: every cell of a finite domain (a table, or a space of at most
+  ``MAX_EXHAUSTIVE`` cells): exact, and cheap where accuracy is (a table, a
+  predictor).
+
+The proxy search, the per-target searches of the sweep, the refinement and the
+per-device baseline all call :func:`run_search`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import optuna
+
+from orchestrator.errors import ConfigError
+from orchestrator.registry import Registry
+from orchestrator.search.accuracy import AccuracySource
+from orchestrator.search.driver import SAMPLERS, Candidate, SearchDriver, TableDomain, make_sampler
+from orchestrator.search.storage import EvalLog, open_study
+from search_spaces.base import SearchSpace
+
+log = logging.getLogger(__name__)
+
+MAX_EXHAUSTIVE = 100_000
+DIRECTIONS = ("maximize", "minimize")
+
+
+@dataclass
+class SearchProblem:
+    space: SearchSpace
+    accuracy: AccuracySource
+    latency: Callable[[Sequence[str]], np.ndarray]
+    domain: TableDomain | None = None  # None: the whole space
+    latency_budget_ms: float | None = None
+    eval_log: EvalLog | None = None
+    latency_model: Any = None  # the additive model behind ``latency`` (coef_, intercept_), where there is one
+    accuracy_model: Any = None  # the additive model behind ``accuracy``, where there is one
+
+    def domain_ids(self) -> list[str] | None:
+        """Every architecture of the domain, if it is finite and small enough to list."""
+        if self.domain is not None:
+            return list(self.domain.ids)
+        if hasattr(self.space, "enumerate") and self.space.size <= MAX_EXHAUSTIVE:
+            return [self.space.arch_id(a) for a in self.space.enumerate()]
+        return None
+
+
+@dataclass
+class SearchSettings:
+    n_trials: int = 200
+    population: int = 20
+    batch_size: int | None = None
+    seed: int = 0
+    start_from: Sequence[str] = ()  # architectures evaluated first (enqueued)
+    storage: Any = None  # an Optuna storage: the study persists and resumes; None: in memory
+    study_name: str = "search"
+    resume: bool = False
+    progress: bool = False
+
+
+@dataclass
+class SearchResult:
+    candidates: list[Candidate]
+    evaluated: int  # new accuracy evaluations this call made
+    seconds: float
+    info: dict[str, float] = field(default_factory=dict)
+
+    def feasible(self) -> list[Candidate]:
+        """Budget-feasible candidates, one per architecture."""
+        return list({c.arch_id: c for c in self.candidates if c.feasible}.values())
+
+
+class SearchAlgorithm(Protocol):
+    def run(self, problem: SearchProblem, settings: SearchSettings) -> SearchResult: ...
+
+
+ALGORITHMS: Registry[SearchAlgorithm] = Registry("search algorithm")
+
+
+def run_search(problem: SearchProblem, algorithm: str, settings: SearchSettings) -> SearchResult:
+    """Run the registered ``algorithm`` on ``problem``."""
+    return ALGORITHMS.get(algorithm).run(problem, settings)
+
+
+def _evaluate(problem: SearchProblem, ids: Sequence[str]) -> tuple[dict[str, float], int]:
+    """Accuracy of ``ids``: the evaluation log first, the accuracy source for the rest (logged)."""
+    elog = problem.eval_log or EvalLog(None)
+    acc = {a: elog.values[a] for a in ids if a in elog.values}
+    todo = [a for a in dict.fromkeys(ids) if a not in acc]
+    new = dict(problem.accuracy.evaluate(todo)) if todo else {}
+    if problem.eval_log is not None and new:
+        problem.eval_log.add(new)
+    return acc | new, len(new)
+
+
+def _as_candidates(problem: SearchProblem, ids: Sequence[str], acc: dict[str, float]) -> list[Candidate]:
+    lat = np.asarray(problem.latency(list(ids)), dtype=float) if ids else np.zeros(0)
+    budget = problem.latency_budget_ms
+    return [Candidate(n, a, float(acc[a]), float(t), budget is None or t <= budget)
+            for n, (a, t) in enumerate(zip(ids, lat, strict=True))]
+
+
+class SamplerSearch:
+    """An Optuna sampler (registered in ``SAMPLERS``) driven by :class:`SearchDriver`."""
+
+    def __init__(self, sampler: str) -> None:
+        self.sampler = sampler
+        self.help = SAMPLERS.describe(sampler)
+
+    def run(self, problem: SearchProblem, settings: SearchSettings) -> SearchResult:
+        t0 = time.perf_counter()
+        if settings.storage is not None:
+            study = open_study(settings.storage, settings.study_name, optuna.samplers.RandomSampler(),
+                               settings.resume)
+        else:
+            study = optuna.create_study(directions=list(DIRECTIONS))
+        study.sampler = make_sampler(self.sampler, settings.seed, settings.population, len(study.trials))
+        for a in dict.fromkeys(settings.start_from):
+            study.enqueue_trial(problem.space.to_params(problem.space.parse(a)), skip_if_exists=True)
+        driver = SearchDriver(study, problem.space, problem.accuracy, problem.latency,
+                              n_trials=settings.n_trials + (len(settings.start_from) if settings.storage is None
+                                                            else 0),
+                              batch_size=settings.batch_size or settings.population,
+                              latency_budget_ms=problem.latency_budget_ms, domain=problem.domain,
+                              eval_log=problem.eval_log, progress=settings.progress)
+        found = driver.run()
+        return SearchResult(found, driver.stats.evaluated, time.perf_counter() - t0,
+                            {"from_log": float(driver.stats.from_log)})
+
+
+class MilpSearch:
+    """The exact front of additive models by epsilon-constraint integer programs (see ``search.milp``)."""
+
+    help = "exact front of additive accuracy and latency models (epsilon-constraint MILP)"
+
+    def run(self, problem: SearchProblem, settings: SearchSettings) -> SearchResult:
+        from orchestrator.search.milp import milp_front, space_model, table_model
+
+        missing = [name for name, m in (("latency", problem.latency_model), ("accuracy", problem.accuracy_model))
+                   if m is None or not hasattr(m, "coef_")]
+        if missing:
+            raise ConfigError(f"search algorithm 'milp' needs additive {' and '.join(missing)} model(s); use an "
+                              f"additive predictor (latency.predictor / accuracy.predictor: additive, or an "
+                              f"accuracy table), or nsga2")
+        t0 = time.perf_counter()
+        table = problem.domain is not None
+        model = table_model(problem.space, problem.domain.ids) if table else space_model(problem.space)
+        lm, am = problem.latency_model, problem.accuracy_model
+        # a table's front is small: every point; a space's additive front can hold thousands: a grid
+        front = milp_front(model, am.coef_, am.intercept_, lm.coef_, lm.intercept_, max_points=settings.n_trials,
+                           grid=None if table else settings.n_trials, max_latency=problem.latency_budget_ms)
+        ids = [p.arch_id for p in front.points]
+        acc, evaluated = _evaluate(problem, ids)
+        return SearchResult(_as_candidates(problem, ids, acc), evaluated, time.perf_counter() - t0,
+                            {"milp_solves": float(front.solves), "milp_s": front.seconds})
+
+
+class ExhaustiveSearch:
+    """Every cell of a finite domain: the exact front of whatever accuracy and latency are given."""
+
+    help = f"every cell of a finite domain (a table, or a space of at most {MAX_EXHAUSTIVE:,} cells)"
+
+    def run(self, problem: SearchProblem, settings: SearchSettings) -> SearchResult:
+        t0 = time.perf_counter()
+        ids = problem.domain_ids()
+        if ids is None:
+            raise ConfigError(f"search algorithm 'exhaustive' needs a finite domain: space {problem.space.name!r} "
+                              f"has {problem.space.size:.3g} architectures; use search.domain: table, or nsga2 "
+                              f"or milp")
+        acc, evaluated = _evaluate(problem, ids)
+        return SearchResult(_as_candidates(problem, ids, acc), evaluated, time.perf_counter() - t0,
+                            {"cells": float(len(ids))})
+
+
+for _name in SAMPLERS.names():
+    ALGORITHMS.add(_name, SamplerSearch(_name), help=SAMPLERS.describe(_name))
+ALGORITHMS.add("milp", MilpSearch(), help=MilpSearch.help)
+ALGORITHMS.add("exhaustive", ExhaustiveSearch(), help=ExhaustiveSearch.help)

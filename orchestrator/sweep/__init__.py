@@ -1,0 +1,21 @@
+"""The one-proxy device sweep: per target, k measurements, a decision with a confidence, a front searched
+over the whole domain, and its quality against the truth where the truth is known."""
+
+from orchestrator.sweep.decision import ADAPT, REUSE, Decision, decide, pick_k, srcc_lower_bound
+from orchestrator.sweep.target import (
+    SweepSettings,
+    SweepShared,
+    TargetInput,
+    TargetReport,
+    fan_out,
+    finalize,
+    front_of,
+    propose,
+    render,
+    run_target,
+    run_targets,
+)
+
+__all__ = ["ADAPT", "REUSE", "Decision", "SweepSettings", "SweepShared", "TargetInput", "TargetReport", "decide",
+           "fan_out", "finalize", "front_of", "pick_k", "propose", "render", "run_target", "run_targets",
+           "srcc_lower_bound"]

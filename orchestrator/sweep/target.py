@@ -1,0 +1,389 @@
+"""One target of the sweep: decide, search its front over the whole domain, judge it against the truth.
+
+``run_target`` is what each Ray task of the sweep runs (pure NumPy on arrays
+the driver shipped once; the space is rebuilt from its spec):
+
+1. the decision on the k measurements (``decision.decide``): reuse the proxy's
+   ranking (its predictions mapped to the target's ms by a positive affine
+   fit) or adapt a transfer predictor. Measured architectures keep their
+   measured latency;
+2. the target's own search over the whole domain on that latency and the
+   run's accuracy oracle (``run_search``: exhaustive on a finite domain, MILP
+   for additive models, NSGA-II otherwise). The target chooses its front from
+   the proxy search's candidates, its measured architectures and what its
+   search found. The k measurements come in two rounds: the first along the
+   proxy's front (``decision.pick_k``), the second along the front this
+   target's own first-round predictor finds (``propose``);
+3. where the target's latency is known (a table, a simulator), ``finalize``
+   judges the chosen front at true latency against the true front over the
+   whole known domain (``search.quality``), and reports the pool's coverage and
+   plain reuse's figures beside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from orchestrator.latency.devices.base import DeviceSpec
+from orchestrator.latency.metrics import srcc
+from orchestrator.latency.transfer import SourceSet, adapt, affine_positive
+from orchestrator.search.accuracy import AccuracyOracle
+from orchestrator.search.algorithms import SearchProblem, SearchSettings, run_search
+from orchestrator.search.driver import TableDomain
+from orchestrator.search.pareto import pareto_front
+from orchestrator.search.quality import front_quality, reference_front
+from orchestrator.sweep.decision import ADAPT, Decision, decide
+from search_spaces.base import SearchSpace, SpaceSpec, encode_ids
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    threshold: float = 0.9
+    rule: str = "bound"  # bound | point
+    confidence: float = 0.9
+    method: str = "multi"
+    quantiles: tuple[float, ...] = (0.25, 0.5, 0.75)
+    seed: int = 0
+    algorithm: str = "exhaustive"  # the target search (resolved, or 'none')
+    n_trials: int = 400
+    population: int = 40
+    budget_ms: float | None = None
+
+
+@dataclass
+class SweepShared:
+    """What every target needs, shipped to the tasks once."""
+
+    space_spec: SpaceSpec
+    proxy: str
+    proxy_predictor: Any
+    oracle: AccuracyOracle
+    pool_ids: list[str]  # the proxy search's candidates
+    pool_proxy_ms: np.ndarray
+    search_ids: list[str] | None  # the domain of the target searches, where it is finite
+    search_X: np.ndarray | None
+    proxy_front_ids: list[str]  # the front of (oracle accuracy, proxy prediction) over the domain and the pool
+    ref_ids: list[str]  # the known domain: the run's accuracy is known there, and truth can be
+    truth_ids: list[str]  # the ids that targets' truth arrays are given over
+    settings: SweepSettings
+
+
+@dataclass
+class TargetInput:
+    name: str
+    kind: str
+    spec: DeviceSpec | None  # rebuilds the device where a truth outside ``truth`` is needed
+    k_ids: list[str]
+    k_latency: np.ndarray
+    truth: np.ndarray | None = None  # over SweepShared.truth_ids (NaN: unknown); None: no truth (measured)
+    seconds_measuring: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)  # e.g. the test-retest figures
+    domain: list[str] | None = None  # the architectures it can be measured on (a table's rows); None: any
+
+
+@dataclass
+class TargetReport:
+    name: str
+    kind: str
+    k: int
+    decision: Decision
+    method: str
+    options: list[str]  # what the target chose from: the candidates and its search's front
+    accuracy: np.ndarray  # over options
+    predicted: np.ndarray  # the target's predicted latency over options
+    front: list[int]  # indices into options, by predicted latency
+    true_ms: np.ndarray | None = None  # over options (NaN: unknown)
+    metrics: dict[str, float] = field(default_factory=dict)
+    budgets_ms: list[float] = field(default_factory=list)
+    measured_front: dict[str, float] = field(default_factory=dict)
+    n_measurements: int = 0
+    seconds: float = 0.0
+    png: bytes | None = None
+    predictor: Any = None  # the adapted predictor, when kept for a refinement search
+    reference: Any = None  # the search.quality.Reference the front was judged against
+
+    def front_ids(self) -> list[str]:
+        return [self.options[i] for i in self.front]
+
+    def summary(self) -> dict[str, Any]:
+        return {"target": self.name, "kind": self.kind, "k": self.k, "srcc_k": self.decision.srcc_k,
+                "srcc_lb": self.decision.srcc_lb,
+                "decision": self.decision.decision, "reason": self.decision.reason, "method": self.method,
+                "front_size": len(self.front), "n_options": len(self.options),
+                "n_measurements": self.n_measurements, "seconds": self.seconds, **self.metrics}
+
+
+class Encoder:
+    """Encodings of arch ids, cached (seeded with the shared domain's)."""
+
+    def __init__(self, space: SearchSpace, ids: Sequence[str] | None = None, X: np.ndarray | None = None) -> None:
+        self.space = space
+        self.rows: dict[str, np.ndarray] = dict(zip(ids, X, strict=True)) if ids is not None and X is not None \
+            else {}
+
+    def __call__(self, ids: Sequence[str]) -> np.ndarray:
+        miss = [a for a in dict.fromkeys(ids) if a not in self.rows]
+        if miss:
+            self.rows.update(zip(miss, encode_ids(self.space, miss), strict=True))
+        if not ids:
+            return np.zeros((0, self.space.encoding_size), dtype=np.float32)
+        return np.stack([self.rows[a] for a in ids])
+
+
+def front_of(acc: np.ndarray, lat: np.ndarray) -> list[int]:
+    """Indices of the non-dominated points, by latency."""
+    if len(acc) == 0:
+        return []
+    return [int(i) for i in pareto_front(acc, lat)[0]]
+
+
+def target_search(space: SearchSpace, shared: SweepShared, predict: Callable[[Sequence[str]], np.ndarray],
+                  model: Any, name: str) -> tuple[list[str], dict[str, float]]:
+    """The front of (oracle accuracy, the target's predicted latency) over the whole domain."""
+    s = shared.settings
+    domain = TableDomain(space, shared.search_ids, X=shared.search_X) if shared.search_ids is not None else None
+    problem = SearchProblem(space, shared.oracle, predict, domain=domain, latency_budget_ms=s.budget_ms,
+                            latency_model=model if hasattr(model, "coef_") else None,
+                            accuracy_model=shared.oracle.additive)
+    seed = int(np.random.SeedSequence([s.seed, *name.encode()]).generate_state(1)[0])
+    algorithm = s.algorithm
+    if algorithm == "auto":  # exact where it can be: every cell of a finite domain, the MILP of additive models
+        additive = problem.latency_model is not None and problem.accuracy_model is not None
+        algorithm = "exhaustive" if domain is not None else "milp" if additive else "nsga2"
+    res = run_search(problem, algorithm, SearchSettings(n_trials=s.n_trials, population=s.population, seed=seed))
+    found = res.feasible()
+    acc = np.array([c.accuracy for c in found])
+    lat = np.array([c.latency_ms for c in found])
+    return [found[i].arch_id for i in front_of(acc, lat)], {"search_s": res.seconds,
+                                                           "search_points": float(len(found))}
+
+
+@dataclass
+class _Predicted:
+    decision: Decision
+    method: str
+    predict: Callable[[Sequence[str]], np.ndarray]  # the target's latency (ms), measured where measured
+    raw: Callable[[Sequence[str]], np.ndarray]  # the predictor alone
+    model: Any  # the adapted predictor (None for reuse)
+    searched: list[str]  # its front over the whole domain
+    info: dict[str, float]
+
+
+def _predicted(shared: SweepShared, target: TargetInput, sources: SourceSet | None, space: SearchSpace,
+               enc: Encoder) -> _Predicted:
+    """The decision on the target's measurements, its latency predictor and its whole-domain front."""
+    s = shared.settings
+    y = np.asarray(target.k_latency, dtype=float)
+    X_k = enc(target.k_ids)
+    proxy_k = np.asarray(shared.proxy_predictor.predict(X_k), dtype=float)
+    rng = np.random.default_rng(np.random.SeedSequence([s.seed, 7, len(y), *target.name.encode()]))
+    dec = decide(proxy_k, y, threshold=s.threshold, rule=s.rule, confidence=s.confidence, rng=rng,
+                 can_adapt=sources is not None)
+    measured = dict(zip(target.k_ids, y, strict=True))
+    info: dict[str, float] = {}
+    adapted: Any = None
+    if dec.decision == ADAPT:
+        assert sources is not None
+        adapted = adapt(s.method, sources, X_k, y, rng)
+        method = getattr(adapted, "chosen_method", s.method)
+
+        def model(ids: Sequence[str]) -> np.ndarray:
+            return np.asarray(adapted.predict(enc(list(ids))), dtype=float)
+    else:
+        a, c = affine_positive(proxy_k, y)
+        method = "reuse"
+
+        def model(ids: Sequence[str]) -> np.ndarray:
+            return a * np.asarray(shared.proxy_predictor.predict(enc(list(ids))), dtype=float) + c
+
+    def predict(ids: Sequence[str]) -> np.ndarray:  # a measured architecture's latency is its measurement
+        ids = list(ids)
+        out = model(ids)
+        for i, a in enumerate(ids):
+            if a in measured:
+                out[i] = measured[a]
+        return out
+
+    searched: list[str] = []
+    if s.algorithm != "none":
+        if dec.decision == ADAPT or len(measured) > 0:
+            searched, info = target_search(space, shared, predict, adapted if dec.decision == ADAPT else None,
+                                           target.name)
+        else:
+            searched = list(shared.proxy_front_ids)
+    return _Predicted(dec, method, predict, model, adapted, searched, info)
+
+
+def propose(shared: SweepShared, target: TargetInput, sources: SourceSet | None, n: int) -> list[str]:
+    """The second round's measurements: ``n`` members of the target's predicted front (evenly along it, both
+    ends), not measured yet."""
+    space = shared.space_spec.build()
+    p = _predicted(shared, target, sources, space, Encoder(space, shared.search_ids, shared.search_X))
+    options = list(dict.fromkeys([*shared.pool_ids, *p.searched]))
+    pred = p.predict(options)
+    if shared.settings.budget_ms is not None:
+        options = [a for a, v in zip(options, pred, strict=True) if v <= shared.settings.budget_ms]
+        pred = p.predict(options)
+    done = set(target.k_ids)
+    allowed = set(target.domain) if target.domain is not None else None
+    front = [options[i] for i in front_of(shared.oracle.values(options), pred)
+             if options[i] not in done and (allowed is None or options[i] in allowed)]
+    if not front or n <= 0:
+        return []
+    # the fast end twice (where a wrong prediction leaves a budget with nothing that fits), the rest evenly
+    fast = front[:min(2, n - 1)] if n >= 3 else []
+    rest = front[len(fast):]
+    m = min(n - len(fast), len(rest))
+    return fast + ([rest[i] for i in np.unique(np.round(np.linspace(0, len(rest) - 1, m)).astype(int))] if m else [])
+
+
+def run_target(shared: SweepShared, target: TargetInput, sources: SourceSet | None, *, plot: bool = False,
+               keep_predictor: bool = False) -> TargetReport:
+    """Steps 1-3 of the module doc for one target."""
+    t0 = time.perf_counter()
+    s = shared.settings
+    space = shared.space_spec.build()
+    enc = Encoder(space, shared.search_ids, shared.search_X)
+    y = np.asarray(target.k_latency, dtype=float)
+    p = _predicted(shared, target, sources, space, enc)
+    dec, method, predict, adapted = p.decision, p.method, p.predict, p.model
+    metrics: dict[str, float] = dict(target.metrics)
+    metrics.update({f"target_{k}": v for k, v in p.info.items()})
+    options = list(dict.fromkeys([*shared.pool_ids, *p.searched, *target.k_ids]))
+    pred = predict(options)
+    if s.budget_ms is not None:
+        keep = [i for i in range(len(options)) if pred[i] <= s.budget_ms]
+        if not keep:
+            log.warning("target %s: nothing is predicted within the latency budget %g ms (fastest %.3g ms)",
+                        target.name, s.budget_ms, float(np.min(pred)) if len(pred) else float("nan"))
+            metrics["budget_infeasible"] = 1.0
+        options, pred = [options[i] for i in keep], pred[keep]
+    acc = shared.oracle.values(options)
+    rep = TargetReport(target.name, target.kind, len(y), dec, method, options, acc, pred, front_of(acc, pred),
+                       metrics=metrics, n_measurements=len(y) + int(metrics.get("retest_n", 0)),
+                       predictor=adapted if keep_predictor else None)
+    truth = None
+    if target.truth is not None:
+        known = dict(zip(shared.truth_ids, target.truth, strict=True))
+        missing = [a for a in dict.fromkeys([*options, *shared.ref_ids]) if a not in known]
+        if missing and target.spec is not None:
+            from orchestrator.latency.devices.base import make_device
+
+            known.update(zip(missing, make_device(target.spec, space).truth(missing), strict=True))
+
+        def truth(ids: Sequence[str]) -> np.ndarray:
+            return np.array([known.get(a, np.nan) for a in ids], dtype=float)
+
+        t_ref = truth(shared.ref_ids)
+        ok = np.isfinite(t_ref)
+        if ok.sum() >= 3:
+            metrics["transfer_srcc"] = srcc(p.raw([a for a, m in zip(shared.ref_ids, ok, strict=True) if m]),
+                                            t_ref[ok])
+            metrics["proxy_srcc"] = srcc(shared.proxy_predictor.predict(enc(
+                [a for a, m in zip(shared.ref_ids, ok, strict=True) if m])), t_ref[ok])
+    finalize(shared, rep, truth, plot=plot)
+    rep.seconds = time.perf_counter() - t0 + target.seconds_measuring
+    return rep
+
+
+def finalize(shared: SweepShared, rep: TargetReport, truth: Callable[[Sequence[str]], np.ndarray] | None,
+             plot: bool = False) -> None:
+    """The front from the options' current accuracies; where ``truth`` is given, its quality at true latency
+    against the true front over the known domain (budget-feasible part where a budget is set); the plot."""
+    s = shared.settings
+    rep.accuracy = shared.oracle.values(rep.options)
+    rep.front = front_of(rep.accuracy, rep.predicted)
+    if truth is None:
+        rep.png = None
+        return
+    rep.true_ms = truth(rep.options)
+    ref_t = truth(shared.ref_ids)
+    ref_a = shared.oracle.values(shared.ref_ids)
+    if s.budget_ms is not None:
+        ref_t = np.where(ref_t <= s.budget_ms, ref_t, np.nan)
+    if np.isfinite(ref_t).sum() < 1:
+        return
+    ref = reference_front(ref_a, ref_t, s.quantiles)
+    rep.reference = ref
+    rep.budgets_ms = list(ref.budgets)
+    f = rep.front
+    rep.metrics.update(front_quality(ref, rep.accuracy[f], rep.true_ms[f]))
+    rep.metrics["pool_hv_ratio"] = front_quality(ref, rep.accuracy, rep.true_ms)["hv_ratio"]
+    pool_acc = shared.oracle.values(shared.pool_ids)
+    reuse = front_of(pool_acc, shared.pool_proxy_ms)
+    plain = front_quality(ref, pool_acc[reuse], truth([shared.pool_ids[i] for i in reuse]))
+    rep.metrics["hv_ratio_reuse"] = plain["hv_ratio"]
+    rep.metrics["unserved_budgets_reuse"] = plain["unserved_budgets"]
+    rep.metrics["n_reference"] = float(ref.n_domain)
+    if plot:
+        rep.png = render(shared, rep, ref)
+
+
+def render(shared: SweepShared, rep: TargetReport, ref: Any = None) -> bytes:
+    """The target's front plot: at true latency where every option's is known, else predicted."""
+    from orchestrator.report import render_target_front
+
+    full = rep.true_ms is not None and np.isfinite(rep.true_ms).all()
+    lat = rep.true_ms if full else rep.predicted
+    pool_acc = shared.oracle.values(shared.pool_ids)
+    reuse = [shared.pool_ids[i] for i in front_of(pool_acc, shared.pool_proxy_ms)]
+    index = {a: i for i, a in enumerate(rep.options)}
+    proxy_front = [index[a] for a in reuse if a in index]
+    true_front = (ref.accuracy, ref.latency) if (full and ref is not None) else None
+    title = (f"{rep.name}: {rep.decision.decision} (srcc_k {rep.decision.srcc_k:.2f}"
+             + (f", lower bound {rep.decision.srcc_lb:.2f}" if np.isfinite(rep.decision.srcc_lb) else "") + ")")
+    measured = {index[a]: v for a, v in rep.measured_front.items() if a in index}
+    return render_target_front(title, rep.accuracy, lat, rep.front, proxy_front,
+                               latency_label=f"{rep.name} latency (ms, {'true' if full else 'predicted'})",
+                               decision=rep.decision.decision, measured=measured or None, true_front=true_front)
+
+
+def run_targets(shared: SweepShared, targets: Sequence[TargetInput],
+                sources_for: Callable[[str], SourceSet | None], *, use_ray: bool = True, plot: bool = False,
+                keep_predictor: bool = False, progress: Callable[[TargetReport], None] | None = None
+                ) -> list[TargetReport]:
+    """``run_target`` for every target (Ray tasks unless ``use_ray`` is False), reports in target order;
+    ``progress`` sees each report as it arrives."""
+    return fan_out(run_target, shared, targets, sources_for, use_ray=use_ray, progress=progress,
+                   plot=plot, keep_predictor=keep_predictor)
+
+
+def fan_out(fn: Callable[..., Any], shared: SweepShared, targets: Sequence[TargetInput],
+            sources_for: Callable[[str], SourceSet | None], *, use_ray: bool = True,
+            progress: Callable[[Any], None] | None = None, **kw: Any) -> list[Any]:
+    """``fn(shared, target, sources, **kw)`` per target, as Ray tasks: the shared context and each distinct
+    source set put in the object store once. Results in target order."""
+    if not use_ray:
+        out = []
+        for t in targets:
+            out.append(fn(shared, t, sources_for(t.name), **kw))
+            if progress is not None:
+                progress(out[-1])
+        return out
+    import ray
+
+    task = ray.remote(num_cpus=1, max_retries=2)(fn)
+    shared_ref = ray.put(shared)
+    src_refs: dict[int, Any] = {}
+    refs = {}
+    for i, t in enumerate(targets):
+        src = sources_for(t.name)
+        if src is not None and id(src) not in src_refs:
+            src_refs[id(src)] = ray.put(src)
+        refs[task.remote(shared_ref, t, None if src is None else src_refs[id(src)], **kw)] = i
+    done: dict[int, Any] = {}
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        done[refs[ready[0]]] = res = ray.get(ready[0])
+        if progress is not None:
+            progress(res)
+    return [done[i] for i in range(len(targets))]
