@@ -221,9 +221,42 @@ def cmd_export_shipped(args: argparse.Namespace) -> int:
 # -- parser ---------------------------------------------------------------------------
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Appends an option's default to its help where it has a real one (not None, not an off switch)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """Every (sub-)command's help shows the defaults; sub-parsers are of this class too."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def add_argument(self, *args: object, **kwargs: object) -> argparse.Action:  # type: ignore[override]
+        if kwargs.get("help") is None and kwargs.get("default") not in (None, False):
+            kwargs["help"] = "(default: %(default)s)"  # argparse shows no line at all for an option without help
+        return super().add_argument(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("hwnas")
+    except metadata.PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hwnas", description="Hardware-aware NAS: one proxy device, many targets.")
+    p = Parser(prog="hwnas", description="Hardware-aware NAS: one proxy device, many targets.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="registered search spaces, devices, predictors, transfer methods").set_defaults(
         func=cmd_list)
@@ -304,10 +337,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING if args.verbose < 2 else optuna.logging.INFO)
     try:
-        return args.func(args)
+        rc = args.func(args)
+        sys.stdout.flush()  # a reader that left shows here, not in the interpreter's exit
+        return rc
     except HwnasError as e:
         print(f"hwnas: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `hwnas report RUN | head`: the reader left; not an error of ours
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit would raise again
+        return 0
 
 
 if __name__ == "__main__":

@@ -109,3 +109,28 @@ def test_fit_and_compare(tmp_path, capsys):
     assert main(["latency", "export-shipped", "--out", str(tmp_path / "s.csv"), "--devices", "fpga"]) == 0
     assert main(["latency", "compare", "--pred", str(tmp_path / "s.csv"), "--truth", "shipped"]) == 0
     assert "fpga: 1999 architectures, SRCC 1.000" in capsys.readouterr().out
+
+
+def test_version_and_help_show_defaults(capsys):
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"hwnas {metadata.version('hwnas')}"
+    with pytest.raises(SystemExit):
+        main(["latency", "measure", "--help"])
+    out = capsys.readouterr().out
+    assert "--space SPACE         (default: nb201)" in out and "(default: torch-cpu)" in out
+    assert "(default: None)" not in out  # required options and switches have no default to show
+
+
+def test_a_reader_that_leaves_is_not_an_error(tmp_path):
+    """`hwnas list | head -c 10`: the pipe closes before hwnas writes; no traceback, exit 0."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "list"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.close()  # the reader is gone before the command prints
+    err = p.stderr.read().decode()
+    assert p.wait(60) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err

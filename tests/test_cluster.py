@@ -91,10 +91,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_run_py_turns_token_auth_on_before_ray_is_imported(tmp_path):
+def test_run_py_turns_token_auth_on_before_ray_is_imported(tmp_path, monkeypatch):
     """Ray reads RAY_AUTH_MODE at import: run.py sets it from the token file before anything imports ray."""
     import importlib.util
 
+    monkeypatch.setenv("RAY_AUTH_MODE", os.environ.get("RAY_AUTH_MODE", "disabled"))  # loading it changes nothing
     spec = importlib.util.spec_from_file_location("hwnas_run_py", ROOT / "experiments" / "run.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -75,3 +75,19 @@ def test_additive_quality_floor(space, shipped, device, floor):
     rep = regression_report(y[te], make_predictor("additive").fit(X[tr], y[tr]).predict(X[te]))
     assert rep["srcc"] >= floor
     assert set(rep) == {"rmse_ms", "mape_pct", "within10_pct", "srcc", "n"}
+
+
+@pytest.mark.parametrize("name", ["additive", "mlp"])
+def test_scikit_learn_clone_and_cross_validation(name, space, shipped):
+    from sklearn.base import clone
+    from sklearn.model_selection import cross_val_score
+
+    ids, y = shipped.measured("pixel3")
+    X = encode_ids(space, ids[:300])
+    params = {"epochs": 60} if name == "mlp" else {"alpha": 0.1}
+    pred = make_predictor(name, **params)
+    twin = clone(pred)
+    assert twin is not pred and twin.get_params() == pred.get_params() and not hasattr(twin, "n_features_in_")
+    scores = cross_val_score(pred, X, y[:300], cv=3)  # score: R^2 of the latency
+    assert len(scores) == 3 and scores.min() > 0.5
+    assert pred.set_params(**params) is pred

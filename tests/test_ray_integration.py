@@ -28,25 +28,45 @@ def test_service_predicts_like_local(ray_cluster, space, shipped):
     ray_cluster.kill(svc)
 
 
-def test_service_measures_in_its_own_process(ray_cluster, small_space):
+def _params(space, ids):
+    return [sum(p.numel() for p in space.build(space.parse(a)).parameters()) for a in ids]
+
+
+@pytest.fixture(scope="module")
+def mbv3():
+    """A configured MobileNetV3 (width 0.5, 10 classes, 64 px): far from the space's defaults."""
+    from search_spaces.base import SpaceSpec
+
+    return SpaceSpec(name="mobilenetv3", options={"width_mult": 0.5, "num_classes": 10, "resolution": 64}).build()
+
+
+def test_service_measures_the_configured_network_in_its_own_process(ray_cluster, mbv3):
+    """The actor rebuilds the space from its spec: it times the configured network (parameter count from the
+    other process), not the space's default one."""
     from orchestrator.latency.service import start_latency_service
 
-    dev = get_device("torch-cpu", small_space, protocol=FAST)
+    dev = get_device("torch-cpu", mbv3, protocol=FAST, isolate=False)
     svc = start_latency_service("cpu", None, device=dev)
-    ids = [small_space.arch_id(small_space.sample(np.random.default_rng(i))) for i in range(2)]
+    ids = [mbv3.arch_id(mbv3.sample(np.random.default_rng(i))) for i in range(2)]
     rows = ray_cluster.get(svc.measure.remote(ids))
-    assert [r["arch"] for r in rows] == ids and all(r["median_ms"] > 0 for r in rows)
+    assert [r["arch"] for r in rows] == ids
+    assert [r["n_params"] for r in rows] == _params(mbv3, ids)
+    assert _params(mbv3, ids)[0] < 0.5 * _params(mbv3.__class__(), ids[:1])[0]  # not the 1.0 / 1000 network
     with pytest.raises(ray_cluster.exceptions.RayTaskError, match="no predictor"):
         ray_cluster.get(svc.predict.remote(np.zeros((1, 60))))
     ray_cluster.kill(svc)
+    # latency_ms of an isolated measured device runs in such an actor (another process) and returns medians
+    iso = get_device("torch-cpu", mbv3, protocol=FAST)
+    samples = iso.samples(ids)
+    assert [s.n_params for s in samples] == _params(mbv3, ids)
 
 
-def test_remote_device_runs_on_node_with_resource(ray_cluster, small_space):
-    dev = get_device("remote:testphone", small_space, inner="torch-cpu", protocol=FAST)
-    archs = [small_space.sample(np.random.default_rng(i)) for i in range(3)]
-    samples = dev.measure_many(archs)
-    assert [s.arch for s in samples] == [small_space.arch_id(a) for a in archs]
-    assert all(s.median_ms > 0 for s in samples)
+def test_remote_device_measures_the_configured_network_on_the_node(ray_cluster, mbv3):
+    dev = get_device("remote:testphone", mbv3, inner="torch-cpu", protocol=FAST)
+    ids = [mbv3.arch_id(mbv3.sample(np.random.default_rng(i))) for i in range(3)]
+    samples = dev.samples(ids)
+    assert [s.arch for s in samples] == ids
+    assert [s.n_params for s in samples] == _params(mbv3, ids)
 
 
 def test_missing_device_resource_fails_fast_listing_present_ones(ray_cluster, small_space):

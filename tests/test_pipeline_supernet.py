@@ -1,0 +1,82 @@
+"""The pipeline with a real supernet: MobileNetV3 end to end (supernet -> accuracy predictor, simulated
+proxy, a measured target on this CPU, the deployed network exported), and NB201 with a supernet loaded
+from a run directory (front members chosen on a predicted accuracy evaluated for real)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from orchestrator.config import parse_config
+from orchestrator.pipeline import run_pipeline
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+FAST = {"warmup": 1, "repeats": 3, "min_repeat_ms": 1}
+TINY_MBV3 = {"width_mult": 0.25, "resolution": 32, "num_classes": 10, "feature_dim": 64}
+
+
+def test_mobilenet_end_to_end_with_a_measured_target(tmp_path, ray_cluster):
+    cfg = parse_config({
+        "name": "mb", "seed": 0, "output_dir": str(tmp_path / "runs"),
+        "space": {"name": "mobilenetv3", "options": TINY_MBV3},
+        "accuracy": {"source": "predictor", "predictor": "additive", "predictor_samples": 12, "supernet": {
+            "data": {"name": "digits", "max_train": 128}, "train": {"epochs": 1, "batch_size": 32, "n_random": 1},
+            "eval": {"calib_batches": 1, "max_val": 60}, "actors": 1}},
+        "latency": {"table": "shipped", "proxy": "sim:0", "proxy_samples": 30, "protocol": FAST},
+        "search": {"algorithm": "nsga2", "n_trials": 16, "population": 8, "domain": "space"},
+        "sweep": {"targets": [{"name": "torch-cpu", "options": {"threads": 1}}, "sim:1"], "k": 5, "retest": 3,
+                  "measure_front": 2, "export_front": 1, "target_search": {"n_trials": 40, "population": 8}},
+        "tracking": {"enabled": False},
+    })
+    summary = run_pipeline(cfg, progress=False)
+    cpu, sim = summary["targets"]
+    assert cpu["target"] == "torch-cpu" and cpu["kind"] == "measured" and cpu["retest_n"] == 3
+    assert np.isfinite(cpu["front_mape_pct"]) and "hv_ratio" not in cpu  # no truth for a measured device
+    assert sim["kind"] == "simulated" and 0 < sim["hv_ratio"] <= sim["pool_hv_ratio"] + 1e-9
+    run_dir = cfg.run_dir()
+    front = json.loads((run_dir / "fronts" / "torch-cpu.json").read_text())
+    assert {r["accuracy_from"] for r in front} <= {"evaluated", "predicted"}
+    assert sum(r["measured_ms"] is not None for r in front) == min(2, len(front))
+    meta = json.loads((run_dir / "exports" / "torch-cpu" / "front0.json").read_text())
+    space = cfg.space.build()
+    net = space.build(space.parse(meta["arch_id"]))
+    assert meta["n_params"] == sum(p.numel() for p in net.parameters())  # the deployed network
+    assert meta["network"].startswith("deployed") and meta["weights"] == "supernet (inherited)"
+    assert meta["space_spec"] == space.spec().model_dump()
+    assert (run_dir / "exports" / "torch-cpu" / "front0.onnx").stat().st_size > 0
+
+
+def test_a_supernet_loaded_from_its_run_dir(tmp_path, ray_cluster):
+    from orchestrator.supernet.data import DataConfig, load_dataset
+    from orchestrator.supernet.runs import create_run
+    from orchestrator.supernet.spec import one_shot_space, with_classes
+    from orchestrator.supernet.train import SupernetTrainer, TrainConfig
+    from search_spaces.base import SpaceSpec
+
+    spec = SpaceSpec(name="nb201", options={"channels": 4, "cells_per_stage": 1})
+    data_cfg, train_cfg = DataConfig(max_train=128), TrainConfig(epochs=1, batch_size=32, n_random=1)
+    run = create_run(tmp_path / "sn", spec, data_cfg, train_cfg)
+    data = load_dataset(data_cfg)
+    SupernetTrainer(one_shot_space(with_classes(spec, data.num_classes)), data, train_cfg, run.directory).fit()
+    cfg = parse_config({
+        "name": "ck", "seed": 0, "output_dir": str(tmp_path / "runs"),
+        "space": {"name": "nb201", "options": {"channels": 8, "cells_per_stage": 2}},  # deployed: bigger
+        "accuracy": {"source": "supernet", "supernet": {"checkpoint": str(run.directory), "actors": 1,
+                                                        "eval": {"calib_batches": 1, "max_val": 60}}},
+        "latency": {"table": "shipped", "proxy": "fpga"},
+        "search": {"algorithm": "nsga2", "n_trials": 12, "population": 6, "domain": "table"},
+        "sweep": {"targets": ["pixel3"], "k": 5, "target_search": {"max_new_evaluations": 3}, "export_front": 0},
+        "tracking": {"enabled": False},
+    })
+    summary = run_pipeline(cfg, progress=False)
+    (row,) = summary["targets"]
+    assert 1 <= summary["timings"]["sweep_evaluations"] <= 3 and row["new_evaluations"] <= 3
+    front = json.loads((cfg.run_dir() / "fronts" / "pixel3.json").read_text())
+    assert {r["accuracy_from"] for r in front} == {"evaluated"}  # every member's accuracy is a real evaluation
+    logged = [json.loads(x)["arch"] for x in (cfg.run_dir() / "evaluations.jsonl").read_text().splitlines()]
+    assert {r["arch"] for r in front} <= set(logged) and len(logged) == len(set(logged))
+    assert 0 < row["hv_ratio"] <= 1 and row["n_reference"] == len(set(logged))  # known: the evaluated cells
+    log = (cfg.run_dir() / "run.log").read_text()
+    assert "front members chosen on a predicted accuracy" in log
