@@ -115,8 +115,7 @@ def build_shared(ctx: Context, accuracy: Any, pool: Sequence[Candidate]) -> Swee
 
 
 def target_input(ctx: Context, shared: SweepShared, spec: DeviceSpec, k: int) -> TargetInput:
-    """The first round's k measurements on the target (and its truth where it is known, and a test-retest
-    check where its measurements are noisy)."""
+    """The first round's k measurements on the target (and its truth where it is known)."""
     device = ctx.plan.device(spec.name, spec.options)
     t0 = time.perf_counter()
     base = shared.search_ids if shared.search_ids is not None else \
@@ -129,13 +128,8 @@ def target_input(ctx: Context, shared: SweepShared, spec: DeviceSpec, k: int) ->
     proxy_ms = np.asarray(shared.proxy_predictor.predict(enc(base)), dtype=float)
     k_ids = pick_k(base, proxy_ms, k, shared.proxy_front_ids, ctx.cfg.sweep.k_front)
     y = np.asarray(device.latency_ms(k_ids), dtype=float)
-    metrics: dict[str, float] = {}
-    n = min(ctx.cfg.sweep.retest, len(k_ids))
-    if not device.deterministic and n >= 3:
-        rep = reliability_check(device, k_ids[:n], np.random.default_rng([ctx.cfg.seed, 5]), first_ms=y[:n])
-        metrics.update({k: float(v) for k, v in rep.as_dict().items()})
     truth = device.truth(shared.truth_ids)
-    return TargetInput(spec.name, device.kind, device.spec(), k_ids, y, truth, time.perf_counter() - t0, metrics,
+    return TargetInput(spec.name, device.kind, device.spec(), k_ids, y, truth, time.perf_counter() - t0, {},
                        None if dom is None else list(dom))
 
 
@@ -158,13 +152,19 @@ def measure_all(ctx: Context, shared: SweepShared, todo: Sequence[DeviceSpec], k
 
 
 def measure_more(ctx: Context, target: TargetInput, ids: Sequence[str]) -> None:
-    """The second round: measure ``ids`` too (where the target's own front lives)."""
-    if not ids:
-        return
+    """The second round: measure ``ids`` too (where the target's own front lives); then, where the device's
+    measurements are noisy, ``sweep.retest`` of the k again in another order (the test-retest SRCC)."""
     t0 = time.perf_counter()
-    y = ctx.plan.device(target.name).latency_ms(list(ids))
-    target.k_ids = [*target.k_ids, *ids]
-    target.k_latency = np.concatenate([target.k_latency, np.asarray(y, dtype=float)])
+    device = ctx.plan.device(target.name)
+    if ids:
+        y = device.latency_ms(list(ids))
+        target.k_ids = [*target.k_ids, *ids]
+        target.k_latency = np.concatenate([target.k_latency, np.asarray(y, dtype=float)])
+    n = min(ctx.cfg.sweep.retest, len(target.k_ids))
+    if not device.deterministic and n >= 3:
+        rep = reliability_check(device, target.k_ids[:n], np.random.default_rng([ctx.cfg.seed, 5]),
+                                first_ms=target.k_latency[:n])
+        target.metrics.update({k: float(v) for k, v in rep.as_dict().items()})
     target.seconds_measuring += time.perf_counter() - t0
 
 
@@ -223,11 +223,10 @@ def sweep_stage(ctx: Context, accuracy: Any, shared: SweepShared, proxy_table: L
     sources = SourceCache(ctx, proxy_table, sorted({k1, k1 + k2}))
     with ctx.timed("sources_s"):
         sources.prepare([t.name for t in inputs])
-    if k2:
-        with ctx.timed("second_round_s"):
-            more = fan_out(propose, shared, inputs, sources, n=k2)
-            for target, ids in zip(inputs, more, strict=True):
-                measure_more(ctx, target, ids)
+    with ctx.timed("second_round_s"):
+        more = fan_out(propose, shared, inputs, sources, n=k2) if k2 else [[] for _ in inputs]
+        for target, ids in zip(inputs, more, strict=True):
+            measure_more(ctx, target, ids)
     streaming = shared.oracle.predictions_final
     reps = run_targets(shared, inputs, sources, plot=True, keep_predictor=ctx.cfg.sweep.refine_trials > 0,
                        progress=finish if streaming else None)

@@ -8,9 +8,11 @@ subnet's outputs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,24 @@ import torch
 from torch import nn
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def quiet_exporters() -> Iterator[None]:
+    """The exporters' own chatter (torch.onnx warns that torchvision's ops are not registered, torch.export
+    emits FutureWarnings about its internals) hidden; real failures still raise."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 @dataclass
@@ -51,20 +71,20 @@ def export_network(net: nn.Module, space: Any, arch: Mapping[str, Any], out_dir:
                                      "arch_id": space.arch_id(arch), "arch": dict(arch),
                                      "n_params": int(sum(p.numel() for p in net.parameters())),
                                      "input_shape": list(example.shape), **(extra or {})}, indent=2))
-    with torch.no_grad():
+    with torch.no_grad(), quiet_exporters():
         program = torch.export.export(net, (example,))
-    pt2 = out / f"{name}.pt2"
-    torch.export.save(program, pt2)
-    onnx_path = out / f"{name}.onnx"
-    exporter = "dynamo"
-    try:
-        torch.onnx.export(net, (example,), str(onnx_path), dynamo=True, input_names=["input"],
-                          output_names=["logits"], external_data=False, verbose=False)
-    except Exception as e:  # noqa: BLE001 - exporter coverage varies by op; fall back and say so
-        log.warning("dynamo ONNX export failed (%s: %s); using the TorchScript exporter", type(e).__name__, e)
-        exporter = "torchscript"
-        torch.onnx.export(net, (example,), str(onnx_path), dynamo=False, input_names=["input"],
-                          output_names=["logits"], opset_version=17)
+        pt2 = out / f"{name}.pt2"
+        torch.export.save(program, pt2)
+        onnx_path = out / f"{name}.onnx"
+        exporter = "dynamo"
+        try:
+            torch.onnx.export(net, (example,), str(onnx_path), dynamo=True, input_names=["input"],
+                              output_names=["logits"], external_data=False, verbose=False)
+        except Exception as e:  # noqa: BLE001 - exporter coverage varies by op; fall back and say so
+            log.warning("dynamo ONNX export failed (%s: %s); using the TorchScript exporter", type(e).__name__, e)
+            exporter = "torchscript"
+            torch.onnx.export(net, (example,), str(onnx_path), dynamo=False, input_names=["input"],
+                              output_names=["logits"], opset_version=17)
     log.info("exported %s to %s (.json, .pt2, .onnx via %s)", space.arch_id(arch), out, exporter)
     return ExportedSubnet(arch_json, pt2, onnx_path, exporter)
 

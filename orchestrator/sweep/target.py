@@ -222,9 +222,16 @@ def _predicted(shared: SweepShared, target: TargetInput, sources: SourceSet | No
     return _Predicted(dec, method, predict, model, adapted, searched, info)
 
 
+def _evenly(ids: Sequence[str], n: int) -> list[str]:
+    if n <= 0 or not ids:
+        return []
+    return [ids[i] for i in np.unique(np.round(np.linspace(0, len(ids) - 1, min(n, len(ids)))).astype(int))]
+
+
 def propose(shared: SweepShared, target: TargetInput, sources: SourceSet | None, n: int) -> list[str]:
-    """The second round's measurements: ``n`` members of the target's predicted front (evenly along it, both
-    ends), not measured yet."""
+    """The second round's measurements: ``n`` architectures where the target's predicted front lives, not
+    measured yet: the front's fast end twice (a wrong prediction there leaves a budget with nothing that
+    fits), the rest evenly along it; where the front has fewer, the next non-dominated layers."""
     space = shared.space_spec.build()
     p = _predicted(shared, target, sources, space, Encoder(space, shared.search_ids, shared.search_X))
     options = list(dict.fromkeys([*shared.pool_ids, *p.searched]))
@@ -234,15 +241,20 @@ def propose(shared: SweepShared, target: TargetInput, sources: SourceSet | None,
         pred = p.predict(options)
     done = set(target.k_ids)
     allowed = set(target.domain) if target.domain is not None else None
-    front = [options[i] for i in front_of(shared.oracle.values(options), pred)
-             if options[i] not in done and (allowed is None or options[i] in allowed)]
-    if not front or n <= 0:
-        return []
-    # the fast end twice (where a wrong prediction leaves a budget with nothing that fits), the rest evenly
-    fast = front[:min(2, n - 1)] if n >= 3 else []
-    rest = front[len(fast):]
-    m = min(n - len(fast), len(rest))
-    return fast + ([rest[i] for i in np.unique(np.round(np.linspace(0, len(rest) - 1, m)).astype(int))] if m else [])
+    keep = [i for i, a in enumerate(options) if a not in done and (allowed is None or a in allowed)]
+    left, acc, lat = [options[i] for i in keep], shared.oracle.values([options[i] for i in keep]), pred[keep]
+    picked: list[str] = []
+    while left and len(picked) < n:
+        layer = front_of(acc, lat)
+        ids = [left[i] for i in layer]
+        if not picked:  # the front itself
+            fast = ids[:min(2, n - 1)] if n >= 3 else []
+            picked += fast + _evenly(ids[len(fast):], n - len(fast))
+        else:
+            picked += _evenly(ids, n - len(picked))
+        rest = np.setdiff1d(np.arange(len(left)), layer)
+        left, acc, lat = [left[i] for i in rest], acc[rest], lat[rest]
+    return picked[:n]
 
 
 def run_target(shared: SweepShared, target: TargetInput, sources: SourceSet | None, *, plot: bool = False,
