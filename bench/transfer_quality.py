@@ -1,13 +1,21 @@
-"""Transfer quality on the shipped NB201 latencies (HW-NAS-Bench, six devices).
+"""Transfer quality on the shipped NB201 latencies (HW-NAS-Bench, six devices), and as sources grow.
 
-Leave-one-device-out: each device in turn is the target, the other five are the
-sources (methods reuse, adaproxy, multi, auto), and single-proxy: each other
-device alone as the source (reuse, adaproxy). For each k, several random draws
-of k measured target architectures; SRCC is computed on all the target's other
-measured architectures. Prints mean and worst (over targets) SRCC and the share
-of (target, draw) pairs with SRCC >= 0.9.
+Part 1, leave-one-device-out: each device in turn is the target, the other five
+are the sources (methods reuse, adaproxy, multi, auto), and single-proxy: each
+other device alone as the source. For each k, several random draws of k
+measured target architectures; SRCC on all the target's other measured
+architectures. Prints mean and worst (over targets) SRCC and the share of
+(target, draw) pairs with SRCC >= 0.9; then, per k, ``multi`` with all five
+sources against ``multi`` with each single source (the best single source per
+target, chosen in hindsight, and the median one) and ``adaproxy``.
 
-    python bench/transfer_quality.py [--draws 10] [--ks 5 10 20 50]
+Part 2 (``--scaling``), more sources: 64 SIMULATED roofline devices (``sim:0``
+..``sim:63``, latencies of the same 1,999 cells) join the six shipped ones.
+Targets: the six shipped devices and ``sim:54``..``sim:63``; for each target
+and number of sources n, n sources drawn at random from the rest; ``multi``
+with all n against the best single one of those n (in hindsight).
+
+    python bench/transfer_quality.py [--draws 10] [--ks 5 10 20 50] [--scaling]
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import time
 import numpy as np
 
 from orchestrator.latency.metrics import srcc
+from orchestrator.latency.simulator import SimulatedDevice
 from orchestrator.latency.table import shipped_table
 from orchestrator.latency.transfer import SourceSet, adapt
 from search_spaces.base import encode_ids
@@ -35,7 +44,8 @@ def run(ks: list[int], draws: int, methods: list[str], single: bool, seed: int =
         others = [d for d in table.devices if d != target]
         settings = [("all", others, methods)]
         if single:
-            settings += [(f"proxy={o}", [o], [m for m in methods if m in ("reuse", "adaproxy")]) for o in others]
+            settings += [(f"proxy={o}", [o], [m for m in methods if m in ("reuse", "adaproxy", "multi")])
+                         for o in others]
         for label, src_names, meths in settings:
             src = SourceSet.from_table(table.select(src_names), space)
             for k in ks:
@@ -48,7 +58,72 @@ def run(ks: list[int], draws: int, methods: list[str], single: bool, seed: int =
                         r = srcc(pred.predict(X[rest]), y[rest])
                         setting = "all" if label == "all" else "single"
                         results.setdefault((setting, m, k), {}).setdefault(target, []).append(r)
+                        if setting == "single":
+                            results.setdefault(("per-source", m, k), {}).setdefault((target, label), []).append(r)
     return results
+
+
+def print_part1(res: dict, ks: list[int]) -> None:
+    print(f"{'sources':8s} {'method':9s} {'k':>3s} {'mean SRCC':>9s} {'worst target':>13s} {'share>=0.9':>10s}")
+    for (setting, m, k), per_target in sorted(res.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+        if setting == "per-source":
+            continue
+        means = {t: float(np.mean(v)) for t, v in per_target.items()}
+        allv = np.concatenate([np.asarray(v) for v in per_target.values()])
+        worst = min(means, key=means.get)
+        print(f"{setting:8s} {m:9s} {k:3d} {allv.mean():9.3f} {means[worst]:6.3f} {worst:>6s} "
+              f"{100 * (allv >= 0.9).mean():9.0f}%")
+    if not any(key[0] == "per-source" and key[1] == "multi" for key in res):
+        return
+    print("\nmulti with all five sources against multi with one source (best per target in hindsight, median):")
+    print(f"{'k':>3s} {'all five':>9s} {'best single':>12s} {'median single':>14s} {'adaproxy':>9s}  all >= best?")
+    for k in ks:
+        per = res[("per-source", "multi", k)]
+        targets = sorted({t for t, _ in per})
+        best = np.mean([max(np.mean(v) for (t2, _), v in per.items() if t2 == t) for t in targets])
+        med = np.mean([np.median([np.mean(v) for (t2, _), v in per.items() if t2 == t]) for t in targets])
+        allv = np.mean([np.mean(res[("all", "multi", k)][t]) for t in targets])
+        ada = np.mean([np.mean(res[("all", "adaproxy", k)][t]) for t in targets]) \
+            if ("all", "adaproxy", k) in res else float("nan")
+        print(f"{k:3d} {allv:9.3f} {best:12.3f} {med:14.3f} {ada:9.3f}  {'yes' if allv >= best else 'NO'}")
+
+
+def scaling(ks: list[int], sizes: list[int], draws: int, seed: int = 0) -> None:
+    """Part 2 of the module doc."""
+    space = NB201Space()
+    table = shipped_table(space)
+    X = encode_ids(space, table.archs)
+    sims = np.stack([SimulatedDevice(i, space).latency_ms(table.archs) for i in range(64)], axis=1)
+    names = [*table.devices, *(f"sim:{i}" for i in range(64))]
+    Y = np.concatenate([table.values, sims], axis=1)
+    targets = [*table.devices, *(f"sim:{i}" for i in range(54, 64))]
+    print(f"\nsources grow: {len(targets)} targets (6 shipped, 10 SIMULATED), n sources drawn from the other "
+          f"{len(names) - 1} devices, {draws} draws of k per target")
+    print(f"{'k':>3s} {'n':>3s} {'multi, all n':>13s} {'best single of n':>17s} {'gap':>7s}")
+    for k in ks:
+        for n in sizes:
+            all_r, best_r = [], []
+            for ti, target in enumerate(targets):
+                j = names.index(target)
+                y = Y[:, j]
+                measured = np.flatnonzero(~np.isnan(y))
+                pool = [i for i in range(len(names)) if i != j]
+                rng = np.random.default_rng([seed, ti, n])
+                chosen = sorted(rng.choice(pool, size=min(n, len(pool)), replace=False))
+                src = SourceSet([names[i] for i in chosen], X, Y[:, chosen], space.encoding_groups(), seed=seed)
+                singles = [SourceSet([names[i]], X, Y[:, [i]], space.encoding_groups(), seed=seed) for i in chosen]
+                per_single = np.zeros((len(chosen), draws))
+                drng = np.random.default_rng([seed, ti, k])
+                for d in range(draws):
+                    pick = drng.choice(measured, size=k, replace=False)
+                    rest = np.setdiff1d(measured, pick)
+                    g = np.random.default_rng([seed, ti, k, d])
+                    all_r.append(srcc(adapt("multi", src, X[pick], y[pick], g).predict(X[rest]), y[rest]))
+                    for s, one in enumerate(singles):
+                        per_single[s, d] = srcc(adapt("multi", one, X[pick], y[pick], g).predict(X[rest]), y[rest])
+                best_r.append(per_single.mean(axis=1).max())
+            a, b = float(np.mean(all_r)), float(np.mean(best_r))
+            print(f"{k:3d} {n:3d} {a:13.3f} {b:17.3f} {a - b:+7.3f}", flush=True)
 
 
 def main() -> None:
@@ -57,18 +132,19 @@ def main() -> None:
     ap.add_argument("--ks", type=int, nargs="+", default=[5, 10, 20, 50])
     ap.add_argument("--methods", nargs="+", default=["reuse", "adaproxy", "multi", "auto"])
     ap.add_argument("--no-single", action="store_true", help="skip the single-proxy setting")
+    ap.add_argument("--scaling", action="store_true", help="also part 2: sources from 1 to 60")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 5, 10, 30, 60])
+    ap.add_argument("--scaling-ks", type=int, nargs="+", default=[10, 20])
+    ap.add_argument("--scaling-draws", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     t0 = time.perf_counter()
     res = run(args.ks, args.draws, args.methods, not args.no_single, args.seed)
-    print(f"{'sources':8s} {'method':9s} {'k':>3s} {'mean SRCC':>9s} {'worst target':>13s} {'share>=0.9':>10s}")
-    for (setting, m, k), per_target in sorted(res.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
-        means = {t: float(np.mean(v)) for t, v in per_target.items()}
-        allv = np.concatenate([np.asarray(v) for v in per_target.values()])
-        worst = min(means, key=means.get)
-        print(f"{setting:8s} {m:9s} {k:3d} {allv.mean():9.3f} {means[worst]:6.3f} {worst:>6s} "
-              f"{100 * (allv >= 0.9).mean():9.0f}%")
+    print_part1(res, args.ks)
     print(f"[{args.draws} draws per (target, k); {time.perf_counter() - t0:.0f}s]")
+    if args.scaling:
+        scaling(args.scaling_ks, args.sizes, args.scaling_draws, args.seed)
+        print(f"[{time.perf_counter() - t0:.0f}s in all]")
 
 
 if __name__ == "__main__":

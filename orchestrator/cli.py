@@ -95,14 +95,9 @@ def cmd_measure(args: argparse.Namespace) -> int:
             raise HwnasError(f"--n {args.n} is more than the {len(pool)} architectures in {args.archs}")
         ids = [pool[i] for i in rng.choice(len(pool), size=args.n, replace=False)]
     else:
-        ids = []
-        seen = set()
-        seen.update(read_archs(args.exclude, space) if args.exclude else [])
-        while len(ids) < args.n:
-            a = space.arch_id(space.sample(rng))
-            if a not in seen:
-                seen.add(a)
-                ids.append(a)
+        from search_spaces.base import distinct_sample
+
+        ids = distinct_sample(space, args.n, rng, read_archs(args.exclude, space) if args.exclude else ())
     catalog = DeviceCatalog(space)
     defaults = {"threads": args.threads, "batch_size": args.batch_size,
                 "protocol": MeasurementProtocol(warmup=args.warmup, repeats=args.repeats), "inner": args.runtime,

@@ -11,17 +11,22 @@ from orchestrator.errors import ConfigError
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from orchestrator.config import load_config
+    from orchestrator.pipeline.plan import make_plan
 
     bad = 0
     for path in args.configs:
         try:
             cfg = load_config(path)
+            plan = make_plan(cfg)
         except ConfigError as e:
             print(f"INVALID {e}")
             bad += 1
             continue
-        print(f"ok      {path}: {cfg.name}: {cfg.space.name}, accuracy from {cfg.accuracy.source}, "
-              f"{cfg.search.algorithm} x {cfg.search.n_trials} trials, proxy {cfg.latency.proxy}")
+        print(f"ok      {path}: {cfg.name}: {cfg.space.name} on the {plan.domain} domain, accuracy from "
+              f"{cfg.accuracy.source}, {cfg.search.algorithm} x {cfg.search.n_trials} trials, proxy {plan.proxy}, "
+              f"{len(plan.targets)} targets, k={cfg.sweep.k}")
+        for w in plan.warnings:
+            print(f"warning {w}")
     return 2 if bad else 0
 
 

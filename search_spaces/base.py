@@ -97,6 +97,34 @@ class SearchSpace(Protocol):
     def encoding_size(self) -> int: ...
 
 
+def distinct_sample(space: SearchSpace, n: int, rng: np.random.Generator, exclude: Iterable[str] = ()) -> list[str]:
+    """``n`` distinct architecture ids drawn uniformly (none of ``exclude``); bounded work whatever ``n``.
+
+    More than the space holds is an error naming the limit. Rejection sampling while it is cheap; where the
+    space is small enough to list and most of it is wanted, a draw without replacement from the list.
+    """
+    skip = set(exclude)
+    room = space.size - len(skip)
+    if n > room:
+        raise SpaceError(f"{n:,} distinct architectures asked of space {space.name!r}, which has "
+                         f"{space.size:,}" + (f" ({len(skip):,} excluded)" if skip else "") + f": ask at most "
+                         f"{max(room, 0):,}")
+    seen: dict[str, None] = {}
+    for _ in range(20 * n + 100):  # a coupon-collector bound, far above what a sparse draw needs
+        if len(seen) >= n:
+            break
+        a = space.arch_id(space.sample(rng))
+        if a not in skip:
+            seen.setdefault(a, None)
+    if len(seen) >= n:
+        return list(seen)[:n]
+    if not hasattr(space, "enumerate"):
+        raise SpaceError(f"could not draw {n:,} distinct architectures of space {space.name!r}; ask fewer")
+    pool = [a for a in (space.arch_id(x) for x in space.enumerate()) if a not in skip and a not in seen]
+    rest = [pool[i] for i in rng.choice(len(pool), size=n - len(seen), replace=False)]
+    return [*seen, *rest]
+
+
 def encode_many(space: SearchSpace, archs: Iterable[Mapping[str, Any]]) -> np.ndarray:
     """Stack the encodings of ``archs`` into a float32 matrix (n, encoding_size)."""
     rows = [space.encode(a) for a in archs]

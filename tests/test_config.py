@@ -87,3 +87,48 @@ def test_tabulated_targets_need_the_table_domain():
     parse_config({"name": "x", "search": {"domain": "space"}, "sweep": {"targets": ["sim:1"]}})
     assert make_plan(parse_config({"name": "x"})).domain == "table"  # the defaults: tabulated targets
     assert make_plan(parse_config({"name": "x", "sweep": {"targets": ["sim:1"]}})).domain == "space"
+
+
+@pytest.mark.parametrize("over, match", [
+    ({"accuracy": {"source": "predictor", "predictor_samples": 20000}},
+     r"accuracy.predictor_samples: 20,000 distinct subnets asked of space 'nb201', which has 15,625"),
+    ({"sweep": {"targets": ["edgetpu"], "k": 1800}},
+     r"sweep.k: 1,800 measurements of target 'edgetpu', which can be measured on 1,740 architectures"),
+    ({"search": {"n_trials": 1_000_000_000_000}}, r"search.n_trials: 1,000,000,000,000 trials would take over"),
+    ({"sweep": {"k": 10, "retest": 50}}, r"sweep.retest: 50 > sweep.k 10"),
+    ({"sweep": {"measure_front": 5000}}, r"sweep.measure_front: 5,000 front members, but the search domain has 1,999"),
+    ({"search": {"n_trials": 30, "population": 40}}, r"search.population: 40 > n_trials 30"),
+    ({"sweep": {"simulated": 10**7}}, r"sweep.simulated: 10,000,000 devices; at most 100,000"),
+    ({"latency": {"proxy": "sim:0", "proxy_samples": 16000}, "search": {"domain": "space"},
+      "sweep": {"targets": ["sim:1"]}}, r"latency.proxy_samples: 16,000 distinct architectures asked"),
+])
+def test_counts_the_domain_cannot_give_are_refused(over, match):
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=match):
+        parse_config({"name": "x", **over})
+    assert time.perf_counter() - t0 < 10  # refused, not attempted
+
+
+def test_many_trials_on_a_small_domain_is_a_warning(capsys, tmp_path):
+    from orchestrator.cli import main
+
+    path = tmp_path / "c.yaml"
+    path.write_text("name: w\nsearch: {n_trials: 60000}\n")
+    assert main(["validate", str(path)]) == 0
+    assert "warning search.n_trials: 60,000 trials on a domain of 1,999 architectures" in capsys.readouterr().out
+
+
+def test_distinct_draws_are_bounded(space):
+    import numpy as np
+
+    from orchestrator.errors import SpaceError
+    from search_spaces.base import distinct_sample
+
+    assert len(set(distinct_sample(space, space.size, np.random.default_rng(0)))) == space.size  # all, no hang
+    with pytest.raises(SpaceError, match="15,626 distinct architectures asked of space 'nb201', which has 15,625"):
+        distinct_sample(space, space.size + 1, np.random.default_rng(0))
+    none = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    some = distinct_sample(space, 10, np.random.default_rng(1), exclude=[none])
+    assert len(set(some)) == 10 and none not in some

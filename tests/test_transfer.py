@@ -144,3 +144,45 @@ def test_k_bucket():
     assert k_bucket(3) == 3 and k_bucket(7) == 6 and k_bucket(20) == 20 and k_bucket(49) == 40
     assert k_bucket(10**6) == K_BUCKETS[-1]
     assert all(k_bucket(k) <= k for k in range(3, 2000))
+
+
+def _noise(n_rows, n_cols, seed=0):
+    """Latencies of devices unrelated to anything: random positive numbers per architecture."""
+    return np.exp(np.random.default_rng(seed).normal(0.0, 0.5, size=(n_rows, n_cols)))
+
+
+def test_a_copy_of_one_source_is_predicted_by_it_among_unrelated_sources(space, shipped):
+    """The target is pixel3 (scaled): with pixel3 among 30 unrelated sources, multi finds it and ranks like it."""
+    X = encode_ids(space, shipped.archs)
+    names = [f"noise{i}" for i in range(30)] + ["pixel3"]
+    src = SourceSet(names, X, np.c_[_noise(len(X), 30), shipped.column("pixel3")], space.encoding_groups())
+    y = 3.0 * shipped.column("pixel3")
+    for d in range(3):
+        pick = np.random.default_rng(d).choice(len(X), 10, replace=False)
+        rest = np.setdiff1d(np.arange(len(X)), pick)
+        pred = adapt("multi", src, X[pick], y[pick], np.random.default_rng(0))
+        assert srcc(pred.predict(X[rest]), y[rest]) > 0.99
+        assert pred.describe().startswith("pixel3") and pred.shares["pixel3"] > 0.9
+
+
+def test_a_noise_source_does_not_hurt(space, shipped):
+    """Adding a random-noise device to the five real sources leaves the mean SRCC where it was (within noise)."""
+    from orchestrator.latency.transfer import predictable
+
+    X = encode_ids(space, shipped.archs)
+    diffs = []
+    for target in ("pixel3", "edgegpu", "raspi4"):
+        others = [d for d in shipped.devices if d != target]
+        real = SourceSet.from_table(shipped.select(others), space)
+        noisy = SourceSet([*others, "noise"], X, np.c_[shipped.select(others).values, _noise(len(X), 1)],
+                          space.encoding_groups())
+        assert list(predictable(noisy)) == [True] * 5 + [False]  # noise cannot teach transfer
+        y = shipped.column(target)
+        measured = np.flatnonzero(~np.isnan(y))
+        for d in range(4):
+            pick = np.random.default_rng([d, 7]).choice(measured, 10, replace=False)
+            rest = np.setdiff1d(measured, pick)
+            a = srcc(adapt("multi", real, X[pick], y[pick]).predict(X[rest]), y[rest])
+            b = srcc(adapt("multi", noisy, X[pick], y[pick]).predict(X[rest]), y[rest])
+            diffs.append(b - a)
+    assert np.mean(diffs) > -0.01, diffs

@@ -81,7 +81,7 @@ class SourceSet:
         self.filled = self._fill(X, np.arange(len(X)))
         self.scale = np.nanmean(self.filled, axis=0)
         self._cache: dict[bytes, np.ndarray] = {}
-        self._hparams: dict[tuple[int, int], tuple[float, float, float] | str] = {}
+        self._hparams: dict[tuple[int, int], tuple[tuple[float, float, float] | str, int]] = {}
 
     @classmethod
     def from_table(cls, table: LatencyTable, space: SearchSpace, seed: int = 0) -> SourceSet:
@@ -171,12 +171,19 @@ class MultiSourcePredictor:
     theta: np.ndarray
     y_scale: float
     hparams: tuple[float, float, float]
+    selected: np.ndarray | None = None  # indices of the sources used (None: all)
+    shares: dict[str, float] | None = None  # each used source's share of the fitted combination on the k samples
+
+    def describe(self, top: int = 5) -> str:
+        """The sources it uses, most weight first (e.g. ``raspi4 0.61, fpga 0.22``)."""
+        items = sorted((self.shares or {}).items(), key=lambda kv: -kv[1])
+        return ", ".join(f"{n} {w:.2f}" for n, w in items[:top])
 
     def fit(self, X: np.ndarray, latency_ms: np.ndarray) -> MultiSourcePredictor:
         raise TransferError("transferred predictors are fitted by adapt(); call a transfer method instead")
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return (_multi_design(self.sources, X) @ self.theta) * self.y_scale
+        return (_multi_design(self.sources, X, keep=self.selected) @ self.theta) * self.y_scale
 
 
 # -- methods -------------------------------------------------------------------------
@@ -268,10 +275,13 @@ def adaproxy(sources: SourceSet, X: np.ndarray, y: np.ndarray, rng: np.random.Ge
     return out
 
 
-def _multi_design(sources: SourceSet, X: np.ndarray, exclude: int | None = None) -> np.ndarray:
+def _multi_design(sources: SourceSet, X: np.ndarray, exclude: int | None = None,
+                  keep: np.ndarray | None = None) -> np.ndarray:
     L = sources.latency(X) / sources.scale
     if exclude is not None:
         L = np.delete(L, exclude, axis=1)
+    if keep is not None:
+        L = L[:, keep]
     Xd = np.asarray(X, dtype=np.float64)
     coarse = Xd @ sources.groups.T if sources.groups is not None else np.zeros((len(Xd), 0))
     return np.hstack([np.ones((len(Xd), 1)), L, coarse, Xd])
@@ -279,6 +289,40 @@ def _multi_design(sources: SourceSet, X: np.ndarray, exclude: int | None = None)
 
 def _multi_pen(n_src: int, n_coarse: int, n_fine: int, hp: tuple[float, float, float]) -> np.ndarray:
     return np.r_[0.0, np.full(n_src, hp[0]), np.full(n_coarse, hp[1]), np.full(n_fine, hp[2])]
+
+
+# Source selection: only the m sources whose latencies rank the target's k samples most like the target
+# does enter the combination (ties: the order of the sources); m is meta-learned on the sources like the
+# penalties, among TOP_M (0: all of them).
+TOP_M = (0, 1, 2, 3, 5, 10)
+# A pseudo-target that no other source ranks like it (best SRCC on the sources' common cells below this)
+# cannot teach how to transfer: it is left out of the meta-learning (a random-noise source, say).
+PREDICTABLE_SRCC = 0.5
+DEFAULT_HPARAMS = (1.0, 1.0, 10.0)  # when no source is a usable pseudo-target
+DEFAULT_TOP_M = 3
+
+
+def source_agreement(L: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman correlation of each source column of ``L`` with ``y`` (-1 where a column is constant)."""
+    R = _rank_columns(L)
+    r = _corr_with(R, rankdata(y))
+    const = np.ptp(L, axis=0) <= 0
+    return np.where(const | ~np.isfinite(r), -1.0, r)
+
+
+def top_sources(agreement: np.ndarray, m: int) -> np.ndarray:
+    """Indices of the m best-agreeing sources, in source order (all when m is 0 or too large)."""
+    if m <= 0 or m >= len(agreement):
+        return np.arange(len(agreement))
+    return np.sort(np.argsort(-agreement, kind="stable")[:m])
+
+
+def predictable(sources: SourceSet) -> np.ndarray:
+    """Per source: whether another source ranks it at least PREDICTABLE_SRCC alike (over the filled table)."""
+    R = _rank_columns(sources.filled)
+    C = np.corrcoef(R, rowvar=False) if R.shape[1] > 1 else np.ones((1, 1))
+    np.fill_diagonal(C, -np.inf)
+    return np.nanmax(C, axis=1) >= PREDICTABLE_SRCC
 
 
 MULTI_GRID: tuple[tuple[float, float, float], ...] = tuple(
@@ -325,14 +369,24 @@ def k_bucket(k: int) -> int:
 
 def select_multi_hparams(sources: SourceSet, k: int, draws: int = 16
                          ) -> tuple[float, float, float] | str:
-    """Meta-learn the multi method's penalties for k samples on the sources themselves.
+    """The meta-learned penalty triple (or ``"loo"``) for k samples; see ``select_multi``."""
+    return select_multi(sources, k, draws)[0]
 
-    Each source in turn is a pseudo-target with k random samples, predicted from
-    the other sources with every penalty triple of MULTI_GRID, and also with the
-    triple that leave-one-out CV on its k samples picks (strategy ``"loo"``).
-    Returns the triple with the best mean SRCC if it beats ``"loo"`` by more
-    than a standard error, else ``"loo"``; cached per
-    bucket of k (see ``k_bucket``).
+
+def select_multi(sources: SourceSet, k: int, draws: int = 16) -> tuple[tuple[float, float, float] | str, int]:
+    """Meta-learn the multi method's penalties and source selection for k samples on the sources themselves.
+
+    Each source that another source can predict (``predictable``) in turn is a
+    pseudo-target with k random samples, predicted from the other sources with
+    every penalty triple of MULTI_GRID, and also with the triple that
+    leave-one-out CV on its k samples picks (strategy ``"loo"``). The triple
+    with the best mean SRCC is used if it beats ``"loo"`` by more than a
+    standard error, else ``"loo"``. Then, with that choice, the number of
+    sources ``m`` (TOP_M: the m that agree best with the pseudo-target's k
+    samples) that ranks the same pseudo-targets best, if it beats using all of
+    them by more than a standard error. Returns (choice, m); cached per bucket
+    of k (see ``k_bucket``). With fewer than two usable pseudo-targets:
+    (DEFAULT_HPARAMS, DEFAULT_TOP_M).
     """
     k = k_bucket(k)
     key = (k, draws)
@@ -346,9 +400,11 @@ def select_multi_hparams(sources: SourceSet, k: int, draws: int = 16
     d = sources.X.shape[1]
     pens = np.stack([_multi_pen(S - 1, n_coarse, d, hp) for hp in MULTI_GRID])
     rows: list[np.ndarray] = []
+    seen: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = []  # for the selection pass
+    usable = predictable(sources)
     for t in range(S):
         ok = np.where(~np.isnan(sources.Y[:, t]))[0]
-        if len(ok) <= k + 2:
+        if len(ok) <= k + 2 or not usable[t]:
             continue
         Fall = _multi_design(sources, sources.X[ok], exclude=t)
         yall = sources.Y[ok, t]
@@ -358,8 +414,11 @@ def select_multi_hparams(sources: SourceSet, k: int, draws: int = 16
             thetas, loo = _ridge_many(Fk, yk, pens)
             rest = np.setdiff1d(np.arange(len(ok)), pick)
             r = _corr_with(_rank_columns(Fall[rest] @ thetas.T), rankdata(yall[rest]))
-            rows.append(np.r_[r, r[int(np.argmin(np.mean(loo**2, axis=1)))]])
-    best: tuple[float, float, float] | str = LOO
+            j = int(np.argmin(np.mean(loo**2, axis=1)))
+            rows.append(np.r_[r, r[j]])
+            seen.append((Fall, yall, pick, rest, j))
+    best: tuple[float, float, float] | str = DEFAULT_HPARAMS
+    m = DEFAULT_TOP_M
     if len(rows) >= 2:
         R = np.stack(rows)
         i = int(np.argmax(R[:, :-1].mean(0)))
@@ -367,11 +426,37 @@ def select_multi_hparams(sources: SourceSet, k: int, draws: int = 16
         # standard error of the paired difference: when the sources are alike
         # and the target is not, their consensus is weak evidence.
         diff = R[:, i] - R[:, -1]
-        if diff.mean() > diff.std(ddof=1) / np.sqrt(len(diff)):
-            best = MULTI_GRID[i]
-    log.debug("multi penalties for k=%d: %s", k, best)
-    sources._hparams[key] = best
-    return best
+        best = MULTI_GRID[i] if diff.mean() > diff.std(ddof=1) / np.sqrt(len(diff)) else LOO
+        m = _select_top_m(seen, best, S - 1, n_coarse, d) if S >= 3 else 0
+    log.debug("multi penalties for k=%d: %s, sources: %s", k, best, f"the best {m}" if m else "all")
+    sources._hparams[key] = (best, m)
+    return best, m
+
+
+def _select_top_m(seen: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]],
+                  best: tuple[float, float, float] | str, n_src: int, n_coarse: int, d: int) -> int:
+    """How many of the best-agreeing sources rank the pseudo-targets best with the chosen penalties."""
+    options = [m for m in TOP_M if m < n_src]  # 0 (all) first
+    scores = []
+    for Fall, yall, pick, rest, j in seen:
+        hp = MULTI_GRID[j] if best == LOO else best
+        Fk, yk = Fall[pick], yall[pick] / yall[pick].mean()
+        agree = source_agreement(Fk[:, 1:1 + n_src], yk)
+        row = []
+        for m in options:
+            cols = _design_columns(top_sources(agree, m), n_src, Fall.shape[1])
+            theta = _ridge(Fk[:, cols], yk, _multi_pen(len(cols) - (Fall.shape[1] - n_src), n_coarse, d, hp))
+            row.append(srcc(Fall[np.ix_(rest, cols)] @ theta, yall[rest]))
+        scores.append(row)
+    R = np.nan_to_num(np.asarray(scores), nan=-1.0)
+    i = int(np.argmax(R.mean(0)))
+    diff = R[:, i] - R[:, 0]
+    return options[i] if i and diff.mean() > diff.std(ddof=1) / np.sqrt(len(diff)) else 0
+
+
+def _design_columns(keep: np.ndarray, n_src: int, width: int) -> np.ndarray:
+    """Columns of a multi design with only the sources ``keep`` (intercept and features always)."""
+    return np.r_[0, 1 + np.asarray(keep, dtype=int), np.arange(1 + n_src, width)]
 
 
 @TRANSFERS.register("multi", help="several sources at once, penalties meta-learned on the sources")
@@ -383,7 +468,10 @@ def multi(sources: SourceSet, X: np.ndarray, y: np.ndarray, rng: np.random.Gener
     scale = float(y.mean())
     yy = y / scale
     # With one source there is nothing to meta-learn from: leave-one-out on the samples.
-    choice = select_multi_hparams(sources, len(y)) if S >= 2 else LOO
+    choice, m = select_multi(sources, len(y)) if S >= 2 else (LOO, 0)
+    keep = top_sources(source_agreement(F[:, 1:1 + S], y), m)
+    F = F[:, _design_columns(keep, S, F.shape[1])]
+    S = len(keep)
     pens = np.stack([_multi_pen(S, n_coarse, X.shape[1], h) for h in MULTI_GRID])
     mse = _loo_mses(F, yy, pens)
     j = int(np.argmin(mse))
@@ -396,7 +484,11 @@ def multi(sources: SourceSet, X: np.ndarray, y: np.ndarray, rng: np.random.Gener
     else:
         hp = choice
     theta = _ridge(F, yy, _multi_pen(S, n_coarse, X.shape[1], hp))
-    return MultiSourcePredictor(sources, theta, scale, hp)
+    contrib = np.abs(theta[1:1 + S]) * F[:, 1:1 + S].std(axis=0)
+    shares = contrib / contrib.sum() if contrib.sum() > 0 else np.full(S, 1.0 / S)
+    names = [sources.names[i] for i in keep]
+    return MultiSourcePredictor(sources, theta, scale, hp, None if m == 0 else keep,
+                                dict(zip(names, map(float, shares), strict=True)))
 
 
 AUTO_CANDIDATES = ("multi", "adaproxy", "reuse")

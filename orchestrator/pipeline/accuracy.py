@@ -24,8 +24,8 @@ def accuracy_stage(ctx: Context) -> tuple[Any, dict[str, Any]]:
             "accuracy_source": f"table:{cfg.table_column}"}
     source, info = supernet_source(ctx)
     if cfg.source == "predictor":
-        n = min(cfg.predictor_samples, ctx.space.size)
-        pred = PredictorAccuracy(ctx.space, source, n, np.random.default_rng([ctx.cfg.seed, 3]), cfg.predictor)
+        pred = PredictorAccuracy(ctx.space, source, cfg.predictor_samples, np.random.default_rng([ctx.cfg.seed, 3]),
+                                 cfg.predictor)
         info.update({f"accuracy_predictor_{k}": v for k, v in pred.quality.items()})
         return pred, info
     return source, info

@@ -18,6 +18,11 @@ from search_spaces.base import SearchSpace
 
 TABULATED = "tabulated"  # sweep.targets keyword: every column of the latency table but the proxy
 AUTO = "auto"
+# Counts no run could finish: refused with the estimate (Optuna's ask/tell alone costs about a millisecond a
+# trial; a simulated device about as much per architecture), not started to run for months.
+MAX_TRIALS = 10_000_000
+MAX_SIMULATED = 100_000
+TRIALS_PER_S = 1_000.0
 
 
 @dataclass
@@ -30,7 +35,12 @@ class Plan:
     targets: list[DeviceSpec]
     domain: str  # "table" or "space"
     proxy_score: float | None = None  # 'auto': the chosen proxy's mean SRCC to the other tabulated devices
+    warnings: list[str] = field(default_factory=list)  # allowed, but probably not what was meant
     _devices: dict[str, Device] = field(default_factory=dict, repr=False)
+
+    def domain_size(self) -> int:
+        """Architectures the searches can propose: the table's rows, or the whole space."""
+        return len(self.table.archs) if self.domain == "table" and self.table is not None else self.space.size
 
     def device_defaults(self) -> dict[str, Any]:
         """Options every device type that has them takes from the latency section."""
@@ -67,7 +77,11 @@ def _targets(cfg: PipelineConfig, table: LatencyTable | None, proxy: str) -> tup
             out.extend(DeviceSpec(name=d) for d in (table.devices if table is not None else []))
         else:
             out.append(DeviceSpec(name=name, options=opts))
-    out.extend(DeviceSpec(name=f"sim:{i}") for i in range(cfg.sweep.simulated))
+    if cfg.sweep.simulated > MAX_SIMULATED:  # refused before a single one is built
+        problems.append(f"sweep.simulated: {cfg.sweep.simulated:,} devices; at most {MAX_SIMULATED:,} (each costs "
+                        f"a task, files and an MLflow run)")
+    else:
+        out.extend(DeviceSpec(name=f"sim:{i}") for i in range(cfg.sweep.simulated))
     seen: dict[str, DeviceSpec] = {}
     for t in out:
         if t.name != proxy:
@@ -177,10 +191,50 @@ def _config_problems(cfg: PipelineConfig) -> list[str]:
     return problems
 
 
+def _count_problems(plan: Plan) -> list[str]:
+    """Every count against what the space, the table and each device can give (a loop that draws distinct
+    architectures must be able to finish)."""
+    cfg, sw, size, n_dom = plan.cfg, plan.cfg.sweep, plan.space.size, plan.domain_size()
+    problems = []
+    if cfg.accuracy.source == "predictor" and cfg.accuracy.predictor_samples > size:
+        problems.append(f"accuracy.predictor_samples: {cfg.accuracy.predictor_samples:,} distinct subnets asked "
+                        f"of space {plan.space.name!r}, which has {size:,}; at most {size:,}")
+    if plan.proxy and not plan.catalog.problems(plan.proxy) and plan.device(plan.proxy, {}).domain() is None \
+            and cfg.latency.proxy_samples > size:
+        problems.append(f"latency.proxy_samples: {cfg.latency.proxy_samples:,} distinct architectures asked of "
+                        f"space {plan.space.name!r}, which has {size:,}; at most {size:,}")
+    for t in plan.targets:
+        dom = plan.device(t.name, t.options).domain()
+        can = min(len(dom), n_dom) if dom is not None else n_dom
+        if sw.k > can:
+            problems.append(f"sweep.k: {sw.k:,} measurements of target {t.name!r}, which can be measured on "
+                            f"{can:,} architectures of the search domain; at most {can:,}")
+    if sw.retest > sw.k:
+        problems.append(f"sweep.retest: {sw.retest} > sweep.k {sw.k}: only the k measured architectures are "
+                        f"measured again; at most {sw.k}")
+    for key in ("measure_front", "export_front"):
+        if getattr(sw, key) > n_dom:
+            problems.append(f"sweep.{key}: {getattr(sw, key):,} front members, but the search domain has "
+                            f"{n_dom:,} architectures; at most {n_dom:,}")
+    for where, n in (("search.n_trials", cfg.search.n_trials), ("sweep.target_search.n_trials",
+                                                                 sw.target_search.n_trials)):
+        if n > MAX_TRIALS:
+            problems.append(f"{where}: {n:,} trials would take over {n / TRIALS_PER_S / 86400:,.0f} days at "
+                            f"{TRIALS_PER_S:,.0f} trials/s (Optuna's own cost per trial); at most {MAX_TRIALS:,}")
+    if cfg.search.population > cfg.search.n_trials:
+        problems.append(f"search.population: {cfg.search.population} > n_trials {cfg.search.n_trials}: the first "
+                        f"generation would not finish; raise n_trials or lower population")
+    if cfg.search.algorithm in ("nsga2", "tpe", "random") and cfg.search.n_trials > 20 * n_dom:
+        plan.warnings.append(f"search.n_trials: {cfg.search.n_trials:,} trials on a domain of {n_dom:,} "
+                             f"architectures: most trials will repeat an architecture (told from the evaluation "
+                             f"log, no new information); 'exhaustive' evaluates each once")
+    return problems
+
+
 def _other_problems(plan: Plan) -> list[str]:
     from orchestrator.search.algorithms import MAX_EXHAUSTIVE
 
-    cfg, problems = plan.cfg, _config_problems(plan.cfg)
+    cfg, problems = plan.cfg, _config_problems(plan.cfg) + _count_problems(plan)
     if cfg.accuracy.source == "table" and plan.space.name != "nb201":
         problems.append("accuracy.source: 'table' needs the nb201 space (the shipped accuracies); use 'supernet' "
                         "or 'predictor'")

@@ -12,7 +12,7 @@ from orchestrator.latency.predictors import make_predictor
 from orchestrator.latency.service import start_latency_service
 from orchestrator.latency.table import LatencyTable, read_table, write_table
 from orchestrator.pipeline.context import Context
-from search_spaces.base import encode_ids
+from search_spaces.base import distinct_sample, encode_ids
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +31,7 @@ def proxy_samples(ctx: Context) -> LatencyTable:
     if path.is_file():
         return read_table(path, ctx.space, device_prefix="lat_ms_")
     rng = np.random.default_rng([ctx.cfg.seed, 11])
-    n = min(ctx.cfg.latency.proxy_samples, ctx.space.size)
-    seen: dict[str, None] = {}
-    while len(seen) < n:
-        seen.setdefault(ctx.space.arch_id(ctx.space.sample(rng)), None)
-    ids = list(seen)
+    ids = distinct_sample(ctx.space, ctx.cfg.latency.proxy_samples, rng)
     log.info("proxy %s: measuring %d architectures to fit its predictor", plan.proxy, len(ids))
     y = device.latency_ms(ids)
     write_table(path, LatencyTable(ids, [f"lat_ms_{plan.proxy}"], y[:, None]))

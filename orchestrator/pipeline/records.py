@@ -88,6 +88,7 @@ def record_target(ctx: Context, shared: SweepShared, rep: TargetReport, export_d
                                             "kind": rep.kind, "simulated": rep.kind == "simulated"})
     ctx.tracker.record(run, {"kind": rep.kind, "k": rep.k, "srcc_threshold": ctx.cfg.sweep.srcc_threshold,
                              "decision_rule": ctx.cfg.sweep.decision, "reason": rep.decision.reason,
+                             "sources_used": rep.sources_used or "-",
                              "transfer": ctx.cfg.sweep.transfer, "sources": ctx.cfg.sweep.sources,
                              "target_search": ctx.cfg.sweep.target_search.algorithm},
                        {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})

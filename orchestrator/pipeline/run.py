@@ -47,6 +47,8 @@ def run_pipeline(cfg: PipelineConfig, *, resume: bool = False, progress: bool = 
     check_cluster(plan, ray.cluster_resources())
     claim_run_dir(cfg, run_dir)  # only now: a refused pre-flight leaves nothing that blocks a re-run
     with run_log(run_dir):
+        for w in plan.warnings:
+            log.warning(w)
         tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.enabled)
         ctx = Context(plan, run_dir, tracker, progress)
         try:

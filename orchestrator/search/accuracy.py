@@ -21,7 +21,7 @@ import numpy as np
 
 from orchestrator.errors import ConfigError
 from orchestrator.latency.predictors import make_predictor
-from search_spaces.base import SearchSpace, encode_ids
+from search_spaces.base import SearchSpace, distinct_sample, encode_ids
 
 log = logging.getLogger(__name__)
 
@@ -173,10 +173,7 @@ class PredictorAccuracy:
                  predictor: str = "mlp") -> None:
         from orchestrator.latency.metrics import srcc
 
-        seen: dict[str, None] = {}
-        while len(seen) < n:
-            seen.setdefault(space.arch_id(space.sample(rng)), None)
-        ids = list(seen)
+        ids = distinct_sample(space, n, rng)
         acc = dict(inner.evaluate(ids))
         y = np.array([acc[a] for a in ids])
         X = encode_ids(space, ids)

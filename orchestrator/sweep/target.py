@@ -109,6 +109,7 @@ class TargetReport:
     png: bytes | None = None
     predictor: Any = None  # the adapted predictor, when kept for a refinement search
     reference: Any = None  # the search.quality.Reference the front was judged against
+    sources_used: str = ""  # the transfer's sources and their shares (adapted targets)
 
     def front_ids(self) -> list[str]:
         return [self.options[i] for i in self.front]
@@ -117,6 +118,7 @@ class TargetReport:
         return {"target": self.name, "kind": self.kind, "k": self.k, "srcc_k": self.decision.srcc_k,
                 "srcc_lb": self.decision.srcc_lb,
                 "decision": self.decision.decision, "reason": self.decision.reason, "method": self.method,
+                "sources_used": self.sources_used,
                 "front_size": len(self.front), "n_options": len(self.options),
                 "n_measurements": self.n_measurements, "seconds": self.seconds, **self.metrics}
 
@@ -281,7 +283,8 @@ def run_target(shared: SweepShared, target: TargetInput, sources: SourceSet | No
     acc = shared.oracle.values(options)
     rep = TargetReport(target.name, target.kind, len(y), dec, method, options, acc, pred, front_of(acc, pred),
                        metrics=metrics, n_measurements=len(y) + int(metrics.get("retest_n", 0)),
-                       predictor=adapted if keep_predictor else None)
+                       predictor=adapted if keep_predictor else None,
+                       sources_used=adapted.describe() if hasattr(adapted, "describe") else "")
     truth = None
     if target.truth is not None:
         known = dict(zip(shared.truth_ids, target.truth, strict=True))
