@@ -104,8 +104,9 @@ def main() -> None:
         rows.append({"n": n, "wall": wall, "search": s["timings"]["search_s"], "sweep": s["timings"]["sweep_s"],
                      "meas": s["target_measurements"], "reuse": s["n_reuse"], "adapt": s["n_adapt"],
                      "hv": s["mean_hv_ratio"]})
-        print(f"  N={n:4d}: {wall:6.1f}s (search {rows[-1]['search']:.1f}s, sweep {rows[-1]['sweep']:.1f}s)",
-              flush=True)
+        parts = {k: round(v, 1) for k, v in s["timings"].items() if k.endswith("_s")}
+        print(f"  N={n:4d}: {wall:6.1f}s (search {rows[-1]['search']:.1f}s, sweep {rows[-1]['sweep']:.1f}s); "
+              f"{parts}", flush=True)
     # the baseline: a full search per target
     names = ["sim:0"] if max(args.sizes) == 1 else [*TABULATED, *(f"sim:{i}" for i in range(max(args.sizes)))]
     per: list[float] = []

@@ -118,7 +118,8 @@ class SweepSection(_Model):
                              "the threshold, else adapt; 'point': the paper's rule, SRCC >= threshold")
     confidence: float = Field(0.9, gt=0.5, lt=1, description="one-sided confidence of the SRCC lower bound")
     target_search: TargetSearchSection = Field(default_factory=TargetSearchSection)
-    retest: int = Field(10, ge=0, description="measured targets: re-measure this many of the k (another order) "
+    retest: int = Field(10, ge=0, description="measured targets: re-measure this many of the k (at most k, in "
+                                              "another order) "
                                               "and record the test-retest SRCC; below 0.9 the target is flagged "
                                               "(0: off)")
     transfer: str = Field("multi", description="transfer method when adapting (hwnas list: transfer methods)")

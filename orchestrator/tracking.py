@@ -70,15 +70,23 @@ class Tracker:
         import mlflow
         from mlflow.tracking import MlflowClient
 
-        self.client = MlflowClient(tracking_uri=self.uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        if exp is None:
-            loc = None
-            if self.uri.startswith("sqlite:///"):
-                loc = (Path(self.uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=loc)
-        else:
-            self.experiment_id = exp.experiment_id
+        try:
+            self.client = MlflowClient(tracking_uri=self.uri)
+            exp = self.client.get_experiment_by_name(experiment)
+            if exp is None:
+                loc = None
+                if self.uri.startswith("sqlite:///"):
+                    loc = (Path(self.uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=loc)
+            else:
+                self.experiment_id = exp.experiment_id
+        except Exception as e:  # noqa: BLE001 - MLflow and its database drivers raise many types
+            from orchestrator.errors import ConfigError
+
+            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+            raise ConfigError(f"the MLflow store {self.uri} cannot be used ({type(e).__name__}: {first}); move a "
+                              f"corrupt file aside, set tracking.uri to another store, or tracking.enabled: false"
+                              ) from None
         self._mlflow = mlflow
 
     # -- runs -------------------------------------------------------------------

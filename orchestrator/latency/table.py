@@ -165,6 +165,8 @@ def read_table(
                 vals.append(v)
             archs.append(arch)
             rows.append(vals)
+    if not rows:
+        raise TableError(f"{path}: a header but no architectures; add one row per architecture under it")
     values = np.array(rows, dtype=np.float64).reshape(len(rows), len(dev_cols))
     return LatencyTable(archs, [name for _, name in dev_cols], values, str(path),
                         TableRef(path=str(path.resolve()), device_prefix=device_prefix))

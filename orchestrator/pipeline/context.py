@@ -60,9 +60,8 @@ class Context:
             self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
 
 
-def check_run_dir(cfg: PipelineConfig, resume: bool, base: Path | None = None) -> Path:
-    """The run dir, checked: a run there needs --resume and the same config. Creates nothing."""
-    d = cfg.run_dir(base)
+def check_run_dir(cfg: PipelineConfig, resume: bool, d: Path) -> Path:
+    """The run dir ``d``, checked: a run there needs --resume and the same config. Creates nothing."""
     state = d / STATE_FILE
     if state.is_file():
         if not resume:
@@ -78,12 +77,47 @@ def check_run_dir(cfg: PipelineConfig, resume: bool, base: Path | None = None) -
     return d
 
 
+@contextmanager
+def run_dir_lock(d: Path) -> Iterator[None]:
+    """One driver per run dir: an exclusive lock on ``<output_dir>/.<name>.lock`` held for the whole run (the
+    OS drops it when the driver dies, even by SIGKILL). A second ``hwnas run`` on the same run dir is refused
+    at once, before it touches anything. Also where an unusable output dir shows, as an error, not a trace."""
+    import fcntl
+    import os
+
+    try:
+        d.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(d.parent / f".{d.name}.lock", "a+")  # noqa: SIM115 - held open for the run
+    except OSError as e:
+        raise ConfigError(f"cannot use the output directory {d.parent} ({e.strerror or e}); set output_dir "
+                          f"(or --output-dir) to a writable directory") from None
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            other = fh.read().strip() or "another process"
+            raise ConfigError(f"{d} is in use by another hwnas run ({other}); wait for it to finish, or use "
+                              f"another 'name'") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        yield
+    finally:
+        fh.close()
+
+
 def claim_run_dir(cfg: PipelineConfig, d: Path) -> None:
     """Create the run dir and write its state file (after every pre-flight check passed)."""
-    for sub in ("", "targets", "fronts"):
-        (d / sub).mkdir(parents=True, exist_ok=True)
-    (d / STATE_FILE).write_text(json.dumps({"config": cfg.model_dump(mode="json"), "versions": package_versions()},
-                                           indent=2))
+    try:
+        for sub in ("", "targets", "fronts"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        (d / STATE_FILE).write_text(json.dumps({"config": cfg.model_dump(mode="json"),
+                                                "versions": package_versions()}, indent=2))
+    except OSError as e:
+        raise ConfigError(f"cannot write the run dir {d} ({e.strerror or e}); set output_dir to a writable "
+                          f"directory") from None
 
 
 def init_ray(cfg: PipelineConfig) -> None:

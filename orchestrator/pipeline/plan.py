@@ -209,9 +209,6 @@ def _count_problems(plan: Plan) -> list[str]:
         if sw.k > can:
             problems.append(f"sweep.k: {sw.k:,} measurements of target {t.name!r}, which can be measured on "
                             f"{can:,} architectures of the search domain; at most {can:,}")
-    if sw.retest > sw.k:
-        problems.append(f"sweep.retest: {sw.retest} > sweep.k {sw.k}: only the k measured architectures are "
-                        f"measured again; at most {sw.k}")
     for key in ("measure_front", "export_front"):
         if getattr(sw, key) > n_dom:
             problems.append(f"sweep.{key}: {getattr(sw, key):,} front members, but the search domain has "

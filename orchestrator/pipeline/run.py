@@ -21,7 +21,7 @@ import numpy as np
 from orchestrator.config import PipelineConfig
 from orchestrator.pipeline import extras, records
 from orchestrator.pipeline.accuracy import accuracy_stage
-from orchestrator.pipeline.context import Context, check_run_dir, claim_run_dir, init_ray, run_log
+from orchestrator.pipeline.context import Context, check_run_dir, claim_run_dir, init_ray, run_dir_lock, run_log
 from orchestrator.pipeline.plan import make_plan
 from orchestrator.pipeline.proxy import proxy_stage
 from orchestrator.pipeline.search import search_stage
@@ -38,7 +38,15 @@ def run_pipeline(cfg: PipelineConfig, *, resume: bool = False, progress: bool = 
     """Run (or resume) the whole pipeline; returns the summary also written to summary.json."""
     t_start = time.perf_counter()
     plan = make_plan(cfg)  # every config problem, before anything starts
-    run_dir = check_run_dir(cfg, resume, base)
+    run_dir = cfg.run_dir(base)
+    with run_dir_lock(run_dir):
+        return _locked(plan, run_dir, resume, progress, t_start)
+
+
+def _locked(plan: Any, run_dir: Path, resume: bool, progress: bool, t_start: float) -> dict[str, Any]:
+    cfg = plan.cfg
+    check_run_dir(cfg, resume, run_dir)
+    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.enabled)  # a bad store: refused here
     init_ray(cfg)
     import ray
 
@@ -49,7 +57,6 @@ def run_pipeline(cfg: PipelineConfig, *, resume: bool = False, progress: bool = 
     with run_log(run_dir):
         for w in plan.warnings:
             log.warning(w)
-        tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.enabled)
         ctx = Context(plan, run_dir, tracker, progress)
         try:
             tracker.start(run_dir, cfg.name, resume)

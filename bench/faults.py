@@ -1,0 +1,267 @@
+"""The fault matrix: bad input and crashes, each a row, run the way a user meets them (the `hwnas` command in a
+fresh process). For each row: what should happen, what did, how long until a clear error, and after a kill and
+`--resume`, whether completed trials == budget, no architecture was evaluated twice and no MLflow run is left
+RUNNING. The goal: every row passes, no traceback reaches the user, no refusal takes over 10 s.
+
+    python bench/faults.py [--quick] [--only NAME ...]
+
+``--quick`` runs the rows that need no kill (the tests run those too: tests/test_faults.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REFUSE_S = 10.0
+NB201_CELL = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"
+OTHER_CELL = "|skip_connect~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"
+
+# name -> (CSV text, a fragment the error must hold)
+BAD_CSVS: dict[str, tuple[str, str]] = {
+    "csv: NaN latency": (f"arch,lat_ms_a\n{NB201_CELL},nan\n", "must be a positive, finite number"),
+    "csv: negative latency": (f"arch,lat_ms_a\n{NB201_CELL},-2\n", "must be a positive, finite number"),
+    "csv: zero latency": (f"arch,lat_ms_a\n{NB201_CELL},0\n", "must be a positive, finite number"),
+    "csv: duplicate arch": (f"arch,lat_ms_a\n{NB201_CELL},1\n{NB201_CELL},2\n", "duplicate architecture"),
+    "csv: non-numeric latency": (f"arch,lat_ms_a\n{NB201_CELL},fast\n", "is not a number"),
+    "csv: empty file": ("", "file is empty"),
+    "csv: header only": ("arch,lat_ms_a\n", "no architectures"),
+    "csv: invalid arch": ("arch,lat_ms_a\n|conv~0|+|none~0|,1\n", "malformed NB201 arch"),
+    "csv: another space's arch": ("arch,lat_ms_a\nk3e4-k3e4|k3e4-k3e4|k3e4-k3e4|k3e4-k3e4|k3e4-k3e4,1\n",
+                                  "malformed NB201 arch"),
+    "csv: no arch column": (f"name,lat_ms_a\n{NB201_CELL},1\n", "no column 'arch'"),
+}
+
+BASE = {"accuracy": {"source": "table"}, "latency": {"proxy": "fpga"},
+        "search": {"n_trials": 40, "population": 10, "domain": "table"},
+        "sweep": {"targets": ["pixel3", "sim:0"], "k": 5}}
+
+# name -> (config overrides, a fragment the error must hold)
+BAD_CONFIGS: dict[str, tuple[dict, str]] = {
+    "config: unknown device option": ({"sweep": {"targets": [{"name": "remote:box", "options": {"runtime": "x"}}]}},
+                                      "option 'runtime': unknown option (valid options:"),
+    "config: unknown device": ({"sweep": {"targets": ["pixel9"]}}, "unknown device 'pixel9'"),
+    "config: k beyond the table": ({"sweep": {"targets": ["edgetpu"], "k": 5000}},
+                                   "can be measured on 1,740 architectures"),
+    "config: predictor samples beyond the space": (
+        {"accuracy": {"source": "predictor", "predictor_samples": 20000}}, "which has 15,625"),
+    "config: absurd n_trials": ({"search": {"n_trials": 10**12}}, "trials would take over"),
+    "config: unknown key": ({"serach": {}}, "serach: Extra inputs are not permitted"),
+    "config: a user's table with a bad cell": (None, "line 3, column 'lat_ms_a'"),
+}
+
+
+@dataclass
+class Row:
+    name: str
+    expected: str
+    observed: str = ""
+    seconds: float = 0.0
+    ok: bool = False
+
+
+def hwnas(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+          ) -> tuple[int, str, float]:
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=cwd, capture_output=True, text=True,
+                       timeout=timeout, env=env)
+    return p.returncode, p.stdout + p.stderr, time.perf_counter() - t0
+
+
+def write_config(path: Path, name: str, over: dict | None = None, **extra: object) -> Path:
+    import yaml
+
+    cfg = json.loads(json.dumps(BASE))
+    for k, v in (over or {}).items():
+        cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) and isinstance(cfg.get(k), dict) else v
+    cfg.update(name=name, output_dir=str(path.parent / "runs"),
+               tracking={"uri": f"sqlite:///{path.parent}/mlflow.db", "experiment": "faults"}, **extra)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def refused(row: Row, rc: int, out: str, secs: float, fragment: str) -> Row:
+    row.seconds = secs
+    clean = "Traceback" not in out
+    row.ok = rc == 2 and fragment in out and clean and secs < REFUSE_S
+    lines = out.splitlines()
+    first = next((x for x in lines if fragment in x), next((x for x in lines if "error" in x.lower()), out[:120]))
+    row.observed = f"rc {rc}, {'no traceback' if clean else 'TRACEBACK'}: {first.strip()[:150]}"
+    return row
+
+
+def csv_rows(work: Path) -> list[Row]:
+    rows = []
+    for name, (text, frag) in BAD_CSVS.items():
+        p = work / f"{len(rows)}.csv"
+        p.write_text(text)
+        rc, out, secs = hwnas(["latency", "srcc", "--table", str(p)], work)
+        rows.append(refused(Row(name, f"refused naming the file and line: '{frag}'"), rc, out, secs, frag))
+    return rows
+
+
+def config_rows(work: Path) -> list[Row]:
+    rows = []
+    for name, (over, frag) in BAD_CONFIGS.items():
+        if over is None:  # a user's CSV as latency.table, with a bad cell: refused by validate
+            table = work / "mine.csv"
+            table.write_text(f"arch,lat_ms_a\n{NB201_CELL},1.0\n{OTHER_CELL},x\n")
+            over = {"latency": {"table": str(table), "proxy": "a"}, "sweep": {"targets": ["sim:0"]},
+                    "search": {"domain": "table"}}
+        cfg = write_config(work / f"c{len(rows)}.yaml", f"c{len(rows)}", over)
+        rc, out, secs = hwnas(["validate", str(cfg)], work)
+        rows.append(refused(Row(name, f"validate refuses it, with its path: '{frag}'"), rc, out, secs, frag))
+    return rows
+
+
+def output_dir_row(work: Path) -> Row:
+    blocker = work / "not_a_dir"
+    blocker.write_text("a file where the output dir should be")
+    cfg = write_config(work / "od.yaml", "od")
+    rc, out, secs = hwnas(["run", str(cfg), "--output-dir", str(blocker / "runs"), "--no-progress"], work)
+    return refused(Row("output dir is a file", "refused before any work: 'cannot use the output directory'"),
+                   rc, out, secs, "cannot use the output directory")
+
+
+def corrupt_mlflow_row(work: Path) -> Row:
+    d = work / "corrupt"
+    d.mkdir()
+    (d / "mlflow.db").write_bytes(os.urandom(4096))
+    cfg = write_config(d / "cm.yaml", "cm")
+    rc, out, secs = hwnas(["run", str(cfg), "--no-progress"], d)
+    row = refused(Row("corrupt mlflow.db", "refused before any work: 'MLflow store ... cannot be used'"),
+                  rc, out, secs, "cannot be used")
+    row.ok = row.ok and not (d / "runs" / "cm" / "pipeline.json").exists()
+    return row
+
+
+def concurrent_row(work: Path) -> Row:
+    d = work / "twice"
+    d.mkdir()
+    cfg = write_config(d / "tw.yaml", "tw", {"search": {"n_trials": 200, "population": 20}})
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(cfg), "--no-progress"], cwd=d,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+    lock = d / "runs" / ".tw.lock"
+    deadline = time.monotonic() + 120
+    while not (lock.is_file() and lock.read_text().startswith("pid")) and first.poll() is None:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    rc, out, secs = hwnas(["run", str(cfg), "--no-progress"], d)
+    row = refused(Row("two runs on one run dir", "the second refused by the lock; the first finishes"), rc, out,
+                  secs, "in use by another hwnas run")
+    first_out, _ = first.communicate(timeout=600)
+    row.ok = row.ok and first.returncode == 0 and "run tw:" in first_out
+    row.observed += f"; first run rc {first.returncode}"
+    return row
+
+
+def _lines(p: Path) -> list[str]:
+    return [x for x in p.read_text().splitlines() if x.strip()] if p.is_file() else []
+
+
+def kill_row(work: Path, name: str, phase: str, until: Callable[[Path], bool], supernet: bool = False) -> Row:
+    """Start a run, SIGKILL the driver once ``until(run_dir)`` holds, tear the journal's last line, resume."""
+    import optuna
+    from mlflow.tracking import MlflowClient
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
+
+    d = work / name.replace(" ", "_")
+    d.mkdir()
+    over = {"sweep": {"targets": ["pixel3", "edgegpu", *(f"sim:{i}" for i in range(12))], "k": 5}}
+    if supernet:
+        over["accuracy"] = {"source": "supernet", "supernet": {
+            "options": {"channels": 4, "cells_per_stage": 1}, "data": {"name": "digits"},
+            "train": {"epochs": 3, "batch_size": 64}, "eval": {"calib_batches": 1, "max_val": 90}, "actors": 1}}
+        over["search"] = {"n_trials": 24, "population": 6, "domain": "table"}
+    cfg = write_config(d / "k.yaml", "k", over, ray={"num_cpus": 2})
+    run_dir = d / "runs" / "k"
+    ray_tmp = tempfile.mkdtemp(prefix="hwf", dir="/tmp")  # short: Ray's socket paths
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}
+    row = Row(name, f"SIGKILL {phase}; --resume completes: trials == budget, 0 duplicate evaluations, "
+                    f"0 MLflow runs RUNNING")
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(cfg), "--no-progress"], cwd=d,
+                             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300
+        while not until(run_dir) and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        killed = p.poll() is None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        p.wait(30)
+        journal = run_dir / "optuna.journal"
+        if journal.is_file():
+            with open(journal, "ab") as f:
+                f.write(b'{"op_code": 6, "worker_id": "dead", "trial_')  # a write torn by the kill
+        rc, out, secs = hwnas(["run", str(cfg), "--resume", "--no-progress"], d, env=env)
+        row.seconds = secs
+        study = optuna.load_study(study_name="k", storage=JournalStorage(JournalFileBackend(str(journal))))
+        complete = len(study.get_trials(states=(TrialState.COMPLETE,)))
+        evals = [json.loads(x)["arch"] for x in _lines(run_dir / "evaluations.jsonl")]
+        client = MlflowClient(f"sqlite:///{d}/mlflow.db")
+        runs = client.search_runs([client.get_experiment_by_name("faults").experiment_id])
+        running = sum(r.info.status == "RUNNING" for r in runs)
+        summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
+        budget = BASE["search"]["n_trials"] if not supernet else 24
+        row.ok = (killed and rc == 0 and "Traceback" not in out and complete == budget
+                  and len(evals) == len(set(evals)) and running == 0 and len(summary.get("targets", [])) == 14)
+        row.observed = (f"{'killed' if killed else 'NOT KILLED (finished first)'}; resume rc {rc}, trials "
+                        f"{complete}/{budget}, duplicate evaluations {len(evals) - len(set(evals))}, RUNNING runs "
+                        f"{running}, targets {len(summary.get('targets', []))}/14")
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    return row
+
+
+def quick_rows(work: Path) -> list[Row]:
+    return [*csv_rows(work), *config_rows(work), output_dir_row(work), corrupt_mlflow_row(work),
+            concurrent_row(work)]
+
+
+def kill_rows(work: Path) -> list[Row]:
+    return [
+        kill_row(work, "kill during supernet training", "while the supernet trains",
+                 lambda r: (r / "supernet" / "last.pt").is_file(), supernet=True),
+        kill_row(work, "kill during search", "mid-search",
+                 lambda r: len(_lines(r / "evaluations.jsonl")) >= 15),
+        kill_row(work, "kill during sweep", "after some targets were recorded",
+                 lambda r: len(list((r / "targets").glob("*.json"))) >= 3 if (r / "targets").is_dir() else False),
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="only the rows without a kill")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="hwnas-faults-"))
+    t0 = time.perf_counter()
+    try:
+        rows = quick_rows(work) + ([] if args.quick else kill_rows(work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"{'':2}{'fault':<44}{'s':>6}  observed")
+    for r in rows:
+        print(f"{'ok' if r.ok else 'NO':2} {r.name:<43}{r.seconds:6.1f}  {r.observed}")
+    print(f"\n{sum(r.ok for r in rows)}/{len(rows)} rows pass; slowest refusal "
+          f"{max((r.seconds for r in rows if 'kill' not in r.name), default=0):.1f}s; {time.perf_counter() - t0:.0f}s")
+    sys.exit(0 if all(r.ok for r in rows) else 1)
+
+
+if __name__ == "__main__":
+    main()

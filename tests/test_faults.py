@@ -1,0 +1,91 @@
+"""Faults and bad input: the fast subset in process, the whole quick matrix of bench/faults.py as users meet
+it (fresh `hwnas` processes), and the security basics kept checked."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import ConfigError, TableError
+from orchestrator.latency.table import read_table
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def faults():
+    spec = importlib.util.spec_from_file_location("hwnas_faults", ROOT / "bench" / "faults.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["hwnas_faults"] = mod  # its dataclasses look their module up
+    spec.loader.exec_module(mod)
+    yield mod
+    sys.modules.pop("hwnas_faults", None)
+
+
+def test_bad_tables_are_refused_naming_the_problem(faults, tmp_path, space):
+    for i, (name, (text, fragment)) in enumerate(faults.BAD_CSVS.items()):
+        p = tmp_path / f"{i}.csv"
+        p.write_text(text)
+        with pytest.raises(TableError, match=re.escape(fragment)):
+            read_table(p, space)
+        assert name
+
+
+def test_one_driver_per_run_dir(tmp_path):
+    from orchestrator.pipeline.context import run_dir_lock
+
+    d = tmp_path / "runs" / "x"
+    in_use = rf"{d} is in use by another hwnas run \(pid {os.getpid()}\)"
+    with run_dir_lock(d), pytest.raises(ConfigError, match=in_use), run_dir_lock(d):
+        pass
+    with run_dir_lock(d):  # released with the first
+        pass
+    assert not d.exists()  # the lock sits beside the run dir: a refused run leaves no run dir
+
+
+def test_unusable_output_dir_and_store(tmp_path):
+    from orchestrator.pipeline.context import run_dir_lock
+    from orchestrator.tracking import Tracker
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="cannot use the output directory .*Not a directory"), \
+            run_dir_lock(blocker / "runs" / "x"):
+        pass
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(os.urandom(4096))
+    with pytest.raises(ConfigError, match="MLflow store .* cannot be used .*DatabaseError.*move a corrupt file"):
+        Tracker(f"sqlite:///{db}", "e")
+
+
+@pytest.mark.slow
+def test_the_quick_fault_matrix(faults, tmp_path):
+    rows = faults.quick_rows(tmp_path)
+    bad = [(r.name, r.observed) for r in rows if not r.ok]
+    assert not bad and len(rows) == len(faults.BAD_CSVS) + len(faults.BAD_CONFIGS) + 3
+
+
+SOURCES = [p for d in ("orchestrator", "search_spaces", "experiments") for p in (ROOT / d).rglob("*.py")]
+
+
+def test_security_basics_stay_checked():
+    """No shell=True or eval/exec of strings, torch.load only with weights_only=True, YAML only safe_load,
+    no server bound beyond loopback by default (Ray's dashboard off in local starts)."""
+    assert len(SOURCES) > 40
+    for path in SOURCES:
+        text = path.read_text()
+        rel = path.relative_to(ROOT)
+        assert "shell=True" not in text, rel
+        assert not re.search(r"(?<![\w.])(eval|exec)\(", text), rel
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            assert "weights_only=True" in call, (rel, call)
+        assert not re.search(r"yaml\.(load|unsafe_load)\(", text), rel
+        for call in re.findall(r"ray\.init\(([^)]*)\)", text):
+            if "address" not in call:  # a local cluster: no dashboard (it would listen on a port)
+                assert "include_dashboard=False" in call, (rel, call)
+        assert "0.0.0.0" not in text, rel
