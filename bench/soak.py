@@ -98,6 +98,8 @@ def rest_runs(work: Path) -> tuple[int, float]:
 
 
 def sweep_part(work: Path, sizes: list[int]) -> None:
+    if not sizes:
+        return
     print(f"{'targets':>8} {'wall s':>8} {'peak RSS MB':>12} {'runs via REST':>14} {'REST s':>7}")
     total = 0
     for n in sizes:
@@ -127,7 +129,7 @@ def search_part(work: Path, trials: int) -> None:
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     t0 = time.perf_counter()
     while p.poll() is None:
-        told = journal.read_bytes().count(b'"state": 1') if journal.is_file() else 0
+        told = journal.read_bytes().count(b'"state":1') if journal.is_file() else 0
         if told >= 0.9 * trials:
             break
         time.sleep(0.5)
@@ -142,14 +144,19 @@ def search_part(work: Path, trials: int) -> None:
     study = optuna.load_study(study_name="long", storage=JournalStorage(JournalFileBackend(str(journal))))
     complete = len(study.get_trials(states=(TrialState.COMPLETE,)))
     evals = [json.loads(x)["arch"] for x in (work / "runs" / "long" / "evaluations.jsonl").read_text().splitlines()]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{work}/mlflow.db")
+    running = sum(x.info.status == "RUNNING" for x in client.search_runs(
+        [client.get_experiment_by_name("soak").experiment_id], max_results=5000))
     print(f"\nsearch of {trials} trials: {'killed' if killed else 'NOT killed'} after {first:.0f}s; resume rc "
           f"{r.returncode} in {time.perf_counter() - t1:.0f}s; completed {complete}/{trials}; duplicate "
-          f"evaluations {len(evals) - len(set(evals))}")
+          f"evaluations {len(evals) - len(set(evals))}; MLflow runs left RUNNING {running}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--targets", type=int, nargs="+", default=[250, 1000])
+    ap.add_argument("--targets", type=int, nargs="*", default=[250, 1000])
     ap.add_argument("--trials", type=int, default=10_000)
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
