@@ -106,13 +106,17 @@ def test_sigkill_then_resume(tmp_path, ray_tmp):
     failed = [t for t in trials if t.state == TrialState.FAIL]
     requeued = [t for t in complete if REQUEUED_FROM in t.user_attrs]
     assert sorted(t.user_attrs[REQUEUED_FROM] for t in requeued) == sorted(t.number for t in failed)
-    for t in requeued:  # the re-queued trial ran the dead trial's parameters
-        assert t.params == next(f.params for f in failed if f.number == t.user_attrs[REQUEUED_FROM])
+    for t in requeued:  # the re-queued trial ran the dead trial's parameters (a kill between two parameter
+        # writes leaves the dead trial some of them: the re-queued one draws the rest)
+        dead = next(f.params for f in failed if f.number == t.user_attrs[REQUEUED_FROM])
+        assert dead and t.params.items() >= dead.items()
 
     rows = [json.loads(x) for x in _lines(evals)]
     archs = [r["arch"] for r in rows]
     assert len(archs) == len(set(archs))  # no architecture evaluated twice, across the kill
-    assert {t.user_attrs["arch"] for t in complete} == set(archs)
+    # every trial's architecture was evaluated once; the sweep evaluated a few more (front members it chose on
+    # a predicted accuracy)
+    assert {t.user_attrs["arch"] for t in complete} <= set(archs)
 
     summary = json.loads((run_dir / "summary.json").read_text())
     assert [r["target"] for r in summary["targets"]] == ["sim:0"]
