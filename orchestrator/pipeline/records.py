@@ -30,6 +30,9 @@ def record_start(ctx: Context) -> None:
     t.artifact(parent, ctx.run_dir / STATE_FILE)
 
 
+SOURCE_LABEL = {"table": "table", "supernet": "evaluated", "predictor": "predicted"}
+
+
 def record_search(ctx: Context, found: Sequence[Candidate], pool: Sequence[Candidate]) -> None:
     """candidates.csv, the proxy's front, the hypervolume over trials."""
     parent = ctx.tracker.parent_id
@@ -42,8 +45,9 @@ def record_search(ctx: Context, found: Sequence[Candidate], pool: Sequence[Candi
     acc = np.array([c.accuracy for c in pool])
     lat = np.array([c.latency_ms for c in pool])
     front = front_of(acc, lat)
-    rows = [{"arch": pool[i].arch_id, "accuracy": float(acc[i]), "predicted_ms": float(lat[i]),
-             "proxy_ms": float(lat[i])} for i in front]
+    label = SOURCE_LABEL[ctx.cfg.accuracy.source]
+    rows = [{"arch": pool[i].arch_id, "accuracy": float(acc[i]), "accuracy_from": label,
+             "predicted_ms": float(lat[i]), "proxy_ms": float(lat[i])} for i in front]
     csv_p, json_p = write_front(rows, ctx.run_dir / "fronts" / "proxy")
     all_acc = np.array([c.accuracy for c in found])
     all_lat = np.array([c.latency_ms for c in found])
