@@ -67,6 +67,35 @@ class Device(Protocol):
     def close(self) -> None: ...
 
 
+class SampledDevice:
+    """What every device that times a real runtime shares (measured here or on a remote node): noisy samples,
+    no truth known without measuring, any architecture, options that make its spec. Subclasses give
+    ``samples(arch_ids, progress)``."""
+
+    kind = "measured"
+    deterministic = False
+    name: str
+    options: BaseModel
+
+    def samples(self, arch_ids: Sequence[str], progress: Callable[[int], None] | None = None) -> list[Any]:
+        raise NotImplementedError
+
+    def latency_ms(self, arch_ids: Sequence[str]) -> np.ndarray:
+        return np.array([s.median_ms for s in self.samples(arch_ids)], dtype=float)
+
+    def spec(self) -> DeviceSpec:
+        return DeviceSpec(name=self.name, options=self.options.model_dump(mode="json"))
+
+    def truth(self, arch_ids: Sequence[str]) -> None:
+        return None
+
+    def domain(self) -> None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
 class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

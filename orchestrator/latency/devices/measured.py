@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.errors import DeviceError
-from orchestrator.latency.devices.base import DEVICES, DeviceSpec, DeviceType
+from orchestrator.latency.devices.base import DEVICES, DeviceType, SampledDevice
 from orchestrator.latency.measurement import LatencySample, MeasurementProtocol, pin_cores, summarize, time_callable
 from search_spaces.base import SearchSpace
 
@@ -46,11 +46,9 @@ def n_params(model: Any) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
-class MeasuredDevice:
-    """A runtime on this machine; subclasses build a runnable per architecture (``_runner``)."""
+class MeasuredDevice(SampledDevice):
+    """A runtime on this machine; subclasses time the network of an architecture (``_measure``)."""
 
-    kind = "measured"
-    deterministic = False
     runtime = ""
 
     def __init__(self, name: str, space: SearchSpace, options: MeasuredOptions) -> None:
@@ -67,24 +65,12 @@ class MeasuredDevice:
     def protocol(self) -> MeasurementProtocol:
         return self.options.protocol
 
-    def spec(self) -> DeviceSpec:
-        return DeviceSpec(name=self.name, options=self.options.model_dump(mode="json"))
-
     def cluster_resources(self) -> dict[str, float]:
         return {}
 
     def actor_resources(self) -> dict[str, float]:
         """What the measuring actor asks Ray for."""
         return {"num_cpus": float(self.options.threads), "num_gpus": 0.0}
-
-    def truth(self, arch_ids: Sequence[str]) -> None:
-        return None
-
-    def domain(self) -> None:
-        return None
-
-    def close(self) -> None:
-        pass
 
     # -- measuring --------------------------------------------------------------
     def _setup(self) -> None:
@@ -133,9 +119,6 @@ class MeasuredDevice:
         if progress is not None:
             progress(len(rows))
         return [LatencySample(**r) for r in rows]
-
-    def latency_ms(self, arch_ids: Sequence[str]) -> np.ndarray:
-        return np.array([s.median_ms for s in self.samples(arch_ids)], dtype=float)
 
 
 class TorchCPUDevice(MeasuredDevice):

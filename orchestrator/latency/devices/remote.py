@@ -13,11 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 from pydantic import ConfigDict, Field, field_validator
 
 from orchestrator.errors import DeviceError
-from orchestrator.latency.devices.base import DEVICES, PREFIXES, DeviceSpec, DeviceType
+from orchestrator.latency.devices.base import DEVICES, PREFIXES, DeviceSpec, DeviceType, SampledDevice
 from orchestrator.latency.devices.measured import CudaOptions
 from orchestrator.latency.measurement import LatencySample
 from search_spaces.base import SearchSpace, SpaceSpec
@@ -69,11 +68,10 @@ def _measure_task(space_spec: SpaceSpec, inner: DeviceSpec, arch_ids: list[str])
     return [device.measure(space.parse(a)).to_dict() for a in arch_ids]  # type: ignore[attr-defined]
 
 
-class RemoteDevice:
+class RemoteDevice(SampledDevice):
     """Measures on the Ray node(s) carrying ``device:<name>`` with the runtime ``inner``."""
 
     kind = "remote"
-    deterministic = False
 
     def __init__(self, resource_name: str, space: SearchSpace, options: RemoteOptions) -> None:
         if not resource_name:
@@ -88,20 +86,8 @@ class RemoteDevice:
         inner_opts["isolate"] = False  # the task is the isolation
         self._inner = DeviceSpec(name=options.inner, options=inner_opts)
 
-    def spec(self) -> DeviceSpec:
-        return DeviceSpec(name=self.name, options=self.options.model_dump(mode="json"))
-
     def cluster_resources(self) -> dict[str, float]:
         return {self.resource: 1.0}
-
-    def truth(self, arch_ids: Sequence[str]) -> None:
-        return None
-
-    def domain(self) -> None:
-        return None
-
-    def close(self) -> None:
-        pass
 
     def check(self) -> None:
         import ray
@@ -127,9 +113,6 @@ class RemoteDevice:
             if progress is not None:
                 progress(len(rows))
         return out
-
-    def latency_ms(self, arch_ids: Sequence[str]) -> np.ndarray:
-        return np.array([s.median_ms for s in self.samples(arch_ids)], dtype=float)
 
     def measure_many(self, archs: Sequence[Mapping[str, Any]],
                      progress: Callable[[int], None] | None = None) -> list[LatencySample]:
