@@ -2,19 +2,17 @@
 over the whole domain, and its quality against the truth where the truth is known."""
 
 from orchestrator.sweep.decision import ADAPT, REUSE, Decision, decide, pick_k, srcc_lower_bound
+from orchestrator.sweep.judge import finalize, render
 from orchestrator.sweep.target import (
     SweepSettings,
     SweepShared,
     TargetInput,
     TargetReport,
-    fan_out,
-    finalize,
     front_of,
     propose,
-    render,
     run_target,
-    run_targets,
 )
+from orchestrator.sweep.tasks import fan_out, run_targets
 
 __all__ = ["ADAPT", "REUSE", "Decision", "SweepSettings", "SweepShared", "TargetInput", "TargetReport", "decide",
            "fan_out", "finalize", "front_of", "pick_k", "propose", "render", "run_target", "run_targets",

@@ -37,7 +37,6 @@ from orchestrator.search.accuracy import AccuracyOracle
 from orchestrator.search.algorithms import SearchProblem, SearchSettings, run_search
 from orchestrator.search.driver import TableDomain
 from orchestrator.search.pareto import pareto_front
-from orchestrator.search.quality import front_quality, reference_front
 from orchestrator.sweep.decision import ADAPT, Decision, decide
 from search_spaces.base import SearchSpace, SpaceSpec, encode_ids
 
@@ -304,101 +303,8 @@ def run_target(shared: SweepShared, target: TargetInput, sources: SourceSet | No
                                             t_ref[ok])
             metrics["proxy_srcc"] = srcc(shared.proxy_predictor.predict(enc(
                 [a for a, m in zip(shared.ref_ids, ok, strict=True) if m])), t_ref[ok])
+    from orchestrator.sweep.judge import finalize
+
     finalize(shared, rep, truth, plot=plot)
     rep.seconds = time.perf_counter() - t0 + target.seconds_measuring
     return rep
-
-
-def finalize(shared: SweepShared, rep: TargetReport, truth: Callable[[Sequence[str]], np.ndarray] | None,
-             plot: bool = False) -> None:
-    """The front from the options' current accuracies; where ``truth`` is given, its quality at true latency
-    against the true front over the known domain (budget-feasible part where a budget is set); the plot."""
-    s = shared.settings
-    rep.accuracy = shared.oracle.values(rep.options)
-    rep.front = front_of(rep.accuracy, rep.predicted)
-    if truth is None:
-        rep.png = None
-        return
-    rep.true_ms = truth(rep.options)
-    ref_t = truth(shared.ref_ids)
-    ref_a = shared.oracle.values(shared.ref_ids)
-    if s.budget_ms is not None:
-        ref_t = np.where(ref_t <= s.budget_ms, ref_t, np.nan)
-    if np.isfinite(ref_t).sum() < 1:
-        return
-    ref = reference_front(ref_a, ref_t, s.quantiles)
-    rep.reference = ref
-    rep.budgets_ms = list(ref.budgets)
-    f = rep.front
-    rep.metrics.update(front_quality(ref, rep.accuracy[f], rep.true_ms[f]))
-    rep.metrics["pool_hv_ratio"] = front_quality(ref, rep.accuracy, rep.true_ms)["hv_ratio"]
-    pool_acc = shared.oracle.values(shared.pool_ids)
-    reuse = front_of(pool_acc, shared.pool_proxy_ms)
-    plain = front_quality(ref, pool_acc[reuse], truth([shared.pool_ids[i] for i in reuse]))
-    rep.metrics["hv_ratio_reuse"] = plain["hv_ratio"]
-    rep.metrics["unserved_budgets_reuse"] = plain["unserved_budgets"]
-    rep.metrics["n_reference"] = float(ref.n_domain)
-    if plot:
-        rep.png = render(shared, rep, ref)
-
-
-def render(shared: SweepShared, rep: TargetReport, ref: Any = None) -> bytes:
-    """The target's front plot: at true latency where every option's is known, else predicted."""
-    from orchestrator.report import render_target_front
-
-    full = rep.true_ms is not None and np.isfinite(rep.true_ms).all()
-    lat = rep.true_ms if full else rep.predicted
-    pool_acc = shared.oracle.values(shared.pool_ids)
-    reuse = [shared.pool_ids[i] for i in front_of(pool_acc, shared.pool_proxy_ms)]
-    index = {a: i for i, a in enumerate(rep.options)}
-    proxy_front = [index[a] for a in reuse if a in index]
-    true_front = (ref.accuracy, ref.latency) if (full and ref is not None) else None
-    title = (f"{rep.name}: {rep.decision.decision} (srcc_k {rep.decision.srcc_k:.2f}"
-             + (f", lower bound {rep.decision.srcc_lb:.2f}" if np.isfinite(rep.decision.srcc_lb) else "") + ")")
-    measured = {index[a]: v for a, v in rep.measured_front.items() if a in index}
-    return render_target_front(title, rep.accuracy, lat, rep.front, proxy_front,
-                               latency_label=f"{rep.name} latency (ms, {'true' if full else 'predicted'})",
-                               decision=rep.decision.decision, measured=measured or None, true_front=true_front)
-
-
-def run_targets(shared: SweepShared, targets: Sequence[TargetInput],
-                sources_for: Callable[[str], SourceSet | None], *, use_ray: bool = True, plot: bool = False,
-                keep_predictor: bool = False, progress: Callable[[TargetReport], None] | None = None
-                ) -> list[TargetReport]:
-    """``run_target`` for every target (Ray tasks unless ``use_ray`` is False), reports in target order;
-    ``progress`` sees each report as it arrives."""
-    return fan_out(run_target, shared, targets, sources_for, use_ray=use_ray, progress=progress,
-                   plot=plot, keep_predictor=keep_predictor)
-
-
-def fan_out(fn: Callable[..., Any], shared: SweepShared, targets: Sequence[TargetInput],
-            sources_for: Callable[[str], SourceSet | None], *, use_ray: bool = True,
-            progress: Callable[[Any], None] | None = None, **kw: Any) -> list[Any]:
-    """``fn(shared, target, sources, **kw)`` per target, as Ray tasks: the shared context and each distinct
-    source set put in the object store once. Results in target order."""
-    if not use_ray:
-        out = []
-        for t in targets:
-            out.append(fn(shared, t, sources_for(t.name), **kw))
-            if progress is not None:
-                progress(out[-1])
-        return out
-    import ray
-
-    task = ray.remote(num_cpus=1, max_retries=2)(fn)
-    shared_ref = ray.put(shared)
-    src_refs: dict[int, Any] = {}
-    refs = {}
-    for i, t in enumerate(targets):
-        src = sources_for(t.name)
-        if src is not None and id(src) not in src_refs:
-            src_refs[id(src)] = ray.put(src)
-        refs[task.remote(shared_ref, t, None if src is None else src_refs[id(src)], **kw)] = i
-    done: dict[int, Any] = {}
-    pending = list(refs)
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        done[refs[ready[0]]] = res = ray.get(ready[0])
-        if progress is not None:
-            progress(res)
-    return [done[i] for i in range(len(targets))]
