@@ -146,6 +146,43 @@ def corrupt_mlflow_row(work: Path) -> Row:
     return row
 
 
+def locked_mlflow_row(work: Path) -> Row:
+    """Another process holds an exclusive lock on the store for the whole attempt."""
+    d = work / "locked"
+    d.mkdir()
+    cfg = write_config(d / "lk.yaml", "lk")
+    from orchestrator.tracking import Tracker
+
+    Tracker(f"sqlite:///{d}/mlflow.db", "faults")  # the store exists, with its tables
+    marker = d / "locked.flag"
+    locker = subprocess.Popen([sys.executable, "-c", (
+        f"import sqlite3, time, pathlib; c = sqlite3.connect(r'{d / 'mlflow.db'}', isolation_level=None, "
+        f"timeout=30); c.execute('BEGIN EXCLUSIVE'); pathlib.Path(r'{marker}').write_text('1'); time.sleep(120)")])
+    try:
+        while not marker.exists() and locker.poll() is None:
+            time.sleep(0.05)
+        rc, out, secs = hwnas(["run", str(cfg), "--no-progress"], d)
+    finally:
+        locker.kill()
+        locker.wait()
+    return refused(Row("locked mlflow.db", "refused, naming the lock: 'another process holds a lock'"), rc, out,
+                   secs, "another process holds a lock")
+
+
+def truncated_checkpoint_row(work: Path) -> Row:
+    """A supernet run dir whose checkpoint was cut short (a disk filled up, a copy interrupted)."""
+    d = work / "sn"
+    rc, out, _ = hwnas(["supernet", "train", "--space", "nb201", "--option", "channels=4", "--option",
+                        "cells_per_stage=1", "--epochs", "1", "--max-train", "64", "--out", str(d)], work)
+    ck = d / "last.pt"
+    if rc != 0 or not ck.is_file():
+        return Row("truncated supernet checkpoint", "", f"could not train the run to break: {out[-200:]}")
+    ck.write_bytes(ck.read_bytes()[: ck.stat().st_size // 2])
+    rc, out, secs = hwnas(["supernet", "evaluate", "--run", str(d), "--n", "2", "--out", str(work / "e.csv")], work)
+    return refused(Row("truncated supernet checkpoint", f"refused naming the file: '{ck.name}'"), rc, out, secs,
+                   str(ck))
+
+
 def concurrent_row(work: Path) -> Row:
     d = work / "twice"
     d.mkdir()
@@ -229,9 +266,57 @@ def kill_row(work: Path, name: str, phase: str, until: Callable[[Path], bool], s
     return row
 
 
+def _ray_processes(pgid: int, title: str) -> list[int]:
+    """Ray workers of the run (children of a process in its process group: Ray's workers start sessions of
+    their own) whose title holds ``title`` (Ray names them ray::<task or actor.method>)."""
+    out = subprocess.run(["ps", "-eo", "pid=,ppid=,pgid=,args="], capture_output=True, text=True).stdout
+    rows = [line.split(None, 3) for line in out.splitlines()]
+    rows = [r for r in rows if len(r) == 4]
+    ours = {int(r[0]) for r in rows if int(r[2]) == pgid}
+    return [int(r[0]) for r in rows if int(r[1]) in ours and title in r[3]]
+
+
+def worker_kill_row(work: Path, name: str, title: str, targets: list, when: Callable[[Path], bool]) -> Row:
+    """Run to the end while a Ray worker whose title holds ``title`` is SIGKILLed once it runs."""
+    d = work / name.replace(" ", "_")
+    d.mkdir()
+    cfg = write_config(d / "w.yaml", "w", {"sweep": {"targets": targets, "k": 5, "retest": 3}},
+                       ray={"num_cpus": 2})
+    ray_tmp = tempfile.mkdtemp(prefix="hww", dir="/tmp")
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}
+    row = Row(name, "Ray restarts or retries it; the run finishes with every target, rc 0")
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(cfg), "--no-progress"], cwd=d,
+                             env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+        killed: list[int] = []
+        deadline = time.monotonic() + 300
+        while p.poll() is None and not killed and time.monotonic() < deadline:
+            if when(d / "runs" / "w"):
+                killed = _ray_processes(p.pid, title)
+                for pid in killed:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            time.sleep(0.02)
+        out, _ = p.communicate(timeout=600)
+        row.seconds = time.perf_counter() - t0
+        summary = json.loads((d / "runs" / "w" / "summary.json").read_text()) \
+            if (d / "runs" / "w" / "summary.json").is_file() else {}
+        n = len(summary.get("targets", []))
+        row.ok = bool(killed) and p.returncode == 0 and n == len(targets) and "Traceback" not in out
+        row.observed = (f"killed {len(killed)} {title} process(es); rc {p.returncode}, targets {n}/{len(targets)}"
+                        f"{'' if 'Traceback' not in out else ', TRACEBACK'}")
+    finally:
+        with contextlib.suppress(ProcessLookupError, UnboundLocalError):
+            os.killpg(p.pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    return row
+
+
 def quick_rows(work: Path) -> list[Row]:
     return [*csv_rows(work), *config_rows(work), output_dir_row(work), corrupt_mlflow_row(work),
-            concurrent_row(work)]
+            locked_mlflow_row(work), truncated_checkpoint_row(work), concurrent_row(work)]
 
 
 def kill_rows(work: Path) -> list[Row]:
@@ -242,6 +327,10 @@ def kill_rows(work: Path) -> list[Row]:
                  lambda r: len(_lines(r / "evaluations.jsonl")) >= 15),
         kill_row(work, "kill during sweep", "after some targets were recorded",
                  lambda r: len(list((r / "targets").glob("*.json"))) >= 3 if (r / "targets").is_dir() else False),
+        worker_kill_row(work, "Ray worker killed in a per-target task", "ray::run_target",
+                        [*(f"sim:{i}" for i in range(40))], lambda r: True),
+        worker_kill_row(work, "measuring actor killed", "ray::LatencyService.measure",
+                        ["torch-cpu", "sim:0"], lambda r: True),
     ]
 
 

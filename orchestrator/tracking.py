@@ -56,6 +56,19 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _probe_sqlite(path: Path, timeout: float = 2.0) -> None:
+    """Take and release a write lock on the store, waiting at most ``timeout`` seconds (MLflow itself would
+    wait much longer for a store another process holds)."""
+    import sqlite3
+
+    con = sqlite3.connect(str(path), timeout=timeout, isolation_level=None)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("ROLLBACK")
+    finally:
+        con.close()
+
+
 class Tracker:
     """Writes the sweep to MLflow. ``enabled=False`` makes every call a no-op (tests, dry runs)."""
 
@@ -71,6 +84,8 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         try:
+            if self.uri.startswith("sqlite:///") and Path(self.uri[len("sqlite:///"):]).is_file():
+                _probe_sqlite(Path(self.uri[len("sqlite:///"):]))
             self.client = MlflowClient(tracking_uri=self.uri)
             exp = self.client.get_experiment_by_name(experiment)
             if exp is None:
@@ -84,8 +99,10 @@ class Tracker:
             from orchestrator.errors import ConfigError
 
             first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-            raise ConfigError(f"the MLflow store {self.uri} cannot be used ({type(e).__name__}: {first}); move a "
-                              f"corrupt file aside, set tracking.uri to another store, or tracking.enabled: false"
+            fix = ("another process holds a lock on it (a run writing to it, a tool with it open): wait for it, "
+                   "or set tracking.uri to another store" if "locked" in first else
+                   "move a corrupt file aside, set tracking.uri to another store, or tracking.enabled: false")
+            raise ConfigError(f"the MLflow store {self.uri} cannot be used ({type(e).__name__}: {first}); {fix}"
                               ) from None
         self._mlflow = mlflow
 
