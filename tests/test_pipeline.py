@@ -22,7 +22,7 @@ def _cfg(tmp_path, **over):
         "accuracy": {"source": "table"},
         "latency": {"table": "shipped", "proxy": "auto"},
         "search": {"algorithm": "nsga2", "n_trials": 60, "population": 20, "domain": "table"},
-        "sweep": {"targets": ["tabulated"], "simulated": 3, "k": 10, "per_device_search": True},
+        "sweep": {"targets": ["tabulated"], "simulated": 2, "k": 10, "per_device_search": True},
         "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "test"},
     }
     for k, v in over.items():
@@ -43,9 +43,9 @@ def test_files_and_summary(finished):
     run_dir = cfg.run_dir()
     assert summary["proxy"] == "fpga"
     names = [r["target"] for r in summary["targets"]]
-    assert names == ["edgegpu", "edgetpu", "eyeriss", "pixel3", "raspi4", "sim:0", "sim:1", "sim:2"]
-    assert summary["n_reuse"] + summary["n_adapt"] == 8
-    assert summary["target_measurements"] == 8 * 10
+    assert names == ["edgegpu", "edgetpu", "eyeriss", "pixel3", "raspi4", "sim:0", "sim:1"]
+    assert summary["n_reuse"] + summary["n_adapt"] == 7
+    assert summary["target_measurements"] == 7 * 10
     for r in summary["targets"]:
         assert (r["decision"] == "reuse") == (r["srcc_lb"] >= 0.9), r  # the bound decides
         assert r["n_reference"] == (1740 if r["target"] == "edgetpu" else 1999)  # the whole table, not the pool
@@ -55,7 +55,7 @@ def test_files_and_summary(finished):
     assert summary["unserved_budgets"] <= summary["unserved_budgets_reuse"]
     for f in ["summary.json", "candidates.csv", "optuna.journal", "evaluations.jsonl", "srcc_heatmap.png",
               "hv_history.png", "run.log", "fronts/proxy.csv", "fronts/edgegpu.csv", "fronts/edgegpu.json",
-              "fronts/edgegpu.png", "fronts/sim_0.png", "targets/sim_2.json"]:
+              "fronts/edgegpu.png", "fronts/sim_0.png", "targets/sim_1.json"]:
         assert (run_dir / f).is_file(), f
     front = json.loads((run_dir / "fronts" / "edgegpu.json").read_text())
     assert front and {"arch", "accuracy", "accuracy_from", "predicted_ms", "true_ms", "proxy_ms"} <= set(front[0])
@@ -107,8 +107,8 @@ def test_mlflow_parent_and_nested_runs(finished):
 def test_report_prints_the_tables_with_the_baseline(finished):
     _, cfg, summary = finished
     text = report(cfg.run_dir())
-    row = next(r for r in summary["targets"] if r["target"] == "sim:2")
-    line = next(x for x in text.splitlines() if x.startswith("sim:2"))
+    row = next(r for r in summary["targets"] if r["target"] == "sim:1")
+    line = next(x for x in text.splitlines() if x.startswith("sim:1"))
     assert f"{row['hv_ratio']:.3f}" in line and f"{row['per_device_hv_ratio']:.3f}" in line
     assert f"{int(row['per_device_evaluated'])}" in line.split()
     assert "proxy fpga: " in text and "pixel3: " in text
@@ -133,7 +133,7 @@ def test_resume_of_a_finished_run_redoes_nothing(finished):
     assert (run_dir / "targets" / "edgegpu.json").stat().st_mtime_ns == stamp
     assert [r["target"] for r in again["targets"]] == [r["target"] for r in summary["targets"]]
     assert again["mean_hv_ratio"] == pytest.approx(summary["mean_hv_ratio"])
-    assert "resume: 8 targets already done" in (run_dir / "run.log").read_text()
+    assert "resume: 7 targets already done" in (run_dir / "run.log").read_text()
 
 
 def test_a_users_table_column_is_a_target(tmp_path, shipped, ray_cluster):

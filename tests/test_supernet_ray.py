@@ -89,6 +89,7 @@ def test_data_parallel_with_ray_train(ray_cluster, tmp_path):
     assert torch.load(out["checkpoint"], weights_only=True)["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_cli_train_evaluate_export(ray_cluster, tmp_path, capsys):
     from orchestrator.cli import main
 
