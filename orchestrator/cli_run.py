@@ -60,6 +60,31 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_confirm(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from orchestrator.config import PipelineConfig
+    from orchestrator.confirm import confirm
+
+    run = Path(args.run)
+    if not (run / "pipeline.json").is_file():
+        raise ConfigError(f"{run} is not a run directory (no pipeline.json); give the run dir of `hwnas run`")
+    cfg = PipelineConfig.model_validate(json.loads((run / "pipeline.json").read_text())["config"]).confirm
+    over = {k: v for k, v in {"top": args.top, "devices": args.devices, "epochs": args.epochs,
+                              "max_concurrent": args.concurrent, "gpus_per_trial": args.gpus_per_trial,
+                              "cpus_per_trial": args.cpus_per_trial}.items() if v is not None}
+    out = confirm(run, cfg.model_validate({**cfg.model_dump(), **over}), progress=not args.no_progress)
+    print(f"{'arch':<90} {'one-shot':>9} {'scratch':>8} {'epochs':>6}  status")
+    for r in sorted(out["architectures"], key=lambda r: -(r["confirmed"] or -1)):
+        print(f"{r['arch']:<90} {r['one_shot'] or float('nan'):9.2f} {r['confirmed'] or float('nan'):8.2f} "
+              f"{r['epochs']:>6}  {r['status']}{': ' + r['error'] if r['error'] else ''}")
+    print(f"\n{out['n']} architectures in {out['seconds']:.0f}s; Kendall tau one-shot vs from scratch "
+          f"{out['kendall_tau']:.3f} ({out['kendall_tau_fully_trained']:.3f} over the fully trained); "
+          f"{out['n_errors']} failed; files in {run / 'confirm'}")
+    return 0
+
+
 def add_run_commands(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="run the whole pipeline from a YAML config (see experiments/)")
     r.add_argument("config")
@@ -70,6 +95,17 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     v = sub.add_parser("validate", help="check configs: every problem with its path, nothing is run")
     v.add_argument("configs", nargs="+")
     v.set_defaults(func=cmd_validate)
+    c = sub.add_parser("confirm", help="train a run's chosen fronts from scratch as Ray Tune trials (ASHA, "
+                                       "checkpoints; continues a killed confirm)")
+    c.add_argument("run", help="the run dir of `hwnas run`")
+    c.add_argument("--top", type=int, help="per front, the N most accurate members (default: the config's)")
+    c.add_argument("--devices", nargs="+", help="only these devices' fronts ('proxy' for the proxy's)")
+    c.add_argument("--epochs", type=int, help="full training budget per architecture")
+    c.add_argument("--concurrent", type=int, help="trials at once")
+    c.add_argument("--cpus-per-trial", type=float)
+    c.add_argument("--gpus-per-trial", type=float)
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=cmd_confirm)
     p = sub.add_parser("report", help="print the Pareto tables of a run dir")
     p.add_argument("run")
     p.add_argument("--no-fronts", action="store_true", help="only the per-target summary")

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from orchestrator.confirm import ConfirmConfig
 from orchestrator.errors import ConfigError
 from orchestrator.latency.devices.base import DeviceSpec
 from orchestrator.latency.measurement import MeasurementProtocol
@@ -163,6 +164,8 @@ class PipelineConfig(_Model):
     search: SearchSection = Field(default_factory=SearchSection)
     sweep: SweepSection = Field(default_factory=SweepSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
+    confirm: ConfirmConfig = Field(default_factory=ConfirmConfig,
+                                   description="train the chosen fronts from scratch with Ray Tune (hwnas confirm)")
 
     def target_entries(self) -> list[tuple[str, dict[str, Any]]]:
         """(name, options) of each entry of sweep.targets, as written."""

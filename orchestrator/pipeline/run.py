@@ -122,4 +122,10 @@ def _run(ctx: Context, resume: bool, t_start: float) -> dict[str, Any]:
     summary = records.summarize(ctx, len(pool), [rows[n] for n in names], t_start)
     records.record_sweep(ctx, shared, summary)
     ctx.tracker.finish(ctx.tracker.parent_id)
+    if ctx.cfg.confirm.enabled:
+        from orchestrator.confirm import confirm
+
+        with ctx.timed("confirm_s"):
+            summary["confirm"] = {k: v for k, v in confirm(ctx.run_dir, ctx.cfg.confirm, ctx.progress).items()
+                                  if k != "architectures"}
     return summary
