@@ -331,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING if args.verbose < 2 else optuna.logging.INFO)
+    for noisy in ("mlflow", "alembic"):  # their INFO lines (creating tables ...) are not ours to show
+        logging.getLogger(noisy).setLevel(logging.WARNING if args.verbose < 1 else logging.INFO)
     try:
         rc = args.func(args)
         sys.stdout.flush()  # a reader that left shows here, not in the interpreter's exit

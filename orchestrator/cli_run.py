@@ -43,7 +43,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = run_pipeline(cfg, resume=args.resume, progress=not args.no_progress)
     print(format_summary(summary))
     run_dir = cfg.run_dir()
-    print(f"\ndone in {time.perf_counter() - t0:.0f}s; run dir {run_dir}")
+    phases = {k[:-2]: v for k, v in summary.get("timings", {}).items() if k.endswith("_s") and v >= 0.5}
+    print(f"\ndone in {time.perf_counter() - t0:.0f}s (" + ", ".join(f"{k} {v:.0f}s" for k, v in phases.items())
+          + f"); run dir {run_dir}")
     if cfg.tracking.enabled:
         from orchestrator.tracking import resolve_uri
 

@@ -22,6 +22,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 RUN_DIR_TAG = "hwnas.run_dir"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 DEVICE_TAG = "hwnas.device"
 PACKAGES = ("hwnas", "torch", "ray", "optuna", "mlflow", "numpy", "scikit-learn", "onnxruntime")
 
@@ -33,6 +34,24 @@ def resolve_uri(uri: str | None, base: Path | None = None) -> str:
             return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
         return uri
     return "sqlite:///" + str(((base or Path.cwd()) / "mlflow.db").resolve())
+
+
+def source_tags() -> dict[str, str]:
+    """MLflow's source tags: the command, and the git commit of the checkout the package runs from."""
+    import subprocess
+    import sys
+
+    tags = {"mlflow.source.name": "hwnas " + " ".join(sys.argv[1:3]) if sys.argv else "hwnas",
+            "mlflow.source.type": "LOCAL"}
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    if len(commit) == 40:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
 
 
 def package_versions() -> dict[str, str]:
@@ -95,6 +114,8 @@ class Tracker:
                 self.experiment_id = self.client.create_experiment(experiment, artifact_location=loc)
             else:
                 self.experiment_id = exp.experiment_id
+            # a classic ML experiment: the UI opens on its runs table, not on MLflow 3's GenAI views
+            self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, "custom_model_development")
         except Exception as e:  # noqa: BLE001 - MLflow and its database drivers raise many types
             from orchestrator.errors import ConfigError
 
@@ -128,11 +149,13 @@ class Tracker:
                 log.warning("MLflow: %d run(s) left RUNNING by the killed driver marked KILLED", killed)
             self.client.update_run(self.parent_id, status="RUNNING")
             return
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={RUN_DIR_TAG: str(run_dir)})
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={RUN_DIR_TAG: str(run_dir),
+                                                                               **source_tags()})
         self.parent_id = run.info.run_id
 
-    def child(self, device: str, tags: Mapping[str, Any] | None = None) -> str | None:
-        """A nested run for ``device`` (None when disabled), created with ``tags``."""
+    def child(self, device: str, tags: Mapping[str, Any] | None = None, seconds: float = 0.0) -> str | None:
+        """A nested run for ``device`` (None when disabled), created with ``tags``; ``seconds``: how long the
+        device's work took, so the run's duration in the UI is the real one."""
         if not self.enabled:
             return None
         old = self.children.get(device)
@@ -140,7 +163,10 @@ class Tracker:
             self.client.delete_run(old)
         if self._run_dir_tag is None:
             self._run_dir_tag = self.client.get_run(self.parent_id).data.tags[RUN_DIR_TAG]
-        run = self.client.create_run(self.experiment_id, run_name=device, tags={
+        import time
+
+        run = self.client.create_run(self.experiment_id, run_name=device,
+                                     start_time=int((time.time() - max(seconds, 0.0)) * 1000), tags={
             "mlflow.parentRunId": self.parent_id, RUN_DIR_TAG: self._run_dir_tag, DEVICE_TAG: device,
             **{k: str(v) for k, v in (tags or {}).items()}})
         self.children[device] = run.info.run_id

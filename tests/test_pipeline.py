@@ -85,11 +85,13 @@ def test_mlflow_parent_and_nested_runs(finished):
     tmp_path, cfg, summary = finished
     c = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     exp = c.get_experiment_by_name("test")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs table
     runs = c.search_runs([exp.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     p = parents[0]
     assert p.data.tags["proxy"] == "fpga" and "version.optuna" in p.data.tags
+    assert len(p.data.tags["mlflow.source.git.commit"]) == 40  # the checkout the run came from
     assert p.data.params["config.search.n_trials"] == "60"
     assert p.data.metrics["mean_hv_ratio"] == pytest.approx(summary["mean_hv_ratio"])
     arts = {a.path for a in c.list_artifacts(p.info.run_id)}
@@ -97,6 +99,8 @@ def test_mlflow_parent_and_nested_runs(finished):
     kids = {r.data.tags["hwnas.device"]: r for r in runs if r.data.tags.get("mlflow.parentRunId") == p.info.run_id}
     assert set(kids) == {r["target"] for r in summary["targets"]}
     k = kids["edgegpu"]
+    row = next(r for r in summary["targets"] if r["target"] == "edgegpu")
+    assert (k.info.end_time - k.info.start_time) / 1000 >= row["seconds"] - 0.01  # its real duration
     assert {"srcc_k", "srcc_lb", "hv_ratio", "pool_hv_ratio", "hv_ratio_reuse", "igd", "acc_loss_q50",
             "unserved_budgets", "per_device_hv_ratio", "per_device_evaluated", "per_device_s"} <= set(k.data.metrics)
     assert k.data.tags["decision"] in {"reuse", "adapt"} and kids["sim:1"].data.tags["simulated"] == "True"

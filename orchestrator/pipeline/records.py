@@ -89,7 +89,8 @@ def record_target(ctx: Context, shared: SweepShared, rep: TargetReport, export_d
     png.write_bytes(rep.png)
     summary = rep.summary()
     run = ctx.tracker.child(rep.name, tags={"decision": rep.decision.decision, "method": rep.method,
-                                            "kind": rep.kind, "simulated": rep.kind == "simulated"})
+                                            "kind": rep.kind, "simulated": rep.kind == "simulated"},
+                            seconds=rep.seconds)
     ctx.tracker.record(run, {"kind": rep.kind, "k": rep.k, "srcc_threshold": ctx.cfg.sweep.srcc_threshold,
                              "decision_rule": ctx.cfg.sweep.decision, "reason": rep.decision.reason,
                              "sources_used": rep.sources_used or "-",
