@@ -67,6 +67,8 @@ def _train(config: dict[str, Any]) -> None:
     from search_spaces.base import SpaceSpec
 
     torch.set_num_threads(max(1, int(config["threads"])))
+    for name in ("ray.train", "ray.tune"):  # "checkpoint created" per epoch per trial: not for the console
+        logging.getLogger(name).setLevel(logging.WARNING)
     data = load_dataset(DataConfig(**config["data"]))
     space = SpaceSpec(**config["space"]).with_options(num_classes=data.num_classes).build()
     torch.manual_seed(config["seed"])
@@ -94,7 +96,7 @@ def _train(config: dict[str, Any]) -> None:
                                          f"confirm.lr")
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         sched.step()
         acc = 100.0 * accuracy(net.eval(), data.x_val, data.y_val, 256, device)
         with tempfile.TemporaryDirectory() as d:
