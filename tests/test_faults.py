@@ -73,6 +73,25 @@ def test_the_quick_fault_matrix(faults, tmp_path):
 SOURCES = [p for d in ("orchestrator", "search_spaces", "experiments") for p in (ROOT / d).rglob("*.py")]
 
 
+def calls(text: str, name: str) -> list[str]:
+    """The whole text of every call ``name(...)`` (balanced parentheses, across lines)."""
+    out = []
+    for m in re.finditer(re.escape(name) + r"\(", text):
+        depth, i = 0, m.end() - 1
+        while i < len(text):
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            i += 1
+            if depth == 0:
+                break
+        out.append(text[m.start():i])
+    return out
+
+
+def test_calls_are_read_whole():
+    assert calls("x = torch.load(Path(d) / 'a', weights_only=True) + f(1)", "torch.load") == [
+        "torch.load(Path(d) / 'a', weights_only=True)"]
+
+
 def test_security_basics_stay_checked():
     """No shell=True or eval/exec of strings, torch.load only with weights_only=True, YAML only safe_load,
     no server bound beyond loopback by default (Ray's dashboard off in local starts)."""
@@ -82,10 +101,10 @@ def test_security_basics_stay_checked():
         rel = path.relative_to(ROOT)
         assert "shell=True" not in text, rel
         assert not re.search(r"(?<![\w.])(eval|exec)\(", text), rel
-        for call in re.findall(r"torch\.load\([^)]*\)", text):
+        for call in calls(text, "torch.load"):
             assert "weights_only=True" in call, (rel, call)
         assert not re.search(r"yaml\.(load|unsafe_load)\(", text), rel
-        for call in re.findall(r"ray\.init\(([^)]*)\)", text):
+        for call in calls(text, "ray.init"):
             if "address" not in call:  # a local cluster: no dashboard (it would listen on a port)
                 assert "include_dashboard=False" in call, (rel, call)
         assert "0.0.0.0" not in text, rel
