@@ -57,6 +57,11 @@ def cmd_list(args: argparse.Namespace) -> int:
             for p in PREFIXES.names():
                 print(f"  {PREFIXES.get(p).pattern:14s} {PREFIXES.get(p).help}")
             print(f"  {'<column>':14s} {TABLE_DEVICE.help}; shipped: {', '.join(SHIPPED_DEVICES)}")
+    from search_spaces.costs import COSTS
+
+    print("costs (search.objectives, search.constraints; sweep.memory_mb limits peak_mem_mb):")
+    for n, text in COSTS.items():
+        print(f"  {n:14s} {text}")
     return 0
 
 

@@ -85,6 +85,29 @@ class SearchSection(_Model):
                             "to the nearest one), so tabulated devices give ground truth for every candidate; "
                             "'space': the whole space; 'auto': 'table' when the sweep has tabulated targets")
     storage: str | None = Field(None, description="Optuna storage URL; None = a journal file in the run dir")
+    objectives: list[str] = Field(
+        default_factory=list, max_length=2,
+        description="extra objectives minimised beside accuracy and latency (3-4 objectives in all): costs of "
+                    "the network, params_m, macs_m, peak_mem_mb (hwnas list: costs); every front is then "
+                    "non-dominated in all of them")
+    constraints: dict[str, float] = Field(
+        default_factory=dict,
+        description="cost limits every architecture must meet, e.g. {params_m: 5, macs_m: 300} (same names as "
+                    "objectives); searches treat them as constraints, fronts and their judging leave out what "
+                    "exceeds them")
+
+    @model_validator(mode="after")
+    def _costs(self) -> SearchSection:
+        from search_spaces.costs import check_cost_names
+
+        problems = check_cost_names(self.objectives, "objectives") + check_cost_names(list(self.constraints),
+                                                                                      "constraints")
+        if len(set(self.objectives)) < len(self.objectives):
+            problems.append(f"objectives: {self.objectives} names one twice")
+        problems += [f"constraints: {k} must be > 0, got {v}" for k, v in self.constraints.items() if not v > 0]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class TargetSearchSection(_Model):
@@ -135,8 +158,19 @@ class SweepSection(_Model):
     refine_trials: int = Field(0, ge=0, description="adapted targets: a short search of this many trials on "
                                                     "the target's adapted predictor, started from its front "
                                                     "(0: off)")
+    memory_mb: dict[str, float] = Field(
+        default_factory=dict,
+        description="per target device: memory for activations (MiB); architectures whose peak_mem_mb exceeds "
+                    "it are neither measured nor chosen on that device, and its truth is judged without them")
     per_device_search: bool = Field(False, description="also run a full search per target with ground truth "
                                                        "(the cost baseline)")
+
+    @model_validator(mode="after")
+    def _memory(self) -> SweepSection:
+        bad = {k: v for k, v in self.memory_mb.items() if not v > 0}
+        if bad:
+            raise ValueError(f"memory_mb must be > 0 MiB, got {bad}")
+        return self
 
     @model_validator(mode="after")
     def _quantiles(self) -> SweepSection:

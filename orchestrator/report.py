@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator.errors import ConfigError
+from search_spaces.costs import COSTS
 
 FRONT_FIELDS = ("arch", "accuracy", "accuracy_from", "predicted_ms", "measured_ms", "true_ms", "proxy_ms")
 
@@ -19,11 +20,12 @@ FRONT_FIELDS = ("arch", "accuracy", "accuracy_from", "predicted_ms", "measured_m
 def write_front(rows: Sequence[Mapping[str, Any]], stem: Path) -> tuple[Path, Path]:
     """``stem``.csv and ``stem``.json with one row per front member (missing values blank / null)."""
     stem.parent.mkdir(parents=True, exist_ok=True)
-    clean = [{k: (None if isinstance(r.get(k), float) and math.isnan(r[k]) else r.get(k)) for k in FRONT_FIELDS}
+    fields = [*FRONT_FIELDS, *(k for k in COSTS if any(k in r for r in rows))]  # costs, where computed
+    clean = [{k: (None if isinstance(r.get(k), float) and math.isnan(r[k]) else r.get(k)) for k in fields}
              for r in rows]
     csv_path, json_path = stem.with_suffix(".csv"), stem.with_suffix(".json")
     with open(csv_path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FRONT_FIELDS)
+        w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         for r in clean:
             w.writerow({k: "" if v is None else (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})

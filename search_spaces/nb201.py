@@ -236,6 +236,27 @@ class NB201Space:
         return out + [ew(n), ew(n), Layer("pool", n, c_prev),
                       Layer("linear", c_prev, self.num_classes, c_prev * self.num_classes, c_prev)]
 
+    def n_params(self, arch: Mapping[str, Any]) -> int:
+        """Trainable parameters of ``build(arch)`` in closed form (tested equal to the built network): every
+        edge's op has its weights whether or not the edge feeds the output."""
+        ops = self.validate(arch)
+        c = self.channels
+
+        def rcb(c_in: int, c_out: int, kernel: int) -> int:  # ReLU-Conv-BN: conv weights, BN scale and shift
+            return c_out * c_in * kernel * kernel + 2 * c_out
+
+        total = 3 * c * 9 + 2 * c  # stem conv + BN
+        c_prev = c
+        for stage in range(3):
+            c_s = c * 2**stage
+            if stage > 0:  # the reduction block: two ReLU-Conv-BN and the 1x1 shortcut conv
+                total += rcb(c_prev, c_s, 3) + rcb(c_s, c_s, 3) + c_prev * c_s
+            cell = sum(rcb(c_s, c_s, 1 if op == "nor_conv_1x1" else 3) for op in ops
+                       if op in ("nor_conv_1x1", "nor_conv_3x3"))
+            total += cell * self.cells_per_stage
+            c_prev = c_s
+        return total + 2 * c_prev + c_prev * self.num_classes + self.num_classes  # last BN, classifier
+
     # -- one-shot -------------------------------------------------------------
     def largest(self) -> Arch:
         return {"ops": ["nor_conv_3x3"] * N_EDGES}

@@ -179,6 +179,37 @@ def test_milp_search_in_the_pipeline(tmp_path, ray_cluster):
     assert all(0 < r["hv_ratio"] <= 1 + 1e-9 for r in summary["targets"])
 
 
+def test_extra_objective_and_cost_limit_through_the_sweep(tmp_path, shipped, ray_cluster):
+    """search.objectives / search.constraints: the proxy search has three objectives and the limit as a
+    constraint; every chosen front is non-dominated in all three and within the limit, and is judged against
+    the true front of the architectures within it."""
+    import csv
+
+    from orchestrator.search.pareto import pareto_mask_nd
+    from search_spaces.base import SpaceSpec
+    from search_spaces.costs import CostModel
+
+    costs = CostModel(SpaceSpec(name="nb201"))
+    limit = float(np.quantile(costs.values(list(shipped.archs), "params_m"), 0.6))
+    cfg = _cfg(tmp_path, name="cost", search={"objectives": ["params_m"], "constraints": {"params_m": limit}},
+               sweep={"targets": ["pixel3", "edgegpu"], "simulated": 0, "k": 10, "per_device_search": False},
+               tracking={"enabled": False})
+    summary = run_pipeline(cfg, progress=False)
+    with open(cfg.run_dir() / "candidates.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all((r["feasible"] == "True") == (float(r["params_m"]) <= limit) for r in rows)
+    assert any(r["feasible"] == "False" for r in rows)  # the search met the limit, and it was told
+    within = int((costs.values(list(shipped.archs), "params_m") <= limit).sum())
+    for row in summary["targets"]:
+        assert row["n_reference"] == within  # judged against the truth within the limit
+        assert 0 < row["hv_ratio"] <= row["pool_hv_ratio"] + 1e-9
+        front = json.loads((cfg.run_dir() / "fronts" / f"{row['target']}.json").read_text())
+        p = np.array([r["params_m"] for r in front])
+        assert (p <= limit + 1e-12).all()
+        pts = np.c_[-np.array([r["accuracy"] for r in front]), [r["predicted_ms"] for r in front], p]
+        assert pareto_mask_nd(pts).all()
+
+
 def test_milp_config_needs_additive_models():
     with pytest.raises(ConfigError) as e:
         parse_config({"name": "x", "search": {"algorithm": "milp"}, "latency": {"predictor": "mlp"},

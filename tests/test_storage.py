@@ -67,6 +67,15 @@ def test_wrong_directions_refused(tmp_path):
         open_study(storage, "s", _sampler(), resume=True)
 
 
+def test_changed_objectives_refused_on_resume(tmp_path):
+    storage = make_storage(None, tmp_path)
+    study = open_study(storage, "s", _sampler(), resume=False, extra_objectives=("params_m",))
+    assert len(study.directions) == 3
+    with pytest.raises(ConfigError, match="search.objectives changed"):
+        open_study(storage, "s", _sampler(), resume=True)
+    open_study(storage, "s", _sampler(), resume=True, extra_objectives=("params_m",))
+
+
 def test_resume_fails_and_requeues_running_trials(tmp_path):
     storage = make_storage(None, tmp_path)
     study = open_study(storage, "s", _sampler(), resume=False)

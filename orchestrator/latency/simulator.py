@@ -33,7 +33,8 @@ import numpy as np
 from orchestrator.errors import DeviceError
 from orchestrator.latency.devices.base import PREFIXES, DeviceSpec, DeviceType, NoOptions
 from orchestrator.latency.measurement import LatencySample
-from search_spaces.base import Layer, SearchSpace
+from search_spaces.base import SearchSpace
+from search_spaces.costs import hooked_layers, network_layers  # noqa: F401  (hooked_layers: re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -49,45 +50,6 @@ class LayerProfile:
     types: np.ndarray
     flops: np.ndarray
     bytes: np.ndarray
-
-
-def hooked_layers(space: SearchSpace, arch: Mapping[str, Any]) -> list[Layer]:
-    """The layers of the real network ``space.build(arch)``, counted by forward hooks on the space's input."""
-    import torch
-    from torch import nn
-
-    net = space.build(arch).eval()
-    rows: list[Layer] = []
-
-    def hook(mod: nn.Module, inp: tuple[Any, ...], out: Any) -> None:
-        n_in, n_out = int(inp[0].numel()), int(out.numel())
-        if isinstance(mod, nn.Conv2d):
-            k = mod.kernel_size[0] * mod.kernel_size[1] * (mod.in_channels // mod.groups)
-            kind = "dwconv" if mod.groups > 1 and mod.groups == mod.in_channels else "conv"
-            rows.append(Layer(kind, n_in, n_out, int(mod.weight.numel()), k))
-        elif isinstance(mod, nn.Linear):
-            rows.append(Layer("linear", n_in, n_out, int(mod.weight.numel()), mod.in_features))
-        elif isinstance(mod, (nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d)):
-            rows.append(Layer("pool", n_in, n_out))
-        elif isinstance(mod, (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.BatchNorm2d)):
-            rows.append(Layer("elementwise", n_in, n_out))
-
-    handles = [m.register_forward_hook(hook) for m in net.modules() if not list(m.children())]
-    try:
-        with torch.no_grad():
-            net(torch.zeros(*space.input_shape(1)))
-    finally:
-        for h in handles:
-            h.remove()
-    return rows
-
-
-def network_layers(space: SearchSpace, arch: Mapping[str, Any]) -> list[Layer]:
-    """The space's own exact layer list where it has one (``space.layers``, tested equal to the hooks),
-    else the hooks on the built network."""
-    if hasattr(space, "layers"):
-        return list(space.layers(arch))
-    return hooked_layers(space, arch)
 
 
 def _profile(space: SearchSpace, arch: Mapping[str, Any]) -> LayerProfile:

@@ -38,6 +38,12 @@ def config_problems(cfg: PipelineConfig) -> list[str]:
         if cfg.sweep.per_device_search or cfg.sweep.refine_trials:
             problems.append("sweep.per_device_search / sweep.refine_trials: these run a sampler search; use "
                             "nsga2, tpe or random with them")
+    costs = bool(cfg.search.objectives or cfg.search.constraints)
+    for where, a in (("search.algorithm", algo), ("sweep.target_search.algorithm", ts)):
+        if a == "milp" and (costs or (where.startswith("sweep") and cfg.sweep.memory_mb)):
+            problems.append(f"{where}: 'milp' solves accuracy against latency without cost limits; with "
+                            f"search.objectives / search.constraints / sweep.memory_mb use nsga2 (or exhaustive "
+                            f"on a finite domain)")
     if cfg.search.batch_size is not None and algo == "nsga2" and cfg.search.batch_size > cfg.search.population:
         problems.append(f"search.batch_size: {cfg.search.batch_size} > population {cfg.search.population}: NSGA-II "
                         f"would ask children of a generation that is not complete; use <= population")
@@ -96,10 +102,41 @@ def count_problems(plan: Plan) -> list[str]:
     return problems
 
 
+def cost_problems(plan: Plan) -> list[str]:
+    """Memory limits name targets; cost limits leave something to search (checked on the table's cells, or on
+    the space's smallest network where it has one)."""
+    cfg = plan.cfg
+    problems = []
+    names = {t.name for t in plan.targets}
+    for name in cfg.sweep.memory_mb:
+        if name not in names:
+            problems.append(f"sweep.memory_mb: {name!r} is not a target of this sweep; targets: "
+                            f"{sorted(names)[:10]}{' ...' if len(names) > 10 else ''}")
+    limits = {f"search.constraints.{k}": (k, v) for k, v in cfg.search.constraints.items()}
+    limits.update({f"sweep.memory_mb.{t}": ("peak_mem_mb", v) for t, v in cfg.sweep.memory_mb.items()})
+    if not limits:
+        return problems
+    from search_spaces.costs import CostModel
+
+    model = CostModel(plan.space.spec())
+    if plan.domain == "table" and plan.table is not None:
+        ids = list(plan.table.archs)
+    elif hasattr(plan.space, "smallest"):
+        ids = [plan.space.arch_id(plan.space.smallest())]
+    else:
+        return problems
+    for where, (name, limit) in limits.items():
+        low = float(model.values(ids, name).min())
+        if low > limit:
+            problems.append(f"{where}: {limit:g}, but the smallest {name} of the search domain is {low:.4g}: "
+                            f"nothing fits; raise it to at least {low:.4g}")
+    return problems
+
+
 def plan_checks(plan: Plan) -> list[str]:
     from orchestrator.search.algorithms import MAX_EXHAUSTIVE
 
-    cfg, problems = plan.cfg, config_problems(plan.cfg) + count_problems(plan)
+    cfg, problems = plan.cfg, config_problems(plan.cfg) + count_problems(plan) + cost_problems(plan)
     if cfg.accuracy.source == "table" and plan.space.name != "nb201":
         problems.append("accuracy.source: 'table' needs the nb201 space (the shipped accuracies); use 'supernet' "
                         "or 'predictor'")

@@ -80,6 +80,13 @@ def export_front(ctx: Context, rep: TargetReport) -> Path | None:
     return out
 
 
+def limits(ctx: Context, target: str) -> dict[str, float]:
+    """The cost limits an architecture must meet on ``target`` (see ``SweepSettings.limits``)."""
+    from orchestrator.pipeline.targets import settings
+
+    return settings(ctx).limits(target)
+
+
 def refine_target(ctx: Context, accuracy: object, rep: TargetReport) -> None:
     """An adapted target: a short search with the run's real accuracy on its adapted predictor, started from
     its front; the refined front goes beside the sweep's (``fronts/<device>_refined.*``) and, where the
@@ -92,7 +99,8 @@ def refine_target(ctx: Context, accuracy: object, rep: TargetReport) -> None:
         return np.asarray(predictor.predict(encode_ids(ctx.space, list(ids))), dtype=float)
 
     problem = SearchProblem(ctx.space, accuracy, latency, domain=table_domain(ctx),  # type: ignore[arg-type]
-                            latency_budget_ms=cfg.search.latency_budget_ms, eval_log=ctx.eval_log())
+                            latency_budget_ms=cfg.search.latency_budget_ms, eval_log=ctx.eval_log(),
+                            objectives=tuple(cfg.search.objectives), constraints=limits(ctx, rep.name))
     seed = int(np.random.SeedSequence([cfg.seed, *rep.name.encode()]).generate_state(1)[0])
     res = run_search(problem, cfg.search.algorithm, SearchSettings(
         n_trials=cfg.sweep.refine_trials, population=cfg.search.population, batch_size=cfg.search.batch_size,
@@ -100,7 +108,7 @@ def refine_target(ctx: Context, accuracy: object, rep: TargetReport) -> None:
     found = res.feasible()
     acc = np.array([c.accuracy for c in found])
     pred = np.array([c.latency_ms for c in found])
-    front = front_of(acc, pred)
+    front = front_of(acc, pred, np.array([c.extra for c in found]).reshape(len(found), -1))
     truth = truth_of(ctx, rep)
     true = truth([found[i].arch_id for i in front]) if truth is not None else np.full(len(front), np.nan)
     rows = [{"arch": found[i].arch_id, "accuracy": float(acc[i]), "predicted_ms": float(pred[i]),
@@ -133,7 +141,8 @@ def per_device_search(ctx: Context, accuracy: object, rep: TargetReport) -> None
 
     cfg = ctx.cfg.search
     problem = SearchProblem(ctx.space, accuracy, latency, domain=table_domain(ctx),  # type: ignore[arg-type]
-                            latency_budget_ms=cfg.latency_budget_ms, eval_log=ctx.eval_log())
+                            latency_budget_ms=cfg.latency_budget_ms, eval_log=ctx.eval_log(),
+                            objectives=tuple(cfg.objectives), constraints=limits(ctx, rep.name))
     res = run_search(problem, cfg.algorithm, SearchSettings(n_trials=cfg.n_trials, population=cfg.population,
                                                             batch_size=cfg.batch_size, seed=ctx.cfg.seed))
     found = res.feasible()

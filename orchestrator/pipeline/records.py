@@ -7,6 +7,7 @@ import csv
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from orchestrator.latency.table import LatencyTable
 from orchestrator.pipeline.context import STATE_FILE, Context
 from orchestrator.report import plot_hv_history, safe_name, write_front
 from orchestrator.search.driver import Candidate, hypervolume_history
+from orchestrator.search.pareto import hypervolume_nd
 from orchestrator.sweep import SweepShared, TargetReport, front_of, render
 from orchestrator.tracking import package_versions
 
@@ -36,18 +38,26 @@ SOURCE_LABEL = {"table": "table", "supernet": "evaluated", "predictor": "predict
 def record_search(ctx: Context, found: Sequence[Candidate], pool: Sequence[Candidate]) -> None:
     """candidates.csv, the proxy's front, the hypervolume over trials."""
     parent = ctx.tracker.parent_id
+    objectives = list(ctx.cfg.search.objectives)
     path = ctx.run_dir / "candidates.csv"
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["number", "arch_id", "accuracy", "latency_ms", "feasible"])
+        w = csv.DictWriter(f, fieldnames=["number", "arch_id", "accuracy", "latency_ms", *objectives, "feasible"])
         w.writeheader()
         for c in found:
-            w.writerow(c.as_dict())
+            row = c.as_dict()
+            row.update(zip(objectives, row.pop("extra"), strict=True))
+            w.writerow(row)
     acc = np.array([c.accuracy for c in pool])
     lat = np.array([c.latency_ms for c in pool])
-    front = front_of(acc, lat)
+    extra = np.array([c.extra for c in pool], dtype=float).reshape(len(pool), -1) if objectives else None
+    front = front_of(acc, lat, extra)
     label = SOURCE_LABEL[ctx.cfg.accuracy.source]
     rows = [{"arch": pool[i].arch_id, "accuracy": float(acc[i]), "accuracy_from": label,
-             "predicted_ms": float(lat[i]), "proxy_ms": float(lat[i])} for i in front]
+             "predicted_ms": float(lat[i]), "proxy_ms": float(lat[i]),
+             **({o: float(v) for o, v in zip(objectives, extra[i], strict=True)} if extra is not None else {})}
+            for i in front]
+    if extra is not None and front:
+        ctx.tracker.metrics(parent, {"proxy_hypervolume_nd": front_volume(acc[front], lat[front], extra[front])})
     csv_p, json_p = write_front(rows, ctx.run_dir / "fronts" / "proxy")
     all_acc = np.array([c.accuracy for c in found])
     all_lat = np.array([c.latency_ms for c in found])
@@ -62,14 +72,25 @@ def record_search(ctx: Context, found: Sequence[Candidate], pool: Sequence[Candi
                                  "n_evaluated": len(ctx.eval_log().values), **ctx.timings})
 
 
+def front_volume(acc: np.ndarray, lat: np.ndarray, extra: np.ndarray) -> float:
+    """Hypervolume of a front in all its objectives (accuracy up; latency and costs down), as a share of the
+    box from the front's best value in each objective to its reference point (its worst value in each plus
+    10 % of the range)."""
+    pts = np.column_stack([-acc, lat, extra])
+    ref = pts.max(axis=0) + 0.1 * np.maximum(np.ptp(pts, axis=0), 1e-9)
+    return hypervolume_nd(pts, ref) / float(np.prod(ref - pts.min(axis=0)))
+
+
 def front_rows(shared: SweepShared, rep: TargetReport) -> list[dict[str, Any]]:
     proxy = np.asarray(shared.proxy_predictor.predict(_enc(shared, rep.front_ids())), dtype=float) \
         if rep.front else np.zeros(0)
+    costs = shared.costs.of(rep.front_ids()) if shared.costs is not None else None
     return [{"arch": rep.options[i], "accuracy": float(rep.accuracy[i]),
              "accuracy_from": shared.oracle.label(rep.options[i]), "predicted_ms": float(rep.predicted[i]),
              "measured_ms": rep.measured_front.get(rep.options[i]),
              "true_ms": None if rep.true_ms is None or np.isnan(rep.true_ms[i]) else float(rep.true_ms[i]),
-             "proxy_ms": float(p)} for i, p in zip(rep.front, proxy, strict=True)]
+             "proxy_ms": float(p), **(asdict(costs[n]) if costs is not None else {})}
+            for n, (i, p) in enumerate(zip(rep.front, proxy, strict=True))]
 
 
 def _enc(shared: SweepShared, ids: Sequence[str]) -> np.ndarray:

@@ -46,7 +46,8 @@ def search_stage(ctx: Context, accuracy: Any, latency: Callable[[Sequence[str]],
     cfg = ctx.cfg.search
     problem = SearchProblem(ctx.space, accuracy, latency, domain=table_domain(ctx),
                             latency_budget_ms=cfg.latency_budget_ms, eval_log=ctx.eval_log(),
-                            latency_model=ctx.proxy_predictor, accuracy_model=additive_accuracy(accuracy))
+                            latency_model=ctx.proxy_predictor, accuracy_model=additive_accuracy(accuracy),
+                            objectives=tuple(cfg.objectives), constraints=dict(cfg.constraints))
     res = run_search(problem, cfg.algorithm, search_settings(ctx, resume))
     ctx.timings["search_s"] = res.seconds
     ctx.timings["search_evaluated"] = float(res.evaluated)
@@ -54,5 +55,6 @@ def search_stage(ctx: Context, accuracy: Any, latency: Callable[[Sequence[str]],
     feasible = res.feasible()
     if len(feasible) < 3:
         raise ConfigError(f"only {len(feasible)} feasible candidates: search.latency_budget_ms "
-                          f"{cfg.latency_budget_ms} is too tight for proxy {ctx.plan.proxy}; raise it")
+                          f"{cfg.latency_budget_ms} / search.constraints {cfg.constraints or '{}'} are too tight "
+                          f"for proxy {ctx.plan.proxy}; raise them")
     return res.candidates

@@ -29,6 +29,7 @@ from orchestrator.sweep import (
     run_targets,
 )
 from orchestrator.sweep.target import Encoder, target_search
+from search_spaces.costs import CostModel
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,9 @@ def settings(ctx: Context) -> SweepSettings:
     return SweepSettings(threshold=sw.srcc_threshold, rule=sw.decision, confidence=sw.confidence,
                          method=sw.transfer, quantiles=tuple(sw.budget_quantiles), seed=ctx.cfg.seed,
                          algorithm=sw.target_search.algorithm, n_trials=sw.target_search.n_trials,
-                         population=sw.target_search.population, budget_ms=ctx.cfg.search.latency_budget_ms)
+                         population=sw.target_search.population, budget_ms=ctx.cfg.search.latency_budget_ms,
+                         objectives=tuple(ctx.cfg.search.objectives), constraints=dict(ctx.cfg.search.constraints),
+                         memory_mb=dict(sw.memory_mb))
 
 
 def build_shared(ctx: Context, accuracy: Any, pool: Sequence[Candidate]) -> SweepShared:
@@ -102,6 +105,11 @@ def build_shared(ctx: Context, accuracy: Any, pool: Sequence[Candidate]) -> Swee
     proxy_ms = np.asarray(ctx.proxy_predictor.predict(enc(pool_ids)), dtype=float)
     shared = SweepShared(space.spec(), plan.proxy, ctx.proxy_predictor, oracle, pool_ids, proxy_ms, search_ids,
                          search_X, [], ref_ids, [], settings(ctx))
+    st = shared.settings
+    if st.objectives or st.constraints or st.memory_mb:  # computed once here, shipped to every target's task
+        shared.costs = CostModel(space.spec())
+        with ctx.timed("costs_s"):
+            shared.costs.of(list(dict.fromkeys([*(search_ids or []), *ref_ids, *pool_ids])))
     if shared.settings.algorithm != "none":
         def proxy(ids: Sequence[str]) -> np.ndarray:
             return np.asarray(ctx.proxy_predictor.predict(enc(list(ids))), dtype=float)
@@ -124,6 +132,8 @@ def target_input(ctx: Context, shared: SweepShared, spec: DeviceSpec, k: int) ->
     if dom is not None:
         allowed = set(dom)
         base = [a for a in base if a in allowed]
+    fits = shared.allowed(base, spec.name)  # what exceeds the device's memory or a cost limit cannot be measured
+    base = [a for a, f in zip(base, fits, strict=True) if f]
     enc = Encoder(ctx.space, shared.search_ids, shared.search_X)
     proxy_ms = np.asarray(shared.proxy_predictor.predict(enc(base)), dtype=float)
     k_ids = pick_k(base, proxy_ms, k, shared.proxy_front_ids, ctx.cfg.sweep.k_front)

@@ -37,6 +37,7 @@ from orchestrator.search.accuracy import AccuracySource
 from orchestrator.search.driver import SAMPLERS, Candidate, SearchDriver, TableDomain, make_sampler
 from orchestrator.search.storage import EvalLog, open_study
 from search_spaces.base import SearchSpace
+from search_spaces.costs import CostModel
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,22 @@ class SearchProblem:
     eval_log: EvalLog | None = None
     latency_model: Any = None  # the additive model behind ``latency`` (coef_, intercept_), where there is one
     accuracy_model: Any = None  # the additive model behind ``accuracy``, where there is one
+    objectives: tuple[str, ...] = ()  # extra objectives (costs, minimised) beyond accuracy and latency
+    constraints: dict[str, float] = field(default_factory=dict)  # cost limits (search_spaces.costs.COSTS)
+    costs: CostModel | None = None  # where objectives or constraints are set
+
+    def __post_init__(self) -> None:
+        if (self.objectives or self.constraints) and self.costs is None:
+            self.costs = CostModel(self.space.spec())
+
+    def directions(self) -> list[str]:
+        return [*DIRECTIONS, *(["minimize"] * len(self.objectives))]
+
+    def allowed(self, ids: Sequence[str]) -> np.ndarray:
+        """Mask of the architectures within every cost limit."""
+        if not self.constraints or self.costs is None:
+            return np.ones(len(ids), dtype=bool)
+        return self.costs.within(ids, self.constraints)
 
     def domain_ids(self) -> list[str] | None:
         """Every architecture of the domain, if it is finite and small enough to list."""
@@ -115,7 +132,11 @@ def _evaluate(problem: SearchProblem, ids: Sequence[str]) -> tuple[dict[str, flo
 def _as_candidates(problem: SearchProblem, ids: Sequence[str], acc: dict[str, float]) -> list[Candidate]:
     lat = np.asarray(problem.latency(list(ids)), dtype=float) if ids else np.zeros(0)
     budget = problem.latency_budget_ms
-    return [Candidate(n, a, float(acc[a]), float(t), budget is None or t <= budget)
+    ok = problem.allowed(ids)
+    extra = problem.costs.matrix(ids, problem.objectives) if problem.costs is not None and problem.objectives \
+        else np.zeros((len(ids), 0))
+    return [Candidate(n, a, float(acc[a]), float(t), bool(ok[n]) and (budget is None or t <= budget),
+                      tuple(float(v) for v in extra[n]))
             for n, (a, t) in enumerate(zip(ids, lat, strict=True))]
 
 
@@ -130,9 +151,9 @@ class SamplerSearch:
         t0 = time.perf_counter()
         if settings.storage is not None:
             study = open_study(settings.storage, settings.study_name, optuna.samplers.RandomSampler(),
-                               settings.resume)
+                               settings.resume, problem.objectives)
         else:
-            study = optuna.create_study(directions=list(DIRECTIONS))
+            study = optuna.create_study(directions=problem.directions())
         study.sampler = make_sampler(self.sampler, settings.seed, settings.population, len(study.trials))
         for a in dict.fromkeys(settings.start_from):
             study.enqueue_trial(problem.space.to_params(problem.space.parse(a)), skip_if_exists=True)
@@ -141,7 +162,8 @@ class SamplerSearch:
                                                             else 0),
                               batch_size=settings.batch_size or settings.population,
                               latency_budget_ms=problem.latency_budget_ms, domain=problem.domain,
-                              eval_log=problem.eval_log, progress=settings.progress)
+                              eval_log=problem.eval_log, progress=settings.progress,
+                              objectives=problem.objectives, costs=problem.costs, constraints=problem.constraints)
         found = driver.run()
         return SearchResult(found, driver.stats.evaluated, time.perf_counter() - t0,
                             {"from_log": float(driver.stats.from_log)})
@@ -157,6 +179,10 @@ class MilpSearch:
 
         missing = [name for name, m in (("latency", problem.latency_model), ("accuracy", problem.accuracy_model))
                    if m is None or not hasattr(m, "coef_")]
+        if problem.objectives or problem.constraints:
+            raise ConfigError("search algorithm 'milp' solves two objectives (accuracy, latency) without cost "
+                              "limits; with search.objectives or search.constraints use nsga2 (or exhaustive on "
+                              "a finite domain)")
         if missing:
             raise ConfigError(f"search algorithm 'milp' needs additive {' and '.join(missing)} model(s); use an "
                               f"additive predictor (latency.predictor / accuracy.predictor: additive, or an "
@@ -186,6 +212,8 @@ class ExhaustiveSearch:
             raise ConfigError(f"search algorithm 'exhaustive' needs a finite domain: space {problem.space.name!r} "
                               f"has {problem.space.size:.3g} architectures; use search.domain: table, or nsga2 "
                               f"or milp")
+        ok = problem.allowed(ids)
+        ids = [a for a, keep in zip(ids, ok, strict=True) if keep]  # outside the cost limits: not evaluated
         acc, evaluated = _evaluate(problem, ids)
         return SearchResult(_as_candidates(problem, ids, acc), evaluated, time.perf_counter() - t0,
                             {"cells": float(len(ids))})

@@ -1,8 +1,10 @@
 """The search driver: Optuna ask/tell over a search space, evaluation elsewhere.
 
-Two objectives: accuracy (maximise) and latency on one device (minimise), with
-an optional latency budget as an Optuna constraint (``trial.set_constraint``;
-NSGA-II's constrained domination and TPE read it). The driver asks a batch of
+Objectives: accuracy (maximise), latency on one device (minimise) and optional
+extra costs of the network (``search.objectives``: parameters, MACs, peak
+activation memory; minimised). A latency budget and cost limits
+(``search.constraints``) are Optuna constraints (``trial.set_constraint``;
+NSGA-II's constrained domination and TPE read them). The driver asks a batch of
 trials, gets their latencies in one call to the device's latency service, sends
 the architectures it has not seen to the accuracy source (a Ray actor pool for
 the supernet) and tells each trial as its accuracy arrives. Only the driver
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,11 +34,13 @@ from orchestrator.registry import Registry
 from orchestrator.search.accuracy import AccuracySource
 from orchestrator.search.storage import EvalLog
 from search_spaces.base import SearchSpace, encode_ids
+from search_spaces.costs import CostModel
 
 log = logging.getLogger(__name__)
 
 ARCH_ATTR = "arch"
 BUDGET_KEY = "latency_budget"
+VIOLATION_ATTR = "violation"  # the largest constraint value (<= 0: feasible)
 
 SAMPLERS: Registry[Callable[..., optuna.samplers.BaseSampler]] = Registry("search algorithm")
 
@@ -88,18 +92,20 @@ class Candidate:
     accuracy: float
     latency_ms: float
     feasible: bool
+    extra: tuple[float, ...] = ()  # the search's extra objectives, in order
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def candidates(study: optuna.Study, budget_ms: float | None = None) -> list[Candidate]:
-    """Completed trials as candidates, by trial number."""
+    """Completed trials as candidates, by trial number (feasible: within the budget and every constraint)."""
     out = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        acc, lat = t.values
-        out.append(Candidate(t.number, t.user_attrs[ARCH_ATTR], float(acc), float(lat),
-                             budget_ms is None or lat <= budget_ms))
+        acc, lat, *extra = t.values
+        ok = (budget_ms is None or lat <= budget_ms) and t.user_attrs.get(VIOLATION_ATTR, 0.0) <= 0
+        out.append(Candidate(t.number, t.user_attrs[ARCH_ATTR], float(acc), float(lat), ok,
+                             tuple(float(v) for v in extra)))
     return sorted(out, key=lambda c: c.number)
 
 
@@ -122,7 +128,8 @@ class SearchDriver:
     def __init__(self, study: optuna.Study, space: SearchSpace, accuracy: AccuracySource,
                  latency: Callable[[Sequence[str]], np.ndarray], *, n_trials: int, batch_size: int,
                  latency_budget_ms: float | None = None, domain: TableDomain | None = None,
-                 eval_log: EvalLog | None = None, progress: bool = False) -> None:
+                 eval_log: EvalLog | None = None, progress: bool = False, objectives: Sequence[str] = (),
+                 costs: CostModel | None = None, constraints: Mapping[str, float] | None = None) -> None:
         if n_trials < 1 or batch_size < 1:
             raise ConfigError(f"n_trials and batch_size must be >= 1, got {n_trials}, {batch_size}")
         self.study = study
@@ -138,6 +145,14 @@ class SearchDriver:
         self.stats = SearchStats()
         self._lat: dict[str, float] = {}
         self._dists = space.distributions()
+        self.objectives = tuple(objectives)
+        self.constraints = dict(constraints or {})
+        if (self.objectives or self.constraints) and costs is None:
+            raise ConfigError("extra objectives and cost constraints need a cost model")
+        self.costs = costs
+        if len(study.directions) != 2 + len(self.objectives):
+            raise ConfigError(f"the study has {len(study.directions)} objectives, the search "
+                              f"{2 + len(self.objectives)}")
 
     def n_complete(self) -> int:
         return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
@@ -145,9 +160,19 @@ class SearchDriver:
     def _tell(self, trial: optuna.Trial, arch_id: str, acc: float) -> None:
         lat = self._lat[arch_id]
         trial.set_user_attr(ARCH_ATTR, arch_id)
+        cons: dict[str, float] = {}
         if self.budget is not None:
-            trial.set_constraint(BUDGET_KEY, lat - self.budget)
-        self.study.tell(trial, [acc, lat], skip_if_finished=True)
+            cons[BUDGET_KEY] = lat - self.budget
+        extra: list[float] = []
+        if self.costs is not None:
+            (c,) = self.costs.of([arch_id])
+            extra = [c.get(o) for o in self.objectives]
+            cons.update({name: c.get(name) - limit for name, limit in self.constraints.items()})
+        for name, v in cons.items():
+            trial.set_constraint(name, v)
+        if cons:
+            trial.set_user_attr(VIOLATION_ATTR, max(cons.values()))
+        self.study.tell(trial, [acc, lat, *extra], skip_if_finished=True)
         self.stats.told += 1
 
     def run(self) -> list[Candidate]:

@@ -104,3 +104,67 @@ def accuracy_loss_at_budgets(accuracy: Sequence[float] | np.ndarray, latency: Se
     ref = best_accuracy_at_budgets(ref_accuracy, ref_latency, budgets)
     got = best_accuracy_at_budgets(accuracy, latency, budgets)
     return np.where(np.isnan(ref), np.nan, ref - np.nan_to_num(got, nan=0.0))
+
+
+# -- N objectives (all minimised) ------------------------------------------------------------------------------
+
+def _points(points: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
+    p = np.asarray(points, dtype=float)
+    if p.ndim != 2:
+        raise ParetoError(f"points must be a 2-D array (n points, d objectives), got shape {p.shape}")
+    if np.isnan(p).any():
+        raise ParetoError("points must not contain NaN; drop unevaluated points first")
+    return p
+
+
+def pareto_mask_nd(points: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
+    """Non-dominated rows of ``points`` (every objective minimised; negate one to maximise it). A row is
+    dominated if another is <= in every objective and < in one; exact duplicates are all kept."""
+    p = _points(points)
+    n = len(p)
+    mask = np.ones(n, dtype=bool)
+    for i in range(n):
+        if not mask[i]:
+            continue
+        dominated_by = np.all(p <= p[i], axis=1) & np.any(p < p[i], axis=1)
+        if dominated_by.any():
+            mask[i] = False
+            continue
+        # i dominates these: drop them now (fewer rows to test later)
+        mask &= ~(np.all(p[i] <= p, axis=1) & np.any(p[i] < p, axis=1))
+    return mask
+
+
+def hypervolume_nd(points: Sequence[Sequence[float]] | np.ndarray, ref: Sequence[float]) -> float:
+    """Exact hypervolume of ``points`` (every objective minimised) bounded by ``ref``: slices along the
+    last objective down to the two-dimensional staircase. Points not strictly better than ``ref`` in every
+    objective add nothing. Exponential in the dimension: meant for 2-4 objectives and fronts of hundreds."""
+    p = _points(points)
+    r = np.asarray(ref, dtype=float).ravel()
+    if p.size and p.shape[1] != r.size:
+        raise ParetoError(f"points have {p.shape[1]} objectives, the reference point {r.size}")
+    p = p[np.all(p < r, axis=1)] if p.size else p
+    if len(p) == 0:
+        return 0.0
+    p = p[pareto_mask_nd(p)]
+    return _hv(p, r)
+
+
+def _hv(p: np.ndarray, r: np.ndarray) -> float:
+    d = p.shape[1]
+    if d == 1:
+        return float(r[0] - p[:, 0].min())
+    if d == 2:
+        # maximise -x0 against latency-like x1: reuse the staircase (accuracy = -x0)
+        return hypervolume(-p[:, 0], p[:, 1], -r[0], r[1])
+    order = np.argsort(p[:, -1], kind="stable")
+    p = p[order]
+    total = 0.0
+    for i in range(len(p)):
+        upper = p[i + 1, -1] if i + 1 < len(p) else r[-1]
+        depth = upper - p[i, -1]
+        if depth <= 0:
+            continue
+        sub = p[: i + 1, :-1]
+        total += depth * _hv(sub if sub.shape[1] <= 2 else sub[pareto_mask_nd(sub)], r[:-1])
+    return float(total)

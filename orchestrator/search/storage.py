@@ -79,22 +79,26 @@ def make_storage(url: str | None, run_dir: Path) -> Any:
     return JournalStorage(JournalFileBackend(str(path)))
 
 
-def open_study(storage: Any, name: str, sampler: optuna.samplers.BaseSampler, resume: bool) -> optuna.Study:
+def open_study(storage: Any, name: str, sampler: optuna.samplers.BaseSampler, resume: bool,
+               extra_objectives: Sequence[str] = ()) -> optuna.Study:
     """Create the study, or load it on resume (failing and re-queuing trials left RUNNING).
 
     Without ``resume`` an existing study of that name is an error: the run dir
     holds earlier work that a fresh start would mix with its own.
     """
-    directions = ["maximize", "minimize"]
+    directions = ["maximize", "minimize", *(["minimize"] * len(extra_objectives))]
     exists = name in {s.study_name for s in optuna.study.get_all_study_summaries(storage)}
     if exists and not resume:
         raise ConfigError(f"study {name!r} already exists in this run's storage; pass --resume to continue it, "
                           f"or change the config's name")
     study = optuna.create_study(storage=storage, study_name=name, directions=directions, sampler=sampler,
                                 load_if_exists=True)
-    if [d.name for d in study.directions] != ["MAXIMIZE", "MINIMIZE"]:
-        raise ConfigError(f"study {name!r} has directions {study.directions}, not (maximize accuracy, minimize "
-                          f"latency); use another name")
+    found = [d.name.lower() for d in study.directions]
+    if found != directions:
+        raise ConfigError(f"study {name!r} has directions {found}; this config's are {directions} (accuracy, "
+                          f"latency{''.join(', ' + o for o in extra_objectives)}): search.objectives changed "
+                          f"since the run began, or the name holds another study; restore them, or use another "
+                          f"name")
     if exists:
         requeue_running(study)
     return study

@@ -17,13 +17,14 @@ def finalize(shared: SweepShared, rep: TargetReport, truth: Callable[[Sequence[s
     against the true front over the known domain (budget-feasible part where a budget is set); the plot."""
     s = shared.settings
     rep.accuracy = shared.oracle.values(rep.options)
-    rep.front = front_of(rep.accuracy, rep.predicted)
+    rep.front = front_of(rep.accuracy, rep.predicted, shared.extra(rep.options))
     if truth is None:
         rep.png = None
         return
     rep.true_ms = truth(rep.options)
     ref_t = truth(shared.ref_ids)
     ref_a = shared.oracle.values(shared.ref_ids)
+    ref_t = np.where(shared.allowed(shared.ref_ids, rep.name), ref_t, np.nan)  # the truth within its limits
     if s.budget_ms is not None:
         ref_t = np.where(ref_t <= s.budget_ms, ref_t, np.nan)
     if np.isfinite(ref_t).sum() < 1:
@@ -35,7 +36,8 @@ def finalize(shared: SweepShared, rep: TargetReport, truth: Callable[[Sequence[s
     rep.metrics.update(front_quality(ref, rep.accuracy[f], rep.true_ms[f]))
     rep.metrics["pool_hv_ratio"] = front_quality(ref, rep.accuracy, rep.true_ms)["hv_ratio"]
     pool_acc = shared.oracle.values(shared.pool_ids)
-    reuse = front_of(pool_acc, shared.pool_proxy_ms)
+    fits = shared.allowed(shared.pool_ids, rep.name)
+    reuse = [i for i in front_of(pool_acc, shared.pool_proxy_ms, shared.extra(shared.pool_ids)) if fits[i]]
     plain = front_quality(ref, pool_acc[reuse], truth([shared.pool_ids[i] for i in reuse]))
     rep.metrics["hv_ratio_reuse"] = plain["hv_ratio"]
     rep.metrics["unserved_budgets_reuse"] = plain["unserved_budgets"]

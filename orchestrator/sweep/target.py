@@ -36,9 +36,10 @@ from orchestrator.latency.transfer import SourceSet, adapt, affine_positive
 from orchestrator.search.accuracy import AccuracyOracle
 from orchestrator.search.algorithms import SearchProblem, SearchSettings, run_search
 from orchestrator.search.driver import TableDomain
-from orchestrator.search.pareto import pareto_front
+from orchestrator.search.pareto import pareto_front, pareto_mask_nd
 from orchestrator.sweep.decision import ADAPT, Decision, decide
 from search_spaces.base import SearchSpace, SpaceSpec, encode_ids
+from search_spaces.costs import CostModel
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,17 @@ class SweepSettings:
     n_trials: int = 400
     population: int = 40
     budget_ms: float | None = None
+    objectives: tuple[str, ...] = ()  # extra objectives (costs) of every front
+    constraints: dict[str, float] = field(default_factory=dict)  # cost limits of every architecture
+    memory_mb: dict[str, float] = field(default_factory=dict)  # per target: peak activation memory limit
+
+    def limits(self, target: str) -> dict[str, float]:
+        """The cost limits an architecture must meet to serve ``target``: the search's constraints and the
+        target's memory (the tighter of the two)."""
+        out = dict(self.constraints)
+        if target in self.memory_mb:
+            out["peak_mem_mb"] = min(out.get("peak_mem_mb", np.inf), self.memory_mb[target])
+        return out
 
 
 @dataclass
@@ -73,6 +85,20 @@ class SweepShared:
     ref_ids: list[str]  # the known domain: the run's accuracy is known there, and truth can be
     truth_ids: list[str]  # the ids that targets' truth arrays are given over
     settings: SweepSettings
+    costs: CostModel | None = None  # where objectives, constraints or memory limits are set
+
+    def allowed(self, ids: Sequence[str], target: str) -> np.ndarray:
+        """Mask of ``ids`` within the cost limits for ``target``."""
+        limits = self.settings.limits(target)
+        if not limits or self.costs is None:
+            return np.ones(len(ids), dtype=bool)
+        return self.costs.within(list(ids), limits)
+
+    def extra(self, ids: Sequence[str]) -> np.ndarray | None:
+        """The extra objectives of ``ids`` (None: accuracy and latency only)."""
+        if not self.settings.objectives or self.costs is None:
+            return None
+        return self.costs.matrix(list(ids), self.settings.objectives)
 
 
 @dataclass
@@ -139,11 +165,16 @@ class Encoder:
         return np.stack([self.rows[a] for a in ids])
 
 
-def front_of(acc: np.ndarray, lat: np.ndarray) -> list[int]:
-    """Indices of the non-dominated points, by latency."""
+def front_of(acc: np.ndarray, lat: np.ndarray, extra: np.ndarray | None = None) -> list[int]:
+    """Indices of the non-dominated points (accuracy up, latency and any ``extra`` columns down), by
+    latency."""
     if len(acc) == 0:
         return []
-    return [int(i) for i in pareto_front(acc, lat)[0]]
+    if extra is None or extra.shape[1] == 0:
+        return [int(i) for i in pareto_front(acc, lat)[0]]
+    mask = pareto_mask_nd(np.column_stack([-np.asarray(acc, dtype=float), lat, extra]))
+    idx = np.where(mask)[0]
+    return [int(i) for i in idx[np.argsort(np.asarray(lat)[idx], kind="stable")]]
 
 
 def target_search(space: SearchSpace, shared: SweepShared, predict: Callable[[Sequence[str]], np.ndarray],
@@ -153,17 +184,20 @@ def target_search(space: SearchSpace, shared: SweepShared, predict: Callable[[Se
     domain = TableDomain(space, shared.search_ids, X=shared.search_X) if shared.search_ids is not None else None
     problem = SearchProblem(space, shared.oracle, predict, domain=domain, latency_budget_ms=s.budget_ms,
                             latency_model=model if hasattr(model, "coef_") else None,
-                            accuracy_model=shared.oracle.additive)
+                            accuracy_model=shared.oracle.additive, objectives=s.objectives,
+                            constraints=s.limits(name), costs=shared.costs)
     seed = int(np.random.SeedSequence([s.seed, *name.encode()]).generate_state(1)[0])
     algorithm = s.algorithm
     if algorithm == "auto":  # exact where it can be: every cell of a finite domain, the MILP of additive models
         additive = problem.latency_model is not None and problem.accuracy_model is not None
-        algorithm = "exhaustive" if domain is not None else "milp" if additive else "nsga2"
+        two = not problem.objectives and not problem.constraints
+        algorithm = "exhaustive" if domain is not None else "milp" if additive and two else "nsga2"
     res = run_search(problem, algorithm, SearchSettings(n_trials=s.n_trials, population=s.population, seed=seed))
     found = res.feasible()
     acc = np.array([c.accuracy for c in found])
     lat = np.array([c.latency_ms for c in found])
-    return [found[i].arch_id for i in front_of(acc, lat)], {"search_s": res.seconds,
+    extra = np.array([c.extra for c in found]).reshape(len(found), -1) if s.objectives else None
+    return [found[i].arch_id for i in front_of(acc, lat, extra)], {"search_s": res.seconds,
                                                            "search_points": float(len(found))}
 
 
@@ -242,7 +276,8 @@ def propose(shared: SweepShared, target: TargetInput, sources: SourceSet | None,
         pred = p.predict(options)
     done = set(target.k_ids)
     allowed = set(target.domain) if target.domain is not None else None
-    keep = [i for i, a in enumerate(options) if a not in done and (allowed is None or a in allowed)]
+    fits = shared.allowed(options, target.name)
+    keep = [i for i, a in enumerate(options) if a not in done and (allowed is None or a in allowed) and fits[i]]
     left, acc, lat = [options[i] for i in keep], shared.oracle.values([options[i] for i in keep]), pred[keep]
     picked: list[str] = []
     while left and len(picked) < n:
@@ -279,8 +314,13 @@ def run_target(shared: SweepShared, target: TargetInput, sources: SourceSet | No
                         target.name, s.budget_ms, float(np.min(pred)) if len(pred) else float("nan"))
             metrics["budget_infeasible"] = 1.0
         options, pred = [options[i] for i in keep], pred[keep]
+    fits = shared.allowed(options, target.name)
+    if not fits.all():
+        metrics["outside_limits"] = float((~fits).sum())
+        options, pred = [a for a, f in zip(options, fits, strict=True) if f], pred[fits]
     acc = shared.oracle.values(options)
-    rep = TargetReport(target.name, target.kind, len(y), dec, method, options, acc, pred, front_of(acc, pred),
+    rep = TargetReport(target.name, target.kind, len(y), dec, method, options, acc, pred,
+                       front_of(acc, pred, shared.extra(options)),
                        metrics=metrics, n_measurements=len(y) + int(metrics.get("retest_n", 0)),
                        predictor=adapted if keep_predictor else None,
                        sources_used=adapted.describe() if hasattr(adapted, "describe") else "")
