@@ -94,6 +94,29 @@ def plot_hv_history(path: Path, history: Sequence[tuple[int, float]], title: str
     return path
 
 
+def plot_projections(path: Path, accuracy: np.ndarray, axes: Mapping[str, np.ndarray], front: Sequence[int],
+                     title: str) -> Path:
+    """A front in several objectives as 2-D projections: accuracy against each other objective, every
+    candidate grey, the (all-objective) front as a step line."""
+    plt = _plt()
+    fig, panels = plt.subplots(1, len(axes), figsize=(4.2 * len(axes), 3.6), dpi=110, squeeze=False)
+    for ax, (name, x) in zip(panels[0], axes.items(), strict=True):
+        ax.scatter(x, accuracy, s=8, c="0.75", label="candidates")
+        f = sorted(front, key=lambda i: x[i])
+        fx, fa = x[f], np.maximum.accumulate(accuracy[f]) if len(f) else accuracy[f]
+        ax.step(fx, fa, where="post", c="tab:blue", lw=1.2)
+        ax.scatter(x[f], accuracy[f], s=16, c="tab:blue", label="front (all objectives)")
+        ax.set_xlabel(name)
+        ax.set_ylabel("accuracy")
+        ax.grid(alpha=0.3)
+    panels[0][0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def _fmt(v: Any, spec: str = ".3f") -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"

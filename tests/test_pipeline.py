@@ -199,6 +199,7 @@ def test_extra_objective_and_cost_limit_through_the_sweep(tmp_path, shipped, ray
         rows = list(csv.DictReader(f))
     assert rows and all((r["feasible"] == "True") == (float(r["params_m"]) <= limit) for r in rows)
     assert any(r["feasible"] == "False" for r in rows)  # the search met the limit, and it was told
+    assert (cfg.run_dir() / "fronts" / "proxy_projections.png").stat().st_size > 10_000
     within = int((costs.values(list(shipped.archs), "params_m") <= limit).sum())
     for row in summary["targets"]:
         assert row["n_reference"] == within  # judged against the truth within the limit

@@ -15,7 +15,7 @@ import numpy as np
 
 from orchestrator.latency.table import LatencyTable
 from orchestrator.pipeline.context import STATE_FILE, Context
-from orchestrator.report import plot_hv_history, safe_name, write_front
+from orchestrator.report import plot_hv_history, plot_projections, safe_name, write_front
 from orchestrator.search.driver import Candidate, hypervolume_history
 from orchestrator.search.pareto import hypervolume_nd
 from orchestrator.sweep import SweepShared, TargetReport, front_of, render
@@ -58,6 +58,11 @@ def record_search(ctx: Context, found: Sequence[Candidate], pool: Sequence[Candi
             for i in front]
     if extra is not None and front:
         ctx.tracker.metrics(parent, {"proxy_hypervolume_nd": front_volume(acc[front], lat[front], extra[front])})
+        proj = plot_projections(ctx.run_dir / "fronts" / "proxy_projections.png", acc,
+                                {"proxy latency (ms, predicted)": lat,
+                                 **{o: extra[:, j] for j, o in enumerate(objectives)}}, front,
+                                f"proxy {ctx.plan.proxy}: the front in {2 + len(objectives)} objectives")
+        ctx.tracker.artifact(parent, proj, "proxy_search")
     csv_p, json_p = write_front(rows, ctx.run_dir / "fronts" / "proxy")
     all_acc = np.array([c.accuracy for c in found])
     all_lat = np.array([c.latency_ms for c in found])
