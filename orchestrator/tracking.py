@@ -19,6 +19,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 
 RUN_DIR_TAG = "hwnas.run_dir"
@@ -225,6 +227,27 @@ class Tracker:
                 self.client.log_artifacts(run_id, str(path), subdir)
             else:
                 self.client.log_artifact(run_id, str(path), subdir)
+
+    def onnx_model(self, run_id: str | None, onnx_path: Path, name: str) -> str | None:
+        """Log an exported network as an MLflow ONNX model with its signature (input and output tensor specs
+        from one run of the file on onnxruntime), loadable by URI (``mlflow.pyfunc.load_model``); returns
+        the model URI."""
+        if not self.enabled or run_id is None:
+            return None
+        import onnx
+        import onnxruntime as ort
+        from mlflow.models import infer_signature
+
+        sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        inp = sess.get_inputs()[0]
+        x = np.zeros([d if isinstance(d, int) else 1 for d in inp.shape], dtype=np.float32)
+        (y,) = sess.run(None, {inp.name: x})
+        self._mlflow.set_tracking_uri(self.uri)
+        with self._mlflow.start_run(run_id=run_id, log_system_metrics=False):
+            info = self._mlflow.onnx.log_model(onnx.load(str(onnx_path)), name=name,
+                                               signature=infer_signature(x, y),
+                                               onnx_execution_providers=["CPUExecutionProvider"])
+        return str(info.model_uri)
 
     def json(self, run_id: str | None, obj: Any, name: str) -> None:
         if not self.enabled or run_id is None:

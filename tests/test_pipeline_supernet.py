@@ -27,8 +27,9 @@ def test_mobilenet_end_to_end_with_a_measured_target(tmp_path, ray_cluster):
         "latency": {"table": "shipped", "proxy": "sim:0", "proxy_samples": 30, "protocol": FAST},
         "search": {"algorithm": "nsga2", "n_trials": 16, "population": 8, "domain": "space"},
         "sweep": {"targets": [{"name": "torch-cpu", "options": {"threads": 1}}, "sim:1"], "k": 5, "retest": 3,
-                  "measure_front": 2, "export_front": 1, "target_search": {"n_trials": 40, "population": 8}},
-        "tracking": {"enabled": False},
+                  "measure_front": 2, "export_front": 1, "target_search": {"n_trials": 40, "population": 8},
+                  "memory_mb": {"sim:1": 0.07}},
+        "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "mb"},
     })
     summary = run_pipeline(cfg, progress=False)
     cpu, sim = summary["targets"]
@@ -46,6 +47,25 @@ def test_mobilenet_end_to_end_with_a_measured_target(tmp_path, ray_cluster):
     assert meta["network"].startswith("deployed") and meta["weights"] == "supernet (inherited)"
     assert meta["space_spec"] == space.spec().model_dump()
     assert (run_dir / "exports" / "torch-cpu" / "front0.onnx").stat().st_size > 0
+    # sim:1 has 0.07 MiB for activations: nothing on its front needs more (the space has 0.047-0.094 MiB ones)
+    sim_front = json.loads((run_dir / "fronts" / "sim_1.json").read_text())
+    assert sim_front and all(r["peak_mem_mb"] <= 0.07 for r in sim_front)
+    # the exported network is an MLflow model with a signature, loadable by URI, and it is that network
+    import mlflow
+    import onnxruntime as ort
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    run = mlflow.search_runs(experiment_names=["mb"], filter_string="tags.`hwnas.device` = 'torch-cpu'",
+                             output_format="list")[0]
+    uri = run.data.tags["model_uri.front0"]
+    model = mlflow.pyfunc.load_model(uri)
+    assert model.metadata.get_input_schema().inputs[0].shape == (-1, 3, 32, 32)  # any batch
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    got = np.asarray(model.predict(x) if not isinstance(model.predict(x), dict) else
+                     next(iter(model.predict(x).values())))
+    sess = ort.InferenceSession(str(run_dir / "exports" / "torch-cpu" / "front0.onnx"))
+    (want,) = sess.run(None, {"input": x})
+    assert np.allclose(got, want, atol=1e-5)
 
 
 def test_a_supernet_loaded_from_its_run_dir(tmp_path, ray_cluster):

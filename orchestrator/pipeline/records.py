@@ -127,6 +127,10 @@ def record_target(ctx: Context, shared: SweepShared, rep: TargetReport, export_d
         ctx.tracker.artifact(run, p)
     if export_dir is not None:
         ctx.tracker.artifact(run, export_dir, "exported_front")
+        uris = {p.stem: ctx.tracker.onnx_model(run, p, p.stem) for p in sorted(export_dir.glob("*.onnx"))}
+        if any(uris.values()):
+            ctx.tracker.tags(run, {f"model_uri.{k}": v for k, v in uris.items()})
+            summary["model_uris"] = " ".join(f"{k}={v}" for k, v in uris.items())
     ctx.tracker.finish(run)
     (ctx.run_dir / "targets" / f"{safe_name(rep.name)}.json").write_text(json.dumps(
         {"summary": summary, "budgets_ms": rep.budgets_ms}, indent=2, default=float))
