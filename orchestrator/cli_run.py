@@ -87,6 +87,15 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from orchestrator.compare import compare
+
+    out, table = compare(args.runs, args.device, args.out, track=not args.no_mlflow)
+    print(table)
+    print(f"\nfronts overlaid per device: {out / 'compare.png'} (figures: compare.csv, compare.json)")
+    return 0
+
+
 def add_run_commands(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="run the whole pipeline from a YAML config (see experiments/)")
     r.add_argument("config")
@@ -112,6 +121,13 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run")
     p.add_argument("--no-fronts", action="store_true", help="only the per-target summary")
     p.set_defaults(func=cmd_report)
+    m = sub.add_parser("compare", help="overlay the fronts of several runs (seeds, configs) per device: PNG, "
+                                       "CSV, a table, and an MLflow run")
+    m.add_argument("runs", nargs="+", help="run dirs of `hwnas run` (at least two)")
+    m.add_argument("--device", nargs="+", help="only these devices (default: every target all runs share)")
+    m.add_argument("--out", help="output dir (default: compare-<runs> next to the first run)")
+    m.add_argument("--no-mlflow", action="store_true", help="do not record the comparison in MLflow")
+    m.set_defaults(func=cmd_compare)
 
 
 __all__ = ["add_run_commands"]

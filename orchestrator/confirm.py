@@ -236,11 +236,11 @@ def _plot(path: Path, rows: list[dict[str, Any]], tau: float) -> None:
 
 def _record(run: Path, pcfg: Any, out: dict[str, Any], storage: Path) -> None:
     """Into the sweep's MLflow runs: the parent gets tau and the files, each device's run its front's best."""
-    from orchestrator.tracking import Tracker
+    from orchestrator.tracking import Tracker, run_tracking_uri
 
     if not pcfg.tracking.enabled:
         return
-    tracker = Tracker(pcfg.tracking.uri, pcfg.tracking.experiment)
+    tracker = Tracker(run_tracking_uri(run, pcfg.tracking.uri), pcfg.tracking.experiment)
     tracker.start(run, pcfg.name, resume=True)
     parent = tracker.parent_id
     tracker.metrics(parent, {"confirm_kendall_tau": out["kendall_tau"], "confirm_n": out["n"],

@@ -38,6 +38,16 @@ def resolve_uri(uri: str | None, base: Path | None = None) -> str:
     return "sqlite:///" + str(((base or Path.cwd()) / "mlflow.db").resolve())
 
 
+def run_tracking_uri(run_dir: Path, configured: str | None) -> str | None:
+    """The MLflow URI a run dir's run was recorded at (resolved when it began), else ``configured``."""
+    state = Path(run_dir) / "pipeline.json"
+    if state.is_file():
+        uri = json.loads(state.read_text()).get("tracking_uri")
+        if uri:
+            return str(uri)
+    return configured
+
+
 def source_tags() -> dict[str, str]:
     """MLflow's source tags: the command, and the git commit of the checkout the package runs from."""
     import subprocess

@@ -140,6 +140,39 @@ def test_resume_of_a_finished_run_redoes_nothing(finished):
     assert "resume: 7 targets already done" in (run_dir / "run.log").read_text()
 
 
+def test_compare_overlays_two_runs_and_records_it(finished, monkeypatch, capsys):
+    """hwnas compare: a second seed beside the first, from another working directory (the MLflow URI comes
+    from the run dir)."""
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.cli import main
+
+    tmp_path, cfg, summary = finished
+    other = _cfg(tmp_path, name="t_seed1", seed=1, sweep={"targets": ["pixel3", "edgegpu"], "simulated": 0,
+                                                            "per_device_search": False})
+    s2 = run_pipeline(other, progress=False)
+    monkeypatch.chdir(tmp_path.parent)  # elsewhere: a default tracking URI would point at another store
+    assert main(["compare", str(cfg.run_dir()), str(other.run_dir()), "--out", str(tmp_path / "cmp")]) == 0
+    text = capsys.readouterr().out
+    rows = json.loads((tmp_path / "cmp" / "compare.json").read_text())["rows"]
+    assert [(r["device"], r["run"]) for r in rows] == [("edgegpu", "t"), ("edgegpu", "t_seed1"), ("pixel3", "t"),
+                                                       ("pixel3", "t_seed1")]  # the devices both runs have
+    mine = next(r for r in rows if r["run"] == "t_seed1" and r["device"] == "pixel3")
+    want = next(t for t in s2["targets"] if t["target"] == "pixel3")
+    assert mine["hv_ratio"] == pytest.approx(want["hv_ratio"]) and mine["decision"] == want["decision"]
+    assert f"{want['hv_ratio']:.3f}" in next(x for x in text.splitlines() if x.startswith("pixel3") and "t_seed1" in x)
+    assert (tmp_path / "cmp" / "compare.png").stat().st_size > 20_000
+    c = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (run,) = c.search_runs([c.get_experiment_by_name("test").experiment_id], "tags.`hwnas.kind` = 'compare'")
+    assert {"compare.png", "compare.csv", "compare.json"} <= {a.path for a in c.list_artifacts(run.info.run_id)}
+    assert run.data.metrics["hv_ratio.t_seed1"] == pytest.approx(np.mean([t["hv_ratio"] for t in s2["targets"]]))
+    capsys.readouterr()
+    assert main(["compare", str(cfg.run_dir()), str(other.run_dir()), "--device", "sim:0", "--no-mlflow"]) == 2
+    assert "'sim:0' is not a target of t_seed1" in capsys.readouterr().err
+    assert main(["compare", str(cfg.run_dir()), str(tmp_path)]) == 2
+    assert "no summary.json" in capsys.readouterr().err
+
+
 def test_a_users_table_column_is_a_target(tmp_path, shipped, ray_cluster):
     """latency.table: a CSV with a device the project has never seen (here: raspi4's column under a new
     name, with a gap); it is named in sweep.targets and judged against its own whole table."""

@@ -113,8 +113,12 @@ def claim_run_dir(cfg: PipelineConfig, d: Path) -> None:
     try:
         for sub in ("", "targets", "fronts"):
             (d / sub).mkdir(parents=True, exist_ok=True)
-        (d / STATE_FILE).write_text(json.dumps({"config": cfg.model_dump(mode="json"),
-                                                "versions": package_versions()}, indent=2))
+        state = {"config": cfg.model_dump(mode="json"), "versions": package_versions()}
+        if cfg.tracking.enabled:  # resolved now: a later `hwnas confirm` / `compare` may run from another dir
+            from orchestrator.tracking import resolve_uri
+
+            state["tracking_uri"] = resolve_uri(cfg.tracking.uri)
+        (d / STATE_FILE).write_text(json.dumps(state, indent=2))
     except OSError as e:
         raise ConfigError(f"cannot write the run dir {d} ({e.strerror or e}); set output_dir to a writable "
                           f"directory") from None
