@@ -47,6 +47,10 @@ def test_mobilenet_end_to_end_with_a_measured_target(tmp_path, ray_cluster):
     assert meta["network"].startswith("deployed") and meta["weights"] == "supernet (inherited)"
     assert meta["space_spec"] == space.spec().model_dump()
     assert (run_dir / "exports" / "torch-cpu" / "front0.onnx").stat().st_size > 0
+    heat = json.loads((run_dir / "srcc_matrix.json").read_text())  # the measured device is in the heatmap
+    i = next(n for n, d in enumerate(heat["devices"]) if d.startswith("torch-cpu (measured, "))
+    j = heat["devices"].index("sim:0 (predicted)")
+    assert heat["shared"][i][j] >= 5 and -1 <= heat["srcc"][i][j] <= 1
     # sim:1 has 0.07 MiB for activations: nothing on its front needs more (the space has 0.047-0.094 MiB ones)
     sim_front = json.loads((run_dir / "fronts" / "sim_1.json").read_text())
     assert sim_front and all(r["peak_mem_mb"] <= 0.07 for r in sim_front)

@@ -133,7 +133,8 @@ def record_target(ctx: Context, shared: SweepShared, rep: TargetReport, export_d
             summary["model_uris"] = " ".join(f"{k}={v}" for k, v in uris.items())
     ctx.tracker.finish(run)
     (ctx.run_dir / "targets" / f"{safe_name(rep.name)}.json").write_text(json.dumps(
-        {"summary": summary, "budgets_ms": rep.budgets_ms}, indent=2, default=float))
+        {"summary": summary, "budgets_ms": rep.budgets_ms,
+         "samples": {**rep.samples, **rep.measured_front}}, indent=2, default=float))
     return summary
 
 
@@ -172,18 +173,33 @@ def record_sweep(ctx: Context, shared: SweepShared, summary: dict[str, Any]) -> 
     from orchestrator.latency.monotonicity import plot_heatmap, srcc_matrix
 
     parent = ctx.tracker.parent_id
-    ids = shared.ref_ids
+    measured: dict[str, dict[str, float]] = {}  # devices without a truth: their own measurements
+    for spec in ctx.plan.targets:
+        f = ctx.run_dir / "targets" / f"{safe_name(spec.name)}.json"
+        if ctx.plan.device(spec.name).truth([]) is None and f.is_file():
+            measured[spec.name] = json.loads(f.read_text()).get("samples", {})
+    ids = list(dict.fromkeys([*shared.ref_ids, *(a for m in measured.values() for a in m)]))
     cols = {f"{shared.proxy} (predicted)": np.asarray(shared.proxy_predictor.predict(_enc(shared, ids)), dtype=float)}
     for spec in [None, *ctx.plan.targets][:64]:
         name = ctx.plan.proxy if spec is None else spec.name
+        if name in measured:
+            if len(measured[name]) >= 3:
+                cols[f"{name} (measured, {len(measured[name])})"] = np.array(
+                    [measured[name].get(a, np.nan) for a in ids], dtype=float)
+            continue
         t = ctx.plan.device(name).truth(ids)
         if t is not None and np.isfinite(t).sum() >= 3:
             cols[name] = np.asarray(t, dtype=float)
     names = list(cols)[:64]
     m = srcc_matrix(LatencyTable(list(ids), names, np.stack([cols[n] for n in names], axis=1)))
     png = plot_heatmap(m, ctx.run_dir / "srcc_heatmap.png",
-                       title=f"Latency SRCC over the {len(ids)} architectures of the known domain")
+                       title=f"Latency SRCC over the {len(shared.ref_ids)} architectures of the known domain"
+                             + (" and each measured device's own samples" if measured else ""))
+    mj = ctx.run_dir / "srcc_matrix.json"
+    mj.write_text(json.dumps({"devices": m.devices, "srcc": np.where(np.isnan(m.srcc), None, m.srcc).tolist(),
+                              "shared": m.shared.tolist()}, indent=1))
     ctx.tracker.artifact(parent, png)
+    ctx.tracker.artifact(parent, mj)
     ctx.tracker.artifact(parent, ctx.run_dir / SUMMARY_FILE)
     ctx.tracker.metrics(parent, {k: v for k, v in summary.items()
                                  if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None}

@@ -135,6 +135,7 @@ class TargetReport:
     predictor: Any = None  # the adapted predictor, when kept for a refinement search
     reference: Any = None  # the search.quality.Reference the front was judged against
     sources_used: str = ""  # the transfer's sources and their shares (adapted targets)
+    samples: dict[str, float] = field(default_factory=dict)  # the k measurements (arch id -> ms)
 
     def front_ids(self) -> list[str]:
         return [self.options[i] for i in self.front]
@@ -323,7 +324,8 @@ def run_target(shared: SweepShared, target: TargetInput, sources: SourceSet | No
                        front_of(acc, pred, shared.extra(options)),
                        metrics=metrics, n_measurements=len(y) + int(metrics.get("retest_n", 0)),
                        predictor=adapted if keep_predictor else None,
-                       sources_used=adapted.describe() if hasattr(adapted, "describe") else "")
+                       sources_used=adapted.describe() if hasattr(adapted, "describe") else "",
+                       samples=dict(zip(target.k_ids, map(float, y), strict=True)))
     truth = None
     if target.truth is not None:
         known = dict(zip(shared.truth_ids, target.truth, strict=True))
