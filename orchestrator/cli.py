@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -331,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verbose < 1:  # MLflow sets its own loggers' level when it is imported (later): tell it up front
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     import optuna
@@ -346,8 +349,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hwnas: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `hwnas report RUN | head`: the reader left; not an error of ours
-        import os
-
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit would raise again
         return 0

@@ -32,8 +32,11 @@ log = logging.getLogger(__name__)
 
 @ray.remote(max_restarts=3, max_task_retries=3)
 class EvaluatorActor:
-    def __init__(self, space_spec: SpaceSpec, weights: dict[str, torch.Tensor], data: Dataset,
+    def __init__(self, space_spec: SpaceSpec, weights: list[ray.ObjectRef], data: list[ray.ObjectRef],
                  eval_cfg: dict[str, Any], threads: int | None = 1) -> None:
+        # the weights and data come as references wrapped in a list: fetched here, so a restarted actor fetches
+        # them again (the pool keeps them alive) instead of Ray pinning them as constructor arguments
+        weights, data = ray.get(weights[0]), ray.get(data[0])
         if threads:
             torch.set_num_threads(threads)
         self.space = one_shot_space(space_spec)
@@ -68,7 +71,7 @@ class EvaluatorPool:
         cfg = (eval_cfg or EvalConfig()).model_dump()
         self.actors = [
             EvaluatorActor.options(num_cpus=num_cpus, num_gpus=num_gpus).remote(
-                space_spec, self.weights_ref, self.data_ref, cfg, threads)
+                space_spec, [self.weights_ref], [self.data_ref], cfg, threads)
             for _ in range(n_actors)
         ]
         self.in_flight_per_actor = in_flight_per_actor
