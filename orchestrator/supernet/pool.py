@@ -32,23 +32,28 @@ log = logging.getLogger(__name__)
 
 @ray.remote(max_restarts=3, max_task_retries=3)
 class EvaluatorActor:
-    def __init__(self, space_spec: SpaceSpec, weights: list[ray.ObjectRef], data: list[ray.ObjectRef],
-                 eval_cfg: dict[str, Any], threads: int | None = 1) -> None:
-        # the weights and data come as references wrapped in a list: fetched here, so a restarted actor fetches
-        # them again (the pool keeps them alive) instead of Ray pinning them as constructor arguments
-        weights, data = ray.get(weights[0]), ray.get(data[0])
+    def __init__(self, space_spec: SpaceSpec, eval_cfg: dict[str, Any], threads: int | None = 1) -> None:
         if threads:
             torch.set_num_threads(threads)
         self.space = one_shot_space(space_spec)
         self.cfg = EvalConfig(**eval_cfg)
+        self.supernet: Any = None
+        self.name = f"pid{os.getpid()}"
+
+    def _load(self, state: list[ray.ObjectRef]) -> None:
+        """The weights and data arrive with each call as references (fetched once): a constructor that took
+        object-store arguments could not be restarted once they were gone (ray-project/ray#53727); a call's
+        arguments can always be fetched again, so a restarted actor simply loads them on its next call."""
+        weights, data = ray.get(state)
         self.supernet = self.space.build_supernet()
         self.supernet.load_state_dict(weights)
         self.supernet.to(self.cfg.device).eval()
         self.data = data
         self.calib = calibration_batches(data, self.cfg)
-        self.name = f"pid{os.getpid()}"
 
-    def evaluate(self, index: int, arch: dict[str, Any]) -> EvalResult:
+    def evaluate(self, index: int, arch: dict[str, Any], state: list[ray.ObjectRef]) -> EvalResult:
+        if self.supernet is None:
+            self._load(state)
         return evaluate_subnet(self.space, self.supernet, arch, self.data, self.cfg, self.calib, index, self.name)
 
     def pid(self) -> int:
@@ -71,7 +76,7 @@ class EvaluatorPool:
         cfg = (eval_cfg or EvalConfig()).model_dump()
         self.actors = [
             EvaluatorActor.options(num_cpus=num_cpus, num_gpus=num_gpus).remote(
-                space_spec, [self.weights_ref], [self.data_ref], cfg, threads)
+                space_spec, cfg, threads)
             for _ in range(n_actors)
         ]
         self.in_flight_per_actor = in_flight_per_actor
@@ -95,7 +100,8 @@ class EvaluatorPool:
             order = sorted(range(len(self.actors)), key=lambda a: (a == avoid, load[a]))
             a = order[0]
             attempts[i] += 1
-            pending[self.actors[a].evaluate.remote(i, dict(archs[i]))] = (i, a, attempts[i])
+            pending[self.actors[a].evaluate.remote(i, dict(archs[i]), [self.weights_ref, self.data_ref])] = (
+                i, a, attempts[i])
             load[a] += 1
 
         try:
