@@ -20,15 +20,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import yaml
+from mlflow_server import call, loopback_server, search_runs
 
 
 def peak_rss_mb(proc: subprocess.Popen) -> float:
@@ -55,46 +54,14 @@ def config(work: Path, name: str, **over: object) -> Path:
     return p
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def rest_runs(work: Path) -> tuple[int, float]:
     """Runs of experiment 'soak' through the REST API of an mlflow server on loopback; (count, seconds)."""
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                               f"sqlite:///{work}/mlflow.db", "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    return -1, float("nan")
-                time.sleep(0.5)
+    with loopback_server(f"sqlite:///{work}/mlflow.db") as base:
+        if base is None:
+            return -1, float("nan")
         t0 = time.perf_counter()
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name"
-                                     f"?experiment_name=soak")
-        exp = json.loads(urllib.request.urlopen(req, timeout=30).read())["experiment"]["experiment_id"]
-        n, token = 0, None
-        while True:
-            body = {"experiment_ids": [exp], "max_results": 1000, **({"page_token": token} if token else {})}
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/search",
-                                         data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-            page = json.loads(urllib.request.urlopen(req, timeout=60).read())
-            n += len(page.get("runs", []))
-            token = page.get("next_page_token")
-            if not token:
-                return n, time.perf_counter() - t0
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        server.wait(30)
+        exp = call(base, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=soak")["experiment"]
+        return len(search_runs(base, exp["experiment_id"])), time.perf_counter() - t0
 
 
 def sweep_part(work: Path, sizes: list[int]) -> None:
