@@ -40,7 +40,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg = cfg.model_copy(update={"output_dir": args.output_dir})
     logging.getLogger("orchestrator").setLevel(min(logging.getLogger().level, logging.INFO))
     t0 = time.perf_counter()
-    summary = run_pipeline(cfg, resume=args.resume, progress=not args.no_progress)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm():  # a log line prints above the progress bar instead of breaking it
+        summary = run_pipeline(cfg, resume=args.resume, progress=not args.no_progress)
     print(format_summary(summary))
     run_dir = cfg.run_dir()
     phases = {k[:-2]: v for k, v in summary.get("timings", {}).items() if k.endswith("_s") and v >= 0.5}
