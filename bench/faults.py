@@ -210,8 +210,27 @@ def _lines(p: Path) -> list[str]:
     return [x for x in p.read_text().splitlines() if x.strip()] if p.is_file() else []
 
 
-def kill_row(work: Path, name: str, phase: str, until: Callable[[Path], bool], supernet: bool = False) -> Row:
-    """Start a run, SIGKILL the driver once ``until(run_dir)`` holds, tear the journal's last line, resume."""
+# Fault injection for the row "kill inside an MLflow write": the driver, started as `hwnas run`, SIGKILLs its
+# own process group inside the third target's MLflow record: its nested run exists, its data is not written.
+KILL_IN_MLFLOW_WRITE = """
+import os, signal, sys
+import orchestrator.tracking as t
+_record, _calls = t.Tracker.record, [0]
+def record(self, run_id, params, metrics):
+    _calls[0] += 1
+    if _calls[0] == 3:
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+    return _record(self, run_id, params, metrics)
+t.Tracker.record = record
+from orchestrator.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def kill_row(work: Path, name: str, phase: str, until: Callable[[Path], bool], supernet: bool = False,
+             inject: str | None = None) -> Row:
+    """Start a run, SIGKILL the driver once ``until(run_dir)`` holds (or let ``inject``, code run in the driver
+    before `hwnas`, kill it), tear the journal's last line, resume."""
     import optuna
     from mlflow.tracking import MlflowClient
     from optuna.storages import JournalStorage
@@ -233,12 +252,13 @@ def kill_row(work: Path, name: str, phase: str, until: Callable[[Path], bool], s
     row = Row(name, f"SIGKILL {phase}; --resume completes: trials == budget, 0 duplicate evaluations, "
                     f"0 MLflow runs RUNNING")
     try:
-        p = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(cfg), "--no-progress"], cwd=d,
+        start = ["-c", inject] if inject else ["-m", "orchestrator.cli"]
+        p = subprocess.Popen([sys.executable, *start, "run", str(cfg), "--no-progress"], cwd=d,
                              env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 300
         while not until(run_dir) and p.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        killed = p.poll() is None
+        killed = p.poll() is None or (inject is not None and p.returncode == -signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, signal.SIGKILL)  # the driver and the local Ray it started
         p.wait(30)
@@ -254,13 +274,17 @@ def kill_row(work: Path, name: str, phase: str, until: Callable[[Path], bool], s
         client = MlflowClient(f"sqlite:///{d}/mlflow.db")
         runs = client.search_runs([client.get_experiment_by_name("faults").experiment_id])
         running = sum(r.info.status == "RUNNING" for r in runs)
+        kids = [r.data.tags.get("hwnas.device") for r in runs if "mlflow.parentRunId" in r.data.tags]
+        dup_runs = len(kids) - len(set(kids))  # a half-written target run must be superseded, not kept beside
         summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
         budget = BASE["search"]["n_trials"] if not supernet else 24
         row.ok = (killed and rc == 0 and "Traceback" not in out and complete == budget
-                  and len(evals) == len(set(evals)) and running == 0 and len(summary.get("targets", [])) == 14)
+                  and len(evals) == len(set(evals)) and running == 0 and len(summary.get("targets", [])) == 14
+                  and dup_runs == 0 and len(kids) == 14)
         row.observed = (f"{'killed' if killed else 'NOT KILLED (finished first)'}; resume rc {rc}, trials "
                         f"{complete}/{budget}, duplicate evaluations {len(evals) - len(set(evals))}, RUNNING runs "
-                        f"{running}, targets {len(summary.get('targets', []))}/14")
+                        f"{running}, targets {len(summary.get('targets', []))}/14, MLflow target runs {len(kids)} "
+                        f"({dup_runs} duplicated)")
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     return row
@@ -327,6 +351,8 @@ def kill_rows(work: Path) -> list[Row]:
                  lambda r: len(_lines(r / "evaluations.jsonl")) >= 15),
         kill_row(work, "kill during sweep", "after some targets were recorded",
                  lambda r: len(list((r / "targets").glob("*.json"))) >= 3 if (r / "targets").is_dir() else False),
+        kill_row(work, "kill inside an MLflow write", "inside a target's MLflow record (run created, data not)",
+                 lambda r: False, inject=KILL_IN_MLFLOW_WRITE),
         worker_kill_row(work, "Ray worker killed in a per-target task", "ray::run_target",
                         [*(f"sim:{i}" for i in range(40))], lambda r: True),
         worker_kill_row(work, "measuring actor killed", "ray::LatencyService.measure",

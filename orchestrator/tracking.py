@@ -109,6 +109,7 @@ class Tracker:
         self.parent_id: str | None = None
         self._run_dir_tag: str | None = None
         self.children: dict[str, str] = {}
+        self.stale: dict[str, list[str]] = {}  # per device: its runs a killed driver left unfinished
         if not enabled:
             return
         import mlflow
@@ -152,11 +153,15 @@ class Tracker:
             self.parent_id = parent.info.run_id
             killed = 0
             for r in runs:
+                mine = r.data.tags.get("mlflow.parentRunId") == self.parent_id
+                device = r.data.tags.get(DEVICE_TAG, "")
                 if r.info.status == "RUNNING":
                     self.client.set_terminated(r.info.run_id, "KILLED")
                     killed += 1
-                elif r.data.tags.get("mlflow.parentRunId") == self.parent_id and r.info.status == "FINISHED":
-                    self.children[r.data.tags.get(DEVICE_TAG, "")] = r.info.run_id
+                if mine and r.info.status == "FINISHED":
+                    self.children[device] = r.info.run_id
+                elif mine:  # left unfinished by a killed driver: superseded when its target is redone
+                    self.stale.setdefault(device, []).append(r.info.run_id)
             if killed:
                 log.warning("MLflow: %d run(s) left RUNNING by the killed driver marked KILLED", killed)
             self.client.update_run(self.parent_id, status="RUNNING")
@@ -170,9 +175,9 @@ class Tracker:
         device's work took, so the run's duration in the UI is the real one."""
         if not self.enabled:
             return None
-        old = self.children.get(device)
-        if old is not None:  # re-done after a resume: the earlier record is superseded
-            self.client.delete_run(old)
+        old = [self.children.pop(device, None), *self.stale.pop(device, [])]
+        for run_id in filter(None, old):  # re-done after a resume: earlier and half-written records superseded
+            self.client.delete_run(run_id)
         if self._run_dir_tag is None:
             self._run_dir_tag = self.client.get_run(self.parent_id).data.tags[RUN_DIR_TAG]
         import time

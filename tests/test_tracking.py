@@ -52,6 +52,9 @@ def test_parent_child_records_and_resume(tmp_path):
     assert again.children == {"pixel3": done}
     redo = again.child("pixel3")  # redone after resume: the old record is superseded
     assert c.get_run(done).info.lifecycle_stage == "deleted" and redo != done
+    assert again.stale == {"edgegpu": [dangling]}
+    again.child("edgegpu")  # the half-written run of a target the kill interrupted goes too: one run per device
+    assert c.get_run(dangling).info.lifecycle_stage == "deleted" and again.stale == {}
     # a fresh start of another run dir gets its own parent
     other = Tracker(uri, "exp")
     other.start(tmp_path / "runs" / "other", "other", resume=False)
