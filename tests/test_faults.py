@@ -70,6 +70,15 @@ def test_the_quick_fault_matrix(faults, tmp_path):
     assert not bad and len(rows) == len(faults.BAD_CSVS) + len(faults.BAD_CONFIGS) + 5
 
 
+@pytest.mark.slow
+@pytest.mark.ray
+def test_kill_inside_an_mlflow_write_then_resume(faults, tmp_path):
+    """The driver SIGKILLed inside a target's MLflow record; --resume leaves one FINISHED run per target."""
+    row = faults.kill_row(tmp_path, "kill inside an MLflow write", "inside a target's MLflow record",
+                          lambda r: False, inject=faults.KILL_IN_MLFLOW_WRITE)
+    assert row.ok, row.observed
+
+
 SOURCES = [p for d in ("orchestrator", "search_spaces", "experiments") for p in (ROOT / d).rglob("*.py")]
 
 
