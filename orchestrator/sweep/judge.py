@@ -11,6 +11,12 @@ from orchestrator.search.quality import front_quality, reference_front
 from orchestrator.sweep.target import SweepShared, TargetReport, front_of
 
 
+def reused_front(shared: SweepShared, target: str, pool_acc: np.ndarray) -> list[int]:
+    """Plain reuse: the proxy search's own front (in every objective), less what exceeds the target's limits."""
+    fits = shared.allowed(shared.pool_ids, target)
+    return [i for i in front_of(pool_acc, shared.pool_proxy_ms, shared.extra(shared.pool_ids)) if fits[i]]
+
+
 def finalize(shared: SweepShared, rep: TargetReport, truth: Callable[[Sequence[str]], np.ndarray] | None,
              plot: bool = False) -> None:
     """The front from the options' current accuracies; where ``truth`` is given, its quality at true latency
@@ -36,8 +42,7 @@ def finalize(shared: SweepShared, rep: TargetReport, truth: Callable[[Sequence[s
     rep.metrics.update(front_quality(ref, rep.accuracy[f], rep.true_ms[f]))
     rep.metrics["pool_hv_ratio"] = front_quality(ref, rep.accuracy, rep.true_ms)["hv_ratio"]
     pool_acc = shared.oracle.values(shared.pool_ids)
-    fits = shared.allowed(shared.pool_ids, rep.name)
-    reuse = [i for i in front_of(pool_acc, shared.pool_proxy_ms, shared.extra(shared.pool_ids)) if fits[i]]
+    reuse = reused_front(shared, rep.name, pool_acc)
     plain = front_quality(ref, pool_acc[reuse], truth([shared.pool_ids[i] for i in reuse]))
     rep.metrics["hv_ratio_reuse"] = plain["hv_ratio"]
     rep.metrics["unserved_budgets_reuse"] = plain["unserved_budgets"]
@@ -52,8 +57,7 @@ def render(shared: SweepShared, rep: TargetReport, ref: Any = None) -> bytes:
 
     full = rep.true_ms is not None and np.isfinite(rep.true_ms).all()
     lat = rep.true_ms if full else rep.predicted
-    pool_acc = shared.oracle.values(shared.pool_ids)
-    reuse = [shared.pool_ids[i] for i in front_of(pool_acc, shared.pool_proxy_ms)]
+    reuse = [shared.pool_ids[i] for i in reused_front(shared, rep.name, shared.oracle.values(shared.pool_ids))]
     index = {a: i for i, a in enumerate(rep.options)}
     proxy_front = [index[a] for a in reuse if a in index]
     true_front = (ref.accuracy, ref.latency) if (full and ref is not None) else None
