@@ -24,7 +24,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
             continue
         print(f"ok      {path}: {cfg.name}: {cfg.space.name} on the {plan.domain} domain, accuracy from "
               f"{cfg.accuracy.source}, {cfg.search.algorithm} x {cfg.search.n_trials} trials, proxy {plan.proxy}, "
-              f"{len(plan.targets)} targets, k={cfg.sweep.k}")
+              f"{len(plan.targets)} targets, k={cfg.sweep.k}"
+              + (f", extra objectives {', '.join(cfg.search.objectives)}" if cfg.search.objectives else "")
+              + (f", limits {cfg.search.constraints}" if cfg.search.constraints else "")
+              + (f", memory {cfg.sweep.memory_mb}" if cfg.sweep.memory_mb else ""))
         for w in plan.warnings:
             print(f"warning {w}")
     return 2 if bad else 0
