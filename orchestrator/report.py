@@ -161,12 +161,15 @@ def format_summary(summary: Mapping[str, Any]) -> str:
 
 
 def format_front(device: str, rows: Sequence[Mapping[str, Any]]) -> str:
+    costs = [c for c in COSTS if any(r.get(c) is not None for r in rows)]  # where the run computed them
     lines = [f"{device}: {len(rows)} front members",
-             f"  {'accuracy':>9} {'from':<10}{'predicted_ms':>13}{'measured_ms':>12}{'true_ms':>10}  arch"]
+             f"  {'accuracy':>9} {'from':<10}{'predicted_ms':>13}{'measured_ms':>12}{'true_ms':>10}"
+             + "".join(f"{c:>12}" for c in costs) + "  arch"]
     for r in rows:
         lines.append(f"  {_fmt(r.get('accuracy'), '.2f'):>9} {r.get('accuracy_from') or '-':<10}"
                      f"{_fmt(r.get('predicted_ms'), '.3f'):>13}"
-                     f"{_fmt(r.get('measured_ms'), '.3f'):>12}{_fmt(r.get('true_ms'), '.3f'):>10}  {r['arch']}")
+                     f"{_fmt(r.get('measured_ms'), '.3f'):>12}{_fmt(r.get('true_ms'), '.3f'):>10}"
+                     + "".join(f"{_fmt(r.get(c), '.4g'):>12}" for c in costs) + f"  {r['arch']}")
     return "\n".join(lines)
 
 

@@ -242,6 +242,13 @@ def test_extra_objective_and_cost_limit_through_the_sweep(tmp_path, shipped, ray
         assert (p <= limit + 1e-12).all()
         pts = np.c_[-np.array([r["accuracy"] for r in front]), [r["predicted_ms"] for r in front], p]
         assert pareto_mask_nd(pts).all()
+    text = report(cfg.run_dir())  # hwnas report shows the costs beside the latencies
+    lines = text.splitlines()
+    head = lines[next(i for i, x in enumerate(lines) if x.startswith("pixel3: ")) + 1]
+    assert head.split()[-4:] == ["params_m", "macs_m", "peak_mem_mb", "arch"]
+    first = json.loads((cfg.run_dir() / "fronts" / "pixel3.json").read_text())[0]
+    line = next(x for x in text.splitlines() if x.rstrip().endswith(first["arch"]))
+    assert line.split()[-4] == f"{first['params_m']:.4g}"
 
 
 def test_milp_config_needs_additive_models():
