@@ -3,8 +3,8 @@ device, with their figures side by side; written as PNG + CSV + JSON and, where 
 MLflow, as one comparison run there.
 
 Each device's panel draws every run's chosen front as a step line at the device's true latency where every
-member's is known (a table, a simulator), else at the run's predicted latency (the axis label says which),
-and the true front over the known domain where a run recorded it.
+member's is known (a table, a simulator), else at the run's predicted latency (the axis label says which);
+the legend gives each run's decision and hv_ratio. (Each run's own front PNG also shows the true front.)
 """
 
 from __future__ import annotations
