@@ -17,6 +17,7 @@ from orchestrator.pipeline.search import table_domain
 from orchestrator.pipeline.targets import truth_of
 from orchestrator.report import safe_name, write_front
 from orchestrator.search.algorithms import SearchProblem, SearchSettings, run_search
+from orchestrator.search.driver import extra_matrix
 from orchestrator.search.quality import front_quality
 from orchestrator.sweep import TargetReport, front_of
 from search_spaces.base import encode_ids
@@ -108,7 +109,7 @@ def refine_target(ctx: Context, accuracy: object, rep: TargetReport) -> None:
     found = res.feasible()
     acc = np.array([c.accuracy for c in found])
     pred = np.array([c.latency_ms for c in found])
-    front = front_of(acc, pred, np.array([c.extra for c in found]).reshape(len(found), -1))
+    front = front_of(acc, pred, extra_matrix(found))
     truth = truth_of(ctx, rep)
     true = truth([found[i].arch_id for i in front]) if truth is not None else np.full(len(front), np.nan)
     rows = [{"arch": found[i].arch_id, "accuracy": float(acc[i]), "predicted_ms": float(pred[i]),

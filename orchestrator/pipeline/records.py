@@ -16,7 +16,7 @@ import numpy as np
 from orchestrator.latency.table import LatencyTable
 from orchestrator.pipeline.context import STATE_FILE, Context
 from orchestrator.report import plot_hv_history, plot_projections, safe_name, write_front
-from orchestrator.search.driver import Candidate, hypervolume_history
+from orchestrator.search.driver import Candidate, extra_matrix, hypervolume_history
 from orchestrator.search.pareto import hypervolume_nd
 from orchestrator.sweep import SweepShared, TargetReport, front_of, render
 from orchestrator.tracking import package_versions
@@ -49,14 +49,14 @@ def record_search(ctx: Context, found: Sequence[Candidate], pool: Sequence[Candi
             w.writerow(row)
     acc = np.array([c.accuracy for c in pool])
     lat = np.array([c.latency_ms for c in pool])
-    extra = np.array([c.extra for c in pool], dtype=float).reshape(len(pool), -1) if objectives else None
+    extra = extra_matrix(pool)  # (n, 0) without extra objectives
     front = front_of(acc, lat, extra)
     label = SOURCE_LABEL[ctx.cfg.accuracy.source]
     rows = [{"arch": pool[i].arch_id, "accuracy": float(acc[i]), "accuracy_from": label,
              "predicted_ms": float(lat[i]), "proxy_ms": float(lat[i]),
-             **({o: float(v) for o, v in zip(objectives, extra[i], strict=True)} if extra is not None else {})}
+             **{o: float(v) for o, v in zip(objectives, extra[i], strict=True)}}
             for i in front]
-    if extra is not None and front:
+    if objectives and front:
         ctx.tracker.metrics(parent, {"proxy_hypervolume_nd": front_volume(acc[front], lat[front], extra[front])})
         proj = plot_projections(ctx.run_dir / "fronts" / "proxy_projections.png", acc,
                                 {"proxy latency (ms, predicted)": lat,

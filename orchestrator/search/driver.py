@@ -98,6 +98,12 @@ class Candidate:
         return asdict(self)
 
 
+def extra_matrix(cands: Sequence[Candidate]) -> np.ndarray:
+    """The candidates' extra objectives as an (n, m) array (m = 0 without extra objectives)."""
+    m = len(cands[0].extra) if cands else 0
+    return np.array([c.extra for c in cands], dtype=float).reshape(len(cands), m)
+
+
 def candidates(study: optuna.Study, budget_ms: float | None = None) -> list[Candidate]:
     """Completed trials as candidates, by trial number (feasible: within the budget and every constraint)."""
     out = []

@@ -35,7 +35,7 @@ from orchestrator.latency.metrics import srcc
 from orchestrator.latency.transfer import SourceSet, adapt, affine_positive
 from orchestrator.search.accuracy import AccuracyOracle
 from orchestrator.search.algorithms import SearchProblem, SearchSettings, run_search
-from orchestrator.search.driver import TableDomain
+from orchestrator.search.driver import TableDomain, extra_matrix
 from orchestrator.search.pareto import pareto_front, pareto_mask_nd
 from orchestrator.sweep.decision import ADAPT, Decision, decide
 from search_spaces.base import SearchSpace, SpaceSpec, encode_ids
@@ -197,8 +197,7 @@ def target_search(space: SearchSpace, shared: SweepShared, predict: Callable[[Se
     found = res.feasible()
     acc = np.array([c.accuracy for c in found])
     lat = np.array([c.latency_ms for c in found])
-    extra = np.array([c.extra for c in found]).reshape(len(found), -1) if s.objectives else None
-    return [found[i].arch_id for i in front_of(acc, lat, extra)], {"search_s": res.seconds,
+    return [found[i].arch_id for i in front_of(acc, lat, extra_matrix(found))], {"search_s": res.seconds,
                                                            "search_points": float(len(found))}
 
 
