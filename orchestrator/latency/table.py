@@ -79,6 +79,31 @@ class LatencyTable:
         return self._row.get(arch_id)
 
 
+# Columns that hold something other than a device's latency (indices, accuracies, encodings) in the tables
+# hwnas ships or reads; a table read without a device prefix leaves them out instead of taking them for devices.
+NON_LATENCY_COLUMNS = frozenset({"nb201_index", "help_index", "hwnas_id", "op_idx_list", "resolution", "ks", "e",
+                                 "d", "layer", "op"})
+NON_LATENCY_PREFIXES = ("acc_", "test_acc_", "valid_acc_", "train_acc_", "val_acc_")
+LATENCY_PREFIX = "lat_ms_"
+MAX_PROBLEMS_SHOWN = 20  # a table's cell problems listed in one error; the rest are counted
+
+
+def device_columns(header: Sequence[str], device_prefix: str | None = None) -> list[tuple[int, str]]:
+    """(column index, device name) of the latency columns of ``header``.
+
+    With ``device_prefix``, the columns starting with it (prefix removed). Without: the ``lat_ms_`` columns
+    where the header has any (prefix removed), else every column but ``arch`` and the known non-latency
+    columns (``NON_LATENCY_COLUMNS``, names starting with one of ``NON_LATENCY_PREFIXES``).
+    """
+    if device_prefix is None and any(h.startswith(LATENCY_PREFIX) for h in header):
+        device_prefix = LATENCY_PREFIX
+    if device_prefix is not None:
+        return [(c, h[len(device_prefix):]) for c, h in enumerate(header)
+                if h != "arch" and h.startswith(device_prefix)]
+    return [(c, h) for c, h in enumerate(header)
+            if h != "arch" and h not in NON_LATENCY_COLUMNS and not h.startswith(NON_LATENCY_PREFIXES)]
+
+
 def read_table(
     path: str | Path,
     space: SearchSpace,
@@ -88,8 +113,14 @@ def read_table(
 ) -> LatencyTable:
     """Read and validate a latency CSV.
 
-    Every column but ``arch`` is a device's latency in ms, unless ``device_prefix``
-    is given: then only columns starting with it are devices (prefix removed).
+    The device columns are those of ``device_columns(header, device_prefix)``: with a prefix, the columns
+    starting with it (prefix removed); without, the ``lat_ms_<device>`` columns if there are any, else every
+    column but ``arch`` and known non-latency columns (``nb201_index``, accuracies, ...).
+
+    Raises TableError: structural problems (no file, no ``arch`` column, empty or repeated column names, no
+    device column) at once; every row and cell problem (field count, unparsable or duplicate architecture,
+    non-numeric, NaN, infinite or non-positive latency) together, the first ``MAX_PROBLEMS_SHOWN`` listed
+    with line and column and the rest counted.
     """
     path = Path(path)
     if not path.is_file():
@@ -114,36 +145,31 @@ def read_table(
                 raise TableError(f"{path}, line 1, column {c}: column {h!r} appears twice; names must be unique")
             seen.add(h)
         arch_col = header.index("arch")
-        dev_cols = [
-            (c, h if device_prefix is None else h[len(device_prefix):])
-            for c, h in enumerate(header)
-            if c != arch_col and (device_prefix is None or h.startswith(device_prefix))
-        ]
+        dev_cols = device_columns(header, device_prefix)
         if require_devices and not dev_cols:
             raise TableError(f"{path}, line 1: no device columns; add one latency column (ms) per device")
 
         archs: list[str] = []
         first_line: dict[str, int] = {}
         rows: list[list[float]] = []
+        problems: list[str] = []
         for line_no, row in enumerate(reader, start=2):
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) != len(header):
-                raise TableError(
-                    f"{path}, line {line_no}: {len(row)} fields, header has {len(header)}; "
-                    f"quote fields that contain commas"
-                )
+                problems.append(f"line {line_no}: {len(row)} fields, header has {len(header)}; "
+                                f"quote fields that contain commas")
+                continue
             raw = row[arch_col].strip()
+            arch: str | None = None
             try:
                 arch = space.arch_id(space.parse(raw))
             except ArchError as e:
-                raise TableError(f"{path}, line {line_no}, column 'arch': {e}") from None
-            if arch in first_line:
-                raise TableError(
-                    f"{path}, line {line_no}, column 'arch': duplicate architecture {raw!r} "
-                    f"(first on line {first_line[arch]}); keep one row per architecture"
-                )
-            first_line[arch] = line_no
+                problems.append(f"line {line_no}, column 'arch': {e}")
+            if arch is not None and arch in first_line:
+                problems.append(f"line {line_no}, column 'arch': duplicate architecture {raw!r} "
+                                f"(first on line {first_line[arch]}); keep one row per architecture")
+                arch = None
             vals: list[float] = []
             for c, _name in dev_cols:
                 cell = row[c].strip()
@@ -153,18 +179,26 @@ def read_table(
                 try:
                     v = float(cell)
                 except ValueError:
-                    raise TableError(
-                        f"{path}, line {line_no}, column {header[c]!r}: latency {cell!r} is not a number; "
-                        f"write milliseconds as a number, or leave the cell blank if not measured"
-                    ) from None
+                    problems.append(f"line {line_no}, column {header[c]!r}: latency {cell!r} is not a number; "
+                                    f"write milliseconds as a number, or leave the cell blank if not measured")
+                    continue
                 if not math.isfinite(v) or v <= 0:
-                    raise TableError(
-                        f"{path}, line {line_no}, column {header[c]!r}: latency {cell!r} must be a positive, "
-                        f"finite number of milliseconds (leave the cell blank if not measured)"
-                    )
+                    problems.append(f"line {line_no}, column {header[c]!r}: latency {cell!r} must be a positive, "
+                                    f"finite number of milliseconds (leave the cell blank if not measured)")
+                    continue
                 vals.append(v)
-            archs.append(arch)
-            rows.append(vals)
+            if arch is not None:
+                first_line[arch] = line_no
+                if len(vals) == len(dev_cols):
+                    archs.append(arch)
+                    rows.append(vals)
+    if len(problems) == 1:
+        raise TableError(f"{path}, {problems[0]}")
+    if problems:
+        shown = problems[:MAX_PROBLEMS_SHOWN]
+        more = len(problems) - len(shown)
+        raise TableError(f"{path}: {len(problems)} problem(s) in its rows:\n" + "\n".join(f"    {p}" for p in shown)
+                         + (f"\n    ... and {more} more" if more else ""))
     if not rows:
         raise TableError(f"{path}: a header but no architectures; add one row per architecture under it")
     values = np.array(rows, dtype=np.float64).reshape(len(rows), len(dev_cols))

@@ -92,6 +92,8 @@ def count_problems(plan: Plan) -> list[str]:
         if n > MAX_TRIALS:
             problems.append(f"{where}: {n:,} trials would take over {n / TRIALS_PER_S / 86400:,.0f} days at "
                             f"{TRIALS_PER_S:,.0f} trials/s (Optuna's own cost per trial); at most {MAX_TRIALS:,}")
+    if sw.decision == "bound" and plan.targets:
+        plan.warnings += bound_warnings(sw.k, sw.confidence, sw.srcc_threshold)
     if cfg.search.population > cfg.search.n_trials:
         problems.append(f"search.population: {cfg.search.population} > n_trials {cfg.search.n_trials}: the first "
                         f"generation would not finish; raise n_trials or lower population")
@@ -102,6 +104,20 @@ def count_problems(plan: Plan) -> list[str]:
     return problems
 
 
+def bound_warnings(k: int, confidence: float, threshold: float) -> list[str]:
+    """A k at which even a perfectly ordered sample's SRCC lower bound stays below the threshold: every target
+    will adapt (allowed: adapting is the safe choice, but the decision then decides nothing)."""
+    from orchestrator.sweep.decision import max_srcc_lower_bound
+
+    best = max_srcc_lower_bound(k, confidence)
+    if best >= threshold:
+        return []
+    need = next((n for n in range(k + 1, 31) if max_srcc_lower_bound(n, confidence) >= threshold), None)
+    return [f"sweep.k: {k} samples cannot show an SRCC lower bound of {threshold} at confidence {confidence} (a "
+            f"perfectly ordered sample's bound is {best:.3f}): every target will adapt; reuse needs "
+            + (f"k >= {need}" if need else "more than 30 samples") + " (or decision: point)"]
+
+
 def cost_problems(plan: Plan) -> list[str]:
     """Memory limits name targets; cost limits leave something to search (checked on the table's cells, or on
     the space's smallest network where it has one)."""
@@ -109,7 +125,7 @@ def cost_problems(plan: Plan) -> list[str]:
     problems = []
     names = {t.name for t in plan.targets}
     for name in cfg.sweep.memory_mb:
-        if name not in names:
+        if name not in names and not plan.table_failed:
             problems.append(f"sweep.memory_mb: {name!r} is not a target of this sweep; targets: "
                             f"{sorted(names)[:10]}{' ...' if len(names) > 10 else ''}")
     limits = {f"search.constraints.{k}": (k, v) for k, v in cfg.search.constraints.items()}

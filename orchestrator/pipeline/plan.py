@@ -32,6 +32,7 @@ class Plan:
     domain: str  # "table" or "space"
     proxy_score: float | None = None  # 'auto': the chosen proxy's mean SRCC to the other tabulated devices
     warnings: list[str] = field(default_factory=list)  # allowed, but probably not what was meant
+    table_failed: bool = False  # latency.table did not load (its problems reported; what follows from it not)
     _devices: dict[str, Device] = field(default_factory=dict, repr=False)
 
     def domain_size(self) -> int:
@@ -59,7 +60,8 @@ def _load_table(cfg: PipelineConfig, space: SearchSpace) -> LatencyTable | None:
     return read_table(cfg.latency.table, space, device_prefix="lat_ms_")
 
 
-def _targets(cfg: PipelineConfig, table: LatencyTable | None, proxy: str) -> tuple[list[DeviceSpec], list[str]]:
+def _targets(cfg: PipelineConfig, table: LatencyTable | None, proxy: str, table_failed: bool = False
+             ) -> tuple[list[DeviceSpec], list[str]]:
     out: list[DeviceSpec] = []
     problems = []
     names = [n for n, _ in cfg.target_entries()]
@@ -67,7 +69,7 @@ def _targets(cfg: PipelineConfig, table: LatencyTable | None, proxy: str) -> tup
         problems.append(f"sweep.targets: {n!r} is listed twice")
     for name, opts in cfg.target_entries():
         if name == TABULATED:
-            if table is None:
+            if table is None and not table_failed:  # a table that did not load is reported once, as itself
                 problems.append("sweep.targets: 'tabulated' needs a latency table (latency.table); this space has "
                                 "no shipped one")
             out.extend(DeviceSpec(name=d) for d in (table.devices if table is not None else []))
@@ -95,35 +97,54 @@ def _build(cfg: PipelineConfig) -> tuple[Plan | None, list[str]]:
         from orchestrator.pipeline.checks import config_problems
 
         return None, [f"space: {e}"] + config_problems(cfg)
-    table = None
+    table, table_failed = None, False
     try:
         table = _load_table(cfg, space)
     except HwnasError as e:
         problems.append(f"latency.table: {e}")
+        table_failed = True
     catalog = DeviceCatalog(space, table)
     proxy, score = cfg.latency.proxy, None
     if proxy == AUTO:
-        if table is None or len(table.devices) < 2:
+        if table_failed:
+            proxy = ""
+        elif table is None or len(table.devices) < 2:
             problems.append("latency.proxy: 'auto' picks among the latency table's devices (at least two); name "
                             "a measured or simulated proxy (torch-cpu, onnxrt-cpu, cuda, sim:<n>) or give a table")
             proxy = ""
         else:
-            proxy, score = srcc_matrix(table).proxy("mean")
-    else:
+            try:
+                proxy, score = srcc_matrix(table).proxy("mean")
+            except HwnasError as e:
+                problems.append(f"latency.proxy: 'auto': {e}")
+                proxy = ""
+    elif not (table_failed and _unknown(catalog, proxy)):
         problems += catalog.problems(proxy, {}, "latency.proxy")
-    targets, tp = _targets(cfg, table, proxy)
+    targets, tp = _targets(cfg, table, proxy, table_failed)
     problems += tp
     index = {n: i for i, (n, _) in enumerate(cfg.target_entries())}
     ok_targets = []
     for t in targets:
         where = f"sweep.targets.{index[t.name]}" if t.name in index else f"sweep.targets ({t.name})"
         p = catalog.problems(t.name, t.options, where)
-        problems += p
+        if not (table_failed and _unknown(catalog, t.name)):
+            problems += p
         if not p:
             ok_targets.append(t)
-    plan = Plan(cfg, space, table, catalog, proxy, ok_targets, "space", score)
-    plan.domain = _domain(plan, problems)
+    plan = Plan(cfg, space, table, catalog, proxy, ok_targets, "space", score, table_failed=table_failed)
+    plan.domain = _domain(plan, [] if table_failed else problems)
     return plan, problems
+
+
+def _unknown(catalog: DeviceCatalog, name: str) -> bool:
+    """Whether ``name`` is no device the catalog knows. Where the latency table did not load, such a name is
+    probably one of its columns: its problem follows from the table's, which is reported instead (as are
+    'tabulated' and search.domain: table without a table)."""
+    try:
+        catalog.resolve(name)
+    except KeyError:
+        return True
+    return False
 
 
 def _domain(plan: Plan, problems: list[str]) -> str:
