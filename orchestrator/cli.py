@@ -74,7 +74,11 @@ def cmd_srcc(args: argparse.Namespace) -> int:
     m = srcc_matrix(table)
     print(f"SRCC between devices ({len(table.archs)} architectures in {table.source}):")
     print(m.format())
+    for a, b, why in m.unknown_pairs():
+        print(f"SRCC unknown for {a} and {b}: {why}")
     if len(m.devices) >= 2:
+        if m.unknown_pairs():
+            print("proxy candidates: only devices whose SRCC to every other device is known")
         for crit in ("min", "mean"):
             dev, val = m.proxy(crit)
             print(f"proxy by {crit} SRCC to the others: {dev} ({val:.3f})")

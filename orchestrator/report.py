@@ -136,8 +136,13 @@ _COLUMNS: tuple[tuple[tuple[str, str, str, int], ...], ...] = (
 )
 
 
-def _cell(v: Any, fmt: str, width: int) -> str:
+UNDEFINED_WHEN_NAN = frozenset({"srcc_k"})  # NaN there is an SRCC against a constant: undefined, not "no truth"
+
+
+def _cell(v: Any, fmt: str, width: int, key: str = "") -> str:
     text = _fmt(v, fmt) if fmt else ("-" if v is None else str(v))
+    if key in UNDEFINED_WHEN_NAN and isinstance(v, float) and math.isnan(v):
+        text = "undef"
     return f"{text:<{-width}}" if width < 0 else f"{text:>{width}}"
 
 
@@ -152,7 +157,7 @@ def format_summary(summary: Mapping[str, Any]) -> str:
              f"{len(rows)} targets",
              " ".join(f"{h:<{-w}}" if w < 0 else f"{h:>{w}}" for h, _, _, w in cols)]
     for r in rows:
-        lines.append(" ".join(_cell(r.get(key), fmt, w) for _, key, fmt, w in cols))
+        lines.append(" ".join(_cell(r.get(key), fmt, w, key) for _, key, fmt, w in cols))
     flagged = summary.get("unreliable_targets") or []
     if flagged:
         lines.append(f"UNRELIABLE measurements (test-retest SRCC < 0.9): {', '.join(flagged)}; their fronts rank "

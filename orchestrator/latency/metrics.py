@@ -5,18 +5,22 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import spearmanr
 
+from orchestrator.ranks import is_constant, snap
+
 
 def srcc(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation of two equally long vectors (NaN pairs dropped)."""
+    """Spearman rank correlation of two equally long vectors (NaN pairs dropped; ties, within float rounding,
+    at their average rank). NaN where it is undefined: fewer than 3 pairs, or a side constant (within rounding):
+    a ranking against a constant is no agreement and no disagreement."""
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     ok = ~(np.isnan(a) | np.isnan(b))
     if ok.sum() < 3:
         return float("nan")
     a, b = a[ok], b[ok]
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return 0.0
-    return float(spearmanr(a, b)[0])
+    if is_constant(a) or is_constant(b):
+        return float("nan")
+    return float(spearmanr(snap(a), snap(b))[0])
 
 
 def regression_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:

@@ -17,32 +17,60 @@ PROXY_CRITERIA = ("min", "mean")
 @dataclass(frozen=True)
 class SrccMatrix:
     devices: list[str]
-    srcc: np.ndarray  # (d, d)
+    srcc: np.ndarray  # (d, d); NaN: unknown (too few shared architectures, or a side constant on them)
     shared: np.ndarray  # (d, d) number of architectures measured on both
+    min_shared: int = 3
+
+    def unknown_pairs(self) -> list[tuple[str, str, str]]:
+        """(device, device, why) of every pair whose SRCC is unknown."""
+        out = []
+        for i, j in zip(*np.triu_indices(len(self.devices), 1), strict=True):
+            if np.isnan(self.srcc[i, j]):
+                n = int(self.shared[i, j])
+                why = ("no measured architecture in common" if n == 0 else
+                       f"only {n} measured architecture(s) in common (SRCC needs {self.min_shared})"
+                       if n < self.min_shared else
+                       f"SRCC undefined: one of them is constant on their {n} common architectures")
+                out.append((self.devices[i], self.devices[j], why))
+        return out
 
     def proxy(self, criterion: str = "min") -> tuple[str, float]:
-        """The device with the highest minimum (or mean) SRCC to the others, and that value."""
+        """The device with the highest minimum (or mean) SRCC to the others, and that value.
+
+        Only devices whose SRCC to every other device is known are eligible: an unknown pair is never taken
+        as if it agreed (nor left out of a minimum). Raises TableError naming the unknown pairs when no
+        device is eligible (e.g. two devices measured on disjoint architectures).
+        """
         if criterion not in PROXY_CRITERIA:
             raise ValueError(f"proxy criterion {criterion!r} is not one of {PROXY_CRITERIA}")
         d = len(self.devices)
         if d < 2:
             raise TableError("choosing a proxy needs at least two devices")
         off = ~np.eye(d, dtype=bool)
-        vals = [np.nanmin(self.srcc[i][off[i]]) if criterion == "min" else np.nanmean(self.srcc[i][off[i]])
-                for i in range(d)]
-        i = int(np.nanargmax(vals))
-        return self.devices[i], float(vals[i])
+        eligible = [i for i in range(d) if not np.isnan(self.srcc[i][off[i]]).any()]
+        if not eligible:
+            pairs = "; ".join(f"{a} and {b}: {why}" for a, b, why in self.unknown_pairs()[:10])
+            raise TableError(f"no device's latency ranking can be compared with every other's ({pairs}); measure "
+                             f"those devices on common architectures (at least {self.min_shared}), or leave one "
+                             f"of each pair out")
+        vals = {i: float(self.srcc[i][off[i]].min() if criterion == "min" else self.srcc[i][off[i]].mean())
+                for i in eligible}
+        i = max(eligible, key=lambda j: vals[j])  # ties: the first column
+        return self.devices[i], vals[i]
 
     def format(self) -> str:
+        """The matrix as text ('-' where a pair's SRCC is unknown)."""
         w = max(8, *(len(d) for d in self.devices)) + 1
         lines = [" " * w + "".join(f"{d:>{w}s}" for d in self.devices)]
         for i, d in enumerate(self.devices):
-            lines.append(f"{d:<{w}s}" + "".join(f"{v:>{w}.3f}" for v in self.srcc[i]))
+            lines.append(f"{d:<{w}s}" + "".join(f"{'-':>{w}s}" if np.isnan(v) else f"{v:>{w}.3f}"
+                                                 for v in self.srcc[i]))
         return "\n".join(lines)
 
 
 def srcc_matrix(table: LatencyTable, min_shared: int = 3) -> SrccMatrix:
-    """Pairwise SRCC over the architectures each pair of devices shares."""
+    """Pairwise SRCC over the architectures each pair of devices shares (NaN where they share fewer than
+    ``min_shared``, or one of them is constant there)."""
     V = table.values
     d = len(table.devices)
     M = np.eye(d)
@@ -54,7 +82,7 @@ def srcc_matrix(table: LatencyTable, min_shared: int = 3) -> SrccMatrix:
             both = ok[:, i] & ok[:, j]
             N[i, j] = N[j, i] = both.sum()
             M[i, j] = M[j, i] = srcc(V[both, i], V[both, j]) if both.sum() >= min_shared else np.nan
-    return SrccMatrix(list(table.devices), M, N)
+    return SrccMatrix(list(table.devices), M, N, min_shared)
 
 
 def plot_heatmap(m: SrccMatrix, path: str | Path, title: str = "Latency SRCC between devices") -> Path:

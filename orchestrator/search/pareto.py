@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from orchestrator.errors import HwnasError
+from orchestrator.ranks import snap
 
 
 class ParetoError(HwnasError, ValueError):
@@ -31,8 +32,10 @@ def _arrays(accuracy: Sequence[float] | np.ndarray, latency: Sequence[float] | n
 
 def pareto_mask(accuracy: Sequence[float] | np.ndarray, latency: Sequence[float] | np.ndarray) -> np.ndarray:
     """Boolean mask of the non-dominated points. A point is dominated if another has accuracy >= and
-    latency <= with at least one strict; exact duplicates are all kept."""
+    latency <= with at least one strict; values equal within float rounding are equal (``ranks.snap``: six
+    predictions of 5.0 ms that differ in the 15th digit are one latency); exact duplicates are all kept."""
     a, lat = _arrays(accuracy, latency)
+    a, lat = snap(a), snap(lat)
     order = np.lexsort((-a, lat))  # by latency ascending, then accuracy descending
     mask = np.zeros(a.size, dtype=bool)
     best = -np.inf
@@ -119,8 +122,10 @@ def _points(points: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
 
 def pareto_mask_nd(points: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
     """Non-dominated rows of ``points`` (every objective minimised; negate one to maximise it). A row is
-    dominated if another is <= in every objective and < in one; exact duplicates are all kept."""
+    dominated if another is <= in every objective and < in one; values equal within float rounding are equal;
+    exact duplicates are all kept."""
     p = _points(points)
+    p = np.column_stack([snap(c) for c in p.T]) if p.size else p
     n = len(p)
     mask = np.ones(n, dtype=bool)
     for i in range(n):

@@ -50,6 +50,19 @@ class Reference:
     budgets: tuple[float, ...]
 
 
+def reference_accuracy(front_accuracy: np.ndarray, domain_accuracy: np.ndarray) -> float:
+    """The reference point's accuracy: the true front's worst. Where the front is one accuracy (a target whose
+    latency is the same for every architecture has a one-point front: its most accurate cell), that would leave
+    no area at all; then the domain's worst accuracy, so the chosen front that holds the most accurate cell
+    scores 1.0 and one without it scores its accuracy's share; where every accuracy is equal, one unit below
+    (the ratio is then the latency axis' alone, whatever the unit)."""
+    worst = float(np.min(front_accuracy))
+    if float(np.max(front_accuracy)) > worst:
+        return worst
+    lowest = float(np.min(domain_accuracy))
+    return lowest if lowest < worst else worst - 1.0
+
+
 def reference_front(accuracy: Sequence[float] | np.ndarray, true_latency: Sequence[float] | np.ndarray,
                     quantiles: Sequence[float] = (0.25, 0.5, 0.75)) -> Reference:
     """The reference over every architecture with a known accuracy and true latency (NaN rows left out)."""
@@ -59,7 +72,7 @@ def reference_front(accuracy: Sequence[float] | np.ndarray, true_latency: Sequen
     if known.sum() < 1:
         raise ParetoError("no architecture has both a known accuracy and a known true latency")
     _, fa, ft = pareto_front(a[known], t[known])
-    point = (float(fa.min()), LATENCY_SLACK * float(ft.max()))
+    point = (reference_accuracy(fa, a[known]), LATENCY_SLACK * float(ft.max()))
     hv = hypervolume(fa, ft, *point)
     budgets = tuple(float(np.quantile(ft, q)) for q in quantiles)
     return Reference(fa, ft, point, hv, int(known.sum()), tuple(float(q) for q in quantiles), budgets)
