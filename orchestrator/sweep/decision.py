@@ -9,9 +9,12 @@ target can be measured on.
 **The decision.** The seed's rule reuses the proxy when the SRCC between the
 proxy's predictions and the k measurements is at least 0.9 (``point``). On ten
 samples that number is noisy (ten well-spread samples pass it while the fast
-end is ranked wrong), so the default (``bound``) reuses only when the
-*bootstrap lower bound* of that SRCC (one-sided, at ``confidence``) clears the
-threshold, and adapts otherwise. The transfer (``multi``) has the proxy among
+end is ranked wrong), so the default (``bound``) reuses only when a
+*lower confidence bound* of that SRCC (one-sided, at ``confidence``) clears the
+threshold, and adapts otherwise. The bound is the smaller of an exact
+small-sample bound (test inversion under a Gaussian copula: it holds its
+confidence at every k, where the bootstrap alone gave a perfectly ordered
+3-sample the bound 1.0) and the percentile bootstrap (issue 17). The transfer (``multi``) has the proxy among
 its sources, so adapting keeps what the proxy's ranking gets right; the
 benchmark (bench/sweep_quality.py) checks it against reuse on real devices.
 A cross-validated comparison of the transfer with reuse on the k samples was
@@ -24,11 +27,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import norm
 
 from orchestrator.latency.metrics import srcc
+from orchestrator.ranks import average_ranks, is_constant
 
 REUSE, ADAPT = "reuse", "adapt"
 
@@ -55,15 +60,16 @@ def pick_k(ids: Sequence[str], proxy_ms: np.ndarray, k: int, front_ids: Sequence
     return chosen
 
 
-def srcc_lower_bound(x: np.ndarray, y: np.ndarray, confidence: float, rng: np.random.Generator,
-                     n_boot: int = 2000) -> float:
-    """One-sided bootstrap lower bound of SRCC(x, y): the (1 - confidence) quantile over resampled pairs
-    (resamples with a constant side, where SRCC is undefined, are drawn again by leaving them out)."""
+def bootstrap_srcc_lower_bound(x: np.ndarray, y: np.ndarray, confidence: float, rng: np.random.Generator,
+                               n_boot: int = 2000) -> float:
+    """One-sided percentile-bootstrap lower bound of SRCC(x, y): the (1 - confidence) quantile over resampled
+    pairs (resamples with a constant side, where SRCC is undefined, are left out). Anti-conservative at small
+    k: every resample of a perfectly ordered sample is perfectly ordered, so its bound is 1.0 at any k."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     n = len(x)
     idx = rng.integers(0, n, size=(n_boot, n))
-    rx = rankdata(x[idx], axis=1)
-    ry = rankdata(y[idx], axis=1)
+    rx = average_ranks(x[idx], axis=1)
+    ry = average_ranks(y[idx], axis=1)
     rx -= rx.mean(1, keepdims=True)
     ry -= ry.mean(1, keepdims=True)
     den = np.sqrt((rx**2).sum(1) * (ry**2).sum(1))
@@ -72,6 +78,90 @@ def srcc_lower_bound(x: np.ndarray, y: np.ndarray, confidence: float, rng: np.ra
         return float("nan")
     r = (rx * ry).sum(1)[ok] / den[ok]
     return float(np.quantile(r, 1.0 - confidence))
+
+
+# The exact small-sample bound: the sample SRCC of k pairs drawn from a population whose dependence is a
+# Gaussian copula with Spearman correlation rho, simulated (NULL_DRAWS samples of k, common random numbers
+# for every rho, a fixed seed: a deterministic table), inverted as a one-sided test on a grid of rho.
+NULL_DRAWS = 4000
+RHO_GRID = np.round(np.linspace(-1.0, 1.0, 401), 6)  # steps of 0.005
+EXACT_MAX_K = 100  # above: Fisher's z with the Bonett-Wright standard error (accurate at this size)
+
+
+@lru_cache(maxsize=8)
+def _null_draws(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng([20_261_130, k])
+    z = rng.standard_normal((NULL_DRAWS, k))
+    e = rng.standard_normal((NULL_DRAWS, k))
+    rz = average_ranks(z, axis=1)
+    return z, e, rz - rz.mean(1, keepdims=True)
+
+
+@lru_cache(maxsize=4096)
+def _null_srcc(k: int, j: int) -> np.ndarray:
+    """Sorted sample SRCCs of k pairs under the Gaussian copula with Spearman correlation RHO_GRID[j]."""
+    rho_s = float(RHO_GRID[j])
+    if abs(rho_s) >= 1.0:
+        return np.full(NULL_DRAWS, np.sign(rho_s))
+    z, e, rz = _null_draws(k)
+    r = 2.0 * np.sin(np.pi * rho_s / 6.0)  # the copula's Pearson correlation for this Spearman correlation
+    rw = average_ranks(r * z + np.sqrt(1.0 - r * r) * e, axis=1)
+    rw -= rw.mean(1, keepdims=True)
+    return np.sort((rz * rw).sum(1) / np.sqrt((rz**2).sum(1) * (rw**2).sum(1)))
+
+
+def _p_at_least(k: int, j: int, r: float) -> float:
+    """P(sample SRCC >= r) for k pairs at population SRCC RHO_GRID[j] (a hair of rounding allowed)."""
+    d = _null_srcc(k, j)
+    return 1.0 - np.searchsorted(d, r - 1e-9, side="left") / len(d)
+
+
+def exact_srcc_lower_bound(r: float, k: int, confidence: float) -> float:
+    """The one-sided lower confidence bound of a population SRCC from the sample SRCC ``r`` of k pairs: the
+    largest grid rho whose chance of a sample SRCC of at least ``r`` is at most ``1 - confidence`` (test
+    inversion). Exact, up to the grid step and NULL_DRAWS, for a Gaussian-copula population, and valid at every
+    k >= 3: a perfectly ordered 3-sample has a bound of about -0.2 at 90 % (one in six such samples is perfectly
+    ordered when the devices are unrelated). Above EXACT_MAX_K: Fisher's z with the Bonett-Wright standard
+    error. -1.0 when no rho is excluded."""
+    if not np.isfinite(r):
+        return float("nan")
+    alpha = 1.0 - confidence
+    if k > EXACT_MAX_K:
+        rc = min(r, 1.0 - 1e-9)
+        se = np.sqrt((1.0 + rc * rc / 2.0) / (k - 3))
+        return float(np.tanh(np.arctanh(rc) - norm.ppf(confidence) * se))
+    lo, hi = 0, len(RHO_GRID) - 1  # p(rho) grows with rho: the largest j with p <= alpha, by bisection
+    if _p_at_least(k, lo, r) > alpha:
+        return -1.0
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _p_at_least(k, mid, r) <= alpha:
+            lo = mid
+        else:
+            hi = mid
+    return float(RHO_GRID[lo])
+
+
+def srcc_lower_bound(x: np.ndarray, y: np.ndarray, confidence: float, rng: np.random.Generator,
+                     n_boot: int = 2000) -> float:
+    """One-sided lower confidence bound (at ``confidence``) of the SRCC between the devices x and y are
+    measurements of, from k paired measurements: the smaller of the exact small-sample bound
+    (``exact_srcc_lower_bound``, which holds its confidence at every k for a Gaussian-copula population) and
+    the percentile bootstrap (which sees a spread the sample shows, from about k = 10). NaN where the SRCC is
+    undefined (fewer than 3 pairs, a constant side)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    r = srcc(x, y)
+    if not np.isfinite(r):
+        return float("nan")
+    exact = exact_srcc_lower_bound(r, len(x), confidence)
+    boot = bootstrap_srcc_lower_bound(x, y, confidence, rng, n_boot)
+    return float(np.nanmin([exact, boot]))
+
+
+def max_srcc_lower_bound(k: int, confidence: float) -> float:
+    """The highest lower bound k samples can show (a perfectly ordered sample): below the SRCC threshold, the
+    bound rule can never reuse at this k."""
+    return exact_srcc_lower_bound(1.0, k, confidence)
 
 
 @dataclass(frozen=True)
@@ -92,6 +182,11 @@ def decide(proxy_k: np.ndarray, y: np.ndarray, *, threshold: float, rule: str, c
     nan = float("nan")
     if not can_adapt:
         return Decision(REUSE, "no transfer sources", s, nan)
+    if np.isnan(s):
+        why = ("the target's k latencies are all equal" if len(y) >= 3 and is_constant(y) else
+               "the proxy predicts the same latency for all k" if len(y) >= 3 and is_constant(proxy_k) else
+               "fewer than 3 samples")
+        return Decision(ADAPT, f"srcc undefined: {why}", s, nan)
     if rule == "point":
         ok = not np.isnan(s) and s >= threshold
         return Decision(REUSE if ok else ADAPT, f"srcc {'>=' if ok else '<'} {threshold}", s, nan)
