@@ -33,12 +33,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata
 
 from orchestrator.errors import TransferError
 from orchestrator.latency.metrics import srcc
 from orchestrator.latency.predictors import AdditivePredictor, LatencyPredictor
 from orchestrator.latency.table import LatencyTable
+from orchestrator.ranks import average_ranks, is_constant
 from orchestrator.registry import Registry
 from search_spaces.base import SearchSpace, encode_ids
 
@@ -132,7 +132,7 @@ class SourceSet:
         scores = [srcc(L[:, s], y) for s in range(len(self.names))]
         scores = [-2.0 if np.isnan(v) else v for v in scores]
         if len(self.names) > 1:
-            R = np.apply_along_axis(rankdata, 0, self.filled)
+            R = _rank_columns(self.filled)
             C = np.corrcoef(R, rowvar=False)
             tie = [(C[s].sum() - 1) / (len(self.names) - 1) for s in range(len(self.names))]
         else:
@@ -173,6 +173,8 @@ class MultiSourcePredictor:
     hparams: tuple[float, float, float]
     selected: np.ndarray | None = None  # indices of the sources used (None: all)
     shares: dict[str, float] | None = None  # each used source's share of the fitted combination on the k samples
+    log_fit: bool = False  # fitted in log latency (the fit in ms predicted zero or less)
+    linear_min_ms: float | None = None  # where log_fit: the lowest latency the fit in ms predicted
 
     def describe(self, top: int = 5) -> str:
         """The sources it uses, most weight first (e.g. ``raspi4 0.61, fpga 0.22``)."""
@@ -183,7 +185,8 @@ class MultiSourcePredictor:
         raise TransferError("transferred predictors are fitted by adapt(); call a transfer method instead")
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return (_multi_design(self.sources, X, keep=self.selected) @ self.theta) * self.y_scale
+        z = _multi_design(self.sources, X, keep=self.selected, log=self.log_fit) @ self.theta
+        return (np.exp(z) if self.log_fit else z) * self.y_scale
 
 
 # -- methods -------------------------------------------------------------------------
@@ -208,20 +211,52 @@ def _check(sources: SourceSet, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray
     return X, y
 
 
-def affine_positive(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Least-squares y ~ a p + c with a > 0 (falls back to a scale ratio)."""
+# A latency is positive: a fit that predicts zero or less anywhere on the sources' architectures is constrained
+# (refitted in log latency, a positive scale, or held at this share of the target's fastest measured sample,
+# the floor the sources' own fill uses).
+FLOOR_SHARE = 0.05
+
+
+def latency_floor(y: np.ndarray) -> float:
+    """The latency (ms) a constrained transfer fitted on the target samples ``y`` is held at, at the least."""
+    return FLOOR_SHARE * float(np.min(y))
+
+
+def affine_positive(p: np.ndarray, y: np.ndarray, p_min: float | None = None) -> tuple[float, float]:
+    """Least-squares y ~ a p + c with a > 0 (falls back to a scale ratio, y ~ a p). With ``p_min``, the
+    smallest p the map will be applied to: where the affine map would take it to zero or below (a negative
+    intercept), the scale ratio instead, positive for every positive p."""
     if np.ptp(p) > 0:
         a, c = np.polyfit(p, y, 1)
-        if a > 0:
+        if a > 0 and (p_min is None or a * p_min + c > 0):
             return float(a), float(c)
+        if a > 0:
+            log.warning("the affine map of the proxy's latency would predict %.3g ms for its fastest architecture; "
+                        "using a positive scale without offset", a * p_min + c)
     return float(y.mean() / max(p.mean(), 1e-12)), 0.0
+
+
+@dataclass
+class FlooredPredictor:
+    """A transferred predictor whose predictions are held at or above ``floor_ms`` (and flagged): the last guard
+    for methods that cannot refit in log latency (``adaproxy``'s additive adaptation)."""
+
+    inner: LatencyPredictor
+    floor_ms: float
+    linear_min_ms: float  # the lowest latency the unconstrained fit predicted on the sources' architectures
+
+    def fit(self, X: np.ndarray, latency_ms: np.ndarray) -> FlooredPredictor:
+        raise TransferError("transferred predictors are fitted by adapt(); call a transfer method instead")
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.maximum(np.asarray(self.inner.predict(X), dtype=float), self.floor_ms)
 
 
 @TRANSFERS.register("reuse", help="the proxy's latency ranking as is (right when SRCC >= 0.9)")
 def reuse(sources: SourceSet, X: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> LatencyPredictor:
     X, y = _check(sources, X, y)
     s = sources.best_proxy(X, y)
-    a, c = affine_positive(sources.latency(X)[:, s], y)
+    a, c = affine_positive(sources.latency(X)[:, s], y, p_min=float(np.min(sources.filled[:, s])))
     return SourceAffinePredictor(sources, s, a, c)
 
 
@@ -272,12 +307,19 @@ def adaproxy(sources: SourceSet, X: np.ndarray, y: np.ndarray, rng: np.random.Ge
     c, a, *b = _ridge(F, yy, pen(lam)) * scale
     out = AdditivePredictor()
     out.set_state({"coef_": w * (a + np.asarray(b)), "intercept_": np.array(c)})
+    low = float(min(out.predict(sources.X).min(), out.predict(X).min()))
+    if low <= 0:
+        log.warning("adaproxy: the adapted predictor goes down to %.3g ms on the sources' architectures (fastest "
+                    "sample %.3g ms); its predictions are held at %.3g ms", low, float(y.min()), latency_floor(y))
+        return FlooredPredictor(out, latency_floor(y), low)
     return out
 
 
 def _multi_design(sources: SourceSet, X: np.ndarray, exclude: int | None = None,
-                  keep: np.ndarray | None = None) -> np.ndarray:
+                  keep: np.ndarray | None = None, log: bool = False) -> np.ndarray:
     L = sources.latency(X) / sources.scale
+    if log:  # the fit in log latency: log source latencies (positive: SourceSet floors them)
+        L = np.log(L)
     if exclude is not None:
         L = np.delete(L, exclude, axis=1)
     if keep is not None:
@@ -305,8 +347,8 @@ DEFAULT_TOP_M = 3
 def source_agreement(L: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Spearman correlation of each source column of ``L`` with ``y`` (-1 where a column is constant)."""
     R = _rank_columns(L)
-    r = _corr_with(R, rankdata(y))
-    const = np.ptp(L, axis=0) <= 0
+    r = _corr_with(R, average_ranks(y))
+    const = np.array([is_constant(c) for c in np.asarray(L, dtype=float).T], dtype=bool)
     return np.where(const | ~np.isfinite(r), -1.0, r)
 
 
@@ -331,11 +373,9 @@ MULTI_GRID: tuple[tuple[float, float, float], ...] = tuple(
 
 
 def _rank_columns(P: np.ndarray) -> np.ndarray:
-    """0-based ranks of each column (ties by position): the inverse of the sort order, one argsort."""
-    order = np.argsort(P, axis=0)
-    R = np.empty(P.shape, dtype=np.float64)
-    np.put_along_axis(R, order, np.arange(P.shape[0], dtype=np.float64)[:, None], axis=0)
-    return R
+    """Ranks of each column, ties (within float rounding) at their average rank: Spearman's convention, so
+    no figure depends on the order of the rows (a source reporting whole milliseconds has many ties)."""
+    return average_ranks(P, axis=0)
 
 
 def _loo_select(F: np.ndarray, y: np.ndarray, pens: np.ndarray) -> int:
@@ -413,7 +453,7 @@ def select_multi(sources: SourceSet, k: int, draws: int = 16) -> tuple[tuple[flo
             Fk, yk = Fall[pick], yall[pick] / yall[pick].mean()
             thetas, loo = _ridge_many(Fk, yk, pens)
             rest = np.setdiff1d(np.arange(len(ok)), pick)
-            r = _corr_with(_rank_columns(Fall[rest] @ thetas.T), rankdata(yall[rest]))
+            r = _corr_with(_rank_columns(Fall[rest] @ thetas.T), average_ranks(yall[rest]))
             j = int(np.argmin(np.mean(loo**2, axis=1)))
             rows.append(np.r_[r, r[j]])
             seen.append((Fall, yall, pick, rest, j))
@@ -487,8 +527,22 @@ def multi(sources: SourceSet, X: np.ndarray, y: np.ndarray, rng: np.random.Gener
     contrib = np.abs(theta[1:1 + S]) * F[:, 1:1 + S].std(axis=0)
     shares = contrib / contrib.sum() if contrib.sum() > 0 else np.full(S, 1.0 / S)
     names = [sources.names[i] for i in keep]
-    return MultiSourcePredictor(sources, theta, scale, hp, None if m == 0 else keep,
-                                dict(zip(names, map(float, shares), strict=True)))
+    selected = None if m == 0 else keep
+    out = MultiSourcePredictor(sources, theta, scale, hp, selected, dict(zip(names, map(float, shares), strict=True)))
+    low = float(out.predict(sources.X).min())
+    if low <= 0:
+        # The fit in ms goes to zero or below on the sources' own architectures (noisy samples with a small range
+        # extrapolate to negative latencies): fit in log latency, positive by construction, and say so.
+        Fl = _multi_design(sources, X, log=True)
+        Fl = Fl[:, _design_columns(keep, len(sources.names), Fl.shape[1])]
+        zz = np.log(y / scale)
+        j = int(np.argmin(_loo_mses(Fl, zz, pens)))
+        theta_l = _ridge(Fl, zz, pens[j])
+        log.warning("multi: the fit in ms predicts down to %.3g ms on the sources' architectures (fastest sample "
+                    "%.3g ms); fitted in log latency instead", low, float(y.min()))
+        out = MultiSourcePredictor(sources, theta_l, scale, MULTI_GRID[j], selected, out.shares, log_fit=True,
+                                   linear_min_ms=low)
+    return out
 
 
 AUTO_CANDIDATES = ("multi", "adaproxy", "reuse")

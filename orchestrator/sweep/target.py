@@ -32,7 +32,7 @@ import numpy as np
 
 from orchestrator.latency.devices.base import DeviceSpec
 from orchestrator.latency.metrics import srcc
-from orchestrator.latency.transfer import SourceSet, adapt, affine_positive
+from orchestrator.latency.transfer import FlooredPredictor, SourceSet, adapt, affine_positive, latency_floor
 from orchestrator.search.accuracy import AccuracyOracle
 from orchestrator.search.algorithms import SearchProblem, SearchSettings, run_search
 from orchestrator.search.driver import TableDomain, extra_matrix
@@ -229,11 +229,23 @@ def _predicted(shared: SweepShared, target: TargetInput, sources: SourceSet | No
         assert sources is not None
         adapted = adapt(s.method, sources, X_k, y, rng)
         method = getattr(adapted, "chosen_method", s.method)
+        floor = latency_floor(y)
+        if getattr(adapted, "log_fit", False) or isinstance(adapted, FlooredPredictor):
+            info["transfer_constrained"] = 1.0  # its fit in ms went negative: refitted in log ms, or held
+            info["transfer_unconstrained_min_ms"] = float(adapted.linear_min_ms)
 
         def model(ids: Sequence[str]) -> np.ndarray:
-            return np.asarray(adapted.predict(enc(list(ids))), dtype=float)
+            out = np.asarray(adapted.predict(enc(list(ids))), dtype=float)
+            if len(out) and out.min() <= 0:  # beyond the sources' architectures: a latency stays positive
+                info["transfer_floored"] = 1.0
+                out = np.maximum(out, floor)
+            return out
     else:
-        a, c = affine_positive(proxy_k, y)
+        p_min = float(np.min(shared.pool_proxy_ms)) if len(shared.pool_proxy_ms) else None
+        if shared.search_X is not None and len(shared.search_X):
+            p_dom = float(np.min(shared.proxy_predictor.predict(shared.search_X)))
+            p_min = p_dom if p_min is None else min(p_min, p_dom)
+        a, c = affine_positive(proxy_k, y, p_min=None if p_min is None else min(p_min, float(proxy_k.min())))
         method = "reuse"
 
         def model(ids: Sequence[str]) -> np.ndarray:
@@ -250,8 +262,9 @@ def _predicted(shared: SweepShared, target: TargetInput, sources: SourceSet | No
     searched: list[str] = []
     if s.algorithm != "none":
         if dec.decision == ADAPT or len(measured) > 0:
-            searched, info = target_search(space, shared, predict, adapted if dec.decision == ADAPT else None,
-                                           target.name)
+            searched, found = target_search(space, shared, predict, adapted if dec.decision == ADAPT else None,
+                                            target.name)
+            info.update(found)
         else:
             searched = list(shared.proxy_front_ids)
     return _Predicted(dec, method, predict, model, adapted, searched, info)
@@ -304,9 +317,9 @@ def run_target(shared: SweepShared, target: TargetInput, sources: SourceSet | No
     p = _predicted(shared, target, sources, space, enc)
     dec, method, predict, adapted = p.decision, p.method, p.predict, p.model
     metrics: dict[str, float] = dict(target.metrics)
-    metrics.update({f"target_{k}": v for k, v in p.info.items()})
     options = list(dict.fromkeys([*shared.pool_ids, *p.searched, *target.k_ids]))
     pred = predict(options)
+    metrics.update({f"target_{k}": v for k, v in p.info.items()})  # after every prediction (its flags)
     if s.budget_ms is not None:
         keep = [i for i in range(len(options)) if pred[i] <= s.budget_ms]
         if not keep:
