@@ -1,0 +1,376 @@
+"""Issue 17 (kinds 1 and 2, the column filter) and issue 23 (items 2 and 3): ranks with ties, degenerate devices,
+tiny samples, negative predicted latencies and bad latency cells, each expected value through the CLI where a
+user meets it."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from orchestrator.cli import main
+from orchestrator.errors import TableError
+from orchestrator.latency.metrics import srcc
+from orchestrator.latency.monotonicity import srcc_matrix
+from orchestrator.latency.table import (
+    MAX_PROBLEMS_SHOWN,
+    SHIPPED_DEVICES,
+    LatencyTable,
+    read_table,
+    shipped_table_path,
+)
+from orchestrator.latency.transfer import (
+    FlooredPredictor,
+    SourceSet,
+    adapt,
+    affine_positive,
+    source_agreement,
+)
+from orchestrator.ranks import average_ranks, snap
+from orchestrator.report import format_summary
+from orchestrator.search.pareto import pareto_front
+from orchestrator.search.quality import front_quality, reference_front
+from orchestrator.sweep.decision import decide, exact_srcc_lower_bound, max_srcc_lower_bound
+
+SHIPPED = shipped_table_path()
+
+
+def _rows() -> list[list[str]]:
+    with SHIPPED.open(newline="") as f:
+        return list(csv.reader(f))
+
+
+def _write(path: Path, rows: list[list[str]]) -> Path:
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    return path
+
+
+def _config(tmp_path: Path, table: Path, proxy: str = "auto", targets: str = "[tabulated]", k: int = 10,
+            extra: str = "") -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(f"name: t\nspace: {{name: nb201}}\naccuracy: {{source: table, table_column: acc_cifar10}}\n"
+                 f"latency: {{table: {table}, proxy: {proxy}}}\n"
+                 f"search: {{algorithm: nsga2, n_trials: 100, population: 20, domain: table}}\n"
+                 f"sweep: {{targets: {targets}, k: {k}{extra}}}\n")
+    return p
+
+
+# -- issue 23.3: every bad cell of a latency table, once ------------------------------------------------------
+
+@pytest.fixture
+def bad_csv(tmp_path):
+    rows = _rows()
+    h = rows[0]
+    f, r = h.index("lat_ms_fpga"), h.index("lat_ms_raspi4")
+    rows[2][f] = "nan"  # line 3
+    rows[3][r] = "-1.5"  # line 4
+    rows[5][f] = "fast"  # line 6
+    rows.insert(7, list(rows[6]))  # line 8 repeats line 7
+    return _write(tmp_path / "bad.csv", rows)
+
+
+def test_every_bad_cell_is_reported(bad_csv, space):
+    with pytest.raises(TableError) as e:
+        read_table(bad_csv, space, device_prefix="lat_ms_")
+    msg = str(e.value)
+    assert "4 problem(s)" in msg
+    for needle in ("line 3, column 'lat_ms_fpga': latency 'nan'", "line 4, column 'lat_ms_raspi4': latency '-1.5'",
+                   "line 6, column 'lat_ms_fpga': latency 'fast' is not a number",
+                   "line 8, column 'arch': duplicate architecture"):
+        assert needle in msg
+
+
+def test_many_bad_cells_are_capped_with_a_count(tmp_path, space):
+    rows = _rows()
+    col = rows[0].index("lat_ms_fpga")
+    for i in range(1, 51):
+        rows[i][col] = "x"
+    with pytest.raises(TableError) as e:
+        read_table(_write(tmp_path / "many.csv", rows), space, device_prefix="lat_ms_")
+    msg = str(e.value)
+    assert "50 problem(s)" in msg and f"... and {50 - MAX_PROBLEMS_SHOWN} more" in msg
+    assert msg.count("is not a number") == MAX_PROBLEMS_SHOWN
+
+
+def test_validate_reports_the_cells_and_nothing_that_follows(bad_csv, tmp_path, capsys):
+    cfg = _config(tmp_path, bad_csv, proxy="fpga", targets="[edgegpu, torch-cpu, tabulated]",
+                  extra=", memory_mb: {edgetpu: 1.0}")
+    assert main(["validate", str(cfg)]) == 2
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "1 problem(s)" in text and "4 problem(s) in its rows" in text
+    for follow_on in ("no shipped one", "needs a latency table", "unknown", "not a target"):
+        assert follow_on not in text
+
+
+# -- issue 17 "Also": non-latency columns are not devices -------------------------------------------------------
+
+def test_latency_commands_leave_non_latency_columns_out(tmp_path, capsys):
+    assert main(["latency", "srcc", "--table", str(SHIPPED)]) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[1].split()
+    assert header == list(SHIPPED_DEVICES)
+    # a table without lat_ms_ columns: an index and accuracies beside the devices are not devices either
+    rows = [["arch", "nb201_index", "acc_cifar10", "test_acc_cifar100_200ep", "fpga", "raspi4"]]
+    src = _rows()
+    h = src[0]
+    for r in src[1:40]:
+        rows.append([r[h.index("arch")], r[h.index("nb201_index")], r[h.index("acc_cifar10")], "70.0",
+                     r[h.index("lat_ms_fpga")], r[h.index("lat_ms_raspi4")]])
+    plain = _write(tmp_path / "plain.csv", rows)
+    assert main(["latency", "srcc", "--table", str(plain)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split() == ["fpga", "raspi4"]
+
+
+# -- issue 17 kind 1: devices that share no architecture --------------------------------------------------------
+
+def _disjoint(tmp_path: Path, third: bool) -> Path:
+    src = _rows()
+    h = src[0]
+    rows = [["arch", "a", "b", *(["c"] if third else [])]]
+    for i, r in enumerate(src[1:100]):
+        fpga, edgegpu, raspi4 = (r[h.index(f"lat_ms_{d}")] for d in ("fpga", "edgegpu", "raspi4"))
+        a = fpga if i < 30 else ""
+        b = edgegpu if 30 <= i < 60 else ""
+        # c ranks exactly like a where a is measured, so a's only known SRCC is 1.0
+        rows.append([r[h.index("arch")], a, b, *([fpga if i < 30 else raspi4] if third else [])])
+    return _write(tmp_path / ("abc.csv" if third else "ab.csv"), rows)
+
+
+def test_srcc_of_devices_without_a_shared_architecture_is_a_clear_refusal(tmp_path, capsys):
+    t = _disjoint(tmp_path, third=False)
+    assert main(["latency", "srcc", "--table", str(t)]) == 2
+    out = capsys.readouterr()
+    assert "a and b: no measured architecture in common" in out.err and "Traceback" not in out.err
+    assert "All-NaN" not in out.err
+    cfg = _config(tmp_path, t, proxy="auto", targets="[torch-cpu]").read_text().replace(
+        f"table: {t}", f"table: {t}, predictor: additive")
+    (tmp_path / "v.yaml").write_text(cfg)
+    # the pipeline reads lat_ms_ columns: the same table with them
+    rows = list(csv.reader(t.open()))
+    rows[0] = ["arch", "lat_ms_a", "lat_ms_b"]
+    t2 = _write(tmp_path / "ab2.csv", rows)
+    assert main(["validate", str(_config(tmp_path, t2, proxy="auto", targets="[torch-cpu]"))]) == 2
+    text = "".join(capsys.readouterr())
+    assert "latency.proxy: 'auto'" in text and "a and b: no measured architecture in common" in text
+
+
+def test_an_unknown_pair_is_never_taken_as_agreement(tmp_path, space, capsys):
+    t = read_table(_disjoint(tmp_path, third=True), space)
+    m = srcc_matrix(t)
+    assert [(a, b) for a, b, _ in m.unknown_pairs()] == [("a", "b")]
+    c = t.devices.index("c")
+    for crit in ("min", "mean"):  # a's only known SRCC is 1.0: skipping its unknown pair would choose a
+        dev, val = m.proxy(crit)
+        assert dev == "c"
+        others = [m.srcc[c, j] for j in range(3) if j != c]
+        assert val == pytest.approx(min(others) if crit == "min" else np.mean(others))
+    assert main(["latency", "srcc", "--table", str(tmp_path / "abc.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "SRCC unknown for a and b" in out and "proxy by min SRCC to the others: c" in out
+
+
+# -- issue 17 kind 2: ties ----------------------------------------------------------------------------------------
+
+def test_agreement_with_ties_is_spearman_with_average_ranks():
+    x = np.array([2.0, 8.0, 8.0, 8.0, 8.0])
+    y = np.array([1.0, 3.0, 2.0, 5.0, 4.0])
+    assert source_agreement(x[:, None], y)[0] == pytest.approx(spearmanr(x, y)[0], abs=1e-9)
+    assert srcc(x, y) == pytest.approx(spearmanr(x, y)[0])
+    np.testing.assert_array_equal(average_ranks(x), [1.0, 3.5, 3.5, 3.5, 3.5])
+
+
+@pytest.mark.slow
+def test_transfer_does_not_depend_on_the_order_of_the_samples(space, shipped):
+    # a source that reports whole milliseconds (as HELP's phone columns do) among the shipped devices
+    rounded = np.round(shipped.column("pixel3"))
+    devices = [d for d in SHIPPED_DEVICES if d not in ("edgegpu", "pixel3")]
+    values = np.column_stack([shipped.column(d) for d in devices] + [rounded])
+    sources = SourceSet.from_table(LatencyTable(shipped.archs, [*devices, "phone"], values), space)
+    X = sources.X
+    ids, y = shipped.measured("edgegpu")
+    rows = {a: i for i, a in enumerate(shipped.archs)}
+    r_ids = np.array([rounded[rows[a]] for a in ids])
+    values_, counts = np.unique(r_ids, return_counts=True)
+    mode = values_[np.argmax(counts)]  # four samples the source ties, one it ranks below them: [v, m, m, m, m]
+    pick = [int(np.flatnonzero(r_ids < mode)[0]), *np.flatnonzero(r_ids == mode)[:4]]
+    assert len(set(y[pick])) == 5
+    Xk = X[[rows[ids[i]] for i in pick]]
+    yk = y[pick]
+    order = [4, 2, 0, 3, 1]
+    p1 = adapt("multi", sources, Xk, yk, np.random.default_rng(0))
+    p2 = adapt("multi", sources, Xk[order], yk[order], np.random.default_rng(0))
+    np.testing.assert_allclose(p1.predict(X), p2.predict(X), rtol=1e-9)
+    assert p1.shares == pytest.approx(p2.shares)
+
+
+# -- issue 17 kind 2: a constant device ----------------------------------------------------------------------------
+
+def test_srcc_against_a_constant_is_undefined():
+    x = np.arange(6.0)
+    assert math.isnan(srcc(x, np.full(6, 5.0)))
+    assert math.isnan(srcc(x, 5.0 + np.array([0, 1, -1, 2, 0, 1]) * 1e-15))  # constant within rounding
+    assert srcc(x, x[::-1]) == pytest.approx(-1.0)
+
+
+def test_latencies_equal_within_rounding_are_one_latency():
+    acc = np.array([70.0, 71.0, 72.0, 73.0, 74.0, 75.0])
+    lat = 5.0 + np.array([-3, -2, -1, 0, 1, 2]) * 1e-15  # the faster, the less accurate: a staircase of 6
+    idx, _, _ = pareto_front(acc, lat)
+    assert list(idx) == [5]
+    np.testing.assert_array_equal(snap(lat), np.full(6, lat.min()))
+
+
+def test_a_one_point_true_front_is_judged_sensibly():
+    acc = np.array([60.0, 70.0, 80.0, 90.0])
+    true = np.full(4, 5.0)  # every architecture 5.0 ms
+    ref = reference_front(acc, true)
+    assert len(ref.accuracy) == 1 and ref.accuracy[0] == 90.0 and ref.hv > 0
+    assert front_quality(ref, acc[[1, 3]], true[[1, 3]])["hv_ratio"] == pytest.approx(1.0)
+    without = front_quality(ref, acc[[1]], true[[1]])["hv_ratio"]
+    assert without == pytest.approx((70 - 60) / (90 - 60))
+    same = reference_front(np.full(3, 80.0), np.array([5.0, 6.0, 7.0]))  # every accuracy equal: the latency axis
+    assert front_quality(same, [80.0], [5.0])["hv_ratio"] == pytest.approx(1.0)
+    assert front_quality(same, [80.0], [5.2])["hv_ratio"] == pytest.approx((5.5 - 5.2) / (5.5 - 5.0))
+
+
+@pytest.mark.slow
+def test_a_constant_target_in_the_sweep(space, shipped):
+    from orchestrator.latency.predictors import make_predictor
+    from orchestrator.latency.table import shipped_accuracy
+    from orchestrator.search.accuracy import TableAccuracy
+    from orchestrator.search.pareto import pareto_mask
+    from orchestrator.sweep import SweepSettings, SweepShared, TargetInput, pick_k, run_target
+    from search_spaces.base import encode_ids
+
+    oracle = TableAccuracy(space, shipped_accuracy("acc_cifar10")).oracle()
+    ids_all, y_all = shipped.measured("fpga")
+    model = make_predictor("additive").fit(encode_ids(space, ids_all), y_all)
+    X = encode_ids(space, shipped.archs)
+    acc = oracle.values(shipped.archs)
+    pms = model.predict(X)
+    front = [shipped.archs[i] for i in np.flatnonzero(pareto_mask(acc, pms))]
+    pool = list(shipped.archs[:200])
+    shared = SweepShared(space.spec(), "fpga", model, oracle, pool, model.predict(encode_ids(space, pool)),
+                         list(shipped.archs), X, front, list(shipped.archs), list(shipped.archs),
+                         SweepSettings(algorithm="exhaustive"))
+    k_ids = pick_k(shipped.archs, pms, 10, front, 0.5)
+    t = TargetInput("flat", "tabulated", None, k_ids, np.full(10, 5.0), truth=np.full(len(shipped.archs), 5.0))
+    sources = SourceSet.from_table(shipped.select([d for d in SHIPPED_DEVICES if d != "fpga"]), space)
+    rep = run_target(shared, t, sources)
+    assert math.isnan(rep.decision.srcc_k) and "undefined" in rep.decision.reason
+    best = int(np.argmax(acc))
+    assert shipped.archs[best] in rep.front_ids()  # the most accurate cell: the whole true front
+    assert rep.metrics["hv_ratio"] == pytest.approx(1.0) and rep.metrics["unserved_budgets"] == 0
+    assert len(rep.front) == 1  # predictions equal within rounding are one latency
+    row = rep.summary()
+    table = format_summary({"name": "x", "proxy": "fpga", "n_candidates": 200, "targets": [row]})
+    assert "undef" in table.splitlines()[2] and " 1.000 " in table.splitlines()[2]
+
+
+# -- issue 17 kind 2: the lower bound at small k ---------------------------------------------------------------------
+
+def _copula(rng: np.random.Generator, rho_s: float, k: int) -> tuple[np.ndarray, np.ndarray]:
+    r = 2 * np.sin(np.pi * rho_s / 6)
+    z = rng.standard_normal(k)
+    return z, r * z + np.sqrt(1 - r * r) * rng.standard_normal(k)
+
+
+@pytest.mark.parametrize("k", [3, 4, 5, 8, 10])
+def test_the_exact_bound_holds_its_confidence_at_every_k(k):
+    rng = np.random.default_rng(100 + k)  # not the bound's own table seed
+    draws = 600
+    for rho_s in (0.3, 0.6, 0.85, 0.9, 0.95):
+        over = sum(exact_srcc_lower_bound(srcc(*_copula(rng, rho_s, k)), k, 0.9) > rho_s for _ in range(draws))
+        assert over / draws <= 0.1 + 2.5 * math.sqrt(0.09 / draws), (k, rho_s, over / draws)
+
+
+def test_three_samples_of_a_pair_with_srcc_060_never_reuse(shipped):
+    a, b = shipped.column("fpga"), shipped.column("edgegpu")
+    assert srcc(a, b) == pytest.approx(0.604, abs=1e-3)
+    rng = np.random.default_rng(0)
+    for k in (3, 4, 5, 6, 8, 10):
+        reuse = 0
+        for _ in range(150):
+            i = rng.choice(len(a), k, replace=False)
+            d = decide(a[i], b[i], threshold=0.9, rule="bound", confidence=0.9, rng=rng)
+            reuse += d.decision == "reuse"
+        assert reuse / 150 <= 0.1, (k, reuse)
+        if k == 3:
+            assert reuse == 0  # was 38 % with the bootstrap alone
+    assert max_srcc_lower_bound(3, 0.9) < 0  # a perfectly ordered 3-sample: one in six when unrelated
+
+
+def test_validate_says_when_k_cannot_reuse(tmp_path, capsys):
+    cfg = _config(tmp_path, "shipped", proxy="fpga", targets="[edgegpu]", k=3)
+    assert main(["validate", str(cfg)]) == 0
+    text = "".join(capsys.readouterr())
+    assert "sweep.k: 3 samples cannot show an SRCC lower bound of 0.9" in text and "k >= 7" in text
+    assert main(["validate", str(_config(tmp_path, "shipped", proxy="fpga", targets="[edgegpu]", k=10))]) == 0
+    assert "cannot show" not in "".join(capsys.readouterr())
+
+
+# -- issue 23.2: no negative predicted latency --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def noisy(space, shipped):
+    """Ten noisy measurements (30 % log-normal) of a CPU-like device whose latency hardly varies: the fit in ms
+    of these predicted down to -10.6 ms before the transfer was constrained."""
+    sources = SourceSet.from_table(shipped, space)
+    rng = np.random.default_rng(14)
+    base = 9.0 + 0.02 * sources.filled[:, shipped.devices.index("fpga")]
+    i = rng.choice(len(sources.X), 10, replace=False)
+    return sources, sources.X[i], base[i] * rng.lognormal(0, 0.3, 10)
+
+
+@pytest.mark.slow
+def test_transfers_predict_positive_latencies_on_noisy_samples(noisy):
+    sources, Xk, y = noisy
+    p = adapt("multi", sources, Xk, y, np.random.default_rng(0))
+    assert p.log_fit and p.linear_min_ms < -10  # flagged: the fit in ms would have gone negative
+    assert p.predict(sources.X).min() > 0
+    assert srcc(p.predict(Xk), y) > 0.5  # it still fits the samples
+    a = adapt("adaproxy", sources, Xk, y, np.random.default_rng(0))
+    if isinstance(a, FlooredPredictor):
+        assert a.linear_min_ms <= 0
+    assert a.predict(sources.X).min() > 0
+    assert adapt("reuse", sources, Xk, y, np.random.default_rng(0)).predict(sources.X).min() > 0
+
+
+def test_a_positive_scale_where_the_affine_map_would_go_negative():
+    p = np.array([10.0, 11.0, 12.0, 13.0])
+    y = np.array([1.0, 3.0, 5.0, 7.0])  # y = 2p - 19: negative below 9.5
+    assert affine_positive(p, y) == pytest.approx((2.0, -19.0))
+    a, c = affine_positive(p, y, p_min=2.0)
+    assert c == 0.0 and a > 0
+
+
+@pytest.mark.slow
+def test_the_sweep_flags_a_constrained_transfer(space, shipped, noisy):
+    from orchestrator.latency.table import shipped_accuracy
+    from orchestrator.search.accuracy import TableAccuracy
+    from orchestrator.sweep import SweepSettings, SweepShared, TargetInput, run_target
+    from search_spaces.base import encode_ids
+
+    sources, Xk, y = noisy
+    oracle = TableAccuracy(space, shipped_accuracy("acc_cifar10")).oracle()
+    rows = {r.tobytes(): i for i, r in enumerate(sources.X)}
+    k_ids = [shipped.archs[rows[x.tobytes()]] for x in Xk]
+    ids, fpga = shipped.measured("fpga")
+    from orchestrator.latency.predictors import make_predictor
+
+    model = make_predictor("additive").fit(encode_ids(space, ids), fpga)
+    X = encode_ids(space, shipped.archs)
+    pool = list(shipped.archs[:100])
+    shared = SweepShared(space.spec(), "fpga", model, oracle, pool, model.predict(encode_ids(space, pool)),
+                         list(shipped.archs), X, [], list(shipped.archs), list(shipped.archs),
+                         SweepSettings(algorithm="exhaustive", rule="point"))
+    rep = run_target(shared, TargetInput("cpu", "measured", None, k_ids, y), sources)
+    assert rep.decision.decision == "adapt"
+    assert rep.metrics["target_transfer_constrained"] == 1.0 and rep.metrics["target_transfer_unconstrained_min_ms"] < 0
+    assert rep.predicted.min() > 0
