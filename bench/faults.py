@@ -43,7 +43,8 @@ BAD_CSVS: dict[str, tuple[str, str]] = {
     "csv: no arch column": (f"name,lat_ms_a\n{NB201_CELL},1\n", "no column 'arch'"),
 }
 
-BASE = {"accuracy": {"source": "table"}, "latency": {"proxy": "fpga"},
+BASE = {"accuracy": {"source": "table", "table_column": "test_acc_cifar10_12ep"},
+        "latency": {"proxy": "fpga", "table": "nb201-hwnasbench"},  # the 1,999-cell table (issue 18)
         "search": {"n_trials": 40, "population": 10, "domain": "table"},
         "sweep": {"targets": ["pixel3", "sim:0"], "k": 5}}
 

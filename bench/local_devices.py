@@ -36,7 +36,7 @@ def main() -> None:
     import torch
 
     space = NB201Space()
-    ship = shipped_table(space)
+    ship = shipped_table(space, "nb201-hwnasbench")
     rng = np.random.default_rng(args.seed)
     ids = [ship.archs[i] for i in rng.choice(len(ship.archs), args.n, replace=False)]
     archs = [space.parse(a) for a in ids]

@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 100, 1000, 10000])
     args = ap.parse_args()
     space = NB201Space()
-    t = shipped_table(space)
+    t = shipped_table(space, "nb201-hwnasbench")
     archs, y = t.measured("raspi4")
     pred = make_predictor(args.predictor).fit(encode_ids(space, archs), y)
     rng = np.random.default_rng(0)

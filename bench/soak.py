@@ -43,8 +43,10 @@ def peak_rss_mb(proc: subprocess.Popen) -> float:
 
 
 def config(work: Path, name: str, **over: object) -> Path:
-    cfg = {"name": name, "output_dir": str(work / "runs"), "accuracy": {"source": "table"},
-           "latency": {"proxy": "fpga"}, "search": {"n_trials": 200, "population": 40, "domain": "table"},
+    cfg = {"name": name, "output_dir": str(work / "runs"),
+           "accuracy": {"source": "table", "table_column": "test_acc_cifar10_12ep"},
+           "latency": {"proxy": "fpga", "table": "nb201-hwnasbench"},  # the 1,999-cell table (issue 18)
+           "search": {"n_trials": 200, "population": 40, "domain": "table"},
            "sweep": {"targets": [], "k": 10}, "tracking": {"uri": f"sqlite:///{work}/mlflow.db",
                                                           "experiment": "soak"}}
     for k, v in over.items():

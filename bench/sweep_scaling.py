@@ -50,8 +50,8 @@ def targets_for(n: int) -> tuple[list[str], int]:
 
 def per_device_search(space: NB201Space, name: str, trials: int, population: int, seed: int) -> tuple[float, int]:
     """One full NSGA-II search against the device's true latency; returns (seconds, cells measured)."""
-    table = shipped_table(space)
-    acc = TableAccuracy(space, shipped_accuracy())
+    table = shipped_table(space, "nb201-hwnasbench")
+    acc = TableAccuracy(space, shipped_accuracy("test_acc_cifar10_12ep", "nb201-hwnasbench"))
     if name.startswith("sim:"):
         latency = SimulatedDevice(int(name[4:]), space).latency_ms
     else:  # the table's values; an additive model where the device column has gaps (edgetpu)
@@ -89,8 +89,8 @@ def main() -> None:
         tab, sims = targets_for(n)
         cfg = parse_config({
             "name": f"sweep{n}", "seed": 0, "output_dir": str(work / "runs"),
-            "accuracy": {"source": "table"},
-            "latency": {"table": "shipped", "proxy": "fpga"},
+            "accuracy": {"source": "table", "table_column": "test_acc_cifar10_12ep"},
+            "latency": {"table": "nb201-hwnasbench", "proxy": "fpga"},
             "search": {"algorithm": "nsga2", "n_trials": args.trials, "population": args.population,
                        "domain": "table"},
             "sweep": {"targets": tab, "simulated": sims, "k": args.k},

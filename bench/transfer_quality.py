@@ -1,4 +1,10 @@
-"""Transfer quality on the shipped NB201 latencies (HW-NAS-Bench, six devices), and as sources grow.
+"""Transfer quality on the shipped NB201 latencies, and as sources grow.
+
+``--table shipped`` (default): NB201's whole space, 15,625 cells on HELP's 19
+devices; ``--table nb201-hwnasbench``: the 1,999-cell subset on HW-NAS-Bench's
+six devices (the figures of issues 2-11). ``--reference N``: also ``multi+ref``,
+the k random target measurements plus the N fixed reference cells of the sweep
+(``sweep/reference.py``), SRCC on the cells neither sampled nor reference.
 
 Part 1, leave-one-device-out: each device in turn is the target, the other five
 are the sources (methods reuse, adaproxy, multi, auto), and single-proxy: each
@@ -29,16 +35,22 @@ from orchestrator.latency.metrics import srcc
 from orchestrator.latency.simulator import SimulatedDevice
 from orchestrator.latency.table import shipped_table
 from orchestrator.latency.transfer import SourceSet, adapt
+from orchestrator.sweep.reference import reference_cells
 from search_spaces.base import encode_ids
 from search_spaces.nb201 import NB201Space
 
 
-def run(ks: list[int], draws: int, methods: list[str], single: bool, seed: int = 0) -> dict:
+def run(ks: list[int], draws: int, methods: list[str], single: bool, seed: int = 0, table_name: str = "shipped",
+        reference: int = 0, targets: list[str] | None = None) -> dict:
     space = NB201Space()
-    table = shipped_table(space)
+    table = shipped_table(space, table_name)
     X = encode_ids(space, table.archs)
+    row = {a: i for i, a in enumerate(table.archs)}
     results: dict = {}
     for ti, target in enumerate(table.devices):
+        if targets and target not in targets:
+            continue
+        t_start = time.perf_counter()
         y = table.column(target)
         measured = np.where(~np.isnan(y))[0]
         others = [d for d in table.devices if d != target]
@@ -60,6 +72,19 @@ def run(ks: list[int], draws: int, methods: list[str], single: bool, seed: int =
                         results.setdefault((setting, m, k), {}).setdefault(target, []).append(r)
                         if setting == "single":
                             results.setdefault(("per-source", m, k), {}).setdefault((target, label), []).append(r)
+            if label == "all" and reference:  # k random target cells plus the fixed reference cells
+                refs = np.array([row[a] for a in reference_cells(table.archs, reference, space.spec(), table)
+                                 if not np.isnan(y[row[a]])])
+                free = np.setdiff1d(measured, refs)
+                for k in ks:
+                    rng = np.random.default_rng([seed, ti, k, 7])
+                    for _ in range(draws):
+                        pick = np.concatenate([refs, rng.choice(free, size=k, replace=False)])
+                        rest = np.setdiff1d(measured, pick)
+                        pred = adapt("multi", src, X[pick], y[pick], np.random.default_rng([seed, ti, k, 1]))
+                        results.setdefault(("all", "multi+ref", k), {}).setdefault(target, []).append(
+                            srcc(pred.predict(X[rest]), y[rest]))
+        print(f"  {target}: {time.perf_counter() - t_start:.0f}s", flush=True)
     return results
 
 
@@ -137,9 +162,13 @@ def main() -> None:
     ap.add_argument("--scaling-ks", type=int, nargs="+", default=[10, 20])
     ap.add_argument("--scaling-draws", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--table", default="shipped", help="shipped (the whole space) or nb201-hwnasbench")
+    ap.add_argument("--reference", type=int, default=0, help="also multi with this many reference cells")
+    ap.add_argument("--targets", nargs="+", default=None, help="default: every device of the table")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    res = run(args.ks, args.draws, args.methods, not args.no_single, args.seed)
+    res = run(args.ks, args.draws, args.methods, not args.no_single, args.seed, args.table, args.reference,
+              args.targets)
     print_part1(res, args.ks)
     print(f"[{args.draws} draws per (target, k); {time.perf_counter() - t0:.0f}s]")
     if args.scaling:

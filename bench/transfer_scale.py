@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, nargs=2, default=[20, 20], metavar=("KMIN", "KMAX"))
     args = ap.parse_args()
     space = NB201Space()
-    table = shipped_table(space)
+    table = shipped_table(space, "nb201-hwnasbench")
     print(f"{'method':8s} {'targets':>7s} {'k':>7s} {'wall s':>7s} {'ms/target':>9s}")
     for m in args.methods:
         for n in args.targets:

@@ -30,9 +30,9 @@ def _space(name: str):
 
 
 def _table(path: str, space):
-    from orchestrator.latency.table import read_table, shipped_table
+    from orchestrator.latency.table import is_shipped, read_table, shipped_table
 
-    return shipped_table(space) if path == "shipped" else read_table(path, space)
+    return shipped_table(space, path) if is_shipped(path) else read_table(path, space)
 
 
 # -- commands -------------------------------------------------------------------------
@@ -42,7 +42,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from orchestrator.latency.devices.base import DEVICES, PREFIXES, DeviceCatalog
     from orchestrator.latency.devices.tabulated import TABLE_DEVICE
     from orchestrator.latency.predictors import PREDICTORS
-    from orchestrator.latency.table import SHIPPED_DEVICES
+    from orchestrator.latency.table import HWNASBENCH_DEVICES, SHIPPED_DEVICES
     from orchestrator.latency.transfer import TRANSFERS
     from orchestrator.search.algorithms import ALGORITHMS
     from orchestrator.supernet.data import DATASETS
@@ -57,7 +57,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         if reg is DEVICES:
             for p in PREFIXES.names():
                 print(f"  {PREFIXES.get(p).pattern:14s} {PREFIXES.get(p).help}")
-            print(f"  {'<column>':14s} {TABLE_DEVICE.help}; shipped: {', '.join(SHIPPED_DEVICES)}")
+            print(f"  {'<column>':14s} {TABLE_DEVICE.help}; shipped: {', '.join(SHIPPED_DEVICES)}; "
+                  f"nb201-hwnasbench: {', '.join(HWNASBENCH_DEVICES)}")
     from search_spaces.costs import COSTS
 
     print("costs (search.objectives, search.constraints; sweep.memory_mb limits peak_mem_mb):")
@@ -216,7 +217,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_export_shipped(args: argparse.Namespace) -> int:
     from orchestrator.latency.table import shipped_table, write_table
 
-    t = shipped_table()
+    t = shipped_table(name=args.table)
     devices = args.devices or t.devices
     write_table(args.out, t.select(devices))
     print(f"wrote {len(t.archs)} architectures x {len(devices)} devices to {args.out}")
@@ -324,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = lat.add_parser("export-shipped", help="write the shipped NB201 latency table as a latency CSV")
     e.add_argument("--out", required=True)
     e.add_argument("--devices", nargs="+", help="only these devices")
+    e.add_argument("--table", default="shipped", help="shipped (= nb201-full, the whole space) or nb201-hwnasbench")
     e.set_defaults(func=cmd_export_shipped)
 
     from orchestrator.cli_run import add_run_commands

@@ -52,16 +52,21 @@ class SupernetSection(_Model):
 
 class AccuracySection(_Model):
     source: Literal["supernet", "table", "predictor"] = "supernet"
-    table_column: str = Field("acc_cifar10", description="table source: accuracy column of the shipped NB201 table")
+    table: str | None = Field(None, description="table source: a CSV path with columns arch and accuracies (top-1 "
+                                                "%), or a shipped table's name (shipped = nb201-full, "
+                                                "nb201-hwnasbench); None: the latency table in use")
+    table_column: str = Field("test_acc_cifar10_200ep", description="table source: the accuracy column (NB201 "
+                                                                    "shipped: *_200ep, or the 12-epoch *_12ep)")
     predictor_samples: int = Field(64, ge=8, description="predictor source: subnets evaluated to fit it")
     predictor: Literal["additive", "mlp"] = "mlp"
     supernet: SupernetSection = Field(default_factory=SupernetSection)
 
 
 class LatencySection(_Model):
-    table: str = Field("shipped", description="'shipped' (NB201 on six devices; no table for other spaces) or a "
-                                              "CSV path with columns arch and lat_ms_<device>: each such column "
-                                              "is a tabulated device")
+    table: str = Field("shipped", description="'shipped' (NB201's whole space on 19 devices = nb201-full; no "
+                                              "table for other spaces), 'nb201-hwnasbench' (1,999 cells, six "
+                                              "HW-NAS-Bench devices) or a CSV path with columns arch and "
+                                              "lat_ms_<device>: each such column is a tabulated device")
     proxy: str = Field("auto", description="proxy device name, or 'auto': the tabulated device whose latency "
                                            "ranking agrees best with the others (mean SRCC)")
     predictor: Literal["additive", "mlp"] = "additive"
@@ -130,6 +135,11 @@ class SweepSection(_Model):
                     "the proxy")
     simulated: int = Field(0, ge=0, description="also sweep this many SIMULATED devices sim:0..sim:N-1")
     k: int = Field(10, ge=3, description="architectures measured per target")
+    reference_cells: int = Field(0, ge=0, description="of the k, this many are a fixed set of reference cells "
+                                                        "measured on every target first (HELP's reference "
+                                                        "architectures; orchestrator/sweep/reference.py): the "
+                                                        "domain's cells known on every table column, evenly "
+                                                        "spaced in multiply-adds (0: off)")
     k_adaptive: float = Field(0.5, ge=0, lt=1, description="share of the k measured in a second round along the "
                                                              "target's own predicted front (where its front lives; "
                                                              "0: one round)")
@@ -170,6 +180,12 @@ class SweepSection(_Model):
         bad = {k: v for k, v in self.memory_mb.items() if not v > 0}
         if bad:
             raise ValueError(f"memory_mb must be > 0 MiB, got {bad}")
+        return self
+
+    @model_validator(mode="after")
+    def _reference(self) -> SweepSection:
+        if self.reference_cells > self.k:
+            raise ValueError(f"reference_cells {self.reference_cells} > k {self.k}: they are counted in k")
         return self
 
     @model_validator(mode="after")

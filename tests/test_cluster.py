@@ -76,7 +76,8 @@ def test_gpu_experiment_fits_the_cluster(cluster_cfg):
 
 def test_missing_resources_listed_together():
     plan = make_plan(parse_config({"name": "x", "sweep": {"targets": ["remote:pixel7", "cuda", "sim:0"]},
-                                   "search": {"domain": "space"}, "latency": {"proxy": "fpga"}}))
+                                   "search": {"domain": "space"},
+                                   "latency": {"proxy": "fpga", "table": "nb201-hwnasbench"}}))
     with pytest.raises(ConfigError) as e:
         check_cluster(plan, {"CPU": 4.0, "device:jetson": 1.0})
     msg = str(e.value)
@@ -133,8 +134,9 @@ def test_run_py_against_a_started_head(tmp_path):
         stderr=subprocess.STDOUT)
     env = base  # run.py: no RAY_AUTH_MODE exported
     try:
-        cfg = {"name": "c", "output_dir": str(tmp_path / "runs"), "accuracy": {"source": "table"},
-               "latency": {"proxy": "fpga"},
+        cfg = {"name": "c", "output_dir": str(tmp_path / "runs"),
+               "accuracy": {"source": "table", "table_column": "test_acc_cifar10_12ep"},
+               "latency": {"proxy": "fpga", "table": "nb201-hwnasbench"},
                "search": {"n_trials": 24, "population": 8, "domain": "table"},
                "sweep": {"targets": [{"name": "remote:testhost", "options": {"inner": "torch-cpu"}}, "pixel3"],
                          "k": 4, "measure_front": 2, "export_front": 0}}

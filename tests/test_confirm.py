@@ -23,8 +23,10 @@ def test_confirm_trains_the_fronts_and_survives_a_kill(tmp_path, ray_cluster):
     cfg = parse_config({
         "name": "cf", "output_dir": str(tmp_path / "runs"),
         "space": {"name": "nb201", "options": {"channels": 4, "cells_per_stage": 1}},
-        "accuracy": {"source": "table", "supernet": {"data": {"name": "digits", "max_train": 192}}},
-        "latency": {"proxy": "fpga"}, "search": {"n_trials": 20, "population": 10, "domain": "table"},
+        "accuracy": {"source": "table", "table_column": "test_acc_cifar10_12ep",
+                     "supernet": {"data": {"name": "digits", "max_train": 192}}},
+        "latency": {"proxy": "fpga", "table": "nb201-hwnasbench"},
+        "search": {"n_trials": 20, "population": 10, "domain": "table"},
         "sweep": {"targets": ["pixel3"], "k": 4},
         "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "cf"},
         "confirm": {"top": 3, "epochs": 3, "grace_period": 1, "batch_size": 32}})

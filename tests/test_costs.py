@@ -138,7 +138,8 @@ def test_memory_limit_is_per_target_and_the_tighter_one_wins():
 
 
 def _config(**over):
-    data = {"name": "c", "accuracy": {"source": "table"}, "latency": {"table": "shipped", "proxy": "fpga"},
+    data = {"name": "c", "accuracy": {"source": "table", "table_column": "test_acc_cifar10_12ep"},
+            "latency": {"table": "nb201-hwnasbench", "proxy": "fpga"},
             "search": {"domain": "table"}}
     for k, v in over.items():
         data[k] = {**data.get(k, {}), **v}

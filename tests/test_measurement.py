@@ -88,7 +88,9 @@ def test_bad_device_options(small_space):
 
 
 def test_tabulated_device_lookup(space, shipped):
-    dev = get_device("edgetpu", space)
+    from orchestrator.latency.devices.base import DeviceCatalog
+
+    dev = DeviceCatalog(space, shipped).make("edgetpu", {})
     archs, y = dev.measured()
     assert len(archs) == 1740 == len(dev.domain()) and dev.latency_ms(archs[:1])[0] == pytest.approx(y[0])
     missing = [a for a in shipped.archs if a not in set(archs)][0]

@@ -89,7 +89,7 @@ def test_a_supernet_loaded_from_its_run_dir(tmp_path, ray_cluster):
         "space": {"name": "nb201", "options": {"channels": 8, "cells_per_stage": 2}},  # deployed: bigger
         "accuracy": {"source": "supernet", "supernet": {"checkpoint": str(run.directory), "actors": 1,
                                                         "eval": {"calib_batches": 1, "max_val": 60}}},
-        "latency": {"table": "shipped", "proxy": "fpga"},
+        "latency": {"table": "nb201-hwnasbench", "proxy": "fpga"},
         "search": {"algorithm": "nsga2", "n_trials": 12, "population": 6, "domain": "table"},
         "sweep": {"targets": ["pixel3"], "k": 5, "target_search": {"max_new_evaluations": 3}, "export_front": 0},
         "tracking": {"enabled": False},

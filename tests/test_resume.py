@@ -29,7 +29,7 @@ def _config(tmp_path: Path) -> Path:
         "accuracy": {"source": "supernet", "supernet": {
             "options": {"channels": 4, "cells_per_stage": 1}, "data": {"name": "digits"},
             "train": {"epochs": 1, "batch_size": 64}, "eval": {"calib_batches": 1, "max_val": 90}, "actors": 1}},
-        "latency": {"table": "shipped", "proxy": "fpga"},
+        "latency": {"table": "nb201-hwnasbench", "proxy": "fpga"},
         "search": {"algorithm": "nsga2", "n_trials": N_TRIALS, "population": 4, "domain": "space"},
         "sweep": {"targets": ["sim:0"], "k": 5},
         "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "resume"},

@@ -39,7 +39,7 @@ class CountingAccuracy:
 
 @pytest.fixture(scope="module")
 def acc_table():
-    return shipped_accuracy("acc_cifar10")
+    return shipped_accuracy("test_acc_cifar10_12ep", "nb201-hwnasbench")
 
 
 def _latency(shipped, device="fpga"):

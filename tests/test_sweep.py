@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from orchestrator.latency.predictors import make_predictor
-from orchestrator.latency.table import SHIPPED_DEVICES, shipped_accuracy
+from orchestrator.latency.table import HWNASBENCH_DEVICES, shipped_accuracy
 from orchestrator.latency.transfer import SourceSet
 from orchestrator.search.accuracy import TableAccuracy
 from orchestrator.search.pareto import pareto_mask
@@ -27,7 +27,7 @@ from search_spaces.base import encode_ids
 
 @pytest.fixture(scope="module")
 def oracle(space):
-    return TableAccuracy(space, shipped_accuracy("acc_cifar10")).oracle()
+    return TableAccuracy(space, shipped_accuracy("test_acc_cifar10_12ep", "nb201-hwnasbench")).oracle()
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def target(shared, shipped, name, k=10, share=1.0, among=None):
 
 
 def sources(space, shipped, name):
-    return SourceSet.from_table(shipped.select([d for d in SHIPPED_DEVICES if d != name]), space, seed=0)
+    return SourceSet.from_table(shipped.select([d for d in HWNASBENCH_DEVICES if d != name]), space, seed=0)
 
 
 def test_pick_k_takes_both_ends_of_the_front_and_spreads_the_rest():

@@ -227,32 +227,60 @@ def write_table(path: str | Path, table: LatencyTable, *, precision: int = 6) ->
             w.writerow([a, *("" if math.isnan(v) else f"{v:.{precision}g}" for v in row)])
 
 
-SHIPPED_DEVICES = ("edgegpu", "edgetpu", "eyeriss", "fpga", "pixel3", "raspi4")
+# The tables shipped in the package (orchestrator/data/README.md documents every column and its source).
+# 'shipped' is the default NB201 table: the whole space.
+SHIPPED_FILES = {
+    "nb201-full": "nb201_full_15625.csv",  # all 15,625 cells, 200- and 12-epoch accuracies, 19 HELP devices
+    "nb201-hwnasbench": "nb201_hwnasbench_6devices.csv",  # NB201's top 1,999 cells, HW-NAS-Bench's 6 devices
+}
+SHIPPED_DEFAULT = "nb201-full"
+SHIPPED_DEVICES = ("1080ti_1", "1080ti_256", "1080ti_32", "2080ti_1", "2080ti_256", "2080ti_32", "essential_ph_1",
+                   "gold_6240", "pixel3", "samsung_a50", "samsung_s7", "silver_4114", "silver_4210r", "titanx_1",
+                   "titanx_256", "titanx_32", "titanxp_1", "titanxp_256", "titanxp_32")
+HWNASBENCH_DEVICES = ("edgegpu", "edgetpu", "eyeriss", "fpga", "pixel3", "raspi4")
 
 
-def shipped_table_path() -> Path:
-    """Path of the shipped NB201 latency table (HW-NAS-Bench via OneProxy; see data/README.md)."""
-    return Path(str(resources.files("orchestrator") / "data" / "nb201_hwnasbench_6devices.csv"))
+def shipped_name(name: str) -> str:
+    """The shipped table ``name`` stands for ('shipped': the default); TableError for an unknown name."""
+    name = SHIPPED_DEFAULT if name == "shipped" else name
+    if name not in SHIPPED_FILES:
+        raise TableError(f"no shipped table {name!r}; shipped tables are 'shipped' (= {SHIPPED_DEFAULT}), "
+                         f"{', '.join(SHIPPED_FILES)}; or give a CSV path")
+    return name
 
 
-SHIPPED_REF = TableRef(path=str(shipped_table_path().resolve()), device_prefix="lat_ms_")
+def is_shipped(name: str) -> bool:
+    return name == "shipped" or name in SHIPPED_FILES
 
 
-def shipped_table(space: SearchSpace | None = None) -> LatencyTable:
-    """The shipped NB201 latency table: 1,999 cells on six devices."""
+def shipped_table_path(name: str = "shipped") -> Path:
+    """Path of a shipped NB201 table (see orchestrator/data/README.md): the whole space by default."""
+    return Path(str(resources.files("orchestrator") / "data" / SHIPPED_FILES[shipped_name(name)]))
+
+
+def shipped_ref(name: str = "shipped") -> TableRef:
+    return TableRef(path=str(shipped_table_path(name).resolve()), device_prefix="lat_ms_")
+
+
+SHIPPED_REF = shipped_ref()
+
+
+def shipped_table(space: SearchSpace | None = None, name: str = "shipped") -> LatencyTable:
+    """A shipped NB201 latency table: by default the whole space (15,625 cells on 19 devices);
+    ``nb201-hwnasbench``: 1,999 cells on HW-NAS-Bench's six devices."""
     if space is None:
         from search_spaces.nb201 import NB201Space
 
         space = NB201Space()
-    return load_table_ref(SHIPPED_REF, space)
+    return load_table_ref(shipped_ref(name), space)
 
 
-def shipped_accuracy(column: str = "acc_cifar10") -> dict[str, float]:
-    """NAS-Bench-201 test accuracy (%) of the shipped cells, by arch id."""
+def shipped_accuracy(column: str = "test_acc_cifar10_200ep", name: str = "shipped") -> dict[str, float]:
+    """NAS-Bench-201 test accuracy (%) of a shipped table's cells, by arch id (validated; see accuracy_table)."""
+    from orchestrator.search.accuracy_table import read_accuracy
     from search_spaces.nb201 import NB201Space
 
-    t = read_table(shipped_table_path(), NB201Space(), device_prefix=column, require_devices=True)
-    return {a: float(v) for a, v in zip(t.archs, t.values[:, 0], strict=True)}
+    return read_accuracy(name, NB201Space(), column).values
 
 
 def read_archs(path: str | Path, space: SearchSpace) -> list[str]:

@@ -407,6 +407,10 @@ def k_bucket(k: int) -> int:
     return fit[-1] if fit else k
 
 
+META_REST = 2000  # meta-learning: pseudo-targets are scored on at most this many held-out cells
+META_DRAWS = 128  # meta-learning: pseudo-target draws in all (per source: 16 at most, 4 at least)
+
+
 def select_multi_hparams(sources: SourceSet, k: int, draws: int = 16
                          ) -> tuple[float, float, float] | str:
     """The meta-learned penalty triple (or ``"loo"``) for k samples; see ``select_multi``."""
@@ -442,6 +446,8 @@ def select_multi(sources: SourceSet, k: int, draws: int = 16) -> tuple[tuple[flo
     rows: list[np.ndarray] = []
     seen: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = []  # for the selection pass
     usable = predictable(sources)
+    # bounded in the number of sources: about META_DRAWS pseudo-target draws in all (16 each up to 8 sources)
+    draws = min(draws, max(4, -(-META_DRAWS // max(1, int(usable.sum())))))
     for t in range(S):
         ok = np.where(~np.isnan(sources.Y[:, t]))[0]
         if len(ok) <= k + 2 or not usable[t]:
@@ -453,6 +459,8 @@ def select_multi(sources: SourceSet, k: int, draws: int = 16) -> tuple[tuple[flo
             Fk, yk = Fall[pick], yall[pick] / yall[pick].mean()
             thetas, loo = _ridge_many(Fk, yk, pens)
             rest = np.setdiff1d(np.arange(len(ok)), pick)
+            if len(rest) > META_REST:  # scored on a random subset: bounded on a large table (the whole NB201 space)
+                rest = np.sort(rng.choice(rest, size=META_REST, replace=False))
             r = _corr_with(_rank_columns(Fall[rest] @ thetas.T), average_ranks(yall[rest]))
             j = int(np.argmin(np.mean(loo**2, axis=1)))
             rows.append(np.r_[r, r[j]])

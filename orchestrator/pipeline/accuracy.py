@@ -15,13 +15,13 @@ log = logging.getLogger(__name__)
 
 def accuracy_stage(ctx: Context) -> tuple[Any, dict[str, Any]]:
     """The accuracy source and what to record about it."""
-    from orchestrator.latency.table import shipped_accuracy
     from orchestrator.search.accuracy import PredictorAccuracy, TableAccuracy
 
     cfg = ctx.cfg.accuracy
-    if cfg.source == "table":
-        return TableAccuracy(ctx.space, shipped_accuracy(cfg.table_column), seed=ctx.cfg.seed), {
-            "accuracy_source": f"table:{cfg.table_column}"}
+    if cfg.source == "table":  # read and validated by the plan, before any work
+        assert ctx.plan.accuracy is not None
+        return TableAccuracy(ctx.space, ctx.plan.accuracy, seed=ctx.cfg.seed), {
+            "accuracy_source": f"table:{cfg.table or ctx.cfg.latency.table}:{cfg.table_column}"}
     source, info = supernet_source(ctx)
     if cfg.source == "predictor":
         pred = PredictorAccuracy(ctx.space, source, cfg.predictor_samples, np.random.default_rng([ctx.cfg.seed, 3]),

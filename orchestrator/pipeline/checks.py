@@ -153,9 +153,6 @@ def plan_checks(plan: Plan) -> list[str]:
     from orchestrator.search.algorithms import MAX_EXHAUSTIVE
 
     cfg, problems = plan.cfg, config_problems(plan.cfg) + count_problems(plan) + cost_problems(plan)
-    if cfg.accuracy.source == "table" and plan.space.name != "nb201":
-        problems.append("accuracy.source: 'table' needs the nb201 space (the shipped accuracies); use 'supernet' "
-                        "or 'predictor'")
     finite = plan.domain == "table" or plan.space.size <= MAX_EXHAUSTIVE
     for where, a in (("search.algorithm", cfg.search.algorithm),
                      ("sweep.target_search.algorithm", cfg.sweep.target_search.algorithm)):

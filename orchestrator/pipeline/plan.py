@@ -33,6 +33,7 @@ class Plan:
     proxy_score: float | None = None  # 'auto': the chosen proxy's mean SRCC to the other tabulated devices
     warnings: list[str] = field(default_factory=list)  # allowed, but probably not what was meant
     table_failed: bool = False  # latency.table did not load (its problems reported; what follows from it not)
+    accuracy: dict[str, float] | None = None  # accuracy.source 'table': its values (%), validated, by arch id
     _devices: dict[str, Device] = field(default_factory=dict, repr=False)
 
     def domain_size(self) -> int:
@@ -53,11 +54,36 @@ class Plan:
 
 
 def _load_table(cfg: PipelineConfig, space: SearchSpace) -> LatencyTable | None:
-    from orchestrator.latency.table import read_table, shipped_table
+    from orchestrator.latency.table import is_shipped, read_table, shipped_table
 
-    if cfg.latency.table == "shipped":
-        return shipped_table(space) if space.name == "nb201" else None
+    if is_shipped(cfg.latency.table):
+        if space.name != "nb201":
+            if cfg.latency.table == "shipped":
+                return None
+            raise ConfigError(f"{cfg.latency.table!r} is an NB201 table; the space is {space.name}: give a CSV path")
+        return shipped_table(space, cfg.latency.table)
     return read_table(cfg.latency.table, space, device_prefix="lat_ms_")
+
+
+def _load_accuracy(cfg: PipelineConfig, space: SearchSpace, table: LatencyTable | None) -> dict[str, float] | None:
+    """The accuracy table source's values, validated against the latency table's rows (None: another source)."""
+    from orchestrator.search.accuracy_table import check_coverage, read_accuracy
+
+    acc = cfg.accuracy
+    if acc.source != "table":
+        return None
+    name = acc.table
+    if name is None:
+        if table is None:
+            raise ConfigError("no latency table to read accuracy from: set accuracy.table to a CSV with columns "
+                              "arch and accuracies, or latency.table")
+        from orchestrator.latency.table import is_shipped
+
+        name = cfg.latency.table if is_shipped(cfg.latency.table) else table.source
+    values = read_accuracy(name, space, acc.table_column)
+    if table is not None:
+        check_coverage(values, table.archs, f"the latency table {table.source}")
+    return values.values
 
 
 def _targets(cfg: PipelineConfig, table: LatencyTable | None, proxy: str, table_failed: bool = False
@@ -103,6 +129,12 @@ def _build(cfg: PipelineConfig) -> tuple[Plan | None, list[str]]:
     except HwnasError as e:
         problems.append(f"latency.table: {e}")
         table_failed = True
+    accuracy = None
+    if not table_failed:  # a table that did not load is reported once, as itself
+        try:
+            accuracy = _load_accuracy(cfg, space, table)
+        except HwnasError as e:
+            problems.append(f"accuracy.table: {e}")
     catalog = DeviceCatalog(space, table)
     proxy, score = cfg.latency.proxy, None
     if proxy == AUTO:
@@ -131,7 +163,8 @@ def _build(cfg: PipelineConfig) -> tuple[Plan | None, list[str]]:
             problems += p
         if not p:
             ok_targets.append(t)
-    plan = Plan(cfg, space, table, catalog, proxy, ok_targets, "space", score, table_failed=table_failed)
+    plan = Plan(cfg, space, table, catalog, proxy, ok_targets, "space", score, table_failed=table_failed,
+                accuracy=accuracy)
     plan.domain = _domain(plan, [] if table_failed else problems)
     return plan, problems
 

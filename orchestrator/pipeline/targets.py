@@ -28,6 +28,7 @@ from orchestrator.sweep import (
     propose,
     run_targets,
 )
+from orchestrator.sweep.reference import reference_cells
 from orchestrator.sweep.target import Encoder, target_search
 from search_spaces.costs import CostModel
 
@@ -117,6 +118,13 @@ def build_shared(ctx: Context, accuracy: Any, pool: Sequence[Candidate]) -> Swee
         with ctx.timed("proxy_domain_search_s"):
             shared.proxy_front_ids, _ = target_search(space, shared, proxy, ctx.proxy_predictor, plan.proxy)
     shared.truth_ids = list(dict.fromkeys([*ref_ids, *(search_ids or []), *pool_ids, *shared.proxy_front_ids]))
+    n_ref = ctx.cfg.sweep.reference_cells
+    if n_ref:
+        shared.reference_ids = reference_cells(search_ids if search_ids is not None else shared.truth_ids, n_ref,
+                                               space.spec(), plan.table, st.constraints, shared.costs)
+        (ctx.run_dir / "reference_cells.csv").write_text("arch\n" + "".join(f"{a}\n" for a in shared.reference_ids))
+        log.info("sweep: %d reference cells measured first on every target (reference_cells.csv)",
+                 len(shared.reference_ids))
     log.info("sweep: %d candidates, proxy's whole-domain front %d, known domain %d architectures",
              len(pool_ids), len(shared.proxy_front_ids), len(ref_ids))
     return shared
@@ -134,12 +142,17 @@ def target_input(ctx: Context, shared: SweepShared, spec: DeviceSpec, k: int) ->
         base = [a for a in base if a in allowed]
     fits = shared.allowed(base, spec.name)  # what exceeds the device's memory or a cost limit cannot be measured
     base = [a for a, f in zip(base, fits, strict=True) if f]
+    ok = set(base)
+    refs = [a for a in shared.reference_ids if a in ok][:k]  # the fixed reference cells first, counted in k
+    if refs:
+        base = [a for a in base if a not in set(refs)]
     enc = Encoder(ctx.space, shared.search_ids, shared.search_X)
     proxy_ms = np.asarray(shared.proxy_predictor.predict(enc(base)), dtype=float)
-    k_ids = pick_k(base, proxy_ms, k, shared.proxy_front_ids, ctx.cfg.sweep.k_front)
+    k_ids = refs + pick_k(base, proxy_ms, k - len(refs), shared.proxy_front_ids, ctx.cfg.sweep.k_front)
     y = np.asarray(device.latency_ms(k_ids), dtype=float)
     truth = device.truth(shared.truth_ids)
-    return TargetInput(spec.name, device.kind, device.spec(), k_ids, y, truth, time.perf_counter() - t0, {},
+    metrics = {"reference_cells": float(len(refs))} if shared.reference_ids else {}
+    return TargetInput(spec.name, device.kind, device.spec(), k_ids, y, truth, time.perf_counter() - t0, metrics,
                        None if dom is None else list(dom))
 
 
@@ -229,6 +242,8 @@ def sweep_stage(ctx: Context, accuracy: Any, shared: SweepShared, proxy_table: L
     """Measure, decide and search every target; ``finish`` records each (as it arrives when no accuracy has
     to be evaluated first)."""
     k1, k2 = rounds(ctx.cfg.sweep.k, ctx.cfg.sweep.k_adaptive)
+    if ctx.cfg.sweep.reference_cells > k1:  # the first round holds every reference cell
+        k1, k2 = ctx.cfg.sweep.reference_cells, ctx.cfg.sweep.k - ctx.cfg.sweep.reference_cells
     inputs = measure_all(ctx, shared, todo, k1)
     sources = SourceCache(ctx, proxy_table, sorted({k1, k1 + k2}))
     with ctx.timed("sources_s"):

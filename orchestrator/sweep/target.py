@@ -86,6 +86,7 @@ class SweepShared:
     truth_ids: list[str]  # the ids that targets' truth arrays are given over
     settings: SweepSettings
     costs: CostModel | None = None  # where objectives, constraints or memory limits are set
+    reference_ids: list[str] = field(default_factory=list)  # measured first on every target (sweep/reference.py)
 
     def allowed(self, ids: Sequence[str], target: str) -> np.ndarray:
         """Mask of ``ids`` within the cost limits for ``target``."""
