@@ -59,6 +59,12 @@ BAD_CONFIGS: dict[str, tuple[dict, str]] = {
         {"accuracy": {"source": "predictor", "predictor_samples": 20000}}, "which has 15,625"),
     "config: absurd n_trials": ({"search": {"n_trials": 10**12}}, "trials would take over"),
     "config: unknown key": ({"serach": {}}, "serach: Extra inputs are not permitted"),
+    "config: storage URL with a password, no driver": (  # the password redacted, the extra named
+        {"search": {"storage": "postgresql://user:PASSWORD@127.0.0.1:1/db"}}, "user:***@127.0.0.1:1/db' is not "
+                                                                                "installed (no module 'psycopg'); "
+                                                                                "pip install 'hwnas[postgres]'"),
+    "config: budget below the proxy's fastest": ({"search": {"latency_budget_ms": 0.5}},
+                                                 "set it to at least 2.906"),
     "config: a user's table with a bad cell": (None, "line 3, column 'lat_ms_a'"),
 }
 

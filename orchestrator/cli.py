@@ -352,7 +352,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a reader that left shows here, not in the interpreter's exit
         return rc
     except HwnasError as e:
-        print(f"hwnas: error: {e}", file=sys.stderr)
+        from orchestrator.names import redact
+
+        print(f"hwnas: error: {redact(str(e))}", file=sys.stderr)  # no URL's password in a message
         return 2
     except BrokenPipeError:  # `hwnas report RUN | head`: the reader left; not an error of ours
         devnull = os.open(os.devnull, os.O_WRONLY)

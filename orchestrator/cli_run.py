@@ -19,7 +19,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             cfg = load_config(path)
             plan = make_plan(cfg)
         except ConfigError as e:
-            print(f"INVALID {e}")
+            from orchestrator.names import redact
+
+            print(f"INVALID {redact(str(e))}")
             bad += 1
             continue
         print(f"ok      {path}: {cfg.name}: {cfg.space.name} on the {plan.domain} domain, accuracy from "
@@ -53,9 +55,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"\ndone in {time.perf_counter() - t0:.0f}s (" + ", ".join(f"{k} {v:.0f}s" for k, v in phases.items())
           + f"); run dir {run_dir}")
     if cfg.tracking.enabled:
+        from orchestrator.names import redact
         from orchestrator.tracking import resolve_uri
 
-        print(f"MLflow: mlflow ui --backend-store-uri {resolve_uri(cfg.tracking.uri)}  (then open "
+        print(f"MLflow: mlflow ui --backend-store-uri {redact(resolve_uri(cfg.tracking.uri))}  (then open "
               f"http://127.0.0.1:5000, experiment '{cfg.tracking.experiment}')")
     print(f"Pareto tables: hwnas report {run_dir}")
     return 0

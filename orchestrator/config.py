@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrator.confirm import ConfirmConfig
 from orchestrator.errors import ConfigError
@@ -203,7 +203,8 @@ class TrackingSection(_Model):
 
 
 class PipelineConfig(_Model):
-    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(..., description="the run's name: one file name (letters, digits, '_', '-', '.'), the run "
+                                        "dir <output_dir>/<name>")
     seed: int = 0
     output_dir: str = Field("runs", description="the run dir is <output_dir>/<name>")
     ray: RayConfig = Field(default_factory=RayConfig)
@@ -216,6 +217,18 @@ class PipelineConfig(_Model):
     tracking: TrackingSection = Field(default_factory=TrackingSection)
     confirm: ConfirmConfig = Field(default_factory=ConfirmConfig,
                                    description="train the chosen fronts from scratch with Ray Tune (hwnas confirm)")
+
+    @field_validator("name")
+    @classmethod
+    def _one_path_component(cls, v: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", v) or set(v) == {"."}:
+            shown = repr(v) if len(v) <= 60 else repr(v[:60]) + f"... ({len(v)} characters)"
+            raise ValueError(f"{shown} is not a run name: it names the run dir <output_dir>/<name>, so it must be one "
+                             f"file name of 1 to 128 letters, digits, '_', '-' or '.' (not '.' or '..', no '/' or "
+                             f"spaces), e.g. 'nb201-sweep'")
+        return v
 
     def target_entries(self) -> list[tuple[str, dict[str, Any]]]:
         """(name, options) of each entry of sweep.targets, as written."""
@@ -239,7 +252,7 @@ def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
     try:
         cfg = PipelineConfig.model_validate(data)
     except ValidationError as e:
-        lines = [f"  {_loc(err['loc']) or '<top>'}: {err['msg']}" for err in e.errors()]
+        lines = [f"  {_loc(err['loc']) or '<top>'}: {err['msg'].removeprefix('Value error, ')}" for err in e.errors()]
         raise ConfigError(f"{source}: {len(lines)} problem(s):\n" + "\n".join(lines)) from None
     from orchestrator.pipeline.plan import plan_problems
 

@@ -23,7 +23,7 @@ def write_front(rows: Sequence[Mapping[str, Any]], stem: Path) -> tuple[Path, Pa
     fields = [*FRONT_FIELDS, *(k for k in COSTS if any(k in r for r in rows))]  # costs, where computed
     clean = [{k: (None if isinstance(r.get(k), float) and math.isnan(r[k]) else r.get(k)) for k in fields}
              for r in rows]
-    csv_path, json_path = stem.with_suffix(".csv"), stem.with_suffix(".json")
+    csv_path, json_path = stem.parent / f"{stem.name}.csv", stem.parent / f"{stem.name}.json"  # v1.5: no suffix
     with open(csv_path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
@@ -199,6 +199,9 @@ def report(run_dir: str | Path, fronts: bool = True) -> str:
 
 
 def safe_name(name: str) -> str:
-    return name.replace(":", "_").replace("/", "_")
+    """A device's file stem (``orchestrator.names.file_stem``): ``sim:0`` -> ``sim_0``, ``../x`` -> ``_.._x``."""
+    from orchestrator.names import file_stem
+
+    return file_stem(name)
 
 

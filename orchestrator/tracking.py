@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from orchestrator.names import is_mlflow_key, mlflow_key, redact, tag_filter
+
 log = logging.getLogger(__name__)
 
 RUN_DIR_TAG = "hwnas.run_dir"
@@ -39,11 +41,18 @@ def resolve_uri(uri: str | None, base: Path | None = None) -> str:
 
 
 def run_tracking_uri(run_dir: Path, configured: str | None) -> str | None:
-    """The MLflow URI a run dir's run was recorded at (resolved when it began), else ``configured``."""
+    """The MLflow URI a run dir's run was recorded at (resolved when it began), else ``configured``. The run
+    dir keeps it with its password redacted: where it has one, the password comes from ``configured`` or from
+    ``MLFLOW_TRACKING_URI`` in the environment, whichever is that same URI."""
+    import os
+
     state = Path(run_dir) / "pipeline.json"
     if state.is_file():
         uri = json.loads(state.read_text()).get("tracking_uri")
         if uri:
+            for full in (configured, os.environ.get("MLFLOW_TRACKING_URI")):
+                if full and full != uri and redact(full) == uri:
+                    return full
             return str(uri)
     return configured
 
@@ -77,14 +86,23 @@ def package_versions() -> dict[str, str]:
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``. A mapping with a key MLflow would refuse (a device name such as
+    ``jetson(fp16)`` in ``sweep.memory_mb``) stays one entry, its value the mapping as JSON, so every key
+    returned is an MLflow key and none is lost or merged with another."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, Mapping) and v:
-            out.update(flatten(v, key + "."))
+            if all(is_mlflow_key(f"{key}.{sub}") for sub in v):
+                out.update(flatten(v, key + "."))
+            else:
+                out[key] = json.dumps(v, default=str, sort_keys=True)
         else:
             out[key] = v
     return out
+
+
+TAG_VALUE_MAX = 5000  # MLflow keeps up to 8,000 characters of a tag's value; a run name is a tag too
 
 
 def _probe_sqlite(path: Path, timeout: float = 2.0) -> None:
@@ -136,8 +154,8 @@ class Tracker:
             fix = ("another process holds a lock on it (a run writing to it, a tool with it open): wait for it, "
                    "or set tracking.uri to another store" if "locked" in first else
                    "move a corrupt file aside, set tracking.uri to another store, or tracking.enabled: false")
-            raise ConfigError(f"the MLflow store {self.uri} cannot be used ({type(e).__name__}: {first}); {fix}"
-                              ) from None
+            raise ConfigError(redact(f"the MLflow store {self.uri} cannot be used ({type(e).__name__}: {first}); "
+                                     f"{fix}")) from None
         self._mlflow = mlflow
 
     # -- runs -------------------------------------------------------------------
@@ -145,8 +163,8 @@ class Tracker:
         """The sweep's parent run: found again on resume (dangling runs marked KILLED), else created."""
         if not self.enabled:
             return
-        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{RUN_DIR_TAG}` = '{run_dir}'",
-                                       max_results=1000)
+        runs = [r for r in self.client.search_runs([self.experiment_id], filter_string=tag_filter(RUN_DIR_TAG, run_dir),
+                                                   max_results=1000) if r.data.tags.get(RUN_DIR_TAG) == str(run_dir)]
         parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
         if resume and parents:
             parent = sorted(parents, key=lambda r: r.info.start_time)[-1]
@@ -182,10 +200,10 @@ class Tracker:
             self._run_dir_tag = self.client.get_run(self.parent_id).data.tags[RUN_DIR_TAG]
         import time
 
-        run = self.client.create_run(self.experiment_id, run_name=device,
+        run = self.client.create_run(self.experiment_id, run_name=device[:TAG_VALUE_MAX],
                                      start_time=int((time.time() - max(seconds, 0.0)) * 1000), tags={
-            "mlflow.parentRunId": self.parent_id, RUN_DIR_TAG: self._run_dir_tag, DEVICE_TAG: device,
-            **{k: str(v) for k, v in (tags or {}).items()}})
+            "mlflow.parentRunId": self.parent_id, RUN_DIR_TAG: self._run_dir_tag, DEVICE_TAG: device[:TAG_VALUE_MAX],
+            **{mlflow_key(k): str(v)[:TAG_VALUE_MAX] for k, v in (tags or {}).items()}})
         self.children[device] = run.info.run_id
         return run.info.run_id
 
@@ -199,7 +217,7 @@ class Tracker:
 
         now = int(time.time() * 1000)
         ps = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
-        ms = [Metric(k, float(v), now, 0) for k, v in metrics.items()
+        ms = [Metric(mlflow_key(k), float(v), now, 0) for k, v in metrics.items()
               if v is not None and not (isinstance(v, float) and math.isnan(v))]
         self.client.log_batch(run_id, metrics=ms[:1000], params=ps[:100])
 
@@ -226,7 +244,7 @@ class Tracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step) for k, v in metrics.items()
+        items = [Metric(mlflow_key(k), float(v), now, step) for k, v in metrics.items()
                  if v is not None and not (isinstance(v, float) and math.isnan(v))]
         for i in range(0, len(items), 500):
             self.client.log_batch(run_id, metrics=items[i:i + 500])
@@ -234,7 +252,7 @@ class Tracker:
     def tags(self, run_id: str | None, tags: Mapping[str, Any]) -> None:
         if self.enabled and run_id is not None:
             for k, v in tags.items():
-                self.client.set_tag(run_id, k, str(v))
+                self.client.set_tag(run_id, mlflow_key(k), str(v)[:TAG_VALUE_MAX])
 
     def artifact(self, run_id: str | None, path: Path, subdir: str | None = None) -> None:
         if self.enabled and run_id is not None and Path(path).exists():
@@ -244,23 +262,30 @@ class Tracker:
                 self.client.log_artifact(run_id, str(path), subdir)
 
     def onnx_model(self, run_id: str | None, onnx_path: Path, name: str) -> str | None:
-        """Log an exported network as an MLflow ONNX model with its signature (input and output tensor specs
-        from one run of the file on onnxruntime), loadable by URI (``mlflow.pyfunc.load_model``); returns
-        the model URI."""
+        """Log an exported network as an MLflow ONNX model with its signature, loadable by URI
+        (``mlflow.pyfunc.load_model``); returns the model URI. The signature is the file's own: each input and
+        output tensor with its name, dtype and shape, -1 where the file's dimension is dynamic (the batch of
+        ``export_network``'s files), so it never promises a shape the file refuses."""
         if not self.enabled or run_id is None:
             return None
         import onnx
         import onnxruntime as ort
-        from mlflow.models import infer_signature
+        from mlflow.models import ModelSignature
+        from mlflow.types import Schema, TensorSpec
 
         sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
         inp = sess.get_inputs()[0]
-        x = np.zeros([d if isinstance(d, int) else 1 for d in inp.shape], dtype=np.float32)
-        (y,) = sess.run(None, {inp.name: x})
+        x = np.zeros([d if isinstance(d, int) else 2 for d in inp.shape], dtype=np.float32)
+        outs = sess.run(None, {inp.name: x})  # the output dtypes, and a file that cannot run fails here
+
+        def spec(t: Any, value: np.ndarray) -> TensorSpec:
+            return TensorSpec(value.dtype, tuple(d if isinstance(d, int) else -1 for d in t.shape), t.name)
+
+        signature = ModelSignature(Schema([spec(inp, x)]),
+                                   Schema([spec(o, y) for o, y in zip(sess.get_outputs(), outs, strict=True)]))
         self._mlflow.set_tracking_uri(self.uri)
         with self._mlflow.start_run(run_id=run_id, log_system_metrics=False):
-            info = self._mlflow.onnx.log_model(onnx.load(str(onnx_path)), name=name,
-                                               signature=infer_signature(x, y),
+            info = self._mlflow.onnx.log_model(onnx.load(str(onnx_path)), name=name, signature=signature,
                                                onnx_execution_providers=["CPUExecutionProvider"])
         return str(info.model_uri)
 

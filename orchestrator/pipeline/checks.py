@@ -18,7 +18,7 @@ def config_problems(cfg: PipelineConfig) -> list[str]:
     from orchestrator.latency.transfer import TRANSFERS
     from orchestrator.search.algorithms import ALGORITHMS
 
-    problems = []
+    problems = url_problems(cfg)
     if cfg.sweep.transfer not in TRANSFERS:
         problems.append(f"sweep.transfer: unknown method {cfg.sweep.transfer!r}; registered: {TRANSFERS.names()}")
     algo = cfg.search.algorithm
@@ -62,6 +62,44 @@ def config_problems(cfg: PipelineConfig) -> list[str]:
 
         if not Path(sn.checkpoint).is_dir():
             problems.append(f"accuracy.supernet.checkpoint: {sn.checkpoint!r} is not a directory")
+    return problems
+
+
+# a database URL's driver module -> what to install (the extras of pyproject.toml where the project has one)
+DRIVERS = {"psycopg": "pip install 'hwnas[postgres]' (psycopg[binary])", "psycopg2": "pip install psycopg2-binary",
+           "pymysql": "pip install 'hwnas[mysql]' (PyMySQL)", "MySQLdb": "pip install mysqlclient",
+           "pg8000": "pip install pg8000", "pyodbc": "pip install pyodbc", "pymssql": "pip install pymssql",
+           "oracledb": "pip install oracledb"}
+DB_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle", "sqlite")
+
+
+def url_problems(cfg: PipelineConfig) -> list[str]:
+    """Database URLs (search.storage, tracking.uri): parseable, their driver installed; each URL shown with its
+    password redacted."""
+    from orchestrator.names import redact
+
+    urls = [("search.storage", cfg.search.storage)]
+    if cfg.tracking.enabled:
+        urls.append(("tracking.uri", cfg.tracking.uri))
+    problems = []
+    for where, url in urls:
+        if not url or url.split(":", 1)[0].split("+", 1)[0].lower() not in DB_SCHEMES:
+            continue
+        from sqlalchemy.engine import make_url
+
+        try:
+            dialect = make_url(url).get_dialect()
+        except Exception as e:  # noqa: BLE001 - SQLAlchemy raises ArgumentError, NoSuchModuleError, ...
+            problems.append(f"{where}: {redact(url)!r} is not a database URL SQLAlchemy can use "
+                            f"({type(e).__name__}); e.g. postgresql://user@host/db")
+            continue
+        try:
+            dialect.import_dbapi()
+        except ImportError as e:
+            module = (getattr(e, "name", None) or "").split(".")[0]
+            fix = DRIVERS.get(module, f"install the Python package of module {module!r}")
+            problems.append(f"{where}: the database driver for {redact(url)!r} is not installed (no module "
+                            f"{module!r}); {fix}, or use another store")
     return problems
 
 
@@ -149,10 +187,31 @@ def cost_problems(plan: Plan) -> list[str]:
     return problems
 
 
+def name_problems(plan: Plan) -> list[str]:
+    """Device names against each other: one file name per target (``names.stem_clashes``), and no table column
+    that would silently replace a simulated device of the same name."""
+    import re
+
+    from orchestrator.names import stem_clashes
+
+    problems = [f"device names: {p}" for p in stem_clashes(t.name for t in plan.targets)]
+    for col in plan.table.devices if plan.table is not None else []:
+        m = re.fullmatch(r"sim:(\d+)", col)
+        if m and int(m.group(1)) < plan.cfg.sweep.simulated:
+            problems.append(f"latency.table: column {col!r} has the name of simulated device {col} (sweep.simulated: "
+                            f"{plan.cfg.sweep.simulated}), which it would silently replace; rename the column "
+                            f"(e.g. {col.replace(':', '_')}_measured) or lower sweep.simulated")
+    return problems
+
+
 def plan_checks(plan: Plan) -> list[str]:
+    from orchestrator.pipeline.budget import plan_budget_problems
     from orchestrator.search.algorithms import MAX_EXHAUSTIVE
 
     cfg, problems = plan.cfg, config_problems(plan.cfg) + count_problems(plan) + cost_problems(plan)
+    problems += name_problems(plan)
+    if not problems:  # the budget against the proxy's predictor: only a config that is otherwise sound
+        problems += plan_budget_problems(plan)
     finite = plan.domain == "table" or plan.space.size <= MAX_EXHAUSTIVE
     for where, a in (("search.algorithm", cfg.search.algorithm),
                      ("sweep.target_search.algorithm", cfg.sweep.target_search.algorithm)):

@@ -60,18 +60,41 @@ class Context:
             self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
 
 
+def public_config(cfg: PipelineConfig) -> dict[str, Any]:
+    """The config as it is written (pipeline.json, MLflow params): URL passwords replaced by ``***``."""
+    from orchestrator.names import redact_tree
+
+    return redact_tree(cfg.model_dump(mode="json"))
+
+
+def start_over_hint(cfg: PipelineConfig, d: Path) -> str:
+    """What to delete so that a corrected config can run under the same name: the run dir, and the study in
+    an external Optuna storage (the default journal lives in the run dir)."""
+    import shlex
+
+    from orchestrator.names import redact
+
+    cmd = f"rm -r {shlex.quote(str(d))}"
+    if cfg.search.storage:
+        cmd += (f" and optuna delete-study --study-name {shlex.quote(cfg.name)} --storage "
+                f"{shlex.quote(redact(cfg.search.storage))}")
+    return f"to start over under this name (its run dir keeps the config it began with), delete its state: {cmd}"
+
+
 def check_run_dir(cfg: PipelineConfig, resume: bool, d: Path) -> Path:
-    """The run dir ``d``, checked: a run there needs --resume and the same config. Creates nothing."""
+    """The run dir ``d``, checked: a run there needs --resume and the same config. Creates nothing. A
+    refusal names what to delete to start over (a refused or crashed run never blocks a corrected config)."""
     state = d / STATE_FILE
     if state.is_file():
         if not resume:
-            raise ConfigError(f"{d} already holds a run; pass --resume to continue it, or change 'name'")
+            raise ConfigError(f"{d} already holds a run; pass --resume to continue it, or change 'name', or "
+                              f"{start_over_hint(cfg, d)}")
         old = json.loads(state.read_text())["config"]
-        mine = cfg.model_dump(mode="json")
+        mine = public_config(cfg)
         if old != mine:
             diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k))
             raise ConfigError(f"{d} holds a run with another config (sections differing: {diff}); resume with "
-                              f"the same config, or change 'name'")
+                              f"the same config, or change 'name', or {start_over_hint(cfg, d)}")
     elif resume:
         log.info("--resume: %s holds no run yet; starting it", d)
     return d
@@ -113,11 +136,12 @@ def claim_run_dir(cfg: PipelineConfig, d: Path) -> None:
     try:
         for sub in ("", "targets", "fronts"):
             (d / sub).mkdir(parents=True, exist_ok=True)
-        state = {"config": cfg.model_dump(mode="json"), "versions": package_versions()}
+        state = {"config": public_config(cfg), "versions": package_versions()}
         if cfg.tracking.enabled:  # resolved now: a later `hwnas confirm` / `compare` may run from another dir
+            from orchestrator.names import redact
             from orchestrator.tracking import resolve_uri
 
-            state["tracking_uri"] = resolve_uri(cfg.tracking.uri)
+            state["tracking_uri"] = redact(resolve_uri(cfg.tracking.uri))
         (d / STATE_FILE).write_text(json.dumps(state, indent=2))
     except OSError as e:
         raise ConfigError(f"cannot write the run dir {d} ({e.strerror or e}); set output_dir to a writable "

@@ -8,11 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.latency.predictors import make_predictor
+from orchestrator.errors import ConfigError
 from orchestrator.latency.service import start_latency_service
 from orchestrator.latency.table import LatencyTable, read_table, write_table
-from orchestrator.pipeline.context import Context
-from search_spaces.base import distinct_sample, encode_ids
+from orchestrator.pipeline.budget import budget_problem, fit_proxy_predictor
+from orchestrator.pipeline.context import Context, start_over_hint
+from search_spaces.base import distinct_sample
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,10 @@ def proxy_stage(ctx: Context) -> tuple[Any, LatencyTable]:
     """Fit the proxy's predictor and serve it; returns (the service actor, the proxy's own table)."""
     own = proxy_samples(ctx)
     ids, y = own.measured(ctx.plan.proxy)
-    params = {"seed": ctx.cfg.seed} if ctx.cfg.latency.predictor == "mlp" else {}
-    ctx.proxy_predictor = make_predictor(ctx.cfg.latency.predictor, **params).fit(encode_ids(ctx.space, ids), y)
+    ctx.proxy_predictor = fit_proxy_predictor(ctx.cfg, ctx.space, ids, y)
+    problem = budget_problem(ctx.plan, ctx.proxy_predictor)  # where validation could not know the proxy's latency
+    if problem:
+        raise ConfigError(f"{problem}. Nothing was searched; {start_over_hint(ctx.cfg, ctx.run_dir)}")
     svc = ctx.services[ctx.plan.proxy] = start_latency_service(ctx.plan.proxy, ctx.proxy_predictor)
     if ctx.plan.proxy_score is not None:
         log.info("proxy: %s (mean SRCC %.3f to the other tabulated devices)", ctx.plan.proxy, ctx.plan.proxy_score)

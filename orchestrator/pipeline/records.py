@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator.latency.table import LatencyTable
-from orchestrator.pipeline.context import STATE_FILE, Context
+from orchestrator.pipeline.context import STATE_FILE, Context, public_config
 from orchestrator.report import plot_hv_history, plot_projections, safe_name, write_front
 from orchestrator.search.driver import Candidate, extra_matrix, hypervolume_history
 from orchestrator.search.pareto import hypervolume_nd
@@ -26,7 +26,7 @@ SUMMARY_FILE = "summary.json"
 
 def record_start(ctx: Context) -> None:
     t, parent = ctx.tracker, ctx.tracker.parent_id
-    t.params(parent, {"config": ctx.cfg.model_dump(mode="json")})
+    t.params(parent, {"config": public_config(ctx.cfg)})
     t.tags(parent, {f"version.{k}": v for k, v in package_versions().items()}
            | {"seed": ctx.cfg.seed, "proxy": ctx.plan.proxy})
     t.artifact(parent, ctx.run_dir / STATE_FILE)
@@ -109,7 +109,7 @@ def record_target(ctx: Context, shared: SweepShared, rep: TargetReport, export_d
     rows = front_rows(shared, rep)
     stem = ctx.run_dir / "fronts" / safe_name(rep.name)
     csv_p, json_p = write_front(rows, stem)
-    png = stem.with_suffix(".png")
+    png = stem.parent / f"{stem.name}.png"
     if rep.png is None:
         rep.png = render(shared, rep, rep.reference)
     png.write_bytes(rep.png)

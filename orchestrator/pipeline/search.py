@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator.errors import ConfigError, HwnasError
-from orchestrator.pipeline.context import Context
+from orchestrator.pipeline.context import Context, start_over_hint
 from orchestrator.search.algorithms import SearchProblem, SearchSettings, run_search
 from orchestrator.search.driver import Candidate, TableDomain
 from orchestrator.search.storage import make_storage
@@ -56,5 +56,5 @@ def search_stage(ctx: Context, accuracy: Any, latency: Callable[[Sequence[str]],
     if len(feasible) < 3:
         raise ConfigError(f"only {len(feasible)} feasible candidates: search.latency_budget_ms "
                           f"{cfg.latency_budget_ms} / search.constraints {cfg.constraints or '{}'} are too tight "
-                          f"for proxy {ctx.plan.proxy}; raise them")
+                          f"for proxy {ctx.plan.proxy}; raise them. {start_over_hint(ctx.cfg, ctx.run_dir)}")
     return res.candidates

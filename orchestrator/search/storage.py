@@ -68,9 +68,18 @@ def repair_jsonl_tail(path: Path) -> int:
 
 
 def make_storage(url: str | None, run_dir: Path) -> Any:
-    """``url`` None: a journal file ``<run_dir>/optuna.journal`` (tail repaired first); else Optuna's URL."""
+    """``url`` None: a journal file ``<run_dir>/optuna.journal`` (tail repaired first); else Optuna's database
+    at ``url`` (an error that cannot reach it names the URL with its password redacted)."""
     if url:
-        return url
+        from orchestrator.names import redact
+
+        try:
+            return optuna.storages.RDBStorage(url)
+        except Exception as e:  # noqa: BLE001 - SQLAlchemy and the database drivers raise many types
+            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+            raise ConfigError(redact(f"search.storage {url} cannot be used ({type(e).__name__}: {first}); check "
+                                     f"the server, the database and the credentials, or leave search.storage "
+                                     f"unset (a journal file in the run dir)")) from None
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
