@@ -348,6 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HwnasError as e:
         print(f"hwnas: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside `hwnas run` (which says how to resume): one line, no trace
+        print("\nhwnas: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `hwnas report RUN | head`: the reader left; not an error of ours
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit would raise again

@@ -39,6 +39,7 @@ class Context:
     services: dict[str, Any] = field(default_factory=dict)  # long-lived actors, ended with the run
     supernet: tuple[Any, Any] | None = None  # (space spec, weights ref) when trained or loaded
     proxy_predictor: Any = None
+    signals: Any = None  # the run's SignalGuard (records are written inside signals.deferred())
 
     @property
     def cfg(self) -> PipelineConfig:
@@ -47,6 +48,15 @@ class Context:
     @property
     def space(self) -> Any:
         return self.plan.space
+
+    @contextmanager
+    def record(self) -> Iterator[None]:
+        """A block that writes records: a stop signal waits for its end (nothing half-written)."""
+        if self.signals is None:
+            yield
+            return
+        with self.signals.deferred():
+            yield
 
     def eval_log(self) -> EvalLog:
         return EvalLog(self.run_dir / EVAL_LOG)
@@ -118,10 +128,87 @@ def claim_run_dir(cfg: PipelineConfig, d: Path) -> None:
             from orchestrator.tracking import resolve_uri
 
             state["tracking_uri"] = resolve_uri(cfg.tracking.uri)
-        (d / STATE_FILE).write_text(json.dumps(state, indent=2))
+        atomic_write(d / STATE_FILE, json.dumps(state, indent=2))
     except OSError as e:
         raise ConfigError(f"cannot write the run dir {d} ({e.strerror or e}); set output_dir to a writable "
                           f"directory") from None
+
+
+class RunStopped(KeyboardInterrupt):
+    """The run was stopped by a signal (SIGTERM, or SIGINT: Ctrl-C); ``signum`` says which. A KeyboardInterrupt,
+    so nothing that catches ``Exception`` swallows it; the CLI turns it into one line and exit 128 + signum."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class SignalGuard:
+    """While entered (main thread only), SIGTERM and SIGINT raise :class:`RunStopped` in the main thread,
+    except inside :meth:`deferred` blocks (a record being written), where the signal is held and raised when
+    the block ends, so a stop never leaves a half-written record. After the first signal, further ones are
+    ignored while the run cleans up (SIGKILL still ends it; resume handles that too). Replaces Ray's own
+    SIGTERM handler (``sys.exit``, which let Ray's C++ shutdown abort the process)."""
+
+    SIGNALS = ("SIGTERM", "SIGINT")
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._pending: int | None = None
+        self._old: dict[int, Any] = {}
+        self.stopped: int | None = None
+
+    def __enter__(self) -> SignalGuard:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name)
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        self._old.clear()
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.stopped is not None:
+            return  # cleaning up after the first one
+        if self._depth:
+            self._pending = signum
+            return
+        self.stopped = signum
+        raise RunStopped(signum)
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """A block a signal does not interrupt (it is raised when the block ends)."""
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if not self._depth and self._pending is not None and self.stopped is None:
+                self.stopped, self._pending = self._pending, None
+                raise RunStopped(self.stopped)
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write ``path`` whole or not at all (a temp file beside it, fsynced, renamed over it)."""
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def init_ray(cfg: PipelineConfig) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator.latency.table import LatencyTable
-from orchestrator.pipeline.context import STATE_FILE, Context
+from orchestrator.pipeline.context import STATE_FILE, Context, atomic_write
 from orchestrator.report import plot_hv_history, plot_projections, safe_name, write_front
 from orchestrator.search.driver import Candidate, extra_matrix, hypervolume_history
 from orchestrator.search.pareto import hypervolume_nd
@@ -132,7 +132,7 @@ def record_target(ctx: Context, shared: SweepShared, rep: TargetReport, export_d
             ctx.tracker.tags(run, {f"model_uri.{k}": v for k, v in uris.items()})
             summary["model_uris"] = " ".join(f"{k}={v}" for k, v in uris.items())
     ctx.tracker.finish(run)
-    (ctx.run_dir / "targets" / f"{safe_name(rep.name)}.json").write_text(json.dumps(
+    atomic_write(ctx.run_dir / "targets" / f"{safe_name(rep.name)}.json", json.dumps(
         {"summary": summary, "budgets_ms": rep.budgets_ms,
          "samples": {**rep.samples, **rep.measured_front}}, indent=2, default=float))
     return summary
@@ -164,7 +164,7 @@ def summarize(ctx: Context, pool_size: int, rows: list[dict[str, Any]], t_start:
         "unreliable_targets": [r["target"] for r in rows if r.get("retest_reliable") == 0.0],
         "timings": ctx.timings, "wall_s": time.perf_counter() - t_start,
     }
-    (ctx.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=float))
+    atomic_write(ctx.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2, default=float))
     return summary
 
 
