@@ -100,6 +100,10 @@ def _probe_sqlite(path: Path, timeout: float = 2.0) -> None:
         con.close()
 
 
+def _drop_db_traces(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("SQLAlchemy database error")
+
+
 def _sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
@@ -150,11 +154,15 @@ class Tracker:
         self._run_dir_tag: str | None = None
         self.children: dict[str, str] = {}
         self.stale: dict[str, list[str]] = {}  # per device: its runs a killed driver left unfinished
+        self._open_runs: set[str] = set()  # device runs created and not yet finished
         if not enabled:
             return
         import mlflow
         from mlflow.tracking import MlflowClient
 
+        # MLflow logs every SQLAlchemy error with its whole trace before raising it again: the error reaches
+        # the caller (and the user as one line), the trace is not the user's to read
+        logging.getLogger("mlflow.store.db.utils").addFilter(_drop_db_traces)
         db = _sqlite_path(self.uri)
         lock = _first_use_lock(db) if db is not None else None  # ConfigError: not writable
         try:
@@ -241,6 +249,7 @@ class Tracker:
             "mlflow.parentRunId": self.parent_id, RUN_DIR_TAG: self._run_dir_tag, DEVICE_TAG: device,
             **{k: str(v) for k, v in (tags or {}).items()}})
         self.children[device] = run.info.run_id
+        self._open_runs.add(run.info.run_id)
         return run.info.run_id
 
     def record(self, run_id: str | None, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
@@ -260,6 +269,16 @@ class Tracker:
     def finish(self, run_id: str | None, status: str = "FINISHED") -> None:
         if self.enabled and run_id is not None:
             self.client.set_terminated(run_id, status)
+            self._open_runs.discard(run_id)
+
+    def end_all(self, status: str) -> None:
+        """End the parent and every device run still open (a stopped or failed run), as far as the store takes
+        it: a store that cannot be written (disk full) is logged, not raised over the error that ended the run."""
+        for run_id in [*sorted(self._open_runs), self.parent_id]:
+            try:
+                self.finish(run_id, status)
+            except Exception as e:  # noqa: BLE001 - the run is ending on another error already; resume marks it
+                log.debug("MLflow: could not mark run %s %s (%s)", run_id, status, e)
 
     # -- records ----------------------------------------------------------------
     def params(self, run_id: str | None, params: Mapping[str, Any]) -> None:

@@ -3,6 +3,7 @@ store whose directory cannot be written (one clear error, at once, naming the pa
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -75,6 +76,68 @@ def test_unwritable_store_fails_at_once_with_one_line(tmp_path):
     assert len(ours) == 1, out
     assert f"{work}/mlflow.db" in ours[0] and "tracking.uri" in ours[0] and "not writable" in ours[0]
     assert not (tmp_path / "runs" / "ro").exists()  # refused before the run dir was claimed
+
+
+FILL_MID_RUN = """
+set -u
+mount -t tmpfs -o size=40m tmpfs "$D" || exit 90
+"$PY" -m orchestrator.cli run "$CFG" --no-progress > "$OUT/first.txt" 2>&1 &
+P=$!
+while [ "$(ls "$D/runs/full/targets" 2>/dev/null | wc -l)" -lt 1 ]; do kill -0 $P 2>/dev/null || break; sleep 0.1; done
+cat /dev/zero > "$D/fill" 2>/dev/null
+wait $P; echo $? > "$OUT/first.rc"
+cp "$STORE" "$OUT/after_failure.db"
+rm "$D/fill"
+"$PY" -m orchestrator.cli run "$CFG" --no-progress --resume > "$OUT/resume.txt" 2>&1; echo $? > "$OUT/resume.rc"
+cp "$D/runs/full/summary.json" "$OUT/" 2>/dev/null
+exit 0
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_disk_full_mid_run_then_resume(tmp_path):
+    """The run dir's file system fills up after the first target (a real tmpfs, in a private mount
+    namespace): one error naming the run dir, the cause, the fix and --resume; no MLflow run left RUNNING; once
+    space is freed, --resume finishes the run."""
+    import shutil
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-Urm", "true"]).returncode:
+        pytest.skip("no mount namespaces here: cannot mount a small file system to fill")
+    d, out = tmp_path / "small", tmp_path / "out"
+    d.mkdir()
+    out.mkdir()
+    store = tmp_path / "mlflow.db"
+    cfg = tmp_path / "full.yaml"
+    cfg.write_text(f"name: full\noutput_dir: {d}/runs\naccuracy: {{source: table}}\n"
+                   "latency: {proxy: fpga}\nsearch: {n_trials: 60, population: 20, domain: table}\n"
+                   "sweep: {targets: [edgegpu, edgetpu, pixel3, eyeriss], k: 5}\n"
+                   f"tracking: {{uri: 'sqlite:///{store}', experiment: full}}\n")
+    ray_tmp = tempfile.mkdtemp(prefix="hwr", dir="/tmp")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_TMPDIR": ray_tmp, "D": str(d), "OUT": str(out),
+           "CFG": str(cfg), "STORE": str(store), "PY": sys.executable}
+    try:
+        subprocess.run(["unshare", "-Urm", "sh", "-c", FILL_MID_RUN], cwd=tmp_path, env=env, timeout=1200,
+                       check=True)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    first = (out / "first.txt").read_text()
+    assert (out / "first.rc").read_text().strip() == "2", first
+    assert "Traceback" not in first and "Logging error" not in first, first
+    ours = [x for x in first.splitlines() if x.startswith("hwnas:")]
+    assert len(ours) == 1, first
+    assert str(d / "runs" / "full") in ours[0] and "no space left" in ours[0] and "--resume" in ours[0]
+    c = MlflowClient(f"sqlite:///{out / 'after_failure.db'}")
+    runs = c.search_runs([c.get_experiment_by_name("full").experiment_id])
+    assert runs and not [r for r in runs if r.info.status == "RUNNING"]
+    assert [r.info.status for r in runs if "mlflow.parentRunId" not in r.data.tags] == ["FAILED"]
+
+    assert (out / "resume.rc").read_text().strip() == "0", (out / "resume.txt").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["target"] for r in summary["targets"]] == ["edgegpu", "edgetpu", "pixel3", "eyeriss"]
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import PipelineConfig
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, HwnasError
 from orchestrator.pipeline.plan import Plan
 from orchestrator.search.storage import EvalLog
 from orchestrator.tracking import Tracker, package_versions
@@ -199,6 +199,44 @@ class SignalGuard:
                 raise RunStopped(self.stopped)
 
 
+class RunWriteError(HwnasError, OSError):
+    """The run could not write its files or its MLflow store (disk full, read-only, no permission); the message
+    names the path and the fix. What the run finished is kept: ``--resume`` continues once the fix is made."""
+
+
+_WRITE_ERRNOS = {"ENOSPC": "no space left on the device", "EDQUOT": "disk quota exceeded",
+                 "EROFS": "read-only file system", "EACCES": "permission denied", "EPERM": "not permitted"}
+_STORE_FULL = ("database or disk is full", "readonly database", "disk I/O error")
+
+
+def write_failure(exc: BaseException, run_dir: Path, store: str | None = None) -> RunWriteError | None:
+    """``exc`` (or an exception in its chain) as a :class:`RunWriteError` when it is a failed write: an OSError
+    (disk full, quota, read-only, permission) or SQLite's "database or disk is full" from the MLflow store;
+    else None."""
+    import errno
+
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        name = errno.errorcode.get(getattr(e, "errno", None) or -1, "")
+        if isinstance(e, OSError) and name in _WRITE_ERRNOS:
+            path = f"{e.filename}" if e.filename else f"the run dir {run_dir}"
+            where = Path(e.filename).parent if e.filename else run_dir
+            fix = (f"free space on the file system of {where}" if name in ("ENOSPC", "EDQUOT")
+                   else f"make {where} writable")
+            return RunWriteError(f"cannot write {path} ({_WRITE_ERRNOS[name]}): {fix}, then continue the run "
+                                 f"with --resume (what it finished is kept)")
+        text = str(e)
+        if store and any(m in text for m in _STORE_FULL):
+            what = next(m for m in _STORE_FULL if m in text)
+            return RunWriteError(f"cannot write the MLflow store {store} ({what}): free space on its file system "
+                                 f"or make it writable, then continue the run with --resume (what it finished is "
+                                 f"kept)")
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def atomic_write(path: Path, data: str | bytes) -> None:
     """Write ``path`` whole or not at all (a temp file beside it, fsynced, renamed over it)."""
     import os
@@ -222,11 +260,19 @@ def init_ray(cfg: PipelineConfig) -> None:
         ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, configure_logging=False)
 
 
+class _QuietFileHandler(logging.FileHandler):
+    """run.log that stops writing when its disk is full or read-only (the run then ends with one clear error)
+    instead of printing logging's "--- Logging error ---" trace for every record."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        self.setLevel(logging.CRITICAL + 1)
+
+
 @contextmanager
 def run_log(run_dir: Path) -> Iterator[None]:
     """INFO records of the library into ``run.log``, whatever the caller's logging setup."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(run_dir / "run.log")
+    handler = _QuietFileHandler(run_dir / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
     lib_log = logging.getLogger("orchestrator")

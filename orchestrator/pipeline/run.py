@@ -30,6 +30,7 @@ from orchestrator.pipeline.context import (
     init_ray,
     run_dir_lock,
     run_log,
+    write_failure,
 )
 from orchestrator.pipeline.plan import make_plan
 from orchestrator.pipeline.proxy import proxy_stage
@@ -74,10 +75,13 @@ def _locked(plan: Any, run_dir: Path, resume: bool, progress: bool, t_start: flo
                     tracker.start(run_dir, cfg.name, resume)
                 return _run(ctx, resume, t_start)
             except RunStopped:
-                tracker.finish(tracker.parent_id, "KILLED")
+                tracker.end_all("KILLED")
                 raise
-            except BaseException:
-                tracker.finish(tracker.parent_id, "FAILED")
+            except BaseException as e:
+                tracker.end_all("FAILED")
+                failure = write_failure(e, run_dir, tracker.uri)
+                if failure is not None:
+                    raise failure from None
                 raise
             finally:
                 for h in ctx.services.values():
