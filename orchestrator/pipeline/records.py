@@ -133,18 +133,43 @@ def record_target(ctx: Context, shared: SweepShared, rep: TargetReport, export_d
             summary["model_uris"] = " ".join(f"{k}={v}" for k, v in uris.items())
     ctx.tracker.finish(run)
     atomic_write(ctx.run_dir / "targets" / f"{safe_name(rep.name)}.json", json.dumps(
-        {"summary": summary, "budgets_ms": rep.budgets_ms,
+        {"summary": summary, "pool": ctx.pool_id, "budgets_ms": rep.budgets_ms,
          "samples": {**rep.samples, **rep.measured_front}}, indent=2, default=float))
     return summary
 
 
+def pool_fingerprint(pool: Sequence[Candidate]) -> str:
+    """A fingerprint of the candidate pool (its architectures): a target judged on another pool is redone."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(c.arch_id for c in pool)).encode()).hexdigest()[:16]
+
+
 def done_targets(ctx: Context, names: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Summary rows of targets finished before a resume."""
+    """Summary rows of targets finished before a resume, on this run's candidate pool. A result file that does
+    not parse, or that was computed on another pool (the journal lost trials and the search redid them), is not
+    used: that target is redone, so the summary never pairs a new pool with old results."""
+    import logging
+
+    log = logging.getLogger(__name__)
     out = {}
     for name in names:
         f = ctx.run_dir / "targets" / f"{safe_name(name)}.json"
-        if f.is_file():
-            out[name] = json.loads(f.read_text())["summary"]
+        if not f.is_file():
+            continue
+        try:
+            data = json.loads(f.read_text())
+            row = data["summary"]
+            if not isinstance(row, dict):
+                raise TypeError(f"summary is a {type(row).__name__}")
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+            log.warning("resume: %s is damaged (%s); target %s is redone", f, str(e)[:120], name)
+            continue
+        if data.get("pool", ctx.pool_id) != ctx.pool_id:
+            log.warning("resume: %s was judged on another candidate pool (the search was redone in part); target "
+                        "%s is redone", f, name)
+            continue
+        out[name] = row
     return out
 
 

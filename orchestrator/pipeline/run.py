@@ -102,6 +102,7 @@ def _run(ctx: Context, resume: bool, t_start: float) -> dict[str, Any]:
 
     found = search_stage(ctx, accuracy, latency, resume)
     pool = list({c.arch_id: c for c in found if c.feasible}.values())  # one per architecture
+    ctx.pool_id = records.pool_fingerprint(pool)
     with ctx.record():
         records.record_search(ctx, found, pool)
     if hasattr(accuracy, "release"):
