@@ -356,6 +356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"hwnas: error: {redact(str(e))}", file=sys.stderr)  # no URL's password in a message
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside `hwnas run` (which says how to resume): one line, no trace
+        print("\nhwnas: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `hwnas report RUN | head`: the reader left; not an error of ours
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit would raise again

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 
 from orchestrator.errors import ConfigError
@@ -35,9 +36,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 2 if bad else 0
 
 
+def _resume_cmd(args: argparse.Namespace) -> str:
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in ["hwnas", "run", args.config, *(
+        ["--output-dir", args.output_dir] if args.output_dir else []), "--resume"])
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator.config import load_config
     from orchestrator.pipeline import run_pipeline
+    from orchestrator.pipeline.context import RunWriteError
     from orchestrator.report import format_summary
 
     cfg = load_config(args.config)
@@ -47,8 +56,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    with logging_redirect_tqdm():  # a log line prints above the progress bar instead of breaking it
-        summary = run_pipeline(cfg, resume=args.resume, progress=not args.no_progress)
+    try:
+        with logging_redirect_tqdm():  # a log line prints above the progress bar instead of breaking it
+            summary = run_pipeline(cfg, resume=args.resume, progress=not args.no_progress)
+    except RunWriteError as e:  # disk full, read-only: the fix, then the exact command that resumes
+        raise RunWriteError(f"{e}: `{_resume_cmd(args)}`") from None
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (RunStopped): what is done is kept, the rest resumes
+        import signal
+
+        signum = getattr(e, "signum", signal.SIGINT)
+        cmd = _resume_cmd(args)
+        print(f"\nhwnas: the run stopped on {signal.Signals(signum).name}; what it finished is kept in "
+              f"{cfg.run_dir()}: continue it with `{cmd}`", file=sys.stderr)
+        return 128 + int(signum)
     print(format_summary(summary))
     run_dir = cfg.run_dir()
     phases = {k[:-2]: v for k, v in summary.get("timings", {}).items() if k.endswith("_s") and v >= 0.5}

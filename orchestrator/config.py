@@ -25,6 +25,15 @@ from orchestrator.supernet.evaluate import EvalConfig
 from orchestrator.supernet.train import TrainConfig
 from search_spaces.base import SpaceSpec
 
+# Bounds on every count and size, checked at validation (issue 24.6): a number beyond them is a typo or an attack,
+# and would reach Ray (its own limit is 1e14 CPUs), a loop or an allocation as a hang instead of an error.
+MAX_CPUS = 65_536  # CPUs, actors, threads
+MAX_COUNT = 1_000_000  # samples, trials, population, k, front members
+MAX_DEVICES = 1_024  # device columns of a table, entries of sweep.targets (orchestrator.latency.table too)
+MAX_NUMBER = 10**15  # any other integer of a config (epochs, batch sizes, ...); seed: 0 .. 2**63 - 1
+MAX_CONFIG_BYTES = 1 << 20  # a config file
+MAX_YAML_NODES = 100_000  # YAML nodes after alias expansion (an alias bomb expands to billions)
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -32,7 +41,7 @@ class _Model(BaseModel):
 
 class RayConfig(_Model):
     address: str | None = Field(None, description="Ray address ('auto' on a cluster); None starts a local Ray")
-    num_cpus: int | None = Field(None, ge=1, description="local Ray only: CPUs to offer (default: all)")
+    num_cpus: int | None = Field(None, ge=1, le=MAX_CPUS, description="local Ray only: CPUs to offer (default: all)")
 
 
 class SupernetSection(_Model):
@@ -43,7 +52,7 @@ class SupernetSection(_Model):
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
-    actors: int = Field(2, ge=1, description="evaluator actors")
+    actors: int = Field(2, ge=1, le=MAX_CPUS, description="evaluator actors")
     train_gpus: float = Field(0, ge=0, description="GPUs the trainer actor asks Ray for (a cluster's GPU node: 1)")
     eval_gpus: float = Field(0, ge=0, description="GPUs per evaluator actor (e.g. 0.25: four share one GPU); "
                                                   "set eval.device to cuda as well")
@@ -57,7 +66,7 @@ class AccuracySection(_Model):
                                                 "nb201-hwnasbench); None: the latency table in use")
     table_column: str = Field("test_acc_cifar10_200ep", description="table source: the accuracy column (NB201 "
                                                                     "shipped: *_200ep, or the 12-epoch *_12ep)")
-    predictor_samples: int = Field(64, ge=8, description="predictor source: subnets evaluated to fit it")
+    predictor_samples: int = Field(64, ge=8, le=MAX_COUNT, description="predictor source: subnets evaluated to fit it")
     predictor: Literal["additive", "mlp"] = "mlp"
     supernet: SupernetSection = Field(default_factory=SupernetSection)
 
@@ -70,10 +79,11 @@ class LatencySection(_Model):
     proxy: str = Field("auto", description="proxy device name, or 'auto': the tabulated device whose latency "
                                            "ranking agrees best with the others (mean SRCC)")
     predictor: Literal["additive", "mlp"] = "additive"
-    proxy_samples: int = Field(100, ge=8, description="measured or simulated proxy: architectures measured to "
-                                                      "fit its predictor")
+    proxy_samples: int = Field(100, ge=8, le=MAX_COUNT,
+                               description="measured or simulated proxy: architectures measured to fit its "
+                                           "predictor")
     protocol: MeasurementProtocol = Field(default_factory=MeasurementProtocol)
-    threads: int = Field(1, ge=1, description="measured CPU devices: intra-op threads")
+    threads: int = Field(1, ge=1, le=MAX_CPUS, description="measured CPU devices: intra-op threads")
 
 
 class SearchSection(_Model):
@@ -82,8 +92,8 @@ class SearchSection(_Model):
                              "predictors (n_trials caps the front's size); 'exhaustive': every cell of a finite "
                              "domain (hwnas list)")
     n_trials: int = Field(200, ge=2, description="completed trials (the budget)")
-    population: int = Field(20, ge=2, description="NSGA-II population; TPE's random start-up trials")
-    batch_size: int | None = Field(None, ge=1, description="trials asked per round (default: population)")
+    population: int = Field(20, ge=2, le=MAX_COUNT, description="NSGA-II population; TPE's random start-up trials")
+    batch_size: int | None = Field(None, ge=1, le=MAX_COUNT, description="trials asked per round (default: population)")
     latency_budget_ms: float | None = Field(None, gt=0, description="constraint: proxy latency <= budget")
     domain: Literal["auto", "space", "table"] = Field(
         "auto", description="'table': restrict candidates to the latency table's architectures (proposals snap "
@@ -121,25 +131,26 @@ class TargetSearchSection(_Model):
                             "and the run's accuracy (evaluated values first, a model's elsewhere): 'auto' = "
                             "exhaustive on a finite domain, else milp with additive models, else nsga2; or "
                             "'none' (only re-rank the proxy search's candidates)")
-    n_trials: int = Field(400, ge=2, description="trials of a sampler search (nsga2, tpe, random) per target")
-    population: int = Field(40, ge=2)
-    max_new_evaluations: int = Field(8, ge=0, description="supernet accuracy: front members chosen on a "
-                                                          "predicted accuracy that are evaluated for real, per "
-                                                          "target (the rest are dropped)")
+    n_trials: int = Field(400, ge=2, le=MAX_COUNT,
+                          description="trials of a sampler search (nsga2, tpe, random) per target")
+    population: int = Field(40, ge=2, le=MAX_COUNT)
+    max_new_evaluations: int = Field(8, ge=0, le=MAX_COUNT,
+                                     description="supernet accuracy: front members chosen on a predicted accuracy "
+                                                 "that are evaluated for real, per target (the rest are dropped)")
 
 
 class SweepSection(_Model):
     targets: list[str | DeviceSpec] = Field(
-        default_factory=lambda: ["tabulated"],
+        default_factory=lambda: ["tabulated"], max_length=MAX_DEVICES,
         description="device names (or {name, options}); 'tabulated' = every column of the latency table except "
                     "the proxy")
     simulated: int = Field(0, ge=0, description="also sweep this many SIMULATED devices sim:0..sim:N-1")
-    k: int = Field(10, ge=3, description="architectures measured per target")
-    reference_cells: int = Field(0, ge=0, description="of the k, this many are a fixed set of reference cells "
-                                                        "measured on every target first (HELP's reference "
-                                                        "architectures; orchestrator/sweep/reference.py): the "
-                                                        "domain's cells known on every table column, evenly "
-                                                        "spaced in multiply-adds (0: off)")
+    k: int = Field(10, ge=3, le=MAX_COUNT, description="architectures measured per target")
+    reference_cells: int = Field(0, ge=0, le=MAX_COUNT,
+                                 description="of the k, this many are a fixed set of reference cells measured on "
+                                             "every target first (HELP's reference architectures; "
+                                             "orchestrator/sweep/reference.py): the domain's cells known on every "
+                                             "table column, evenly spaced in multiply-adds (0: off)")
     k_adaptive: float = Field(0.5, ge=0, lt=1, description="share of the k measured in a second round along the "
                                                              "target's own predicted front (where its front lives; "
                                                              "0: one round)")
@@ -152,22 +163,22 @@ class SweepSection(_Model):
                              "the threshold, else adapt; 'point': the paper's rule, SRCC >= threshold")
     confidence: float = Field(0.9, gt=0.5, lt=1, description="one-sided confidence of the SRCC lower bound")
     target_search: TargetSearchSection = Field(default_factory=TargetSearchSection)
-    retest: int = Field(10, ge=0, description="measured targets: re-measure this many of the k (at most k, in "
-                                              "another order) "
-                                              "and record the test-retest SRCC; below 0.9 the target is flagged "
-                                              "(0: off)")
+    retest: int = Field(10, ge=0, le=MAX_COUNT,
+                        description="measured targets: re-measure this many of the k (at most k, in another "
+                                    "order) and record the test-retest SRCC; below 0.9 the target is flagged "
+                                    "(0: off)")
     transfer: str = Field("multi", description="transfer method when adapting (hwnas list: transfer methods)")
     sources: Literal["proxy", "tabulated"] = Field(
         "tabulated", description="devices the transfer learns from: the proxy only (the seed's AdaProxy), or "
                                  "every tabulated device except the target (multi-proxy)")
-    measure_front: int = Field(5, ge=0, description="front members measured on measured targets")
-    export_front: int = Field(1, ge=0, description="front members exported (ONNX) for measured targets")
-    budget_quantiles: list[float] = Field(default_factory=lambda: [0.25, 0.5, 0.75],
+    measure_front: int = Field(5, ge=0, le=MAX_COUNT, description="front members measured on measured targets")
+    export_front: int = Field(1, ge=0, le=MAX_COUNT, description="front members exported (ONNX) for measured targets")
+    budget_quantiles: list[float] = Field(default_factory=lambda: [0.25, 0.5, 0.75], max_length=64,
                                           description="latency budgets for the accuracy gap, as quantiles of "
                                                       "the reference front's latency")
-    refine_trials: int = Field(0, ge=0, description="adapted targets: a short search of this many trials on "
-                                                    "the target's adapted predictor, started from its front "
-                                                    "(0: off)")
+    refine_trials: int = Field(0, ge=0, le=MAX_COUNT,
+                               description="adapted targets: a short search of this many trials on the target's "
+                                           "adapted predictor, started from its front (0: off)")
     memory_mb: dict[str, float] = Field(
         default_factory=dict,
         description="per target device: memory for activations (MiB); architectures whose peak_mem_mb exceeds "
@@ -205,7 +216,7 @@ class TrackingSection(_Model):
 class PipelineConfig(_Model):
     name: str = Field(..., description="the run's name: one file name (letters, digits, '_', '-', '.'), the run "
                                         "dir <output_dir>/<name>")
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)
     output_dir: str = Field("runs", description="the run dir is <output_dir>/<name>")
     ray: RayConfig = Field(default_factory=RayConfig)
     space: SpaceSpec = Field(default_factory=lambda: SpaceSpec(name="nb201"),
@@ -256,18 +267,89 @@ def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
         raise ConfigError(f"{source}: {len(lines)} problem(s):\n" + "\n".join(lines)) from None
     from orchestrator.pipeline.plan import plan_problems
 
-    problems = plan_problems(cfg)
+    problems = _number_problems(cfg) or plan_problems(cfg)
     if problems:
         raise ConfigError(f"{source}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems))
     return cfg
+
+
+def _number_problems(model: BaseModel, prefix: str = "") -> list[str]:
+    """Every integer of the config (nested models, lists, dicts) within ``MAX_NUMBER``: a bound for the counts
+    and sizes of the sections that declare none of their own."""
+    out: list[str] = []
+
+    def walk(v: Any, path: str) -> None:
+        if isinstance(v, BaseModel):
+            out.extend(_number_problems(v, path + "."))
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                walk(x, f"{path}.{k}")
+        elif isinstance(v, list | tuple):
+            for i, x in enumerate(v):
+                walk(x, f"{path}.{i}")
+        elif isinstance(v, int | float) and not isinstance(v, bool) and abs(v) > MAX_NUMBER:
+            out.append(f"{path}: {v:g} is beyond any sensible count or size (at most {MAX_NUMBER:.0e}); "
+                       f"fix the number")
+
+    for name in type(model).model_fields:
+        walk(getattr(model, name), prefix + name)
+    return out
+
+
+def _yaml_nodes(root: yaml.Node, limit: int) -> int:
+    """The number of nodes ``root`` expands to (aliases counted at their full size); stops past ``limit``.
+    Raises ValueError on a recursive alias."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(n: yaml.Node) -> int:
+        key = id(n)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ValueError("an alias refers to a node that contains it (a recursive structure)")
+        active.add(key)
+        total = 1
+        if isinstance(n, yaml.SequenceNode):
+            for c in n.value:
+                total += size(c)
+                if total > limit:
+                    break
+        elif isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                total += size(k) + size(v)
+                if total > limit:
+                    break
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
+def read_yaml(path: Path) -> Any:
+    """A config file's YAML, bounded: at most ``MAX_CONFIG_BYTES``, and at most ``MAX_YAML_NODES`` nodes after
+    alias expansion (a "billion laughs" file is refused before anything expands it). Raises ConfigError."""
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {size:,} bytes; a config is at most {MAX_CONFIG_BYTES:,} bytes: is this the "
+                          f"config file?")
+    text = path.read_text()
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None:
+            n = _yaml_nodes(root, MAX_YAML_NODES)
+            if n > MAX_YAML_NODES:
+                raise ConfigError(f"{path}: its aliases (*name) expand to over {MAX_YAML_NODES:,} values; a "
+                                  f"config needs a few hundred: write the values out, or remove the aliases")
+        return yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError, RecursionError) as e:
+        raise ConfigError(f"{path}: not valid YAML: {str(e)[:500] or type(e).__name__}") from None
 
 
 def load_config(path: str | Path) -> PipelineConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file; see experiments/ for examples")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    data = read_yaml(path)
     return parse_config(data, str(path))

@@ -118,6 +118,50 @@ def _probe_sqlite(path: Path, timeout: float = 2.0) -> None:
         con.close()
 
 
+def _drop_db_traces(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("SQLAlchemy database error")
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def _first_use_lock(db: Path, timeout: float = 120.0) -> Any:
+    """An exclusive lock on ``.<db name>.lock`` beside a SQLite store, held while a process opens the store
+    (MLflow creates or migrates its schema then) and creates the experiment: two runs starting on one new
+    store at once would otherwise both create the tables, and one fail (``table ... already exists``).
+    Taking it is also the writability probe: a directory that cannot be written fails here, at once, not
+    after MLflow's minutes of retries. Returns the open lock file (close it to release); raises
+    ``ConfigError`` naming the path and the fix."""
+    import fcntl
+    import os
+    import time
+
+    from orchestrator.errors import ConfigError
+
+    fix = "set tracking.uri to a writable place (e.g. sqlite:////tmp/hwnas/mlflow.db), or tracking.enabled: false"
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(db.parent / f".{db.name}.lock", "a+")  # noqa: SIM115 - returned, closed by the caller
+    except OSError as e:
+        raise ConfigError(f"the MLflow store {db} cannot be written: {db.parent} is not writable "
+                          f"({e.strerror or e}); {fix}") from None
+    if db.exists() and not os.access(db, os.W_OK):
+        fh.close()
+        raise ConfigError(f"the MLflow store {db} cannot be written (the file is read-only); {fix}")
+    t0 = time.monotonic()
+    while True:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fh
+        except BlockingIOError:
+            if time.monotonic() - t0 > timeout:
+                fh.close()
+                raise ConfigError(f"the MLflow store {db} is being opened by another process for over "
+                                  f"{timeout:.0f}s; wait for it, or set tracking.uri to another store") from None
+            time.sleep(0.1)
+
+
 class Tracker:
     """Writes the sweep to MLflow. ``enabled=False`` makes every call a no-op (tests, dry runs)."""
 
@@ -128,25 +172,29 @@ class Tracker:
         self._run_dir_tag: str | None = None
         self.children: dict[str, str] = {}
         self.stale: dict[str, list[str]] = {}  # per device: its runs a killed driver left unfinished
+        self._open_runs: set[str] = set()  # device runs created and not yet finished
         if not enabled:
             return
         import mlflow
         from mlflow.tracking import MlflowClient
 
+        # MLflow logs every SQLAlchemy error with its whole trace before raising it again: the error reaches
+        # the caller (and the user as one line), the trace is not the user's to read
+        logging.getLogger("mlflow.store.db.utils").addFilter(_drop_db_traces)
+        db = _sqlite_path(self.uri)
+        lock = _first_use_lock(db) if db is not None else None  # ConfigError: not writable
         try:
-            if self.uri.startswith("sqlite:///") and Path(self.uri[len("sqlite:///"):]).is_file():
-                _probe_sqlite(Path(self.uri[len("sqlite:///"):]))
-            self.client = MlflowClient(tracking_uri=self.uri)
-            exp = self.client.get_experiment_by_name(experiment)
-            if exp is None:
-                loc = None
-                if self.uri.startswith("sqlite:///"):
-                    loc = (Path(self.uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
-                self.experiment_id = self.client.create_experiment(experiment, artifact_location=loc)
-            else:
-                self.experiment_id = exp.experiment_id
-            # a classic ML experiment: the UI opens on its runs table, not on MLflow 3's GenAI views
-            self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, "custom_model_development")
+            if db is not None and db.is_file():
+                _probe_sqlite(db)
+            for attempt in (1, 2):  # a store another tool (no lock of ours) created meanwhile: once more
+                try:
+                    self._open(MlflowClient, experiment, db)
+                    break
+                except Exception as e:  # noqa: BLE001
+                    if attempt == 2 or not any(m in str(e) for m in ("already exists", "duplicate column",
+                                                                     "migration")):
+                        raise
+                    log.info("MLflow store %s was being created by another process; retrying", self.uri)
         except Exception as e:  # noqa: BLE001 - MLflow and its database drivers raise many types
             from orchestrator.errors import ConfigError
 
@@ -156,7 +204,21 @@ class Tracker:
                    "move a corrupt file aside, set tracking.uri to another store, or tracking.enabled: false")
             raise ConfigError(redact(f"the MLflow store {self.uri} cannot be used ({type(e).__name__}: {first}); "
                                      f"{fix}")) from None
+        finally:
+            if lock is not None:
+                lock.close()
         self._mlflow = mlflow
+
+    def _open(self, client_cls: Any, experiment: str, db: Path | None) -> None:
+        self.client = client_cls(tracking_uri=self.uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            loc = (db.parent / "mlartifacts").resolve().as_uri() if db is not None else None
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=loc)
+        else:
+            self.experiment_id = exp.experiment_id
+        # a classic ML experiment: the UI opens on its runs table, not on MLflow 3's GenAI views
+        self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, "custom_model_development")
 
     # -- runs -------------------------------------------------------------------
     def start(self, run_dir: Path, name: str, resume: bool) -> None:
@@ -205,6 +267,7 @@ class Tracker:
             "mlflow.parentRunId": self.parent_id, RUN_DIR_TAG: self._run_dir_tag, DEVICE_TAG: device[:TAG_VALUE_MAX],
             **{mlflow_key(k): str(v)[:TAG_VALUE_MAX] for k, v in (tags or {}).items()}})
         self.children[device] = run.info.run_id
+        self._open_runs.add(run.info.run_id)
         return run.info.run_id
 
     def record(self, run_id: str | None, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
@@ -224,6 +287,16 @@ class Tracker:
     def finish(self, run_id: str | None, status: str = "FINISHED") -> None:
         if self.enabled and run_id is not None:
             self.client.set_terminated(run_id, status)
+            self._open_runs.discard(run_id)
+
+    def end_all(self, status: str) -> None:
+        """End the parent and every device run still open (a stopped or failed run), as far as the store takes
+        it: a store that cannot be written (disk full) is logged, not raised over the error that ended the run."""
+        for run_id in [*sorted(self._open_runs), self.parent_id]:
+            try:
+                self.finish(run_id, status)
+            except Exception as e:  # noqa: BLE001 - the run is ending on another error already; resume marks it
+                log.debug("MLflow: could not mark run %s %s (%s)", run_id, status, e)
 
     # -- records ----------------------------------------------------------------
     def params(self, run_id: str | None, params: Mapping[str, Any]) -> None:

@@ -70,15 +70,35 @@ class SrccMatrix:
 
 def srcc_matrix(table: LatencyTable, min_shared: int = 3) -> SrccMatrix:
     """Pairwise SRCC over the architectures each pair of devices shares (NaN where they share fewer than
-    ``min_shared``, or one of them is constant there)."""
+    ``min_shared``, or one of them is constant there). Columns measured on every row are ranked once (average
+    ranks of values equal within rounding) and correlated in one product (a table of hundreds of devices in
+    well under a second); pairs with a gap are computed one by one."""
+    from orchestrator.ranks import average_ranks
+
     V = table.values
     d = len(table.devices)
     M = np.eye(d)
     N = np.zeros((d, d), dtype=int)
     ok = ~np.isnan(V)
+    full = ok.all(axis=0) if len(V) >= min_shared else np.zeros(d, dtype=bool)
+    idx = np.flatnonzero(full)
+    if len(idx) >= 2:
+        R = average_ranks(V[:, idx], axis=0)
+        R -= R.mean(axis=0)
+        norm = np.sqrt((R * R).sum(axis=0))
+        const = norm == 0  # a constant column ranks nothing: SRCC undefined (NaN, as metrics.srcc)
+        norm[const] = 1.0
+        C = (R.T @ R) / np.outer(norm, norm)
+        C[const, :] = np.nan
+        C[:, const] = np.nan
+        np.fill_diagonal(C, 1.0)
+        M[np.ix_(idx, idx)] = np.clip(C, -1.0, 1.0)
+        N[np.ix_(idx, idx)] = len(V)
     for i in range(d):
         N[i, i] = ok[:, i].sum()
         for j in range(i + 1, d):
+            if full[i] and full[j]:
+                continue
             both = ok[:, i] & ok[:, j]
             N[i, j] = N[j, i] = both.sum()
             M[i, j] = M[j, i] = srcc(V[both, i], V[both, j]) if both.sum() >= min_shared else np.nan

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -39,6 +40,7 @@ class LatencyTable:
     source: str = "<memory>"
     ref: TableRef | None = None  # None: built in memory, not readable elsewhere
     _row: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    _col: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.values.shape != (len(self.archs), len(self.devices)):
@@ -49,11 +51,16 @@ class LatencyTable:
         self._row.update({a: i for i, a in enumerate(self.archs)})
 
     def column(self, device: str) -> np.ndarray:
-        if device not in self.devices:
+        if len(self._col) != len(self.devices):  # a dict: column() per device stays linear in the devices
+            self._col.clear()
+            self._col.update({d: j for j, d in enumerate(self.devices)})
+        j = self._col.get(device)
+        if j is None:
             raise TableError(
-                f"{self.source}: no device column {device!r}; columns are {', '.join(self.devices)}"
+                f"{self.source}: no device column {device!r}; columns are {', '.join(self.devices[:50])}"
+                + (f" and {len(self.devices) - 50} more" if len(self.devices) > 50 else "")
             )
-        return self.values[:, self.devices.index(device)]
+        return self.values[:, j]
 
     def measured(self, device: str) -> tuple[list[str], np.ndarray]:
         """The architectures measured on ``device`` and their latencies."""
@@ -103,6 +110,23 @@ def device_columns(header: Sequence[str], device_prefix: str | None = None) -> l
     return [(c, h) for c, h in enumerate(header)
             if h != "arch" and h not in NON_LATENCY_COLUMNS and not h.startswith(NON_LATENCY_PREFIXES)]
 
+MAX_DEVICES = 1_024  # device columns of one table (the config's sweep.targets has the same bound)
+
+
+def _bounded_rows(reader: Any, path: Path) -> Iterator[list[str]]:
+    """The CSV's rows, a malformed one (a cell over the csv module's field limit, a NUL byte) as a TableError
+    naming the file and line."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise TableError(f"{path}, line {reader.line_num}: not a readable CSV row ({e}); a latency table holds "
+                             f"an arch id and numbers, each cell under {csv.field_size_limit():,} characters"
+                             ) from None
+        yield row
+
 
 def read_table(
     path: str | Path,
@@ -126,12 +150,15 @@ def read_table(
     if not path.is_file():
         raise TableError(f"{path}: no such file; pass the path of a CSV with a column 'arch'")
     with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
+        reader = _bounded_rows(csv.reader(f), path)
         try:
             header = next(reader)
         except StopIteration:
             raise TableError(f"{path}: file is empty; expected a header line with 'arch' and device columns") from None
         header = [h.strip() for h in header]
+        if len(header) - 1 > MAX_DEVICES:
+            raise TableError(f"{path}, line 1: {len(header) - 1:,} device columns; a table holds at most "
+                             f"{MAX_DEVICES:,} devices: split it, or keep the devices you sweep")
         if "arch" not in header:
             raise TableError(
                 f"{path}, line 1: no column 'arch' in header {header}; the first line must name the "

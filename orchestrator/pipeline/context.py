@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import PipelineConfig
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, HwnasError
 from orchestrator.pipeline.plan import Plan
 from orchestrator.search.storage import EvalLog
 from orchestrator.tracking import Tracker, package_versions
@@ -39,6 +39,8 @@ class Context:
     services: dict[str, Any] = field(default_factory=dict)  # long-lived actors, ended with the run
     supernet: tuple[Any, Any] | None = None  # (space spec, weights ref) when trained or loaded
     proxy_predictor: Any = None
+    signals: Any = None  # the run's SignalGuard (records are written inside signals.deferred())
+    pool_id: str = ""  # fingerprint of the proxy search's candidate pool (a target's result is valid for it only)
 
     @property
     def cfg(self) -> PipelineConfig:
@@ -47,6 +49,15 @@ class Context:
     @property
     def space(self) -> Any:
         return self.plan.space
+
+    @contextmanager
+    def record(self) -> Iterator[None]:
+        """A block that writes records: a stop signal waits for its end (nothing half-written)."""
+        if self.signals is None:
+            yield
+            return
+        with self.signals.deferred():
+            yield
 
     def eval_log(self) -> EvalLog:
         return EvalLog(self.run_dir / EVAL_LOG)
@@ -142,10 +153,125 @@ def claim_run_dir(cfg: PipelineConfig, d: Path) -> None:
             from orchestrator.tracking import resolve_uri
 
             state["tracking_uri"] = redact(resolve_uri(cfg.tracking.uri))
-        (d / STATE_FILE).write_text(json.dumps(state, indent=2))
+        atomic_write(d / STATE_FILE, json.dumps(state, indent=2))
     except OSError as e:
         raise ConfigError(f"cannot write the run dir {d} ({e.strerror or e}); set output_dir to a writable "
                           f"directory") from None
+
+
+class RunStopped(KeyboardInterrupt):
+    """The run was stopped by a signal (SIGTERM, or SIGINT: Ctrl-C); ``signum`` says which. A KeyboardInterrupt,
+    so nothing that catches ``Exception`` swallows it; the CLI turns it into one line and exit 128 + signum."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class SignalGuard:
+    """While entered (main thread only), SIGTERM and SIGINT raise :class:`RunStopped` in the main thread,
+    except inside :meth:`deferred` blocks (a record being written), where the signal is held and raised when
+    the block ends, so a stop never leaves a half-written record. After the first signal, further ones are
+    ignored while the run cleans up (SIGKILL still ends it; resume handles that too). Replaces Ray's own
+    SIGTERM handler (``sys.exit``, which let Ray's C++ shutdown abort the process)."""
+
+    SIGNALS = ("SIGTERM", "SIGINT")
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._pending: int | None = None
+        self._old: dict[int, Any] = {}
+        self.stopped: int | None = None
+
+    def __enter__(self) -> SignalGuard:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name)
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        self._old.clear()
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.stopped is not None:
+            return  # cleaning up after the first one
+        if self._depth:
+            self._pending = signum
+            return
+        self.stopped = signum
+        raise RunStopped(signum)
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """A block a signal does not interrupt (it is raised when the block ends)."""
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if not self._depth and self._pending is not None and self.stopped is None:
+                self.stopped, self._pending = self._pending, None
+                raise RunStopped(self.stopped)
+
+
+class RunWriteError(HwnasError, OSError):
+    """The run could not write its files or its MLflow store (disk full, read-only, no permission); the message
+    names the path and the fix. What the run finished is kept: ``--resume`` continues once the fix is made."""
+
+
+_WRITE_ERRNOS = {"ENOSPC": "no space left on the device", "EDQUOT": "disk quota exceeded",
+                 "EROFS": "read-only file system", "EACCES": "permission denied", "EPERM": "not permitted"}
+_STORE_FULL = ("database or disk is full", "readonly database", "disk I/O error")
+
+
+def write_failure(exc: BaseException, run_dir: Path, store: str | None = None) -> RunWriteError | None:
+    """``exc`` (or an exception in its chain) as a :class:`RunWriteError` when it is a failed write: an OSError
+    (disk full, quota, read-only, permission) or SQLite's "database or disk is full" from the MLflow store;
+    else None."""
+    import errno
+
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        name = errno.errorcode.get(getattr(e, "errno", None) or -1, "")
+        if isinstance(e, OSError) and name in _WRITE_ERRNOS:
+            path = f"{e.filename}" if e.filename else f"the run dir {run_dir}"
+            where = Path(e.filename).parent if e.filename else run_dir
+            fix = (f"free space on the file system of {where}" if name in ("ENOSPC", "EDQUOT")
+                   else f"make {where} writable")
+            return RunWriteError(f"cannot write {path} ({_WRITE_ERRNOS[name]}): {fix}, then continue the run "
+                                 f"with --resume (what it finished is kept)")
+        text = str(e)
+        if store and any(m in text for m in _STORE_FULL):
+            what = next(m for m in _STORE_FULL if m in text)
+            return RunWriteError(f"cannot write the MLflow store {store} ({what}): free space on its file system "
+                                 f"or make it writable, then continue the run with --resume (what it finished is "
+                                 f"kept)")
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write ``path`` whole or not at all (a temp file beside it, fsynced, renamed over it)."""
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def init_ray(cfg: PipelineConfig) -> None:
@@ -159,11 +285,19 @@ def init_ray(cfg: PipelineConfig) -> None:
         ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, configure_logging=False)
 
 
+class _QuietFileHandler(logging.FileHandler):
+    """run.log that stops writing when its disk is full or read-only (the run then ends with one clear error)
+    instead of printing logging's "--- Logging error ---" trace for every record."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        self.setLevel(logging.CRITICAL + 1)
+
+
 @contextmanager
 def run_log(run_dir: Path) -> Iterator[None]:
     """INFO records of the library into ``run.log``, whatever the caller's logging setup."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(run_dir / "run.log")
+    handler = _QuietFileHandler(run_dir / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
     lib_log = logging.getLogger("orchestrator")

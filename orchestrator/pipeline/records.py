@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator.latency.table import LatencyTable
-from orchestrator.pipeline.context import STATE_FILE, Context, public_config
+from orchestrator.pipeline.context import STATE_FILE, Context, atomic_write, public_config
 from orchestrator.report import plot_hv_history, plot_projections, safe_name, write_front
 from orchestrator.search.driver import Candidate, extra_matrix, hypervolume_history
 from orchestrator.search.pareto import hypervolume_nd
@@ -132,19 +132,44 @@ def record_target(ctx: Context, shared: SweepShared, rep: TargetReport, export_d
             ctx.tracker.tags(run, {f"model_uri.{k}": v for k, v in uris.items()})
             summary["model_uris"] = " ".join(f"{k}={v}" for k, v in uris.items())
     ctx.tracker.finish(run)
-    (ctx.run_dir / "targets" / f"{safe_name(rep.name)}.json").write_text(json.dumps(
-        {"summary": summary, "budgets_ms": rep.budgets_ms,
+    atomic_write(ctx.run_dir / "targets" / f"{safe_name(rep.name)}.json", json.dumps(
+        {"summary": summary, "pool": ctx.pool_id, "budgets_ms": rep.budgets_ms,
          "samples": {**rep.samples, **rep.measured_front}}, indent=2, default=float))
     return summary
 
 
+def pool_fingerprint(pool: Sequence[Candidate]) -> str:
+    """A fingerprint of the candidate pool (its architectures): a target judged on another pool is redone."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(c.arch_id for c in pool)).encode()).hexdigest()[:16]
+
+
 def done_targets(ctx: Context, names: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Summary rows of targets finished before a resume."""
+    """Summary rows of targets finished before a resume, on this run's candidate pool. A result file that does
+    not parse, or that was computed on another pool (the journal lost trials and the search redid them), is not
+    used: that target is redone, so the summary never pairs a new pool with old results."""
+    import logging
+
+    log = logging.getLogger(__name__)
     out = {}
     for name in names:
         f = ctx.run_dir / "targets" / f"{safe_name(name)}.json"
-        if f.is_file():
-            out[name] = json.loads(f.read_text())["summary"]
+        if not f.is_file():
+            continue
+        try:
+            data = json.loads(f.read_text())
+            row = data["summary"]
+            if not isinstance(row, dict):
+                raise TypeError(f"summary is a {type(row).__name__}")
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+            log.warning("resume: %s is damaged (%s); target %s is redone", f, str(e)[:120], name)
+            continue
+        if data.get("pool", ctx.pool_id) != ctx.pool_id:
+            log.warning("resume: %s was judged on another candidate pool (the search was redone in part); target "
+                        "%s is redone", f, name)
+            continue
+        out[name] = row
     return out
 
 
@@ -164,7 +189,7 @@ def summarize(ctx: Context, pool_size: int, rows: list[dict[str, Any]], t_start:
         "unreliable_targets": [r["target"] for r in rows if r.get("retest_reliable") == 0.0],
         "timings": ctx.timings, "wall_s": time.perf_counter() - t_start,
     }
-    (ctx.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=float))
+    atomic_write(ctx.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2, default=float))
     return summary
 
 

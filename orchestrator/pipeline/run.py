@@ -21,7 +21,17 @@ import numpy as np
 from orchestrator.config import PipelineConfig
 from orchestrator.pipeline import extras, records
 from orchestrator.pipeline.accuracy import accuracy_stage
-from orchestrator.pipeline.context import Context, check_run_dir, claim_run_dir, init_ray, run_dir_lock, run_log
+from orchestrator.pipeline.context import (
+    Context,
+    RunStopped,
+    SignalGuard,
+    check_run_dir,
+    claim_run_dir,
+    init_ray,
+    run_dir_lock,
+    run_log,
+    write_failure,
+)
 from orchestrator.pipeline.plan import make_plan
 from orchestrator.pipeline.proxy import proxy_stage
 from orchestrator.pipeline.search import search_stage
@@ -52,27 +62,37 @@ def _locked(plan: Any, run_dir: Path, resume: bool, progress: bool, t_start: flo
 
     from orchestrator.cluster import check_cluster
 
-    check_cluster(plan, ray.cluster_resources())
-    claim_run_dir(cfg, run_dir)  # only now: a refused pre-flight leaves nothing that blocks a re-run
-    with run_log(run_dir):
-        for w in plan.warnings:
-            log.warning(w)
-        ctx = Context(plan, run_dir, tracker, progress)
-        try:
-            tracker.start(run_dir, cfg.name, resume)
-            return _run(ctx, resume, t_start)
-        except BaseException:
-            tracker.finish(tracker.parent_id, "FAILED")
-            raise
-        finally:
-            for h in ctx.services.values():
-                ray.kill(h)
+    with SignalGuard() as guard:  # after ray.init, which installs its own SIGTERM handler
+        check_cluster(plan, ray.cluster_resources())
+        with guard.deferred():
+            claim_run_dir(cfg, run_dir)  # only now: a refused pre-flight leaves nothing that blocks a re-run
+        with run_log(run_dir):
+            for w in plan.warnings:
+                log.warning(w)
+            ctx = Context(plan, run_dir, tracker, progress, signals=guard)
+            try:
+                with guard.deferred():
+                    tracker.start(run_dir, cfg.name, resume)
+                return _run(ctx, resume, t_start)
+            except RunStopped:
+                tracker.end_all("KILLED")
+                raise
+            except BaseException as e:
+                tracker.end_all("FAILED")
+                failure = write_failure(e, run_dir, tracker.uri)
+                if failure is not None:
+                    raise failure from None
+                raise
+            finally:
+                for h in ctx.services.values():
+                    ray.kill(h)
 
 
 def _run(ctx: Context, resume: bool, t_start: float) -> dict[str, Any]:
     import ray
 
-    records.record_start(ctx)
+    with ctx.record():
+        records.record_start(ctx)
     svc, proxy_table = proxy_stage(ctx)
     accuracy, acc_info = accuracy_stage(ctx)
     ctx.tracker.params(ctx.tracker.parent_id, acc_info)
@@ -82,7 +102,9 @@ def _run(ctx: Context, resume: bool, t_start: float) -> dict[str, Any]:
 
     found = search_stage(ctx, accuracy, latency, resume)
     pool = list({c.arch_id: c for c in found if c.feasible}.values())  # one per architecture
-    records.record_search(ctx, found, pool)
+    ctx.pool_id = records.pool_fingerprint(pool)
+    with ctx.record():
+        records.record_search(ctx, found, pool)
     if hasattr(accuracy, "release"):
         accuracy.release()  # give the evaluators' CPUs back before measuring on this host
 
@@ -107,7 +129,8 @@ def _run(ctx: Context, resume: bool, t_start: float) -> dict[str, Any]:
         if ctx.cfg.sweep.per_device_search:
             extras.per_device_search(ctx, accuracy, rep)
         export = extras.export_front(ctx, rep)
-        rows[rep.name] = records.record_target(ctx, shared, rep, export)
+        with ctx.record():
+            rows[rep.name] = records.record_target(ctx, shared, rep, export)
         if bar is not None:
             bar.update(1)
 
@@ -119,9 +142,10 @@ def _run(ctx: Context, resume: bool, t_start: float) -> dict[str, Any]:
         if hasattr(accuracy, "release"):
             accuracy.release()
     ctx.timings["sweep_s"] = time.perf_counter() - t0
-    summary = records.summarize(ctx, len(pool), [rows[n] for n in names], t_start)
-    records.record_sweep(ctx, shared, summary)
-    ctx.tracker.finish(ctx.tracker.parent_id)
+    with ctx.record():
+        summary = records.summarize(ctx, len(pool), [rows[n] for n in names], t_start)
+        records.record_sweep(ctx, shared, summary)
+        ctx.tracker.finish(ctx.tracker.parent_id)
     if ctx.cfg.confirm.enabled:
         from orchestrator.confirm import confirm
 

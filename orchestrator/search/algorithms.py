@@ -154,7 +154,7 @@ class SamplerSearch:
                                settings.resume, problem.objectives)
         else:
             study = optuna.create_study(directions=problem.directions())
-        study.sampler = make_sampler(self.sampler, settings.seed, settings.population, len(study.trials))
+        study.sampler = make_sampler(self.sampler, settings.seed, settings.population)
         for a in dict.fromkeys(settings.start_from):
             study.enqueue_trial(problem.space.to_params(problem.space.parse(a)), skip_if_exists=True)
         driver = SearchDriver(study, problem.space, problem.accuracy, problem.latency,

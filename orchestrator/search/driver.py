@@ -12,9 +12,12 @@ touches the Optuna storage.
 
 No work is done twice: an architecture proposed again (NSGA-II does that, and
 table-restricted search snaps many proposals to one row) is told from the
-evaluation log, which also survives a killed driver. The sampler is seeded
-from (seed, trials already in the study), so a resumed driver or a second
-driver does not replay the first one's proposals.
+evaluation log, which also survives a killed driver. The sampler's random state
+is set before each trial from (seed, the trial's position: trials before it that
+did not fail), and NSGA-II's elite population is ordered by value, not by trial
+number, so a driver resumed after a kill (its dead trials failed and re-queued)
+proposes what the uninterrupted driver would have: the same seed, the same run.
+A continued study does not replay its first proposals (positions differ).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from optuna.trial import TrialState
 from orchestrator.errors import ConfigError
 from orchestrator.registry import Registry
 from orchestrator.search.accuracy import AccuracySource
-from orchestrator.search.storage import EvalLog
+from orchestrator.search.storage import REQUEUED_FROM, EvalLog
 from search_spaces.base import SearchSpace, encode_ids
 from search_spaces.costs import CostModel
 
@@ -60,10 +63,66 @@ def _random(seed: int, population: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def make_sampler(name: str, seed: int, population: int, n_existing: int = 0) -> optuna.samplers.BaseSampler:
-    """The sampler ``name``, seeded from (seed, trials already in the study)."""
-    s = int(np.random.SeedSequence([seed, n_existing]).generate_state(1)[0])
-    return SAMPLERS.get(name)(s, population)
+def make_sampler(name: str, seed: int, population: int) -> optuna.samplers.BaseSampler:
+    """The sampler ``name``, reproducible across a resume (:class:`ReproducibleSampler`)."""
+    s = int(np.random.SeedSequence([seed]).generate_state(1)[0])
+    return ReproducibleSampler(SAMPLERS.get(name)(s, population), seed)
+
+
+def _canonical_key(t: optuna.trial.FrozenTrial) -> tuple[Any, ...]:
+    return tuple(t.values or ()), sorted((k, repr(v)) for k, v in t.params.items())
+
+
+class ReproducibleSampler(optuna.samplers.BaseSampler):
+    """An Optuna sampler whose proposal for a trial depends on the seed, the trial's position and the study's
+    results, not on the process history: before each trial its random states (the sampler's and its inner
+    random sampler's) are set from ``SeedSequence([seed, position])``, where position = trials before it that
+    did not fail (a trial a killed driver left RUNNING is failed and re-queued on resume, so the uninterrupted
+    and the resumed study number their live trials alike); NSGA-II's elite selection sees its population
+    ordered by (values, parameters) instead of trial numbers (re-queued trials get new numbers), and every
+    trial gets its generation when it is asked (a re-queued one too)."""
+
+    def __init__(self, inner: optuna.samplers.BaseSampler, seed: int) -> None:
+        self.inner = inner
+        self.seed = seed
+        elite = getattr(inner, "_elite_population_selection_strategy", None)
+        if elite is not None:
+            inner._elite_population_selection_strategy = (  # type: ignore[attr-defined]
+                lambda study, population: elite(study, sorted(population, key=_canonical_key)))
+
+    def _reseed(self, position: int) -> None:
+        states = np.random.SeedSequence([self.seed, position]).generate_state(2)
+        for owner, st in ((self.inner, states[0]), (getattr(self.inner, "_random_sampler", None), states[1])):
+            lazy = getattr(owner, "_rng", None)
+            if lazy is not None and hasattr(lazy, "rng"):
+                lazy.rng.seed(int(st))
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        position = sum(1 for t in study.get_trials(deepcopy=False)
+                       if t.number < trial.number and t.state != TrialState.FAIL)
+        self._reseed(position)
+        self.inner.before_trial(study, trial)
+        if hasattr(self.inner, "get_trial_generation"):  # a GA's generation, also for a re-queued trial (fixed
+            self.inner.get_trial_generation(study, trial)  # parameters: Optuna would never ask the sampler)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        return self.inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
+                        search_space: dict[str, Any]) -> dict[str, Any]:
+        # the trial as stored now: with the generation set in before_trial (Optuna's snapshot predates it)
+        return self.inner.sample_relative(study, study._storage.get_trial(trial._trial_id), search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, param_name: str,
+                           param_distribution: Any) -> Any:
+        return self.inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        self.inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.inner.reseed_rng()
 
 
 class TableDomain:
@@ -192,6 +251,10 @@ class SearchDriver:
         try:
             while (done := self.n_complete()) < self.n_trials:
                 n = min(self.batch_size, self.n_trials - done)
+                # after a resume, the re-queued trials of the killed batch make a batch of their own: the
+                # batches (NSGA-II's generations) then fall where the uninterrupted run's did
+                n = min(n, sum(REQUEUED_FROM in t.user_attrs for t in self.study.get_trials(
+                    deepcopy=False, states=(TrialState.WAITING,)))) or n
                 trials = [self.study.ask(self._dists) for _ in range(n)]
                 self.stats.asked += n
                 ids = [self.space.arch_id(self.space.from_params(t.params)) for t in trials]

@@ -85,7 +85,20 @@ def make_storage(url: str | None, run_dir: Path) -> Any:
 
     path = run_dir / "optuna.journal"
     repair_jsonl_tail(path)
+    release_stale_lock(path)
     return JournalStorage(JournalFileBackend(str(path)))
+
+
+def release_stale_lock(journal: Path) -> bool:
+    """Remove the journal's lock file (``<journal>.lock``) a killed writer left behind. Only the driver that holds
+    the run dir's lock writes the journal, so any lock file found before it opens the journal is stale: without
+    this, Optuna waits out its 30 s grace period on every resume after a kill mid-write."""
+    lock = Path(f"{journal}.lock")
+    if not os.path.lexists(lock):
+        return False
+    os.unlink(lock)
+    log.warning("%s: removed a stale lock left by a killed writer", lock)
+    return True
 
 
 def open_study(storage: Any, name: str, sampler: optuna.samplers.BaseSampler, resume: bool,
