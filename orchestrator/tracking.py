@@ -133,7 +133,7 @@ class Tracker:
             else:
                 self.experiment_id = exp.experiment_id
             # a classic ML experiment (MLflow 3.17's UI opens it on GenAI views unless the sidebar's switch is
-            # on "Model training": the link runs_view() makes sets that switch, see README "Then look at it")
+            # on "Model training": the link save_runs_view() makes sets that switch; README "Where to click")
             self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, "custom_model_development")
         except Exception as e:  # noqa: BLE001 - MLflow and its database drivers raise many types
             from orchestrator.errors import ConfigError
