@@ -185,3 +185,17 @@ def test_to_params_inverts_from_params(name, options):
         assert set(params) == set(dists)
         assert all(params[k] in dists[k].choices for k in params)
         assert sp.arch_id(sp.from_params(params)) == sp.arch_id(arch)
+
+
+@pytest.mark.parametrize("algorithm", ["exhaustive", "nsga2"])
+def test_every_algorithm_names_its_search_in_its_log_line(space, shipped, acc_table, caplog, algorithm):
+    """A per-device search's lines say which device they are about (many run in one sweep)."""
+    import logging
+
+    from orchestrator.search.algorithms import SearchProblem, SearchSettings, run_search
+
+    caplog.set_level(logging.INFO, logger="orchestrator.search")
+    problem = SearchProblem(space, TableAccuracy(space, acc_table), _latency(shipped, "pixel3"),
+                            domain=TableDomain(space, shipped.archs[:200]), label="per-device search pixel3")
+    run_search(problem, algorithm, SearchSettings(n_trials=24, population=12))
+    assert any(r.getMessage().startswith("per-device search pixel3: ") for r in caplog.records)

@@ -198,6 +198,8 @@ class MilpSearch:
                            grid=None if table else settings.n_trials, max_latency=problem.latency_budget_ms)
         ids = [p.arch_id for p in front.points]
         acc, evaluated = _evaluate(problem, ids)
+        log.info("%s: milp front of %d architectures, %d new evaluations, in %.1fs", problem.label, len(ids),
+                 evaluated, time.perf_counter() - t0)
         return SearchResult(_as_candidates(problem, ids, acc), evaluated, time.perf_counter() - t0,
                             {"milp_solves": float(front.solves), "milp_s": front.seconds})
 
@@ -217,6 +219,8 @@ class ExhaustiveSearch:
         ok = problem.allowed(ids)
         ids = [a for a, keep in zip(ids, ok, strict=True) if keep]  # outside the cost limits: not evaluated
         acc, evaluated = _evaluate(problem, ids)
+        log.info("%s: exhaustive over %d architectures, %d new evaluations, in %.1fs", problem.label, len(ids),
+                 evaluated, time.perf_counter() - t0)
         return SearchResult(_as_candidates(problem, ids, acc), evaluated, time.perf_counter() - t0,
                             {"cells": float(len(ids))})
 
