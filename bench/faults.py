@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-REFUSE_S = 10.0
+REFUSE_S = 10.0  # a refusal should take less (a bench figure: the rows' seconds; tests assert behaviour only)
 NB201_CELL = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"
 OTHER_CELL = "|skip_connect~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"
 
@@ -101,7 +101,7 @@ def write_config(path: Path, name: str, over: dict | None = None, **extra: objec
 def refused(row: Row, rc: int, out: str, secs: float, fragment: str) -> Row:
     row.seconds = secs
     clean = "Traceback" not in out
-    row.ok = rc == 2 and fragment in out and clean and secs < REFUSE_S
+    row.ok = rc == 2 and fragment in out and clean  # the behaviour; its time is a figure (see main)
     lines = out.splitlines()
     first = next((x for x in lines if fragment in x), next((x for x in lines if "error" in x.lower()), out[:120]))
     row.observed = f"rc {rc}, {'no traceback' if clean else 'TRACEBACK'}: {first.strip()[:150]}"
@@ -378,11 +378,14 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{'':2}{'fault':<44}{'s':>6}  observed")
+    slow = [r.name for r in rows if "kill" not in r.name and r.seconds >= REFUSE_S]
     for r in rows:
-        print(f"{'ok' if r.ok else 'NO':2} {r.name:<43}{r.seconds:6.1f}  {r.observed}")
+        print(f"{'ok' if r.ok else 'NO':2} {r.name:<43}{r.seconds:6.1f}{' SLOW' if r.name in slow else ''}  "
+              f"{r.observed}")
     print(f"\n{sum(r.ok for r in rows)}/{len(rows)} rows pass; slowest refusal "
-          f"{max((r.seconds for r in rows if 'kill' not in r.name), default=0):.1f}s; {time.perf_counter() - t0:.0f}s")
-    sys.exit(0 if all(r.ok for r in rows) else 1)
+          f"{max((r.seconds for r in rows if 'kill' not in r.name), default=0):.1f}s ({len(slow)} over "
+          f"{REFUSE_S:.0f}s); {time.perf_counter() - t0:.0f}s")
+    sys.exit(0 if all(r.ok for r in rows) and not slow else 1)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,12 @@ def loopback_server(store_uri: str, timeout: float = 120) -> Iterator[str | None
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGTERM)
-        server.wait(30)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:  # its job-queue workers can ignore SIGTERM
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+            server.wait(30)
 
 
 def call(base: str, path: str, body: dict[str, Any] | None = None, timeout: float = 60) -> Any:

@@ -1,10 +1,10 @@
 """What the MLflow UI shows for a finished run, read through the endpoints the UI itself calls.
 
 Serves the run's store with ``mlflow server`` on 127.0.0.1, then checks and prints: the UI's page is served;
-the experiment is a classic ML experiment (opens on its runs table); the sweep's parent run and one nested
+the sweep's saved runs view (the link ``hwnas run`` prints) is an experiment tag; the sweep's parent run and one nested
 run per target, with the figures a user looks for (decision, srcc_k, lower bound, hv_ratio, ...); the logged
-models (exported fronts, loadable by URI); how long each answer took. No browser is installed on the VMs this
-project is developed on, so this reads the UI's REST answers, not a rendered page.
+models (exported fronts, loadable by URI); how long each answer took. This reads the UI's REST answers; for the
+rendered pages (headless Chromium) see bench/mlflow_screens.py.
 
     python bench/mlflow_ui.py runs/quickstart
 """
@@ -46,8 +46,10 @@ def main() -> int:
         exp = call(base, f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={experiment}")["experiment"]
         tags = {t["key"]: t["value"] for t in exp.get("tags", [])}
         kind = tags.get("mlflow.experimentKind", "(none)")
-        if kind != "custom_model_development":
-            problems.append(f"experiment kind {kind!r}: the UI may open on its GenAI views")
+        view = summary.get("mlflow_view", "")
+        key = view.split("viewStateShareKey=")[-1].split("&")[0] if view else ""
+        if not key or f"mlflow.sharedViewState.{key}" not in tags:
+            problems.append("no saved runs view for this sweep: the UI opens on MLflow 3's GenAI views")
         t0 = time.perf_counter()
         runs = search_runs(base, exp["experiment_id"], filter=f"tags.`hwnas.run_dir` = '{run}'")
         t_runs = time.perf_counter() - t0

@@ -36,6 +36,7 @@ token_auth_env()  # before any import of ray, direct or through the package
 import argparse  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 
@@ -51,6 +52,16 @@ def resolve_config(path: str) -> Path:
     raise SystemExit(f"run.py: no config {path!r} in {Path.cwd()} or in the project checkout {project}")
 
 
+def configure_logging() -> None:
+    """Our INFO lines (hwnas's progress); the libraries' (onnx_ir, mlflow, alembic, ...) only from WARNING, as
+    `hwnas run` shows them."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow sets its loggers' level at import
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for ours in ("orchestrator", "run.py"):
+        logging.getLogger(ours).setLevel(logging.INFO)
+    logging.getLogger("optuna").setLevel(logging.WARNING)  # it has its own handler
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("config", help="pipeline config (YAML)")
@@ -59,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                                                       "'local' starts a local Ray")
     ap.add_argument("--output-dir", help="override the config's output_dir")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("optuna").setLevel(logging.WARNING)
+    configure_logging()
+    t0 = time.perf_counter()
 
     from orchestrator.config import load_config
     from orchestrator.errors import HwnasError
@@ -90,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     except HwnasError as e:
         print(f"run.py: {e}", file=sys.stderr)
         return 2
+    from orchestrator.cli_run import print_closing
+
     print(format_summary(summary))
-    print(f"run dir: {cfg.run_dir()}")
+    print_closing(cfg, summary, time.perf_counter() - t0)
     return 0
 
 

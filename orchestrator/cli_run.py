@@ -6,8 +6,12 @@ import argparse
 import logging
 import sys
 import time
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import ConfigError
+
+if TYPE_CHECKING:
+    from orchestrator.config import PipelineConfig
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -70,18 +74,27 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{cfg.run_dir()}: continue it with `{cmd}`", file=sys.stderr)
         return 128 + int(signum)
     print(format_summary(summary))
+    print_closing(cfg, summary, time.perf_counter() - t0)
+    return 0
+
+
+def print_closing(cfg: PipelineConfig, summary: dict[str, Any], seconds: float) -> None:
+    """The lines after a run's table (``hwnas run`` and ``experiments/run.py``): the wall time and its
+    phases, the run dir, the MLflow link to the sweep's device runs, the report command."""
     run_dir = cfg.run_dir()
     phases = {k[:-2]: v for k, v in summary.get("timings", {}).items() if k.endswith("_s") and v >= 0.5}
-    print(f"\ndone in {time.perf_counter() - t0:.0f}s (" + ", ".join(f"{k} {v:.0f}s" for k, v in phases.items())
+    print(f"\ndone in {seconds:.0f}s (" + ", ".join(f"{k} {v:.0f}s" for k, v in phases.items())
           + f"); run dir {run_dir}")
-    if cfg.tracking.enabled:
+    tracking = cfg.tracking
+    if tracking.enabled:
         from orchestrator.names import redact
         from orchestrator.tracking import resolve_uri
 
-        print(f"MLflow: mlflow ui --backend-store-uri {redact(resolve_uri(cfg.tracking.uri))}  (then open "
-              f"http://127.0.0.1:5000, experiment '{cfg.tracking.experiment}')")
+        view = summary.get("mlflow_view") or ""
+        print(f"MLflow: mlflow ui --backend-store-uri {redact(resolve_uri(tracking.uri))}  then open "
+              f"http://127.0.0.1:5000/{view}" + ("  (this sweep's device runs and their figures)" if view else
+                                                 f"  (experiment '{tracking.experiment}')"))
     print(f"Pareto tables: hwnas report {run_dir}")
-    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:

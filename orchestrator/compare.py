@@ -4,7 +4,9 @@ MLflow, as one comparison run there.
 
 Each device's panel draws every run's chosen front as a step line at the device's true latency where every
 member's is known (a table, a simulator), else at the run's predicted latency (the axis label says which);
-the legend gives each run's decision and hv_ratio. (Each run's own front PNG also shows the true front.)
+the legend gives each run's accuracy source, decision and hv_ratio. (Each run's own front PNG also shows the
+true front.) Runs whose accuracies come from different sources (a supernet on digits, a CIFAR-10 table) are
+compared with a warning: their accuracy axes are not the same quantity.
 """
 
 from __future__ import annotations
@@ -39,6 +41,21 @@ class RunView:
 
     def target(self, device: str) -> dict[str, Any] | None:
         return next((t for t in self.summary.get("targets", []) if t["target"] == device), None)
+
+    @property
+    def accuracy_source(self) -> str:
+        """Where the run's accuracies come from, from its config: ``table acc_cifar10``, ``supernet nb201 on
+        digits``, ``predictor (mlp) of supernet nb201 on digits``; ``unknown`` without a config."""
+        acc = self.config.get("accuracy") or {}
+        if not acc:
+            return "unknown"
+        source = acc.get("source", "supernet")
+        if source == "table":
+            return f"table {acc.get('table_column', 'acc_cifar10')}"
+        sup = acc.get("supernet") or {}
+        data = (sup.get("data") or {}).get("name", "digits")
+        net = f"supernet {(self.config.get('space') or {}).get('name', '?')} on {data}"
+        return net if source == "supernet" else f"{source} ({acc.get('predictor', 'mlp')}) of {net}"
 
     def front(self, device: str) -> list[dict[str, Any]]:
         p = self.path / "fronts" / f"{safe_name(device)}.json"
@@ -91,7 +108,8 @@ def comparison_rows(runs: Sequence[RunView], devices: Sequence[str]) -> list[dic
         for r in runs:
             t = r.target(d) or {}
             rows.append({"device": d, "run": r.label, "proxy": r.summary.get("proxy"),
-                         **{k: t.get(k) for k in FIGURES}})
+                         "accuracy_source": r.accuracy_source, **{k: t.get(k) for k in FIGURES},
+                         "unserved_q50": t.get("unserved_q50")})
     return rows
 
 
@@ -120,7 +138,8 @@ def plot_comparison(path: Path, runs: Sequence[RunView], devices: Sequence[str])
             all_true &= full
             t = r.target(d) or {}
             hv = t.get("hv_ratio")
-            label = f"{r.label}: {t.get('decision', '?')}" + (f", hv {hv:.3f}" if isinstance(hv, float) else "")
+            label = f"{r.label} [{r.accuracy_source}]: {t.get('decision', '?')}" + (
+                f", hv {hv:.3f}" if isinstance(hv, float) else "")
             if len(lat):
                 ax.step(lat, np.maximum.accumulate(acc), where="post", c=colors(j % 10), lw=1.3, label=label)
                 ax.plot(lat, acc, "o", ms=3, c=colors(j % 10))
@@ -132,24 +151,36 @@ def plot_comparison(path: Path, runs: Sequence[RunView], devices: Sequence[str])
     for ax in axes.ravel()[len(shown):]:
         ax.set_visible(False)
     more = f" (first {MAX_PANELS} of {len(devices)} devices)" if len(devices) > MAX_PANELS else ""
-    fig.suptitle(f"fronts of {len(runs)} runs{more}")
+    mixed = mixed_sources(runs)
+    fig.suptitle(f"fronts of {len(runs)} runs{more}" + (
+        "\nWARNING: accuracies from different sources\n(in [ ]): not comparable" if mixed else ""),
+        color="tab:red" if mixed else "black", fontsize=10 if mixed else 12)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path
 
 
+def mixed_sources(runs: Sequence[RunView]) -> list[str]:
+    """``run: source`` for every run when the runs' accuracy sources differ, else an empty list."""
+    if len({r.accuracy_source for r in runs}) < 2:
+        return []
+    return [f"{r.label}: {r.accuracy_source}" for r in runs]
+
+
 def format_comparison(rows: Sequence[dict[str, Any]]) -> str:
-    head = f"{'device':14s} {'run':20s} {'decision':9s} {'srcc_k':>7s} {'hv':>7s} {'pool_hv':>7s} " \
-           f"{'loss_q50':>8s} {'unserved':>8s} {'front':>5s}"
+    head = f"{'device':14s} {'run':20s} {'accuracy from':24s} {'decision':9s} {'srcc_k':>7s} {'hv':>7s} " \
+           f"{'pool_hv':>7s} {'loss_q50':>8s} {'unserved':>8s} {'front':>5s}"
     out = [head, "-" * len(head)]
 
     def f(v: Any, spec: str) -> str:
         return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
     for r in rows:
-        out.append(f"{r['device'][:14]:14s} {r['run'][:20]:20s} {f(r['decision'], '9s')} {f(r['srcc_k'], '7.3f')} "
-                   f"{f(r['hv_ratio'], '7.3f')} {f(r['pool_hv_ratio'], '7.3f')} {f(r['acc_loss_q50'], '8.2f')} "
+        loss = "unserved" if r.get("unserved_q50") == 1.0 else f(r['acc_loss_q50'], '8.2f')
+        out.append(f"{r['device'][:14]:14s} {r['run'][:20]:20s} {r.get('accuracy_source', '-')[:24]:24s} "
+                   f"{f(r['decision'], '9s')} {f(r['srcc_k'], '7.3f')} "
+                   f"{f(r['hv_ratio'], '7.3f')} {f(r['pool_hv_ratio'], '7.3f')} {loss:>8s} "
                    f"{f(r['unserved_budgets'], '8.0f')} {f(r['front_size'], '5d')}")
     return "\n".join(out)
 
@@ -170,6 +201,10 @@ def compare(run_dirs: Sequence[str | Path], devices: Sequence[str] | None = None
     Returns the output dir and the printed table."""
     runs = load_runs(run_dirs)
     devs = shared_devices(runs, devices)
+    mixed = mixed_sources(runs)
+    if mixed:
+        log.warning("compare: these runs' accuracies come from different sources (%s): their fronts' accuracy "
+                    "axes are not the same quantity; compare runs of one source", "; ".join(mixed))
     out_dir = Path(out) if out else runs[0].path.parent / ("compare-" + "-".join(safe_name(r.label) for r in runs)
                                                            )[:120]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -183,6 +218,9 @@ def compare(run_dirs: Sequence[str | Path], devices: Sequence[str] | None = None
                                                       "rows": rows, "means": means}, indent=2, default=str))
     png = plot_comparison(out_dir / "compare.png", runs, devs)
     table = format_comparison(rows)
+    if mixed:
+        table = ("WARNING: accuracies from different sources (" + "; ".join(mixed) + "): the accuracy axes and "
+                 "loss_q50 are not comparable across these runs\n\n" + table)
     if means["hv_ratio"]:
         table += "\n\nmean hv_ratio: " + ", ".join(f"{k} {v:.3f}" for k, v in means["hv_ratio"].items())
     if track:

@@ -256,6 +256,37 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc if not (isinstance(p, str) and p in {"str", "DeviceSpec"}))
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (``X``, ``X | None``, ``list[X]``, ``dict[str, X]`` ...)."""
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for a in typing.get_args(annotation) for m in _models_in(a)]
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    """For an unknown key at ``loc``: "; did you mean 'x'?" naming the closest field of the section it is in
+    (difflib), else "; this section's keys: ..." ; empty where the section is not a model."""
+    import difflib
+
+    models: list[type[BaseModel]] = [PipelineConfig]
+    for part in loc[:-1]:
+        if isinstance(part, int):  # a list index: the same models
+            continue
+        named = [m for m in models if m.__name__ == part]  # a union branch, named after its type
+        if named:
+            models = named
+            continue
+        models = [m for model in models if part in model.model_fields
+                  for m in _models_in(model.model_fields[part].annotation)]
+        if not models:
+            return ""
+    keys = sorted({k for m in models for k in m.model_fields})
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else f"; this section's keys: {', '.join(keys)}"
+
+
 def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
     """Validate a mapping; raise ConfigError listing every problem with its path."""
     if not isinstance(data, dict):
@@ -263,7 +294,8 @@ def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
     try:
         cfg = PipelineConfig.model_validate(data)
     except ValidationError as e:
-        lines = [f"  {_loc(err['loc']) or '<top>'}: {err['msg'].removeprefix('Value error, ')}" for err in e.errors()]
+        lines = [f"  {_loc(err['loc']) or '<top>'}: {err['msg'].removeprefix('Value error, ')}"
+                 + (_did_you_mean(err["loc"]) if err["type"] == "extra_forbidden" else "") for err in e.errors()]
         raise ConfigError(f"{source}: {len(lines)} problem(s):\n" + "\n".join(lines)) from None
     from orchestrator.pipeline.plan import plan_problems
 

@@ -128,7 +128,7 @@ _COLUMNS: tuple[tuple[tuple[str, str, str, int], ...], ...] = (
     (("target", "target", "", -14), ("kind", "kind", "", -10), ("k", "k", "d", 3), ("srcc_k", "srcc_k", ".3f", 7),
      ("lb", "srcc_lb", ".3f", 6), ("decision", "decision", "", -9), ("method", "method", "", -9),
      ("front", "front_size", "d", 5)),
-    (("hv_ratio", "hv_ratio", ".3f", 9), ("pool", "pool_hv_ratio", ".3f", 6), ("reuse", "hv_ratio_reuse", ".3f", 6),
+    (("hv_ratio", "hv_ratio", ".3f", 9), ("pool", "pool_hv_ratio", ".3f", 6), ("reuse_hv", "hv_ratio_reuse", ".3f", 8),
      ("unserved", "unserved_budgets", ".0f", 9), ("loss@q50", "acc_loss_q50", ".2f", 9)),
     (("per-dev hv", "per_device_hv_ratio", ".3f", 11), ("evals", "per_device_evaluated", ".0f", 6),
      ("s", "per_device_s", ".1f", 6)),
@@ -139,8 +139,8 @@ _COLUMNS: tuple[tuple[tuple[str, str, str, int], ...], ...] = (
 UNDEFINED_WHEN_NAN = frozenset({"srcc_k"})  # NaN there is an SRCC against a constant: undefined, not "no truth"
 
 
-def _cell(v: Any, fmt: str, width: int, key: str = "") -> str:
-    text = _fmt(v, fmt) if fmt else ("-" if v is None else str(v))
+def _cell(v: Any, fmt: str, width: int, key: str = "", unserved: bool = False) -> str:
+    text = "unserved" if unserved else _fmt(v, fmt) if fmt else ("-" if v is None else str(v))
     if key in UNDEFINED_WHEN_NAN and isinstance(v, float) and math.isnan(v):
         text = "undef"
     return f"{text:<{-width}}" if width < 0 else f"{text:>{width}}"
@@ -149,15 +149,19 @@ def _cell(v: Any, fmt: str, width: int, key: str = "") -> str:
 def format_summary(summary: Mapping[str, Any]) -> str:
     """The per-target table of a finished (or partly finished) sweep. Figures against the truth (hv_ratio
     ...) exist for targets whose latency is known (tables, simulators); measured devices get the error of
-    their measured front (mape%) and their test-retest SRCC; per-dev: the per-device-search baseline."""
+    their measured front (mape%) and their test-retest SRCC; per-dev: the per-device-search baseline.
+    ``reuse_hv`` is the hv_ratio of plain reuse (the proxy search's front as is), whatever the decision;
+    ``loss@q50`` reads "unserved" where nothing chosen fits that budget."""
     rows = summary.get("targets", [])
     cols = [c for group in _COLUMNS for c in group
             if group is _COLUMNS[0] or any(r.get(group[0][1]) is not None for r in rows)]
     lines = [f"run {summary.get('name')}: proxy {summary.get('proxy')}, {summary.get('n_candidates')} candidates, "
              f"{len(rows)} targets",
              " ".join(f"{h:<{-w}}" if w < 0 else f"{h:>{w}}" for h, _, _, w in cols)]
-    for r in rows:
-        lines.append(" ".join(_cell(r.get(key), fmt, w, key) for _, key, fmt, w in cols))
+    for r in rows:  # a loss at a budget nothing chosen fits is the whole accuracy: say "unserved" instead
+        lines.append(" ".join(_cell(r.get(key), fmt, w, key, key.startswith("acc_loss_q")
+                                    and r.get("unserved_" + key[len("acc_loss_"):]) == 1.0)
+                              for _, key, fmt, w in cols))
     flagged = summary.get("unreliable_targets") or []
     if flagged:
         lines.append(f"UNRELIABLE measurements (test-retest SRCC < 0.9): {', '.join(flagged)}; their fronts rank "
@@ -182,6 +186,9 @@ def report(run_dir: str | Path, fronts: bool = True) -> str:
     """The text report of a run directory (what `hwnas report RUN` prints)."""
     d = Path(run_dir)
     f = d / "summary.json"
+    if not d.is_dir():
+        raise ConfigError(f"{d} does not exist{' (it is a file)' if d.exists() else ''}: give the run dir "
+                          f"'hwnas run' printed (<output_dir>/<name>, e.g. runs/quickstart)")
     if not f.is_file():
         raise ConfigError(f"{d} has no summary.json: not a finished hwnas run (run 'hwnas run CONFIG' or "
                           f"'hwnas run CONFIG --resume' to finish it)")

@@ -26,6 +26,10 @@ from orchestrator.names import is_mlflow_key, mlflow_key, redact, tag_filter
 log = logging.getLogger(__name__)
 
 RUN_DIR_TAG = "hwnas.run_dir"
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."  # MLflow UI's saved views of the runs table ("Views" menu)
+VIEW_COLUMNS = ("tags.`decision`", "metrics.`hv_ratio`", "metrics.`srcc_k`", "metrics.`srcc_lb`",
+                "metrics.`unserved_budgets`", "metrics.`acc_loss_q50`", "metrics.`front_mape_pct`",
+                "metrics.`retest_srcc`", "tags.`method`", "tags.`kind`")
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 DEVICE_TAG = "hwnas.device"
 PACKAGES = ("hwnas", "torch", "ray", "optuna", "mlflow", "numpy", "scikit-learn", "onnxruntime")
@@ -173,6 +177,7 @@ class Tracker:
         self.children: dict[str, str] = {}
         self.stale: dict[str, list[str]] = {}  # per device: its runs a killed driver left unfinished
         self._open_runs: set[str] = set()  # device runs created and not yet finished
+        self.view_link: str | None = None  # the UI's address (after the host) of this sweep's runs view
         if not enabled:
             return
         import mlflow
@@ -369,3 +374,34 @@ class Tracker:
             p = Path(d) / name
             p.write_text(json.dumps(obj, indent=2, default=str))
             self.client.log_artifact(run_id, str(p))
+
+
+def runs_view_state(run_dir: Path) -> dict[str, Any]:
+    """The runs-table state of a sweep's saved view (MLflow UI 3.x, ``ExperimentPageUIState`` and search
+    facets): only this sweep's device runs, flat (a filter un-nests them), best ``hv_ratio`` first, with the
+    decision and the sweep's key figures as columns."""
+    run_filter = str(run_dir).replace("'", "\\'")
+    return {"searchFilter": f"tags.`{RUN_DIR_TAG}` = '{run_filter}' and tags.`{DEVICE_TAG}` LIKE '%'",
+            "orderByKey": "metrics.`hv_ratio`", "orderByAsc": False, "startTime": "ALL",
+            "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
+            "selectedColumns": list(VIEW_COLUMNS), "columnOrder": list(VIEW_COLUMNS),
+            "columnWidths": {c: 110 for c in VIEW_COLUMNS}, "runsHiddenMode": "SHOW_ALL"}
+
+
+def save_runs_view(tracker: Tracker, run_dir: Path, name: str) -> str | None:
+    """Save the sweep's runs view as an experiment tag (the UI lists it under "Views") and return the link
+    that opens it (``#/experiments/<id>/runs?viewStateShareKey=...&workflowType=machine_learning``: the runs
+    table, the sidebar's switch on "Model training"); None when tracking is off."""
+    if not tracker.enabled:
+        return None
+    import hashlib
+    import time
+
+    key = "hwnas-" + hashlib.sha1(str(run_dir).encode()).hexdigest()[:12]
+    now = int(time.time() * 1000)
+    envelope = {"name": f"hwnas {name}: devices", "createdAt": now, "updatedAt": now,
+                "state": json.dumps(runs_view_state(run_dir))}
+    tracker.client.set_experiment_tag(tracker.experiment_id, VIEW_TAG_PREFIX + key, json.dumps(envelope))
+    tracker.view_link = (f"#/experiments/{tracker.experiment_id}/runs?viewStateShareKey={key}"
+                         f"&workflowType=machine_learning")
+    return tracker.view_link

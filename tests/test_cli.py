@@ -9,11 +9,43 @@ from orchestrator.cli import main
 from orchestrator.latency.table import LatencyTable, read_table, write_table
 
 
+def _list_sections(out: str) -> dict[str, dict[str, str]]:
+    """`hwnas list` as {section: {entry name: its help}} (a section: an unindented line ending in ':' or
+    with ' (...):'; an entry: an indented line, its first word the name)."""
+    sections: dict[str, dict[str, str]] = {}
+    current = None
+    for line in out.splitlines():
+        if line and not line.startswith(" "):
+            current = line.split(" (")[0].rstrip(":")
+            sections[current] = {}
+        elif line.strip():
+            name, _, text = line.strip().partition(" ")
+            sections[current][name] = text.strip()
+    return sections
+
+
 def test_list(capsys):
+    """Each registry's names are entries of its own section (not words somewhere in the output)."""
+    from orchestrator.latency.predictors import PREDICTORS
+    from orchestrator.latency.table import SHIPPED_DEVICES
+    from orchestrator.latency.transfer import TRANSFERS
+    from orchestrator.search.algorithms import ALGORITHMS
+    from search_spaces.base import SPACES
+    from search_spaces.costs import COSTS
+
     assert main(["list"]) == 0
-    out = capsys.readouterr().out
-    for name in ("nb201", "torch-cpu", "onnxrt-cpu", "cuda", "pixel3", "additive", "mlp", "multi", "adaproxy"):
-        assert name in out
+    got = _list_sections(capsys.readouterr().out)
+    assert set(got) == {"search spaces", "devices", "predictors", "transfer methods", "search algorithms",
+                        "datasets", "costs"}
+    assert set(got["search spaces"]) == set(SPACES.names()) >= {"nb201", "mobilenetv3"}
+    assert set(got["predictors"]) == set(PREDICTORS.names()) == {"additive", "mlp"}
+    assert set(got["transfer methods"]) == set(TRANSFERS.names()) >= {"multi", "adaproxy", "reuse", "auto"}
+    assert set(got["search algorithms"]) == set(ALGORITHMS.names()) >= {"nsga2", "milp", "exhaustive"}
+    assert set(got["costs"]) == set(COSTS)
+    devices = got["devices"]
+    assert {"torch-cpu", "onnxrt-cpu", "cuda", "remote:<name>", "sim:<n>", "<column>"} <= set(devices)
+    assert devices["<column>"].endswith("shipped: " + ", ".join(SHIPPED_DEVICES)) and "pixel3" in SHIPPED_DEVICES
+    assert all(text for section in got.values() for text in section.values())  # every entry has its help
 
 
 def test_srcc_with_plot(tmp_path, capsys):
@@ -136,3 +168,68 @@ def test_a_reader_that_leaves_is_not_an_error(tmp_path):
     p.stdout.close()  # the reader is gone before the command prints
     err = p.stderr.read().decode()
     assert p.wait(60) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def _finished_run(d, source: dict, targets: list[dict]):
+    """A run dir as `hwnas run` leaves it (summary.json, pipeline.json with the config), for report/compare."""
+    import json
+
+    d.mkdir(parents=True)
+    (d / "summary.json").write_text(json.dumps({"name": d.name, "proxy": "fpga", "n_candidates": 9,
+                                                "targets": targets}))
+    (d / "pipeline.json").write_text(json.dumps({"config": {"name": d.name, "space": {"name": "nb201"},
+                                                            "accuracy": source, "tracking": {"enabled": False}}}))
+    (d / "fronts").mkdir()
+    for t in targets:
+        (d / "fronts" / f"{t['target'].replace(':', '_')}.json").write_text(json.dumps(
+            [{"arch": f"a{i}", "accuracy": 80.0 + i, "predicted_ms": 1.0 + i, "true_ms": 1.0 + i} for i in range(3)]))
+    return d
+
+
+def _target(name, **figures):
+    return {"target": name, "kind": "tabulated", "k": 10, "srcc_k": 0.8, "srcc_lb": 0.5, "decision": "adapt",
+            "method": "multi", "front_size": 4, "hv_ratio": 0.9, "pool_hv_ratio": 0.95, "hv_ratio_reuse": 0.7,
+            "unserved_budgets": 0.0, "acc_loss_q50": 1.5, "unserved_q50": 0.0, "n_measurements": 10, **figures}
+
+
+def test_report_names_the_reuse_figure_and_unserved_budgets(tmp_path, capsys):
+    run = _finished_run(tmp_path / "r", {"source": "table"}, [
+        _target("pixel3"), _target("sim:0", unserved_budgets=2.0, acc_loss_q50=88.0, unserved_q50=1.0)])
+    assert main(["report", str(run), "--no-fronts"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    head = lines[1].split()
+    assert "reuse_hv" in head and "reuse" not in head  # "reuse" is a decision; the column is plain reuse's hv
+    rows = {ln.split()[0]: dict(zip(head, ln.split(), strict=True)) for ln in lines[2:4]}
+    assert rows["pixel3"]["reuse_hv"] == "0.700" and rows["pixel3"]["loss@q50"] == "1.50"
+    assert rows["sim:0"]["loss@q50"] == "unserved" and rows["sim:0"]["unserved"] == "2"  # not the whole 88 %
+
+
+def test_report_on_a_missing_directory_says_so(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'nope'} does not exist" in err and "summary.json" not in err
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    assert "has no summary.json" in capsys.readouterr().err  # a dir, but not a finished run
+
+
+def test_compare_warns_and_labels_runs_with_different_accuracy_sources(tmp_path, capsys, caplog):
+    import csv as csv_mod
+
+    table = _finished_run(tmp_path / "table", {"source": "table", "table_column": "acc_cifar10"},
+                          [_target("pixel3")])
+    supernet = _finished_run(tmp_path / "sn", {"source": "supernet", "supernet": {"data": {"name": "digits"}}},
+                             [_target("pixel3", unserved_q50=1.0, acc_loss_q50=90.0)])
+    assert main(["compare", str(table), str(supernet), "--out", str(tmp_path / "cmp"), "--no-mlflow"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("WARNING: accuracies from different sources (table: table acc_cifar10; sn: supernet "
+                          "nb201 on digits)")
+    assert "different sources" in caplog.text
+    rows = list(csv_mod.DictReader((tmp_path / "cmp" / "compare.csv").read_text().splitlines()))
+    assert [r["accuracy_source"] for r in rows] == ["table acc_cifar10", "supernet nb201 on digits"]
+    line = next(ln for ln in out.splitlines() if ln.startswith("pixel3") and " sn " in ln)
+    assert "supernet nb201 on digit" in line and "unserved" in line
+    same = _finished_run(tmp_path / "t2", {"source": "table", "table_column": "acc_cifar10"}, [_target("pixel3")])
+    caplog.clear()
+    assert main(["compare", str(table), str(same), "--out", str(tmp_path / "cmp2"), "--no-mlflow"]) == 0
+    assert "WARNING" not in capsys.readouterr().out and "different sources" not in caplog.text

@@ -137,3 +137,22 @@ def test_distinct_draws_are_bounded(space):
     none = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
     some = distinct_sample(space, 10, np.random.default_rng(1), exclude=[none])
     assert len(set(some)) == 10 and none not in some
+
+
+def test_a_mistyped_key_gets_a_did_you_mean(tmp_path, capsys):
+    """`hwnas validate` names the closest key of the section a mistyped one is in (nested, in a list entry)."""
+    import yaml
+
+    from orchestrator.cli import main
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"name": "x", "serach": {}, "sweep": {
+        "k_adaptiv": 0.5, "targets": [{"name": "torch-cpu", "optins": {}}]},
+        "accuracy": {"supernet": {"data": {"nmae": "digits"}}}, "tracking": {"zzz": 1}}))
+    assert main(["validate", str(path)]) == 2
+    out = capsys.readouterr().out
+    assert "serach: Extra inputs are not permitted; did you mean 'search'?" in out
+    assert "sweep.k_adaptiv: Extra inputs are not permitted; did you mean 'k_adaptive'?" in out
+    assert "sweep.targets.0.optins: Extra inputs are not permitted; did you mean 'options'?" in out
+    assert "accuracy.supernet.data.nmae: Extra inputs are not permitted; did you mean 'name'?" in out
+    assert "tracking.zzz: Extra inputs are not permitted; this section's keys: enabled, experiment, uri" in out

@@ -20,8 +20,17 @@ def tiny_nb201():
 
 
 def test_registered():
-    assert "mobilenetv3" in SPACES.names()
-    assert isinstance(get_space("mobilenetv3", resolution=32), MobileNetV3Space)
+    """The registered name builds this space with the given settings, its spec rebuilds it, and a near miss
+    is refused naming it."""
+    from search_spaces.errors import UnknownNameError
+
+    space = get_space("mobilenetv3", resolution=32, width_mult=0.5)
+    assert isinstance(space, MobileNetV3Space) and space.name == "mobilenetv3"
+    assert space.spec().options["resolution"] == 32 and space.spec().options["width_mult"] == 0.5
+    assert space.spec().build().spec() == space.spec()
+    assert "MobileNetV3" in SPACES.describe("mobilenetv3")
+    with pytest.raises(UnknownNameError, match="Did you mean 'mobilenetv3'"):
+        get_space("mobilenetv4")
 
 
 def test_ids_round_trip_and_are_canonical(rng):

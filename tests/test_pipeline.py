@@ -86,7 +86,7 @@ def test_mlflow_parent_and_nested_runs(finished):
     tmp_path, cfg, summary = finished
     c = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     exp = c.get_experiment_by_name("test")
-    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs table
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     runs = c.search_runs([exp.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
@@ -107,6 +107,13 @@ def test_mlflow_parent_and_nested_runs(finished):
     assert k.data.tags["decision"] in {"reuse", "adapt"} and kids["sim:1"].data.tags["simulated"] == "True"
     assert k.data.params["decision_rule"] == "bound"
     assert {"edgegpu.csv", "edgegpu.json", "edgegpu.png"} <= {a.path for a in c.list_artifacts(k.info.run_id)}
+    # the link hwnas run prints opens the sweep's saved runs view: its filter selects exactly the device runs
+    link = summary["mlflow_view"]
+    assert link.startswith(f"#/experiments/{exp.experiment_id}/runs?viewStateShareKey=hwnas-")
+    key = link.split("viewStateShareKey=")[1].split("&")[0]
+    state = json.loads(json.loads(exp.tags[f"mlflow.sharedViewState.{key}"])["state"])
+    shown = c.search_runs([exp.experiment_id], filter_string=state["searchFilter"])
+    assert sorted(r.info.run_id for r in shown) == sorted(r.info.run_id for r in kids.values())
 
 
 def test_report_prints_the_tables_with_the_baseline(finished):

@@ -93,3 +93,21 @@ def test_pool_coverage_and_selection_are_separate():
     own = pool[pareto_mask(acc[pool], true[pool])]
     assert front_quality(ref, acc[own], true[own])["hv_ratio"] == pytest.approx(pool_q)
     assert pool_q < 0.95
+
+
+def test_unserved_budgets_are_flagged_one_by_one():
+    """unserved_q<NN> says which budget nothing chosen fits (its acc_loss is then the whole accuracy)."""
+    acc = np.array([70.0, 80.0, 90.0])
+    true = np.array([1.0, 2.0, 4.0])
+    ref = reference_front(acc, true, (0.25, 0.5, 0.75))
+    assert ref.budgets == pytest.approx((1.5, 2.0, 3.0))
+    mid = front_quality(ref, acc[1:], true[1:])  # the 2 and 4 ms members: the 1.5 ms budget unserved
+    assert [mid[f"unserved_q{q}"] for q in (25, 50, 75)] == [1.0, 0.0, 0.0] and mid["unserved_budgets"] == 1.0
+    assert mid["acc_loss_q25"] == pytest.approx(70.0) and mid["acc_loss_q50"] == pytest.approx(0.0)
+    slow = front_quality(ref, acc[[2]], true[[2]])  # only the 4 ms member: no budget served
+    assert [slow[f"unserved_q{q}"] for q in (25, 50, 75)] == [1.0, 1.0, 1.0] and slow["unserved_budgets"] == 3.0
+    assert slow["acc_loss_q50"] == pytest.approx(80.0)  # the whole accuracy at that budget
+    full = front_quality(ref, acc, true)
+    assert [full[f"unserved_q{q}"] for q in (25, 50, 75)] == [0.0, 0.0, 0.0]
+    empty = front_quality(ref, np.zeros(0), np.zeros(0))
+    assert all(empty[f"unserved_q{q}"] == 1.0 for q in (25, 50, 75))

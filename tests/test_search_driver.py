@@ -83,6 +83,30 @@ def test_log_answers_repeats_across_drivers(space, shipped, acc_table, tmp_path)
     assert driver2.n_complete() == 72
 
 
+def test_the_closing_log_line_tells_a_fresh_search_from_a_resumed_one(space, shipped, acc_table, tmp_path,
+                                                                      caplog):
+    """A fresh search's repeats are "asked again", not "from the log" as if resumed; architectures the log
+    held before the search began are counted as such; the line names the search."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="orchestrator.search.driver")
+    driver, _ = _driver(space, shipped, acc_table, tmp_path, n=48)
+    driver.label = "per-device search pixel3"
+    driver.run()
+    (line,) = [r.getMessage() for r in caplog.records if "completed trials" in r.getMessage()]
+    assert line.startswith("per-device search pixel3: 48 completed trials")
+    assert "evaluation log" not in line and "from the log" not in line and driver.stats.logged_before == 0
+    repeats = driver.stats.asked - driver.stats.evaluated  # this search's repeats, in a batch or across batches
+    assert repeats > 0 and f"evaluated {driver.stats.evaluated} new architectures, {repeats} asked again" in line
+    caplog.clear()
+    log2 = EvalLog(tmp_path / "evaluations.jsonl")  # as after a resume, or in a later stage of the run
+    driver2, acc2 = _driver(space, shipped, acc_table, tmp_path, n=96, resume=True, eval_log=log2)
+    driver2.run()
+    (line,) = [r.getMessage() for r in caplog.records if "completed trials" in r.getMessage()]
+    assert line.startswith("search: 96 completed trials") and driver2.stats.logged_before > 0
+    assert f"{driver2.stats.logged_before} already in the evaluation log" in line
+
+
 def test_latency_budget_is_a_constraint(space, shipped, acc_table, tmp_path):
     lat = shipped.column("fpga")
     budget = float(np.quantile(lat, 0.3))
@@ -209,3 +233,17 @@ def test_to_params_inverts_from_params(name, options):
         assert set(params) == set(dists)
         assert all(params[k] in dists[k].choices for k in params)
         assert sp.arch_id(sp.from_params(params)) == sp.arch_id(arch)
+
+
+@pytest.mark.parametrize("algorithm", ["exhaustive", "nsga2"])
+def test_every_algorithm_names_its_search_in_its_log_line(space, shipped, acc_table, caplog, algorithm):
+    """A per-device search's lines say which device they are about (many run in one sweep)."""
+    import logging
+
+    from orchestrator.search.algorithms import SearchProblem, SearchSettings, run_search
+
+    caplog.set_level(logging.INFO, logger="orchestrator.search")
+    problem = SearchProblem(space, TableAccuracy(space, acc_table), _latency(shipped, "pixel3"),
+                            domain=TableDomain(space, shipped.archs[:200]), label="per-device search pixel3")
+    run_search(problem, algorithm, SearchSettings(n_trials=24, population=12))
+    assert any(r.getMessage().startswith("per-device search pixel3: ") for r in caplog.records)

@@ -67,3 +67,35 @@ def test_disabled_tracker_does_nothing(tmp_path):
     assert tr.child("x") is None and tr.parent_id is None
     tr.metrics(None, {"a": 1.0})
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_the_sweeps_runs_view_opens_on_its_device_runs(tmp_path):
+    """hwnas saves a runs view per sweep (an experiment tag the MLflow UI lists under "Views"): its filter
+    selects exactly this sweep's device runs, its columns are the key figures, its link sets the UI's switch
+    to "Model training" (MLflow 3.17 opens an experiment on GenAI views otherwise)."""
+    from orchestrator.tracking import VIEW_TAG_PREFIX, save_runs_view
+
+    uri = resolve_uri(None, tmp_path)
+    run_dir = tmp_path / "runs" / "r"
+    tr = Tracker(uri, "exp")
+    tr.start(run_dir, "r", resume=False)
+    kids = {d: tr.child(d) for d in ("pixel3", "sim:0")}
+    other = Tracker(uri, "exp")  # another sweep in the same experiment
+    other.start(tmp_path / "runs" / "o", "o", resume=False)
+    other.child("pixel3")
+    link = save_runs_view(tr, run_dir, "r")
+    tags = tr.client.get_experiment(tr.experiment_id).tags
+    (key,) = [k for k in tags if k.startswith(VIEW_TAG_PREFIX)]
+    envelope = json.loads(tags[key])
+    assert envelope["name"] == "hwnas r: devices" and isinstance(envelope["createdAt"], int)
+    state = json.loads(envelope["state"])
+    for col in ("metrics.`hv_ratio`", "tags.`decision`", "metrics.`srcc_k`", "metrics.`unserved_budgets`"):
+        assert col in state["selectedColumns"]
+    assert state["columnOrder"][:2] == ["tags.`decision`", "metrics.`hv_ratio`"]
+    found = tr.client.search_runs([tr.experiment_id], filter_string=state["searchFilter"])
+    assert sorted(r.info.run_id for r in found) == sorted(kids.values())  # this sweep's devices, no parent
+    assert link == (f"#/experiments/{tr.experiment_id}/runs?viewStateShareKey={key[len(VIEW_TAG_PREFIX):]}"
+                    f"&workflowType=machine_learning") == tr.view_link
+    assert save_runs_view(tr, run_dir, "r") == link  # saved again (a resume): the same view, not a second one
+    assert sum(k.startswith(VIEW_TAG_PREFIX) for k in tr.client.get_experiment(tr.experiment_id).tags) == 1
+    assert save_runs_view(Tracker(None, "exp", enabled=False), run_dir, "r") is None

@@ -101,7 +101,8 @@ def refine_target(ctx: Context, accuracy: object, rep: TargetReport) -> None:
 
     problem = SearchProblem(ctx.space, accuracy, latency, domain=table_domain(ctx),  # type: ignore[arg-type]
                             latency_budget_ms=cfg.search.latency_budget_ms, eval_log=ctx.eval_log(),
-                            objectives=tuple(cfg.search.objectives), constraints=limits(ctx, rep.name))
+                            objectives=tuple(cfg.search.objectives), constraints=limits(ctx, rep.name),
+                            label=f"refinement {rep.name}")
     seed = int(np.random.SeedSequence([cfg.seed, *rep.name.encode()]).generate_state(1)[0])
     res = run_search(problem, cfg.search.algorithm, SearchSettings(
         n_trials=cfg.sweep.refine_trials, population=cfg.search.population, batch_size=cfg.search.batch_size,
@@ -143,7 +144,8 @@ def per_device_search(ctx: Context, accuracy: object, rep: TargetReport) -> None
     cfg = ctx.cfg.search
     problem = SearchProblem(ctx.space, accuracy, latency, domain=table_domain(ctx),  # type: ignore[arg-type]
                             latency_budget_ms=cfg.latency_budget_ms, eval_log=ctx.eval_log(),
-                            objectives=tuple(cfg.objectives), constraints=limits(ctx, rep.name))
+                            objectives=tuple(cfg.objectives), constraints=limits(ctx, rep.name),
+                            label=f"per-device search {rep.name}")
     res = run_search(problem, cfg.algorithm, SearchSettings(n_trials=cfg.n_trials, population=cfg.population,
                                                             batch_size=cfg.batch_size, seed=ctx.cfg.seed))
     found = res.feasible()

@@ -19,7 +19,7 @@ from orchestrator.report import plot_hv_history, plot_projections, safe_name, wr
 from orchestrator.search.driver import Candidate, extra_matrix, hypervolume_history
 from orchestrator.search.pareto import hypervolume_nd
 from orchestrator.sweep import SweepShared, TargetReport, front_of, render
-from orchestrator.tracking import package_versions
+from orchestrator.tracking import package_versions, save_runs_view
 
 SUMMARY_FILE = "summary.json"
 
@@ -30,6 +30,7 @@ def record_start(ctx: Context) -> None:
     t.tags(parent, {f"version.{k}": v for k, v in package_versions().items()}
            | {"seed": ctx.cfg.seed, "proxy": ctx.plan.proxy})
     t.artifact(parent, ctx.run_dir / STATE_FILE)
+    save_runs_view(t, ctx.run_dir, ctx.cfg.name)  # the UI opens this sweep's device runs with their figures
 
 
 SOURCE_LABEL = {"table": "table", "supernet": "evaluated", "predictor": "predicted"}
@@ -188,6 +189,7 @@ def summarize(ctx: Context, pool_size: int, rows: list[dict[str, Any]], t_start:
         "target_measurements": int(sum(r["n_measurements"] for r in rows)),
         "unreliable_targets": [r["target"] for r in rows if r.get("retest_reliable") == 0.0],
         "timings": ctx.timings, "wall_s": time.perf_counter() - t_start,
+        **({"mlflow_view": ctx.tracker.view_link} if ctx.tracker.view_link else {}),
     }
     atomic_write(ctx.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2, default=float))
     return summary

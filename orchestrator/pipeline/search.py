@@ -47,7 +47,8 @@ def search_stage(ctx: Context, accuracy: Any, latency: Callable[[Sequence[str]],
     problem = SearchProblem(ctx.space, accuracy, latency, domain=table_domain(ctx),
                             latency_budget_ms=cfg.latency_budget_ms, eval_log=ctx.eval_log(),
                             latency_model=ctx.proxy_predictor, accuracy_model=additive_accuracy(accuracy),
-                            objectives=tuple(cfg.objectives), constraints=dict(cfg.constraints))
+                            objectives=tuple(cfg.objectives), constraints=dict(cfg.constraints),
+                            label="proxy search")
     res = run_search(problem, cfg.algorithm, search_settings(ctx, resume))
     ctx.timings["search_s"] = res.seconds
     ctx.timings["search_evaluated"] = float(res.evaluated)

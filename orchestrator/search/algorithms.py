@@ -58,6 +58,7 @@ class SearchProblem:
     objectives: tuple[str, ...] = ()  # extra objectives (costs, minimised) beyond accuracy and latency
     constraints: dict[str, float] = field(default_factory=dict)  # cost limits (search_spaces.costs.COSTS)
     costs: CostModel | None = None  # where objectives or constraints are set
+    label: str = "search"  # names the search in log lines ("per-device search edgegpu", ...)
 
     def __post_init__(self) -> None:
         if (self.objectives or self.constraints) and self.costs is None:
@@ -163,7 +164,8 @@ class SamplerSearch:
                               batch_size=settings.batch_size or settings.population,
                               latency_budget_ms=problem.latency_budget_ms, domain=problem.domain,
                               eval_log=problem.eval_log, progress=settings.progress,
-                              objectives=problem.objectives, costs=problem.costs, constraints=problem.constraints)
+                              objectives=problem.objectives, costs=problem.costs, constraints=problem.constraints,
+                              label=problem.label)
         found = driver.run()
         return SearchResult(found, driver.stats.evaluated, time.perf_counter() - t0,
                             {"from_log": float(driver.stats.from_log)})
@@ -196,6 +198,8 @@ class MilpSearch:
                            grid=None if table else settings.n_trials, max_latency=problem.latency_budget_ms)
         ids = [p.arch_id for p in front.points]
         acc, evaluated = _evaluate(problem, ids)
+        log.info("%s: milp front of %d architectures, %d new evaluations, in %.1fs", problem.label, len(ids),
+                 evaluated, time.perf_counter() - t0)
         return SearchResult(_as_candidates(problem, ids, acc), evaluated, time.perf_counter() - t0,
                             {"milp_solves": float(front.solves), "milp_s": front.seconds})
 
@@ -215,6 +219,8 @@ class ExhaustiveSearch:
         ok = problem.allowed(ids)
         ids = [a for a, keep in zip(ids, ok, strict=True) if keep]  # outside the cost limits: not evaluated
         acc, evaluated = _evaluate(problem, ids)
+        log.info("%s: exhaustive over %d architectures, %d new evaluations, in %.1fs", problem.label, len(ids),
+                 evaluated, time.perf_counter() - t0)
         return SearchResult(_as_candidates(problem, ids, acc), evaluated, time.perf_counter() - t0,
                             {"cells": float(len(ids))})
 

@@ -179,7 +179,8 @@ class SearchStats:
     asked: int = 0
     told: int = 0
     evaluated: int = 0
-    from_log: int = 0
+    from_log: int = 0  # trials answered from the evaluation log, of which:
+    logged_before: int = 0  # ... architectures already in the log when this search began (a resume, an earlier stage)
     seconds: float = 0.0
 
 
@@ -194,7 +195,8 @@ class SearchDriver:
                  latency: Callable[[Sequence[str]], np.ndarray], *, n_trials: int, batch_size: int,
                  latency_budget_ms: float | None = None, domain: TableDomain | None = None,
                  eval_log: EvalLog | None = None, progress: bool = False, objectives: Sequence[str] = (),
-                 costs: CostModel | None = None, constraints: Mapping[str, float] | None = None) -> None:
+                 costs: CostModel | None = None, constraints: Mapping[str, float] | None = None,
+                 label: str = "search") -> None:
         if n_trials < 1 or batch_size < 1:
             raise ConfigError(f"n_trials and batch_size must be >= 1, got {n_trials}, {batch_size}")
         self.study = study
@@ -207,6 +209,7 @@ class SearchDriver:
         self.domain = domain
         self.log = eval_log or EvalLog(None)
         self.progress = progress
+        self.label = label  # names the search in its log lines (e.g. "per-device search edgegpu")
         self.stats = SearchStats()
         self._lat: dict[str, float] = {}
         self._dists = space.distributions()
@@ -244,6 +247,7 @@ class SearchDriver:
         t0 = time.perf_counter()
         bar = None
         done = self.n_complete()
+        before = set(self.log.values)
         if self.progress:
             from tqdm import tqdm
 
@@ -268,6 +272,7 @@ class SearchDriver:
                     if a in self.log.values:
                         self._tell(t, a, self.log.values[a])
                         self.stats.from_log += 1
+                        self.stats.logged_before += a in before
                         if bar is not None:
                             bar.update(1)
                     else:
@@ -285,8 +290,11 @@ class SearchDriver:
             if bar is not None:
                 bar.close()
         self.stats.seconds += time.perf_counter() - t0
-        log.info("search: %d completed trials; this run asked %d, evaluated %d new architectures, %d from the "
-                 "log, in %.1fs", self.n_complete(), self.stats.asked, self.stats.evaluated, self.stats.from_log,
+        repeats = max(0, self.stats.asked - self.stats.evaluated - self.stats.logged_before)  # within this search
+        log.info("%s: %d completed trials; this run asked %d, evaluated %d new architectures%s%s, in %.1fs",
+                 self.label, self.n_complete(), self.stats.asked, self.stats.evaluated,
+                 f", {repeats} asked again (accuracy reused)" if repeats else "",
+                 f", {self.stats.logged_before} already in the evaluation log" if self.stats.logged_before else "",
                  self.stats.seconds)
         return candidates(self.study, self.budget)
 

@@ -84,8 +84,9 @@ def front_quality(ref: Reference, accuracy: Sequence[float] | np.ndarray,
 
     ``hv_ratio`` (hypervolume / the reference's), ``igd`` (mean distance from the reference front, each axis
     scaled by its range), ``acc_loss_q<NN>`` (the reference's best accuracy within each budget minus the
-    chosen set's; the whole reference accuracy where nothing chosen fits), ``unserved_budgets`` (budgets
-    with nothing chosen that fits).
+    chosen set's; the whole reference accuracy where nothing chosen fits), ``unserved_q<NN>`` (1.0 where
+    nothing chosen fits that budget, else 0.0: its loss is then the whole accuracy), ``unserved_budgets``
+    (budgets with nothing chosen that fits).
     """
     a = np.asarray(accuracy, dtype=float)
     t = np.asarray(true_latency, dtype=float)
@@ -97,12 +98,14 @@ def front_quality(ref: Reference, accuracy: Sequence[float] | np.ndarray,
         best = best_accuracy_at_budgets(ref.accuracy, ref.latency, ref.budgets)
         for q, v in zip(ref.quantiles, best, strict=True):
             out[f"acc_loss_q{round(100 * q)}"] = float(v)
+            out[f"unserved_q{round(100 * q)}"] = 1.0
         return out
     out["hv_ratio"] = hypervolume(a, t, *ref.point) / ref.hv if ref.hv > 0 else float("nan")
     out["igd"] = igd(a, t, ref.accuracy, ref.latency)
     losses = accuracy_loss_at_budgets(a, t, ref.accuracy, ref.latency, ref.budgets)
     got = best_accuracy_at_budgets(a, t, ref.budgets)
-    for q, loss in zip(ref.quantiles, losses, strict=True):
+    for q, loss, g in zip(ref.quantiles, losses, got, strict=True):
         out[f"acc_loss_q{round(100 * q)}"] = float(loss)
+        out[f"unserved_q{round(100 * q)}"] = float(np.isnan(g))
     out["unserved_budgets"] = float(np.isnan(got).sum())
     return out

@@ -187,7 +187,7 @@ def target_search(space: SearchSpace, shared: SweepShared, predict: Callable[[Se
     problem = SearchProblem(space, shared.oracle, predict, domain=domain, latency_budget_ms=s.budget_ms,
                             latency_model=model if hasattr(model, "coef_") else None,
                             accuracy_model=shared.oracle.additive, objectives=s.objectives,
-                            constraints=s.limits(name), costs=shared.costs)
+                            constraints=s.limits(name), costs=shared.costs, label=f"target search {name}")
     seed = int(np.random.SeedSequence([s.seed, *name.encode()]).generate_state(1)[0])
     algorithm = s.algorithm
     if algorithm == "auto":  # exact where it can be: every cell of a finite domain, the MILP of additive models
