@@ -50,12 +50,26 @@ class SupernetSection(_Model):
     checkpoint: str | None = Field(None, description="a trained supernet run dir to load instead of training")
 
 
+class ZeroCostSection(_Model):
+    proxy: Literal["synflow", "naswot", "snip", "grad_norm", "params", "ensemble"] = Field(
+        "ensemble", description="zero_cost source: the proxy scored at initialisation (no training); 'ensemble' "
+                                "= mean of the standardised synflow, naswot and params")
+    data: DataConfig = Field(default_factory=DataConfig,
+                             description="the training images of the proxies' batch (resolution: the space's)")
+    batch_size: int = Field(64, ge=2, description="images in the proxies' batch")
+    reference: int = Field(32, ge=4, description="cells sampled to standardise each proxy's score")
+
+
 class AccuracySection(_Model):
-    source: Literal["supernet", "table", "predictor"] = "supernet"
+    source: Literal["supernet", "table", "predictor", "zero_cost"] = "supernet"
     table_column: str = Field("acc_cifar10", description="table source: accuracy column of the shipped NB201 table")
     predictor_samples: int = Field(64, ge=8, description="predictor source: subnets evaluated to fit it")
     predictor: Literal["additive", "mlp"] = "mlp"
+    predictor_features: Literal["encoding", "zero_cost", "both"] = Field(
+        "encoding", description="predictor source: its inputs, the architecture encoding, the zero-cost scores "
+                                "(standardised synflow, naswot, params; settings from zero_cost), or both")
     supernet: SupernetSection = Field(default_factory=SupernetSection)
+    zero_cost: ZeroCostSection = Field(default_factory=ZeroCostSection)
 
 
 class LatencySection(_Model):

@@ -32,7 +32,7 @@ def record_start(ctx: Context) -> None:
     t.artifact(parent, ctx.run_dir / STATE_FILE)
 
 
-SOURCE_LABEL = {"table": "table", "supernet": "evaluated", "predictor": "predicted"}
+SOURCE_LABEL = {"table": "table", "supernet": "evaluated", "predictor": "predicted", "zero_cost": "zero_cost"}
 
 
 def record_search(ctx: Context, found: Sequence[Candidate], pool: Sequence[Candidate]) -> None:
