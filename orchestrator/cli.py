@@ -322,11 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--devices", nargs="+", help="only these devices")
     e.set_defaults(func=cmd_export_shipped)
 
+    from orchestrator.cli_accuracy import add_accuracy_commands
     from orchestrator.cli_run import add_run_commands
     from orchestrator.cli_supernet import add_supernet_commands
 
     add_supernet_commands(sub)
     add_run_commands(sub)
+    add_accuracy_commands(sub)
     return p
 
 
