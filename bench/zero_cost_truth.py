@@ -32,10 +32,10 @@ PUBLISHED = {"synflow": 0.78, "naswot": 0.80, "params": 0.75}
 FAST, SLOW = ("params", "synflow", "naswot"), ("snip", "grad_norm")
 
 
-def truth_table() -> dict[str, float]:
+def truth_table(column: str = "test_acc_cifar10_200ep") -> dict[str, float]:
     space = NB201Space()
     with TABLE.open() as f:
-        return {space.arch_id(space.parse(r["arch"])): float(r["test_acc_cifar10_200ep"]) for r in csv.DictReader(f)}
+        return {space.arch_id(space.parse(r["arch"])): float(r[column]) for r in csv.DictReader(f)}
 
 
 def main() -> None:
@@ -53,6 +53,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     space = NB201Space()
     truth = truth_table()
+    twelve_epoch = truth_table("test_acc_cifar10_12ep")
     data = load_dataset(DataConfig(name="npz", root=args.data, max_train=5000, seed=args.seed))
     x, y = proxy_batch(data, args.batch, args.seed)
     seconds: dict[str, float] = {}
@@ -104,6 +105,38 @@ def main() -> None:
               f"{sec:>7.2f}")
     print(f"\nensemble = mean z-score of log synflow, naswot, log params, standardised on 32 reference cells "
           f"(scored in {ref_s:.0f} s)")
+    twelve = np.array([twelve_epoch[a] for a in ids])
+    print(f"reference row: NB201's own 12-epoch accuracy, SRCC {spearmanr(twelve, t)[0]:.3f}, "
+          f"tau {kendalltau(twelve, t)[0]:.3f} on these cells")
+    predictor_rows(space, ids, t, scorer.zscores(raw), args.seed)
+
+
+def predictor_rows(space, ids: list[str], t: np.ndarray, z: dict[str, np.ndarray], seed: int) -> None:
+    """accuracy.source: predictor: fit on k cells' true accuracy, SRCC on the other sampled cells (5 splits)."""
+    from orchestrator.latency.predictors import make_predictor
+    from search_spaces.base import encode_ids
+
+    zc = np.column_stack([z[n] for n in ("synflow", "naswot", "params")])
+    enc = encode_ids(space, ids)
+    feats = {"encoding": enc, "zero_cost": zc, "both": np.hstack([zc, enc])}
+    print(f"\npredictor fit on k cells' 200-epoch accuracy, SRCC on the other {len(ids)} - k sampled cells "
+          f"(mean +- sd over 5 splits)")
+    print(f"{'k':>4} {'model':<9} " + " ".join(f"{f:>14}" for f in feats))
+    for k in (20, 50, 100):
+        if k >= len(ids) - 10:
+            continue
+        for model in ("additive", "mlp"):
+            cells = []
+            for X in feats.values():
+                r = []
+                for split in range(5):
+                    perm = np.random.default_rng([seed, split]).permutation(len(ids))
+                    tr, te = perm[:k], perm[k:]
+                    params = {"seed": split} if model == "mlp" else {"alpha": 1.0}
+                    m = make_predictor(model, **params).fit(X[tr], t[tr])
+                    r.append(spearmanr(m.predict(X[te]), t[te])[0])
+                cells.append(f"{np.mean(r):.3f} +- {np.std(r):.3f}")
+            print(f"{k:>4} {model:<9} " + " ".join(f"{c:>14}" for c in cells))
 
 
 if __name__ == "__main__":
