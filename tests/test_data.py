@@ -263,17 +263,3 @@ def test_shared_cifar10_npz():
     # the published CIFAR-10 channel means (0.491, 0.482, 0.447), on a 2,000-image training split
     assert torch.allclose(data.mean, torch.tensor([0.491, 0.482, 0.447]), atol=0.01)
 
-
-def test_validate_names_a_missing_data_file(tmp_path):
-    from orchestrator.config import parse_config
-    from orchestrator.errors import ConfigError
-
-    base = {"name": "t", "output_dir": str(tmp_path), "latency": {"table": "shipped", "proxy": "fpga"},
-            "sweep": {"targets": ["edgegpu"]}}
-    with pytest.raises(ConfigError, match=r"accuracy.zero_cost.data.root: npz file not found: .*nope.npz"):
-        parse_config({**base, "accuracy": {"source": "zero_cost", "zero_cost": {
-            "data": {"name": "npz", "root": str(tmp_path / "nope.npz")}}}})
-    with pytest.raises(ConfigError, match=r"accuracy.supernet.data.root: imagefolder needs root"):
-        parse_config({**base, "accuracy": {"source": "supernet", "supernet": {"data": {"name": "imagefolder"}}}})
-    p = write_npz(tmp_path / "d.npz")
-    parse_config({**base, "accuracy": {"source": "zero_cost", "zero_cost": {"data": {"name": "npz", "root": str(p)}}}})

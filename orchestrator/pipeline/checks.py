@@ -146,13 +146,6 @@ def plan_checks(plan: Plan) -> list[str]:
         if a == "exhaustive" and not finite:
             problems.append(f"{where}: 'exhaustive' needs a finite domain; space {plan.space.name!r} has "
                             f"{plan.space.size:.3g} architectures: use search.domain: table, or milp / nsga2")
-    from orchestrator.supernet.data import data_problems
-
-    if cfg.accuracy.source == "zero_cost" or (cfg.accuracy.source == "predictor"
-                                              and cfg.accuracy.predictor_features != "encoding"):
-        problems += data_problems(cfg.accuracy.zero_cost.data, "accuracy.zero_cost.data")
-    if cfg.accuracy.source in ("supernet", "predictor") and not cfg.accuracy.supernet.checkpoint:
-        problems += data_problems(cfg.accuracy.supernet.data, "accuracy.supernet.data")
     if cfg.accuracy.source != "table":
         try:
             cfg.space.with_options(**cfg.accuracy.supernet.options).build()

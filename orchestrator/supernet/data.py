@@ -433,20 +433,6 @@ def load_synthetic(cfg: DataConfig) -> Dataset:
                    crop_padding=4 if cfg.crop_padding is None else cfg.crop_padding)
 
 
-def data_problems(cfg: DataConfig, where: str) -> list[str]:
-    """What is wrong with ``cfg``'s location, found without reading the data (for ``hwnas validate``)."""
-    if cfg.name in ("digits", "synthetic"):
-        return []
-    if cfg.root is None:
-        return [f"{where}.root: {cfg.name} needs root (the .npz file, image folder or CIFAR directory)"]
-    p = Path(cfg.root).expanduser()
-    if cfg.name == "npz" and not p.is_file():
-        return [f"{where}.root: npz file not found: {p.resolve()}"]
-    if cfg.name != "npz" and not p.is_dir():
-        return [f"{where}.root: {cfg.name} folder not found: {p.resolve()}"]
-    return []
-
-
 def load_dataset(cfg: DataConfig) -> Dataset:
     return DATASETS.get(cfg.name)(cfg)
 
