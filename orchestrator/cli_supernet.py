@@ -51,7 +51,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     space_spec = SpaceSpec(name=args.space, options=_options(args.option))
     one_shot_space(space_spec)  # unknown space or option: an error before Ray starts
     data_cfg = DataConfig(name=args.data, root=args.data_root, max_train=args.max_train,
-                          resolution=space_spec.options.get("resolution", 32))
+                          resolution=space_spec.options.get("resolution", 32), resize=args.resize,
+                          workers=args.data_workers)
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                             n_random=args.n_random, seed=args.seed, device="cuda" if args.gpus else "cpu")
     out = Path(args.out)
@@ -137,9 +138,13 @@ def add_supernet_commands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--space", default="mobilenetv3", help="mobilenetv3 or nb201")
     t.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="space setting, repeatable (e.g. width_mult=0.25, resolution=32, feature_dim=128)")
-    t.add_argument("--data", default="digits", help="digits (default, offline), cifar10, cifar100, synthetic")
-    t.add_argument("--data-root", help="directory of the CIFAR python-pickle files")
-    t.add_argument("--max-train", type=int, help="use only the first N training images")
+    t.add_argument("--data", default="digits",
+                   help="digits (default, offline), npz, imagefolder, cifar10, cifar100, synthetic")
+    t.add_argument("--data-root", help="npz: the .npz file; imagefolder: the folder of class sub-folders; "
+                                       "cifar10/100: the directory of the python-pickle files")
+    t.add_argument("--resize", action="store_true", help="imagefolder: resize images of mixed sizes")
+    t.add_argument("--data-workers", type=int, default=0, help="imagefolder: DataLoader worker processes")
+    t.add_argument("--max-train", type=int, help="use only N training images (a seeded random subset)")
     t.add_argument("--epochs", type=int, default=5)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--lr", type=float, default=0.1)

@@ -59,8 +59,18 @@ class SupernetSection(_Model):
     checkpoint: str | None = Field(None, description="a trained supernet run dir to load instead of training")
 
 
+class ZeroCostSection(_Model):
+    proxy: Literal["synflow", "naswot", "snip", "grad_norm", "params", "ensemble"] = Field(
+        "ensemble", description="zero_cost source: the proxy scored at initialisation (no training); 'ensemble' "
+                                "= mean of the standardised synflow, naswot and params")
+    data: DataConfig = Field(default_factory=DataConfig,
+                             description="the training images of the proxies' batch (resolution: the space's)")
+    batch_size: int = Field(64, ge=2, le=MAX_COUNT, description="images in the proxies' batch")
+    reference: int = Field(32, ge=4, le=MAX_COUNT, description="cells sampled to standardise each proxy's score")
+
+
 class AccuracySection(_Model):
-    source: Literal["supernet", "table", "predictor"] = "supernet"
+    source: Literal["supernet", "table", "predictor", "zero_cost"] = "supernet"
     table: str | None = Field(None, description="table source: a CSV path with columns arch and accuracies (top-1 "
                                                 "%), or a shipped table's name (shipped = nb201-full, "
                                                 "nb201-hwnasbench); None: the latency table in use")
@@ -68,7 +78,11 @@ class AccuracySection(_Model):
                                                                     "shipped: *_200ep, or the 12-epoch *_12ep)")
     predictor_samples: int = Field(64, ge=8, le=MAX_COUNT, description="predictor source: subnets evaluated to fit it")
     predictor: Literal["additive", "mlp"] = "mlp"
+    predictor_features: Literal["encoding", "zero_cost", "both"] = Field(
+        "encoding", description="predictor source: its inputs, the architecture encoding, the zero-cost scores "
+                                "(standardised synflow, naswot, params; settings from zero_cost), or both")
     supernet: SupernetSection = Field(default_factory=SupernetSection)
+    zero_cost: ZeroCostSection = Field(default_factory=ZeroCostSection)
 
 
 class LatencySection(_Model):

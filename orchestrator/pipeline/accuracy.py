@@ -1,5 +1,5 @@
-"""The accuracy stage: a table, a supernet's evaluator pool (trained here or loaded), or a predictor fit on
-evaluated subnets."""
+"""The accuracy stage: a table, a supernet's evaluator pool (trained here or loaded), a predictor fit on
+evaluated subnets (on the encoding or zero-cost scores), or a zero-cost proxy."""
 
 from __future__ import annotations
 
@@ -22,13 +22,38 @@ def accuracy_stage(ctx: Context) -> tuple[Any, dict[str, Any]]:
         assert ctx.plan.accuracy is not None
         return TableAccuracy(ctx.space, ctx.plan.accuracy, seed=ctx.cfg.seed), {
             "accuracy_source": f"table:{cfg.table or ctx.cfg.latency.table}:{cfg.table_column}"}
+    if cfg.source == "zero_cost":
+        return zero_cost_source(ctx)
     source, info = supernet_source(ctx)
     if cfg.source == "predictor":
+        features: Any = "encoding"
+        if cfg.predictor_features != "encoding":
+            from orchestrator.search.accuracy import ZeroCostFeatures
+
+            features = ZeroCostFeatures(ctx.space, zero_cost_scorer(ctx, "ensemble"), cfg.predictor_features)
+            info["accuracy_predictor_features"] = cfg.predictor_features
         pred = PredictorAccuracy(ctx.space, source, cfg.predictor_samples, np.random.default_rng([ctx.cfg.seed, 3]),
-                                 cfg.predictor)
+                                 cfg.predictor, features)
         info.update({f"accuracy_predictor_{k}": v for k, v in pred.quality.items()})
         return pred, info
     return source, info
+
+
+def zero_cost_scorer(ctx: Context, proxy: str) -> Any:
+    from orchestrator.search.zero_cost import make_scorer
+
+    zc = ctx.cfg.accuracy.zero_cost
+    return make_scorer(ctx.space, proxy, zc.data, zc.batch_size, zc.reference, ctx.cfg.seed)
+
+
+def zero_cost_source(ctx: Context) -> tuple[Any, dict[str, Any]]:
+    """A zero-cost proxy's score of each network at initialisation (no training; seconds per architecture)."""
+    from orchestrator.search.accuracy import ZeroCostAccuracy
+
+    zc = ctx.cfg.accuracy.zero_cost
+    scorer = zero_cost_scorer(ctx, zc.proxy)
+    return ZeroCostAccuracy(ctx.space, scorer), {"accuracy_source": f"zero_cost:{zc.proxy}",
+                                                 "zero_cost_data": zc.data.name}
 
 
 def supernet_source(ctx: Context) -> tuple[Any, dict[str, Any]]:

@@ -33,7 +33,7 @@ def record_start(ctx: Context) -> None:
     save_runs_view(t, ctx.run_dir, ctx.cfg.name)  # the UI opens this sweep's device runs with their figures
 
 
-SOURCE_LABEL = {"table": "table", "supernet": "evaluated", "predictor": "predicted"}
+SOURCE_LABEL = {"table": "table", "supernet": "evaluated", "predictor": "predicted", "zero_cost": "zero_cost"}
 
 
 def record_search(ctx: Context, found: Sequence[Candidate], pool: Sequence[Candidate]) -> None:

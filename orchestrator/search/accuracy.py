@@ -165,40 +165,103 @@ class PredictorAccuracy:
 
     Cheap after the fit: every later candidate costs one prediction. The fit's
     held-out quality (SRCC on a fifth of the samples) is kept in ``quality``.
+
+    ``features``: the predictor's inputs, ``"encoding"`` (the space's architecture encoding), or a
+    :class:`ZeroCostFeatures` (zero-cost scores, with or without the encoding). With zero-cost features each new
+    architecture costs its scoring (seconds), so the oracle is provisional like a supernet's: an additive
+    model of the values computed so far elsewhere, and what a search chooses on it is computed for real.
     """
 
     name = "predictor"
 
     def __init__(self, space: SearchSpace, inner: AccuracySource, n: int, rng: np.random.Generator,
-                 predictor: str = "mlp") -> None:
+                 predictor: str = "mlp", features: Any = "encoding") -> None:
         from orchestrator.latency.metrics import srcc
 
+        self.space = space
+        self.features = features
+        self.cheap = features == "encoding"
         ids = distinct_sample(space, n, rng)
         acc = dict(inner.evaluate(ids))
         y = np.array([acc[a] for a in ids])
-        X = encode_ids(space, ids)
+        X = self._x(ids)
         params = {"seed": int(rng.integers(2**31))} if predictor == "mlp" else {}
         cut = max(2, n // 5)
         held = make_predictor(predictor, **params).fit(X[cut:], y[cut:])
         self.quality = {"n": n, "heldout_srcc": float(srcc(y[:cut], held.predict(X[:cut])))}
         self.model = make_predictor(predictor, **params).fit(X, y)
-        self.space = space
         self.samples = acc
-        log.info("accuracy predictor (%s) fit on %d evaluated subnets; held-out SRCC %.3f",
-                 predictor, n, self.quality["heldout_srcc"])
+        self.predicted: dict[str, float] = {}
+        log.info("accuracy predictor (%s, features %s) fit on %d evaluated subnets; held-out SRCC %.3f",
+                 predictor, "encoding" if self.cheap else features.kind, n, self.quality["heldout_srcc"])
+
+    def _x(self, ids: Sequence[str]) -> np.ndarray:
+        return encode_ids(self.space, list(ids)) if self.cheap else self.features.matrix(list(ids))
+
+    def _predict(self, ids: Sequence[str]) -> np.ndarray:
+        return np.asarray(self.model.predict(self._x(ids)), dtype=float) if len(ids) else np.empty(0)
 
     def evaluate(self, arch_ids: Sequence[str]) -> Iterator[tuple[str, float]]:
-        pred = self.model.predict(encode_ids(self.space, list(arch_ids)))
-        for a, v in zip(arch_ids, pred, strict=True):
-            yield a, float(self.samples.get(a, v))
+        new = [a for a in dict.fromkeys(arch_ids) if a not in self.samples and a not in self.predicted]
+        self.predicted.update(zip(new, map(float, self._predict(new)), strict=True))
+        for a in arch_ids:
+            yield a, float(self.samples.get(a, self.predicted.get(a, np.nan)))
 
     def oracle(self, known: Mapping[str, float] | None = None) -> AccuracyOracle:
-        """The evaluated samples; the predictor elsewhere (final: this source's accuracy is the prediction)."""
-        def predict(ids: Sequence[str]) -> np.ndarray:
-            return np.asarray(self.model.predict(encode_ids(self.space, list(ids))), dtype=float)
-
+        """The evaluated samples; the predictor elsewhere (final: this source's accuracy is the prediction).
+        With zero-cost features: the values computed so far, provisional predictions elsewhere."""
+        if not self.cheap:
+            return provisional_oracle(self.space, {**self.predicted, **self.samples, **dict(known or {})})
         additive = self.model if hasattr(self.model, "coef_") else None
-        return AccuracyOracle(self.samples, EVALUATED, predict, predictions_final=True, additive=additive)
+        return AccuracyOracle(self.samples, EVALUATED, self._predict, predictions_final=True, additive=additive)
+
+
+class ZeroCostFeatures:
+    """Predictor inputs from zero-cost scores: ``kind`` ``"zero_cost"`` (the standardised scores of the
+    ``scorer``'s proxies, one column each) or ``"both"`` (those and the space's encoding). Scores are cached."""
+
+    def __init__(self, space: SearchSpace, scorer: Any, kind: str) -> None:
+        if kind not in ("zero_cost", "both"):
+            raise ConfigError(f"zero-cost predictor features: 'zero_cost' or 'both', got {kind!r}")
+        self.space, self.scorer, self.kind = space, scorer, kind
+        self.cache: dict[str, np.ndarray] = {}
+
+    def matrix(self, arch_ids: Sequence[str]) -> np.ndarray:
+        """(n, f): one row per architecture."""
+        new = [a for a in dict.fromkeys(arch_ids) if a not in self.cache]
+        if new:
+            z = self.scorer.zscores(self.scorer.raw(new))
+            cols = np.column_stack([z[n] for n in self.scorer.names])
+            self.cache.update({a: cols[i] for i, a in enumerate(new)})
+        m = np.array([self.cache[a] for a in arch_ids]).reshape(len(arch_ids), len(self.scorer.names))
+        return m if self.kind == "zero_cost" else np.hstack([m, encode_ids(self.space, list(arch_ids))])
+
+
+class ZeroCostAccuracy:
+    """A zero-cost proxy's score as the accuracy (larger = better; a standardised score, not a percentage: only
+    its order means anything): each architecture's network scored at initialisation on one batch of training
+    images (:class:`orchestrator.search.zero_cost.ZeroCostScorer`).
+
+    Seconds per architecture, computed once (cached). The oracle is provisional: an additive model of the
+    scores computed so far; what a search chooses on it is scored for real.
+    """
+
+    name = "zero_cost"
+
+    def __init__(self, space: SearchSpace, scorer: Any) -> None:
+        self.space = space
+        self.scorer = scorer
+        self.cache: dict[str, float] = {}
+
+    def evaluate(self, arch_ids: Sequence[str]) -> Iterator[tuple[str, float]]:
+        new = [a for a in dict.fromkeys(arch_ids) if a not in self.cache]
+        if new:
+            self.cache.update(zip(new, map(float, self.scorer.scores(new)), strict=True))
+        for a in arch_ids:
+            yield a, self.cache[a]
+
+    def oracle(self, known: Mapping[str, float] | None = None) -> AccuracyOracle:
+        return provisional_oracle(self.space, {**self.cache, **dict(known or {})})
 
 
 def provisional_oracle(space: SearchSpace, known: Mapping[str, float], alpha: float = 1.0) -> AccuracyOracle:

@@ -3,7 +3,8 @@
 A subnet is extracted from the supernet (a standalone copy), its BatchNorm
 statistics are recalibrated on a few training batches (the supernet's running
 statistics mix every subnet that was trained, so they fit none), then its top-1
-accuracy is measured on the validation split.
+accuracy is measured on the validation split (carved from the training images;
+never the test images), without augmentation.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from orchestrator.supernet.data import Dataset
+from orchestrator.errors import DataError
+from orchestrator.supernet.data import Dataset, Images, eval_batches
 
 
 class EvalConfig(BaseModel):
@@ -44,11 +46,16 @@ class EvalResult:
 
 
 def calibration_batches(data: Dataset, cfg: EvalConfig) -> list[torch.Tensor]:
-    """A fixed set of training images (the same for every subnet, so results are comparable)."""
+    """A fixed set of training images, unaugmented (the same for every subnet, so results are comparable), in
+    batches of ``calib_batch_size``; never a batch of one image (it joins the batch before it: BatchNorm in
+    training mode cannot normalise one image at 1x1 resolution)."""
     g = torch.Generator().manual_seed(12345)
     n = min(len(data.x_train), cfg.calib_batches * cfg.calib_batch_size)
+    if n < 2:
+        raise DataError(f"BatchNorm recalibration needs at least 2 training images, the dataset has "
+                        f"{len(data.x_train)}; use a larger training split")
     idx = torch.randperm(len(data.x_train), generator=g)[:n]
-    return list(data.x_train[idx].split(cfg.calib_batch_size))
+    return [x for x, _ in eval_batches(data.x_train, data.y_train, cfg.calib_batch_size, data.workers, order=idx)]
 
 
 @torch.no_grad()
@@ -68,12 +75,15 @@ def recalibrate_bn(net: nn.Module, batches: list[torch.Tensor], device: torch.de
 
 
 @torch.no_grad()
-def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device) -> float:
+def accuracy(net: nn.Module, x: Images, y: torch.Tensor, batch_size: int, device: torch.device,
+             workers: int = 0, limit: int | None = None) -> float:
+    """Top-1 accuracy (fraction) of ``net`` in eval mode on the first ``limit`` of (x, y), unaugmented."""
     net.eval()
-    correct = 0
-    for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
+    correct = n = 0
+    for xb, yb in eval_batches(x, y, batch_size, workers, limit):
         correct += int((net(xb.to(device)).argmax(1).cpu() == yb).sum())
-    return correct / max(1, len(y))
+        n += len(yb)
+    return correct / max(1, n)
 
 
 def evaluate_subnet(space: Any, supernet: nn.Module, arch: Mapping[str, Any], data: Dataset, cfg: EvalConfig,
@@ -83,8 +93,6 @@ def evaluate_subnet(space: Any, supernet: nn.Module, arch: Mapping[str, Any], da
     device = torch.device(cfg.device)
     net = space.extract(supernet, arch).to(device)
     recalibrate_bn(net, calib if calib is not None else calibration_batches(data, cfg), device)
-    xv, yv = data.x_val, data.y_val
-    if cfg.max_val is not None:
-        xv, yv = xv[: cfg.max_val], yv[: cfg.max_val]
-    acc = accuracy(net, xv, yv, cfg.batch_size, device)
-    return EvalResult(index, space.arch_id(arch), acc, len(yv), time.perf_counter() - t0, worker)
+    n_val = len(data.y_val) if cfg.max_val is None else min(cfg.max_val, len(data.y_val))
+    acc = accuracy(net, data.x_val, data.y_val, cfg.batch_size, device, data.workers, n_val)
+    return EvalResult(index, space.arch_id(arch), acc, n_val, time.perf_counter() - t0, worker)

@@ -1,0 +1,171 @@
+"""`hwnas accuracy estimate`: the accuracy estimate of every architecture listed in a CSV, from any of the
+pipeline's accuracy sources (the same classes: orchestrator/search/accuracy.py, built as the pipeline builds
+them). Writes ``arch`` and one estimate column, in the input's order."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from orchestrator.errors import ConfigError
+
+SOURCES = ("default", "table", "supernet", "predictor", "zero_cost")
+
+
+def data_config(path: str, fmt: str | None = None) -> Any:
+    """A DataConfig for ``path``: ``digits`` (the embedded default), a ``.npz`` file, a CIFAR python-pickle
+    directory, or an image folder (class sub-folders); ``fmt`` overrides the guess."""
+    from orchestrator.supernet.data import DataConfig
+
+    if path == "digits":
+        return DataConfig(name="digits")
+    p = Path(path).expanduser()
+    if fmt is None:
+        if not p.exists():
+            raise ConfigError(f"--data {path}: no such file or folder; pass a .npz file, a CIFAR python-pickle "
+                              f"directory, an image folder, or 'digits'")
+        if p.is_file():
+            fmt = "npz"
+        elif (p / "data_batch_1").is_file() or (p / "cifar-10-batches-py").is_dir():
+            fmt = "cifar10"
+        elif (p / "cifar-100-python").is_dir() or ((p / "train").is_file() and (p / "test").is_file()):
+            fmt = "cifar100"
+        else:
+            fmt = "imagefolder"
+    return DataConfig(name=fmt, root=str(p))
+
+
+def build_source(args: argparse.Namespace, space: Any) -> tuple[Any, str, Any]:
+    """(the source, the estimate column's name, what to release after)."""
+    from orchestrator.config import AccuracySection
+    from orchestrator.search.accuracy import PredictorAccuracy, TableAccuracy, ZeroCostAccuracy, ZeroCostFeatures
+    from orchestrator.search.zero_cost import make_scorer
+
+    defaults = AccuracySection()
+    source = defaults.source if args.source == "default" else args.source
+    if source == "table":
+        from orchestrator.latency.table import shipped_accuracy
+
+        if space.name != "nb201":
+            raise ConfigError(f"--source table: the shipped accuracies are NB201's, not {space.name!r}; use "
+                              f"supernet, predictor or zero_cost")
+        return TableAccuracy(space, shipped_accuracy(defaults.table_column), seed=args.seed), "accuracy", None
+    if source == "zero_cost":
+        if args.data is None:
+            raise ConfigError("--source zero_cost needs --data: the images of the proxies' batch (a .npz file, "
+                              "a CIFAR directory, an image folder, or 'digits')")
+        scorer = make_scorer(space, args.proxy, data_config(args.data, args.data_format), args.batch_size,
+                             args.reference, args.seed)
+        return ZeroCostAccuracy(space, scorer), f"zero_cost_{args.proxy}", None
+    if args.run is None:
+        raise ConfigError(f"--source {args.source} needs --run: a supernet run directory of 'hwnas supernet train'")
+    sup = supernet_source(args)
+    if source == "supernet":
+        return sup, "accuracy", sup
+    features: Any = "encoding"
+    if args.features != "encoding":
+        if args.data is None:
+            raise ConfigError("--features zero_cost/both needs --data: the images of the proxies' batch")
+        features = ZeroCostFeatures(space, make_scorer(space, "ensemble", data_config(args.data, args.data_format),
+                                                       args.batch_size, args.reference, args.seed), args.features)
+    pred = PredictorAccuracy(space, sup, args.samples, np.random.default_rng([args.seed, 3]), defaults.predictor,
+                             features)
+    print(f"predictor fit on {args.samples} evaluated subnets: held-out SRCC {pred.quality['heldout_srcc']:.3f}",
+          file=sys.stderr)
+    return pred, "accuracy", sup
+
+
+def supernet_source(args: argparse.Namespace) -> Any:
+    import ray
+
+    from orchestrator.cli_supernet import _ray_init
+    from orchestrator.search.accuracy import SupernetAccuracy
+    from orchestrator.supernet.evaluate import EvalConfig
+    from orchestrator.supernet.pool import EvaluatorPool
+    from orchestrator.supernet.runs import load_trained
+    from orchestrator.supernet.spec import one_shot_space
+
+    if args.data is not None:
+        raise ConfigError("--source supernet/predictor evaluate on the supernet run's own data (its run.json); "
+                          "drop --data (or use it with --features zero_cost/both for the proxies' batch)")
+    spec, state, data = load_trained(args.run)
+    if spec.name != args.space:
+        raise ConfigError(f"--run {args.run} holds a {spec.name!r} supernet but --space is {args.space!r}")
+    _ray_init(None, args.cpus)
+    weights, data_ref = ray.put(dict(state)), ray.put(data)
+    cfg = EvalConfig(max_val=args.max_val)
+    return SupernetAccuracy(one_shot_space(spec), lambda: EvaluatorPool(spec, weights, data_ref, cfg,
+                                                                        n_actors=args.actors))
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from orchestrator.latency.table import read_archs
+    from search_spaces.base import get_space
+
+    if args.source != "zero_cost" and args.proxy != "ensemble":
+        raise ConfigError("--proxy is for --source zero_cost")
+    space = get_space(args.space)
+    ids = read_archs(args.archs, space)
+    if not ids:
+        raise ConfigError(f"{args.archs} lists no architectures")
+    source, column, release = build_source(args, space)
+    t0 = time.perf_counter()
+    values: dict[str, float] = {}
+    todo = list(dict.fromkeys(ids))
+    from tqdm import tqdm
+
+    with tqdm(total=len(todo), desc=column, unit="arch", file=sys.stderr, disable=None) as bar:
+        for i in range(0, len(todo), args.chunk):
+            values.update(source.evaluate(todo[i:i + args.chunk]))
+            bar.update(min(args.chunk, len(todo) - i))
+    if release is not None:
+        release.release()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["arch", column])
+        for a in ids:
+            w.writerow([a, f"{values[a]:.6g}"])
+    dt = time.perf_counter() - t0
+    print(f"{len(todo)} architectures, {column} from {args.source} in {dt:.1f}s ({dt / len(todo):.2f} s each); "
+          f"wrote {out}")
+    return 0
+
+
+def add_accuracy_commands(sub: argparse._SubParsersAction) -> None:
+    acc = sub.add_parser("accuracy", help="accuracy estimates from the pipeline's sources").add_subparsers(
+        dest="accuracy_command", required=True)
+    e = acc.add_parser("estimate", help="estimate the accuracy of every architecture in a CSV; writes arch + one "
+                                        "column")
+    e.add_argument("--space", default="nb201", help="search space of the architectures")
+    e.add_argument("--source", default="default", choices=SOURCES,
+                   help="default (the pipeline's default), table (shipped NB201), supernet (--run), predictor "
+                        "(--run; fit on --samples evaluated subnets), zero_cost (--proxy, --data)")
+    e.add_argument("--proxy", default="ensemble",
+                   choices=["synflow", "naswot", "snip", "grad_norm", "params", "ensemble"],
+                   help="zero_cost: the proxy (T-score: 50 + 10 standard deviations over reference cells)")
+    e.add_argument("--run", help="supernet/predictor: a 'hwnas supernet train' run directory")
+    e.add_argument("--data", help="zero_cost (and predictor --features zero_cost/both): a .npz file, a CIFAR "
+                                  "python-pickle directory, an image folder, or 'digits'")
+    e.add_argument("--data-format", choices=["npz", "imagefolder", "cifar10", "cifar100", "digits"],
+                   help="the format of --data when the guess is wrong")
+    e.add_argument("--features", default="encoding", choices=["encoding", "zero_cost", "both"],
+                   help="predictor: its inputs")
+    e.add_argument("--samples", type=int, default=64, help="predictor: subnets evaluated to fit it")
+    e.add_argument("--batch-size", type=int, default=64, help="zero_cost: images in the proxies' batch")
+    e.add_argument("--reference", type=int, default=32, help="zero_cost: cells that standardise each score")
+    e.add_argument("--actors", type=int, default=2, help="supernet: evaluator actors")
+    e.add_argument("--max-val", type=int, help="supernet: validation images per subnet (default: all)")
+    e.add_argument("--cpus", type=int, help="CPUs of the local Ray instance (default: all)")
+    e.add_argument("--chunk", type=int, default=16, help="architectures per progress step")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--archs", required=True, help="CSV with a column 'arch'")
+    e.add_argument("--out", required=True, help="CSV written: arch, <estimate>")
+    e.set_defaults(func=cmd_estimate)

@@ -1,0 +1,76 @@
+"""`hwnas accuracy estimate` (issue 20): the pipeline's sources on a CSV of architectures."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from orchestrator.cli import main
+
+CELLS = ["|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+         "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|",
+         "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"]
+
+
+@pytest.fixture
+def archs(tmp_path):
+    p = tmp_path / "archs.csv"
+    with p.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["arch", "note"])
+        w.writerows([[a, i] for i, a in enumerate(CELLS)])
+    return p
+
+
+def read(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_zero_cost_estimate_is_the_sources_value(tmp_path, archs):
+    from orchestrator.search.zero_cost import make_scorer
+    from orchestrator.supernet.data import DataConfig
+    from search_spaces.nb201 import NB201Space
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = tmp_path / "est.csv"
+        assert main(["accuracy", "estimate", "--source", "zero_cost", "--proxy", "params", "--data", "digits",
+                     "--reference", "8", "--archs", str(archs), "--out", str(out)]) == 0
+        rows = read(out)
+        assert [r["arch"] for r in rows] == CELLS and list(rows[0]) == ["arch", "zero_cost_params"]
+        scorer = make_scorer(NB201Space(), "params", DataConfig(), 64, 8, 0)
+        assert [float(r["zero_cost_params"]) for r in rows] == pytest.approx(scorer.scores(CELLS), rel=1e-5)
+        # the all-none cell has the fewest parameters of the three
+        assert np.argmin([float(r["zero_cost_params"]) for r in rows]) == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_table_estimate(tmp_path):
+    from orchestrator.latency.table import shipped_accuracy
+
+    table = shipped_accuracy()
+    ids = list(table)[:3]  # cells the table holds (others would need its fallback model fit first)
+    p = tmp_path / "in_table.csv"
+    p.write_text("arch\n" + "\n".join(ids) + "\n")
+    out = tmp_path / "est.csv"
+    assert main(["accuracy", "estimate", "--source", "table", "--archs", str(p), "--out", str(out)]) == 0
+    rows = read(out)
+    assert [r["arch"] for r in rows] == ids
+    assert [float(r["accuracy"]) for r in rows] == pytest.approx([table[a] for a in ids], abs=1e-4)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--source", "zero_cost"], "needs --data"),
+    (["--source", "supernet"], "needs --run"),
+    (["--source", "zero_cost", "--data", "/nonexistent/x.npz"], "no such file or folder"),
+    (["--source", "table", "--proxy", "synflow"], "--proxy is for --source zero_cost"),
+])
+def test_estimate_errors_exit_2(tmp_path, archs, capsys, extra, message):
+    assert main(["accuracy", "estimate", *extra, "--archs", str(archs), "--out", str(tmp_path / "o.csv")]) == 2
+    assert message in capsys.readouterr().err
