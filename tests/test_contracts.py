@@ -21,6 +21,7 @@ FAST = MeasurementProtocol(warmup=1, repeats=3, min_repeat_ms=1.0)
 SPACE_OPTIONS = {
     "nb201": {"channels": 8, "cells_per_stage": 2, "num_classes": 7, "resolution": 24},
     "mobilenetv3": {"width_mult": 0.5, "resolution": 64, "num_classes": 10, "feature_dim": 96},
+    "fbnet": {"num_classes": 7, "resolution": 24, "width_mult": 0.5},
 }
 
 
@@ -32,7 +33,7 @@ def n_params(net: torch.nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-@pytest.mark.parametrize("name", sorted(SPACE_OPTIONS))
+@pytest.mark.parametrize("name", SPACES.names())  # from the registry: a new space must add its options above
 def test_space_rebuilt_from_its_spec_is_the_same_network(name):
     space = SpaceSpec(name=name, options=SPACE_OPTIONS[name]).build()
     spec = space.spec()
@@ -85,7 +86,7 @@ def test_device_rebuilt_from_its_spec(space, case):
         np.testing.assert_array_equal(dev.latency_ms(ids), again.latency_ms(ids))
 
 
-@pytest.mark.parametrize("name", sorted(SPACE_OPTIONS))
+@pytest.mark.parametrize("name", SPACES.names())  # from the registry: a new space must add its options above
 def test_layers_without_building_match_the_hooks(name):
     """A space's fast layer list (where it has one) equals what forward hooks count on the built network."""
     from collections import Counter
