@@ -59,9 +59,14 @@ class AccuracySection(_Model):
 
 
 class LatencySection(_Model):
-    table: str = Field("shipped", description="'shipped' (NB201 on six devices; no table for other spaces) or a "
+    table: str = Field("shipped", description="'shipped' (NB201 on six devices; fbnet: 5,000 architectures on 19 "
+                                              "devices; no table for other spaces) or a "
                                               "CSV path with columns arch and lat_ms_<device>: each such column "
                                               "is a tabulated device")
+    lut: str | None = Field(None, description="a lookup table (CSV: layer, op, lat_ms_<device>; base + per-layer "
+                                              "block deltas) for a layer-wise space: each column is an exact "
+                                              "device lut:<device>; 'shipped' = HW-NAS-Bench's Pixel 3 table for "
+                                              "fbnet")
     proxy: str = Field("auto", description="proxy device name, or 'auto': the tabulated device whose latency "
                                            "ranking agrees best with the others (mean SRCC)")
     predictor: Literal["additive", "mlp"] = "additive"

@@ -11,6 +11,7 @@ import torch
 
 from orchestrator.latency.devices import DeviceCatalog, make_device
 from orchestrator.latency.devices.base import DEVICES, PREFIXES
+from orchestrator.latency.fbnet_data import shipped_lut_path
 from orchestrator.latency.measurement import MeasurementProtocol
 from orchestrator.latency.simulator import hooked_layers
 from search_spaces.base import SPACES, SpaceSpec
@@ -62,7 +63,12 @@ def device_cases(space):
     """One device of every registered exact name and prefix (and a table column), with options."""
     return [("torch-cpu", {"threads": 1, "protocol": FAST}), ("onnxrt-cpu", {"threads": 1, "protocol": FAST}),
             ("cuda", {"device_index": 0}), ("sim:3", {}), ("remote:box", {"inner": "onnxrt-cpu", "chunk": 4}),
-            ("pixel3", {})]
+            ("pixel3", {}), ("lut:pixel3", {"path": str(shipped_lut_path())})]
+
+
+def space_for(name, space):
+    """A lookup table needs a layer-wise space (fbnet); every other device type takes NB201."""
+    return SpaceSpec(name="fbnet").build() if name.startswith("lut:") else space
 
 
 def test_every_device_type_is_covered(space):
@@ -71,9 +77,10 @@ def test_every_device_type_is_covered(space):
     assert {PREFIXES.get(p).pattern.split(":")[0] for p in PREFIXES.names()} <= {n.split(":")[0] for n in names}
 
 
-@pytest.mark.parametrize("case", range(6))
+@pytest.mark.parametrize("case", range(7))
 def test_device_rebuilt_from_its_spec(space, case):
     name, options = device_cases(space)[case]
+    space = space_for(name, space)
     dev = DeviceCatalog(space).make(name, options)
     spec = pickle.loads(pickle.dumps(dev.spec()))
     again = make_device(spec, space)

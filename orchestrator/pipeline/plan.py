@@ -54,6 +54,10 @@ class Plan:
 def _load_table(cfg: PipelineConfig, space: SearchSpace) -> LatencyTable | None:
     from orchestrator.latency.table import read_table, shipped_table
 
+    if cfg.latency.table == "shipped" and space.name == "fbnet":
+        from orchestrator.latency.fbnet_data import shipped_fbnet_table
+
+        return shipped_fbnet_table(space)
     if cfg.latency.table == "shipped":
         return shipped_table(space) if space.name == "nb201" else None
     return read_table(cfg.latency.table, space, device_prefix="lat_ms_")
@@ -100,7 +104,15 @@ def _build(cfg: PipelineConfig) -> tuple[Plan | None, list[str]]:
         table = _load_table(cfg, space)
     except HwnasError as e:
         problems.append(f"latency.table: {e}")
-    catalog = DeviceCatalog(space, table)
+    lut = None
+    if cfg.latency.lut is not None:
+        from orchestrator.latency.devices.lut import lut_path
+
+        try:
+            lut = lut_path(cfg.latency.lut, space)
+        except HwnasError as e:
+            problems.append(f"latency.lut: {e}")
+    catalog = DeviceCatalog(space, table, lut)
     proxy, score = cfg.latency.proxy, None
     if proxy == AUTO:
         if table is None or len(table.devices) < 2:

@@ -43,7 +43,11 @@ def proxy_stage(ctx: Context) -> tuple[Any, LatencyTable]:
     own = proxy_samples(ctx)
     ids, y = own.measured(ctx.plan.proxy)
     params = {"seed": ctx.cfg.seed} if ctx.cfg.latency.predictor == "mlp" else {}
-    ctx.proxy_predictor = make_predictor(ctx.cfg.latency.predictor, **params).fit(encode_ids(ctx.space, ids), y)
+    device = ctx.plan.device(ctx.plan.proxy, {})
+    if hasattr(device, "additive"):  # a lookup table: the device is its own exact additive model
+        ctx.proxy_predictor = device.additive()
+    else:
+        ctx.proxy_predictor = make_predictor(ctx.cfg.latency.predictor, **params).fit(encode_ids(ctx.space, ids), y)
     svc = ctx.services[ctx.plan.proxy] = start_latency_service(ctx.plan.proxy, ctx.proxy_predictor)
     if ctx.plan.proxy_score is not None:
         log.info("proxy: %s (mean SRCC %.3f to the other tabulated devices)", ctx.plan.proxy, ctx.plan.proxy_score)
