@@ -20,6 +20,7 @@ from orchestrator.confirm import ConfirmConfig
 from orchestrator.errors import ConfigError
 from orchestrator.latency.devices.base import DeviceSpec
 from orchestrator.latency.measurement import MeasurementProtocol
+from orchestrator.search.dnas import DnasConfig
 from orchestrator.supernet.data import DataConfig
 from orchestrator.supernet.evaluate import EvalConfig
 from orchestrator.supernet.train import TrainConfig
@@ -80,7 +81,8 @@ class SearchSection(_Model):
     algorithm: str = Field(
         "nsga2", description="nsga2, tpe, random; 'milp': the exact front of additive accuracy and latency "
                              "predictors (n_trials caps the front's size); 'exhaustive': every cell of a finite "
-                             "domain (hwnas list)")
+                             "domain (hwnas list); 'dnas': differentiable search with a sweep of the latency "
+                             "weight (search.dnas)")
     n_trials: int = Field(200, ge=2, description="completed trials (the budget)")
     population: int = Field(20, ge=2, description="NSGA-II population; TPE's random start-up trials")
     batch_size: int | None = Field(None, ge=1, description="trials asked per round (default: population)")
@@ -100,6 +102,9 @@ class SearchSection(_Model):
         description="cost limits every architecture must meet, e.g. {params_m: 5, macs_m: 300} (same names as "
                     "objectives); searches treat them as constraints, fronts and their judging leave out what "
                     "exceeds them")
+
+    dnas: DnasConfig = Field(default_factory=DnasConfig, description="algorithm 'dnas': the lambda sweep, "
+                                                                     "temperatures, epochs")
 
     @model_validator(mode="after")
     def _costs(self) -> SearchSection:
