@@ -184,6 +184,18 @@ class FBNetSpace:
             x[i * len(BLOCKS) + _INDEX[op]] = 1.0
         return x
 
+    def encoding_groups(self) -> np.ndarray:
+        """Coarse groups of encoding features (rows): per block, its count over all layers (9), then per
+        stage and block (7 x 9). Transfer shares strength through them when few target samples exist."""
+        width = len(BLOCKS)
+        stage_of = [s for s, n in enumerate(STAGE_LAYERS) for _ in range(n)]
+        g = np.zeros((width * (1 + len(STAGE_LAYERS)), self.encoding_size), dtype=np.float32)
+        for layer, stage in enumerate(stage_of):
+            for b in range(width):
+                g[b, layer * width + b] = 1.0
+                g[width * (1 + stage) + b, layer * width + b] = 1.0
+        return g
+
     def distributions(self) -> dict[str, Any]:
         from optuna.distributions import CategoricalDistribution
 

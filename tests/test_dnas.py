@@ -91,3 +91,50 @@ def test_latency_table_needs_an_additive_model_of_the_right_size():
         latency_table(space, SimpleNamespace(coef_=np.zeros(5), intercept_=0.0))
     lut, base = latency_table(space, SimpleNamespace(coef_=np.arange(9.0), intercept_=2.0))
     assert lut.shape == (3, 3) and lut[1, 2] == 5.0 and base == 2.0
+
+
+class CountingAccuracy:
+    """An accuracy source that records what it is asked (the search must evaluate every derived network
+    through the problem's source); its value is minus the parameter count in millions (a real property)."""
+
+    name = "counting"
+
+    def __init__(self, space):
+        from search_spaces.costs import CostModel
+
+        self.asked: list[str] = []
+        self.costs = CostModel(space.spec())
+
+    def evaluate(self, ids):
+        self.asked += list(ids)
+        for a, p in zip(ids, self.costs.values(list(ids), "params_m"), strict=True):
+            yield a, -float(p)
+
+
+@pytest.mark.slow
+def test_dnas_through_run_search_on_fbnet_with_the_pixel3_lut():
+    from orchestrator.latency.devices.lut import LutDevice
+    from orchestrator.latency.fbnet_data import shipped_lut_path
+    from orchestrator.search.algorithms import ALGORITHMS, SearchProblem, SearchSettings, run_search
+    from orchestrator.supernet.data import DataConfig
+    from search_spaces import get_space
+
+    assert "dnas" in ALGORITHMS
+    fb = get_space("fbnet")
+    dev = LutDevice("pixel3", fb, str(shipped_lut_path()))
+    acc = CountingAccuracy(fb)
+    problem = SearchProblem(fb, acc, dev.latency_ms, latency_model=dev.additive())
+    cfg = DnasConfig(lambdas=[0.0, 50.0], warmup_epochs=0, epochs=2, batch_size=16, max_steps=2, arch_lr=0.3,
+                     data=DataConfig(name="digits", resolution=8, max_train=128),
+                     supernet_options={"width_mult": 0.1, "resolution": 8})
+    res = run_search(problem, "dnas", SearchSettings(seed=0, dnas=cfg))
+    ids = [c.arch_id for c in res.candidates]
+    assert acc.asked == ids and res.evaluated == len(ids) and 1 <= len(ids) <= 2
+    np.testing.assert_allclose([c.latency_ms for c in res.candidates], dev.latency_ms(ids))
+    assert [c.accuracy for c in res.candidates] == pytest.approx(list(-acc.costs.values(ids, "params_m")))
+    if len(ids) == 2:  # the heavy latency weight found the faster network
+        assert res.candidates[1].latency_ms < res.candidates[0].latency_ms
+    # the data must match the supernet's input
+    bad = cfg.model_copy(update={"data": DataConfig(name="digits", resolution=16, max_train=64)})
+    with pytest.raises(ConfigError, match="set search.dnas.data.resolution"):
+        run_search(problem, "dnas", SearchSettings(seed=0, dnas=bad))

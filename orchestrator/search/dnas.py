@@ -113,10 +113,14 @@ def dnas_sweep(space: SearchSpace, data: Any, lut: np.ndarray, base: float, cfg:
     n_layers, width = lut.shape
     if n_layers != len(choices):
         raise ConfigError(f"dnas: the latency table has {n_layers} layers, space {space.name!r} {len(choices)}")
+    x_all, y_all = data.x_train, data.y_train
+    if x_all.ndim == 4 and hasattr(space, "input_shape") and tuple(x_all.shape[1:]) != tuple(space.input_shape()[1:]):
+        raise ConfigError(f"dnas: the data's images are {tuple(x_all.shape[1:])}, the supernet takes "
+                          f"{tuple(space.input_shape()[1:])}; set search.dnas.data.resolution (or the supernet's "
+                          f"resolution option) to match")
     dev = resolve_device(cfg.device)
     torch.manual_seed(seed)
     gen = np.random.default_rng(seed)
-    x_all, y_all = data.x_train, data.y_train
     n = len(y_all)
     order = gen.permutation(n)
     n_arch = max(1, int(round(cfg.arch_fraction * n)))
