@@ -20,6 +20,7 @@ from orchestrator.confirm import ConfirmConfig
 from orchestrator.errors import ConfigError
 from orchestrator.latency.devices.base import DeviceSpec
 from orchestrator.latency.measurement import MeasurementProtocol
+from orchestrator.search.dnas import DnasConfig
 from orchestrator.supernet.data import DataConfig
 from orchestrator.supernet.evaluate import EvalConfig
 from orchestrator.supernet.train import TrainConfig
@@ -86,10 +87,15 @@ class AccuracySection(_Model):
 
 
 class LatencySection(_Model):
-    table: str = Field("shipped", description="'shipped' (NB201's whole space on 19 devices = nb201-full; no "
-                                              "table for other spaces), 'nb201-hwnasbench' (1,999 cells, six "
-                                              "HW-NAS-Bench devices) or a CSV path with columns arch and "
-                                              "lat_ms_<device>: each such column is a tabulated device")
+    table: str = Field("shipped", description="'shipped' (NB201: the whole space on 19 devices = nb201-full; "
+                                              "fbnet: 5,000 architectures on 19 devices; no table for other "
+                                              "spaces), 'nb201-hwnasbench' (1,999 cells, six HW-NAS-Bench "
+                                              "devices) or a CSV path with columns arch and lat_ms_<device>: each "
+                                              "such column is a tabulated device")
+    lut: str | None = Field(None, description="a lookup table (CSV: layer, op, lat_ms_<device>; base + per-layer "
+                                              "block deltas) for a layer-wise space: each column is an exact "
+                                              "device lut:<device>; 'shipped' = HW-NAS-Bench's Pixel 3 table for "
+                                              "fbnet")
     proxy: str = Field("auto", description="proxy device name, or 'auto': the tabulated device whose latency "
                                            "ranking agrees best with the others (mean SRCC)")
     predictor: Literal["additive", "mlp"] = "additive"
@@ -104,7 +110,8 @@ class SearchSection(_Model):
     algorithm: str = Field(
         "nsga2", description="nsga2, tpe, random; 'milp': the exact front of additive accuracy and latency "
                              "predictors (n_trials caps the front's size); 'exhaustive': every cell of a finite "
-                             "domain (hwnas list)")
+                             "domain (hwnas list); 'dnas': differentiable search with a sweep of the latency "
+                             "weight (search.dnas)")
     n_trials: int = Field(200, ge=2, description="completed trials (the budget)")
     population: int = Field(20, ge=2, le=MAX_COUNT, description="NSGA-II population; TPE's random start-up trials")
     batch_size: int | None = Field(None, ge=1, le=MAX_COUNT, description="trials asked per round (default: population)")
@@ -124,6 +131,9 @@ class SearchSection(_Model):
         description="cost limits every architecture must meet, e.g. {params_m: 5, macs_m: 300} (same names as "
                     "objectives); searches treat them as constraints, fronts and their judging leave out what "
                     "exceeds them")
+
+    dnas: DnasConfig = Field(default_factory=DnasConfig, description="algorithm 'dnas': the lambda sweep, "
+                                                                     "temperatures, epochs")
 
     @model_validator(mode="after")
     def _costs(self) -> SearchSection:

@@ -11,6 +11,7 @@ import torch
 
 from orchestrator.latency.devices import DeviceCatalog, make_device
 from orchestrator.latency.devices.base import DEVICES, PREFIXES
+from orchestrator.latency.fbnet_data import shipped_lut_path
 from orchestrator.latency.measurement import MeasurementProtocol
 from orchestrator.latency.simulator import hooked_layers
 from search_spaces.base import SPACES, SpaceSpec
@@ -21,6 +22,7 @@ FAST = MeasurementProtocol(warmup=1, repeats=3, min_repeat_ms=1.0)
 SPACE_OPTIONS = {
     "nb201": {"channels": 8, "cells_per_stage": 2, "num_classes": 7, "resolution": 24},
     "mobilenetv3": {"width_mult": 0.5, "resolution": 64, "num_classes": 10, "feature_dim": 96},
+    "fbnet": {"num_classes": 7, "resolution": 24, "width_mult": 0.5},
 }
 
 
@@ -32,7 +34,7 @@ def n_params(net: torch.nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-@pytest.mark.parametrize("name", sorted(SPACE_OPTIONS))
+@pytest.mark.parametrize("name", SPACES.names())  # from the registry: a new space must add its options above
 def test_space_rebuilt_from_its_spec_is_the_same_network(name):
     space = SpaceSpec(name=name, options=SPACE_OPTIONS[name]).build()
     spec = space.spec()
@@ -61,7 +63,12 @@ def device_cases(space):
     """One device of every registered exact name and prefix (and a table column), with options."""
     return [("torch-cpu", {"threads": 1, "protocol": FAST}), ("onnxrt-cpu", {"threads": 1, "protocol": FAST}),
             ("cuda", {"device_index": 0}), ("sim:3", {}), ("remote:box", {"inner": "onnxrt-cpu", "chunk": 4}),
-            ("pixel3", {})]
+            ("pixel3", {}), ("lut:pixel3", {"path": str(shipped_lut_path())})]
+
+
+def space_for(name, space):
+    """A lookup table needs a layer-wise space (fbnet); every other device type takes NB201."""
+    return SpaceSpec(name="fbnet").build() if name.startswith("lut:") else space
 
 
 def test_every_device_type_is_covered(space):
@@ -70,9 +77,10 @@ def test_every_device_type_is_covered(space):
     assert {PREFIXES.get(p).pattern.split(":")[0] for p in PREFIXES.names()} <= {n.split(":")[0] for n in names}
 
 
-@pytest.mark.parametrize("case", range(6))
+@pytest.mark.parametrize("case", range(7))
 def test_device_rebuilt_from_its_spec(space, case):
     name, options = device_cases(space)[case]
+    space = space_for(name, space)
     dev = DeviceCatalog(space).make(name, options)
     spec = pickle.loads(pickle.dumps(dev.spec()))
     again = make_device(spec, space)
@@ -85,7 +93,7 @@ def test_device_rebuilt_from_its_spec(space, case):
         np.testing.assert_array_equal(dev.latency_ms(ids), again.latency_ms(ids))
 
 
-@pytest.mark.parametrize("name", sorted(SPACE_OPTIONS))
+@pytest.mark.parametrize("name", SPACES.names())  # from the registry: a new space must add its options above
 def test_layers_without_building_match_the_hooks(name):
     """A space's fast layer list (where it has one) equals what forward hooks count on the built network."""
     from collections import Counter

@@ -15,8 +15,16 @@ def tiny_mbv3() -> MobileNetV3Space:
     return MobileNetV3Space(width_mult=0.25, resolution=32, num_classes=10, feature_dim=64)
 
 
-def tiny_nb201():
-    return get_space("nb201", channels=4, cells_per_stage=1)
+# every registered space, tiny (the one-shot contract runs on each; a new space must add itself here)
+TINY_OPTIONS = {
+    "mobilenetv3": {"width_mult": 0.25, "resolution": 32, "num_classes": 10, "feature_dim": 64},
+    "nb201": {"channels": 4, "cells_per_stage": 1},
+    "fbnet": {"width_mult": 0.25, "resolution": 16, "num_classes": 10},
+}
+
+
+def test_every_registered_space_has_tiny_options():
+    assert set(TINY_OPTIONS) == set(SPACES.names())
 
 
 def test_registered():
@@ -91,11 +99,11 @@ def test_build_runs_at_space_resolution():
     assert big > 2 * small
 
 
-@pytest.mark.parametrize("make_space", [tiny_mbv3, tiny_nb201], ids=["mobilenetv3", "nb201"])
-def test_extract_equals_supernet(make_space, rng):
+@pytest.mark.parametrize("name", SPACES.names())
+def test_extract_equals_supernet(name, rng):
     """extract(supernet, arch) is a standalone network whose output equals the supernet's for arch."""
     torch.manual_seed(0)
-    space = make_space()
+    space = get_space(name, **TINY_OPTIONS[name])
     sup = space.build_supernet()
     x = torch.randn(4, *space.input_shape()[1:])
     sup.train()

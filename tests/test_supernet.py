@@ -183,7 +183,8 @@ def test_nb201_trains_with_the_same_trainer(tmp_path):
 
 
 @pytest.mark.parametrize("name, options", [("mobilenetv3", {**TINY, "num_classes": 10}),
-                                           ("nb201", {"channels": 4, "cells_per_stage": 1})])
+                                           ("nb201", {"channels": 4, "cells_per_stage": 1}),
+                                           ("fbnet", {"width_mult": 0.25, "resolution": 16, "num_classes": 10})])
 def test_export_reproduces_subnet(tmp_path, name, options):
     space = one_shot_space({"name": name, "options": options})
     sup = space.build_supernet().eval()

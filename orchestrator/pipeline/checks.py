@@ -38,8 +38,16 @@ def config_problems(cfg: PipelineConfig) -> list[str]:
         if cfg.sweep.per_device_search or cfg.sweep.refine_trials:
             problems.append("sweep.per_device_search / sweep.refine_trials: these run a sampler search; use "
                             "nsga2, tpe or random with them")
+    if algo == "dnas" and cfg.latency.predictor != "additive" and not cfg.latency.proxy.startswith("lut:"):
+        problems.append("search.algorithm: 'dnas' needs an additive latency model: a lookup-table proxy "
+                        "(latency.lut, proxy lut:<device>) or latency.predictor: additive")
+    if ts == "dnas":
+        problems.append("sweep.target_search.algorithm: 'dnas' trains a supernet; per target use 'auto'")
     costs = bool(cfg.search.objectives or cfg.search.constraints)
     for where, a in (("search.algorithm", algo), ("sweep.target_search.algorithm", ts)):
+        if a == "dnas" and costs:
+            problems.append(f"{where}: 'dnas' trades accuracy against latency only; with search.objectives / "
+                            f"search.constraints use nsga2")
         if a == "milp" and (costs or (where.startswith("sweep") and cfg.sweep.memory_mb)):
             problems.append(f"{where}: 'milp' solves accuracy against latency without cost limits; with "
                             f"search.objectives / search.constraints / sweep.memory_mb use nsga2 (or exhaustive "
@@ -212,6 +220,10 @@ def plan_checks(plan: Plan) -> list[str]:
     problems += name_problems(plan)
     if not problems:  # the budget against the proxy's predictor: only a config that is otherwise sound
         problems += plan_budget_problems(plan)
+    if cfg.search.algorithm == "dnas" and not (hasattr(plan.space, "choices") and hasattr(plan.space,
+                                                                                        "build_supernet")):
+        problems.append(f"search.algorithm: 'dnas' needs a layer-wise one-shot space (fbnet); space "
+                        f"{plan.space.name!r} is not")
     finite = plan.domain == "table" or plan.space.size <= MAX_EXHAUSTIVE
     for where, a in (("search.algorithm", cfg.search.algorithm),
                      ("sweep.target_search.algorithm", cfg.sweep.target_search.algorithm)):

@@ -56,6 +56,10 @@ class Plan:
 def _load_table(cfg: PipelineConfig, space: SearchSpace) -> LatencyTable | None:
     from orchestrator.latency.table import is_shipped, read_table, shipped_table
 
+    if cfg.latency.table == "shipped" and space.name == "fbnet":
+        from orchestrator.latency.fbnet_data import shipped_fbnet_table
+
+        return shipped_fbnet_table(space)
     if is_shipped(cfg.latency.table):
         if space.name != "nb201":
             if cfg.latency.table == "shipped":
@@ -135,7 +139,15 @@ def _build(cfg: PipelineConfig) -> tuple[Plan | None, list[str]]:
             accuracy = _load_accuracy(cfg, space, table)
         except HwnasError as e:
             problems.append(f"accuracy.table: {e}")
-    catalog = DeviceCatalog(space, table)
+    lut = None
+    if cfg.latency.lut is not None:
+        from orchestrator.latency.devices.lut import lut_path
+
+        try:
+            lut = lut_path(cfg.latency.lut, space)
+        except HwnasError as e:
+            problems.append(f"latency.lut: {e}")
+    catalog = DeviceCatalog(space, table, lut)
     proxy, score = cfg.latency.proxy, None
     if proxy == AUTO:
         if table_failed:

@@ -43,7 +43,11 @@ def proxy_stage(ctx: Context) -> tuple[Any, LatencyTable]:
     """Fit the proxy's predictor and serve it; returns (the service actor, the proxy's own table)."""
     own = proxy_samples(ctx)
     ids, y = own.measured(ctx.plan.proxy)
-    ctx.proxy_predictor = fit_proxy_predictor(ctx.cfg, ctx.space, ids, y)
+    device = ctx.plan.device(ctx.plan.proxy, {})
+    if hasattr(device, "additive"):  # a lookup table: the device is its own exact additive model
+        ctx.proxy_predictor = device.additive()
+    else:
+        ctx.proxy_predictor = fit_proxy_predictor(ctx.cfg, ctx.space, ids, y)
     problem = budget_problem(ctx.plan, ctx.proxy_predictor)  # where validation could not know the proxy's latency
     if problem:
         raise ConfigError(f"{problem}. Nothing was searched; {start_over_hint(ctx.cfg, ctx.run_dir)}")

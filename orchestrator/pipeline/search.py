@@ -35,9 +35,13 @@ def additive_accuracy(accuracy: Any) -> Any:
 
 def search_settings(ctx: Context, resume: bool) -> SearchSettings:
     s = ctx.cfg.search
+    sn = ctx.cfg.accuracy.supernet  # DNAS trains on the supernet's data and options unless it sets its own
+    dnas = s.dnas.model_copy(update={"data": s.dnas.data or sn.data,
+                                     "supernet_options": sn.options if s.dnas.supernet_options is None
+                                     else s.dnas.supernet_options})
     return SearchSettings(n_trials=s.n_trials, population=s.population, batch_size=s.batch_size, seed=ctx.cfg.seed,
                           storage=make_storage(s.storage, ctx.run_dir), study_name=ctx.cfg.name, resume=resume,
-                          progress=ctx.progress)
+                          progress=ctx.progress, dnas=dnas)
 
 
 def search_stage(ctx: Context, accuracy: Any, latency: Callable[[Sequence[str]], np.ndarray],

@@ -12,6 +12,8 @@ the evaluation log that keeps evaluated accuracies. The registered algorithms:
 - ``milp``: the exact front of additive accuracy and latency models
   (epsilon-constraint integer programs), its members then evaluated like any
   candidates;
+- ``dnas``: differentiable latency-aware search (FBNet; ``search/dnas.py``): a sweep of the latency weight,
+  each derived architecture then evaluated like any candidate;
 - ``exhaustive``: every cell of a finite domain (a table, or a space of at most
   ``MAX_EXHAUSTIVE`` cells): exact, and cheap where accuracy is (a table, a
   predictor).
@@ -93,6 +95,7 @@ class SearchSettings:
     study_name: str = "search"
     resume: bool = False
     progress: bool = False
+    dnas: Any = None  # DnasConfig of the 'dnas' algorithm (None: its defaults)
 
 
 @dataclass
@@ -229,3 +232,12 @@ for _name in SAMPLERS.names():
     ALGORITHMS.add(_name, SamplerSearch(_name), help=SAMPLERS.describe(_name))
 ALGORITHMS.add("milp", MilpSearch(), help=MilpSearch.help)
 ALGORITHMS.add("exhaustive", ExhaustiveSearch(), help=ExhaustiveSearch.help)
+
+
+def _register_dnas() -> None:
+    from orchestrator.search.dnas import DnasSearch
+
+    ALGORITHMS.add("dnas", DnasSearch(), help=DnasSearch.help)
+
+
+_register_dnas()

@@ -194,6 +194,25 @@ def mobilenet_model(space: SearchSpace) -> MilpModel:
     return MilpModel(b.n, b.rows, E, decode)
 
 
+@MODELS.register("fbnet", help="one block per layer: a one-hot per layer (the encoding itself)")
+def layerwise_model(space: SearchSpace) -> MilpModel:
+    """A layer-wise space (``space.choices()``: the blocks of each layer) whose encoding is the layer-major
+    one-hot of its choices: one binary per (layer, block), one per layer."""
+    choices = [tuple(c) for c in space.choices()]
+    b = _Builder()
+    z = [[b.var() for _ in ch] for ch in choices]
+    for row in z:
+        b.row({v: 1.0 for v in row}, 1.0, 1.0)
+    if b.n != space.encoding_size:
+        raise ConfigError(f"space {space.name!r}: its encoding is not the one-hot of its choices")
+    E = np.eye(b.n)
+
+    def decode(v: np.ndarray) -> str:
+        return space.arch_id({"ops": [ch[int(np.argmax(v[row]))] for ch, row in zip(choices, z, strict=True)]})
+
+    return MilpModel(b.n, b.rows, E, decode)
+
+
 def table_model(space: SearchSpace, arch_ids: Sequence[str]) -> MilpModel:
     """Choose exactly one of ``arch_ids`` (a latency table's rows): the search domain 'table'."""
     ids = list(arch_ids)

@@ -121,7 +121,7 @@ PREFIXES: Registry[DeviceType] = Registry("device name prefix")  # sim:, remote:
 def _load_builtin() -> None:
     # importing the modules registers their device types
     from orchestrator.latency import simulator  # noqa: F401
-    from orchestrator.latency.devices import measured, remote, tabulated  # noqa: F401
+    from orchestrator.latency.devices import lut, measured, remote, tabulated  # noqa: F401
 
 
 def _problems(model: type[BaseModel], options: Mapping[str, Any], what: str) -> list[str]:
@@ -143,17 +143,23 @@ class DeviceCatalog:
     """Resolves device names for one space and the latency table in use, and builds devices.
 
     ``table``: the latency table whose columns are tabulated devices (a user's CSV); ``None`` means the
-    shipped HW-NAS-Bench table for NB201 spaces and no table otherwise.
+    shipped HW-NAS-Bench table for NB201 spaces and no table otherwise. ``lut``: the lookup table (CSV path)
+    that ``lut:<device>`` names use unless their options give one (``latency.lut``).
     """
 
-    def __init__(self, space: SearchSpace, table: LatencyTable | None = None) -> None:
+    def __init__(self, space: SearchSpace, table: LatencyTable | None = None, lut: str | None = None) -> None:
         _load_builtin()
         self.space = space
         if table is None and getattr(space, "name", None) == "nb201":
             from orchestrator.latency.table import shipped_table
 
             table = shipped_table(space)
+        if table is None and getattr(space, "name", None) == "fbnet":
+            from orchestrator.latency.fbnet_data import shipped_fbnet_table
+
+            table = shipped_fbnet_table(space)
         self.table = table
+        self.lut = lut
 
     def resolve(self, name: str) -> tuple[DeviceType, str]:
         """The device type of ``name`` and the name's argument (the part after a prefix)."""
@@ -200,6 +206,8 @@ class DeviceCatalog:
         opts = dict(options)
         if self.table is not None and name in self.table.devices:
             opts["table"] = self.table  # the catalog's own table (its reference goes into the device's spec)
+        if self.lut is not None and name.startswith("lut:") and opts.get("path") is None:
+            opts["path"] = self.lut
         return opts
 
     def make(self, name: str, options: Mapping[str, Any] | None = None,

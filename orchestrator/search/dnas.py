@@ -1,0 +1,215 @@
+"""Differentiable latency-aware search (FBNet, Wu et al. CVPR 2019): ``search.algorithm: dnas``.
+
+Each layer of a layer-wise space (``space.choices()``) gets architecture logits ``alpha[l]``. The supernet's
+weights and the logits are trained in turn on two disjoint parts of the training set:
+
+- weight step: one path sampled from ``softmax(alpha)`` per batch (a single-path forward, cheap);
+- architecture step: every block of every layer, mixed by Gumbel-softmax samples of ``alpha`` at temperature
+  ``tau`` (``forward_mixed``), and the loss
+
+      cross-entropy + lambda * (E[latency] - fastest) / (slowest - fastest)
+
+  where ``E[latency] = sum_l softmax(alpha[l]) . lut[l] + base`` is the expected latency under an additive
+  latency model (a lookup table, or an additive predictor's coefficients: exactly a lookup table on the
+  one-hot encoding). The penalty is scaled to [0, 1] over the space's latency range, so ``lambda`` is
+  unit-free: 0 ignores latency, large values ask for the fastest network.
+
+``tau`` decays exponentially from ``tau_start`` to ``tau_end`` over the search epochs. After ``warmup_epochs``
+of weight training (shared by every lambda), each lambda of the sweep continues from a copy of the warmed-up
+supernet; its architecture is the most likely block of each layer. The derived architectures (one per lambda,
+deduplicated) are then evaluated like any candidate (the problem's accuracy source and latency), so the sweep
+gives a front.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.errors import ConfigError
+from orchestrator.supernet.data import DataConfig
+from search_spaces.base import SearchSpace
+
+log = logging.getLogger(__name__)
+
+
+class DnasConfig(BaseModel):
+    """Settings of the DNAS sweep (``search.dnas``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lambdas: list[float] = Field(default_factory=lambda: [0.0, 0.3, 1.0, 3.0, 10.0],
+                                 description="latency weights of the sweep (unit-free: the penalty spans [0, 1])")
+    warmup_epochs: int = Field(1, ge=0, description="weight-only epochs (sampled paths), shared by every lambda")
+    epochs: int = Field(4, ge=1, description="search epochs per lambda (weights and logits in turn)")
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(0.05, gt=0, description="SGD learning rate of the weights")
+    arch_lr: float = Field(0.05, gt=0, description="Adam learning rate of the architecture logits")
+    tau_start: float = Field(5.0, gt=0, description="Gumbel-softmax temperature at the first search epoch")
+    tau_end: float = Field(0.5, gt=0, description="temperature at the last search epoch (exponential decay)")
+    arch_fraction: float = Field(0.2, gt=0, lt=1, description="share of the training set for the logits")
+    max_steps: int | None = Field(None, ge=1, description="cap on the steps of an epoch (quick runs)")
+    device: str = Field("cpu", description="torch device: cpu, cuda, auto")
+    data: DataConfig | None = Field(None, description="training data; None = accuracy.supernet.data")
+    supernet_options: dict[str, Any] | None = Field(None, description="space options of the searched supernet "
+                                                                       "(scaled down); None = "
+                                                                       "accuracy.supernet.options")
+
+
+@dataclass
+class DnasResult:
+    lam: float
+    arch_id: str
+    probs: np.ndarray  # (layers, choices) softmax of the final logits
+    expected_latency_ms: float
+    seconds: float
+
+
+def latency_table(space: SearchSpace, model: Any) -> tuple[np.ndarray, float]:
+    """The additive latency model as a lookup table: (layers, choices) deltas and the base, from ``coef_`` and
+    ``intercept_`` on the space's layer-major one-hot encoding."""
+    if model is None or not hasattr(model, "coef_"):
+        raise ConfigError("search algorithm 'dnas' needs an additive latency model (a lookup-table proxy "
+                          "latency.lut, or latency.predictor: additive)")
+    choices = layerwise_choices(space)
+    widths = {len(c) for c in choices}
+    coef = np.asarray(model.coef_, dtype=float)
+    if len(widths) != 1 or coef.shape != (space.encoding_size,) or len(choices) * widths.pop() != coef.size:
+        raise ConfigError(f"search algorithm 'dnas': the latency model has {coef.size} coefficients; space "
+                          f"{space.name!r} needs one per (layer, block)")
+    return coef.reshape(len(choices), -1), float(model.intercept_)
+
+
+def layerwise_choices(space: SearchSpace) -> list[tuple[str, ...]]:
+    if not hasattr(space, "choices") or not hasattr(space, "build_supernet"):
+        raise ConfigError(f"search algorithm 'dnas' needs a layer-wise one-shot space (one block per layer, e.g. "
+                          f"fbnet); space {space.name!r} is not")
+    return [tuple(c) for c in space.choices()]
+
+
+def _batches(n: int, idx: np.ndarray, batch: int, gen: np.random.Generator, cap: int | None) -> list[np.ndarray]:
+    perm = idx[gen.permutation(len(idx))]
+    out = [perm[i:i + batch] for i in range(0, len(perm) - batch + 1, batch)] or [perm]
+    return out[:cap] if cap else out
+
+
+def dnas_sweep(space: SearchSpace, data: Any, lut: np.ndarray, base: float, cfg: DnasConfig,
+               seed: int = 0) -> list[DnasResult]:
+    """Run the sweep on ``space``'s supernet (``build_supernet()`` with ``forward_mixed``) with ``data`` (an
+    object with tensors ``x_train``, ``y_train``), ``lut`` (layers, choices) ms deltas and ``base`` ms; one
+    result per lambda, in ``cfg.lambdas`` order."""
+    import torch
+    import torch.nn.functional as F
+
+    from orchestrator.supernet.train import resolve_device
+
+    choices = layerwise_choices(space)
+    n_layers, width = lut.shape
+    if n_layers != len(choices):
+        raise ConfigError(f"dnas: the latency table has {n_layers} layers, space {space.name!r} {len(choices)}")
+    x_all, y_all = data.x_train, data.y_train
+    if x_all.ndim == 4 and hasattr(space, "input_shape") and tuple(x_all.shape[1:]) != tuple(space.input_shape()[1:]):
+        raise ConfigError(f"dnas: the data's images are {tuple(x_all.shape[1:])}, the supernet takes "
+                          f"{tuple(space.input_shape()[1:])}; set search.dnas.data.resolution (or the supernet's "
+                          f"resolution option) to match")
+    dev = resolve_device(cfg.device)
+    torch.manual_seed(seed)
+    gen = np.random.default_rng(seed)
+    n = len(y_all)
+    order = gen.permutation(n)
+    n_arch = max(1, int(round(cfg.arch_fraction * n)))
+    w_idx, a_idx = order[n_arch:], order[:n_arch]
+    lut_t = torch.tensor(lut, dtype=torch.float32, device=dev)
+    lo, hi = float(lut.min(axis=1).sum()), float(lut.max(axis=1).sum())
+    span = max(hi - lo, 1e-9)
+
+    def batch(idx: np.ndarray) -> tuple[Any, Any]:
+        t = torch.as_tensor(idx)
+        return x_all[t].to(dev), y_all[t].to(dev)
+
+    def weight_step(net: Any, opt: Any, idx: np.ndarray, alpha: Any) -> float:
+        probs = torch.softmax(alpha.detach(), dim=1).cpu().numpy() if alpha is not None else None
+        ops = [ch[int(gen.choice(width, p=probs[i] / probs[i].sum()))] if probs is not None
+               else ch[int(gen.integers(width))] for i, ch in enumerate(choices)]
+        x, y = batch(idx)
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(net(x, {"ops": ops}), y)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    net = space.build_supernet().to(dev).train()
+    w_opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=1e-4)
+    for epoch in range(cfg.warmup_epochs):
+        for idx in _batches(n, w_idx, cfg.batch_size, gen, cfg.max_steps):
+            weight_step(net, w_opt, idx, None)
+        log.info("dnas warm-up epoch %d done", epoch + 1)
+    warm = copy.deepcopy(net.state_dict())
+
+    results = []
+    for lam in cfg.lambdas:
+        t0 = time.perf_counter()
+        net.load_state_dict(warm)
+        w_opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=1e-4)
+        alpha = torch.zeros(n_layers, width, device=dev, requires_grad=True)
+        a_opt = torch.optim.Adam([alpha], lr=cfg.arch_lr, betas=(0.5, 0.999))
+        for epoch in range(cfg.epochs):
+            frac = epoch / max(1, cfg.epochs - 1)
+            tau = cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** frac
+            w_batches = _batches(n, w_idx, cfg.batch_size, gen, cfg.max_steps)
+            a_batches = _batches(n, a_idx, cfg.batch_size, gen, cfg.max_steps)
+            for k, idx in enumerate(w_batches):
+                weight_step(net, w_opt, idx, alpha)
+                x, y = batch(a_batches[k % len(a_batches)])
+                a_opt.zero_grad(set_to_none=True)
+                mix = F.gumbel_softmax(alpha, tau=tau, hard=False, dim=1)
+                ce = F.cross_entropy(net.forward_mixed(x, mix), y)
+                exp_lat = (torch.softmax(alpha, dim=1) * lut_t).sum()
+                loss = ce + lam * (exp_lat - lo) / span
+                loss.backward()
+                a_opt.step()
+                net.zero_grad(set_to_none=True)  # the architecture step leaves the weights alone
+        probs = torch.softmax(alpha.detach(), dim=1).cpu().numpy()
+        ops = [ch[int(np.argmax(p))] for ch, p in zip(choices, probs, strict=True)]
+        arch_id = space.arch_id({"ops": ops})
+        exp_ms = float((probs * lut).sum() + base)
+        results.append(DnasResult(float(lam), arch_id, probs, exp_ms, time.perf_counter() - t0))
+        log.info("dnas lambda %g: %s (expected latency %.3f ms, %.1fs)", lam, arch_id, exp_ms, results[-1].seconds)
+    return results
+
+
+class DnasSearch:
+    """``run_search`` algorithm: the lambda sweep on the problem's additive latency model, then the derived
+    architectures evaluated like any candidate (snapped to the domain's nearest cell on a table domain)."""
+
+    help = "differentiable latency-aware search (FBNet): Gumbel-softmax per layer, a sweep of the latency weight"
+
+    def run(self, problem: Any, settings: Any) -> Any:
+        from orchestrator.search.algorithms import SearchResult, _as_candidates, _evaluate
+        from orchestrator.supernet.data import load_dataset
+        from orchestrator.supernet.spec import with_classes
+
+        cfg: DnasConfig = getattr(settings, "dnas", None) or DnasConfig()
+        if problem.objectives or problem.constraints:
+            raise ConfigError("search algorithm 'dnas' trades accuracy against latency only; with "
+                              "search.objectives or search.constraints use nsga2")
+        t0 = time.perf_counter()
+        lut, base = latency_table(problem.space, problem.latency_model)
+        data = load_dataset(cfg.data or DataConfig())
+        spec = with_classes(problem.space.spec().with_options(**(cfg.supernet_options or {})), data.num_classes)
+        results = dnas_sweep(spec.build(), data, lut, base, cfg, seed=settings.seed)
+        ids = [r.arch_id for r in results]
+        if problem.domain is not None:
+            ids = [problem.domain.snap(a) for a in ids]
+        ids = list(dict.fromkeys(ids))
+        acc, evaluated = _evaluate(problem, ids)
+        info = {"dnas_lambdas": float(len(cfg.lambdas)), "dnas_archs": float(len(ids)),
+                "dnas_search_s": float(sum(r.seconds for r in results))}
+        return SearchResult(_as_candidates(problem, ids, acc), evaluated, time.perf_counter() - t0, info)
+
