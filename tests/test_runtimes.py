@@ -81,3 +81,34 @@ def test_torch_compile_without_a_compiler_is_a_clear_error(small_space, monkeypa
     with pytest.raises(DeviceError, match=r"needs a C\+\+ compiler .*apt-get install g\+\+"):
         get_device("torch-compile", small_space, protocol=FAST).measure(small_space.parse(LIGHT))
     assert torch.get_num_threads() >= 1
+
+
+def test_missing_extra_names_the_install_command(small_space, monkeypatch):
+    from orchestrator.latency.devices import extras
+
+    monkeypatch.setitem(extras.REQUIRES, "openvino-cpu", ("hwnas_no_such_runtime_module",))
+    with pytest.raises(DeviceError, match=r"missing: hwnas_no_such_runtime_module.*pip install -e \.\[runtimes\]"):
+        get_device("openvino-cpu", small_space)
+    probs = DeviceCatalog(small_space).problems("openvino-cpu", {})
+    assert probs and "pip install -e .[runtimes]" in probs[0]  # hwnas validate says it before any work
+
+
+@pytest.mark.slow
+def test_openvino_times_the_exported_network(small_space):
+    pytest.importorskip("openvino")
+    dev = get_device("openvino-cpu", small_space, protocol=FAST, check_images=2)
+    samples = dev.measure_many([small_space.parse(a) for a in (HEAVY, LIGHT)])
+    assert samples[0].median_ms > samples[1].median_ms > 0
+    assert [s.n_params for s in samples] == [n_params(small_space, a) for a in (HEAVY, LIGHT)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_executorch_xnnpack_times_the_lowered_program(small_space, precision):
+    pytest.importorskip("executorch")
+    dev = get_device("executorch-xnnpack", small_space, protocol=FAST, precision=precision, calibration_images=4,
+                     check_images=2)
+    samples = dev.measure_many([small_space.parse(a) for a in (HEAVY, LIGHT)])
+    assert samples[0].median_ms > samples[1].median_ms > 0
+    assert [s.n_params for s in samples] == [n_params(small_space, a) for a in (HEAVY, LIGHT)]
+    assert set(dev.prepare_seconds) == {HEAVY, LIGHT}

@@ -121,7 +121,7 @@ PREFIXES: Registry[DeviceType] = Registry("device name prefix")  # sim:, remote:
 def _load_builtin() -> None:
     # importing the modules registers their device types
     from orchestrator.latency import simulator  # noqa: F401
-    from orchestrator.latency.devices import command, measured, plugins, remote, runtimes, tabulated  # noqa: F401
+    from orchestrator.latency.devices import command, extras, measured, plugins, remote, runtimes, tabulated  # noqa: F401
 
     plugins.load_plugins()  # third-party device types (entry point group hwnas.devices), after the built-ins
 
