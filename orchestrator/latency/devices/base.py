@@ -121,7 +121,18 @@ PREFIXES: Registry[DeviceType] = Registry("device name prefix")  # sim:, remote:
 def _load_builtin() -> None:
     # importing the modules registers their device types
     from orchestrator.latency import simulator  # noqa: F401
-    from orchestrator.latency.devices import lut, measured, remote, tabulated  # noqa: F401
+    from orchestrator.latency.devices import (  # noqa: F401
+        command,
+        extras,
+        lut,
+        measured,
+        plugins,
+        remote,
+        runtimes,
+        tabulated,
+    )
+
+    plugins.load_plugins()  # third-party device types (entry point group hwnas.devices), after the built-ins
 
 
 def _problems(model: type[BaseModel], options: Mapping[str, Any], what: str) -> list[str]:
