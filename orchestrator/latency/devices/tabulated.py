@@ -64,5 +64,5 @@ def _build(name: str, space: SearchSpace, options: Any) -> TabulatedDevice:
 
 
 TABLE_DEVICE = DeviceType("tabulated", TableOptions, _build,
-                          help="a column of the latency table in use (the shipped HW-NAS-Bench table for NB201, "
-                               "or latency.table: your CSV)")
+                          help="a column of the latency table in use (for NB201 the shipped whole-space table, "
+                               "nb201-hwnasbench, or latency.table: your CSV)")
