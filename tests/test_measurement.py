@@ -63,6 +63,12 @@ def test_real_cpu_measurement_ranks_heavy_above_light(runtime, small_space):
     rep = reliability_check(dev, CELLS, np.random.default_rng(0))  # the second pass, in another order
     assert rep.second_ms[0] > rep.second_ms[1], rep
 
+def test_onnxrt_times_a_cell_that_ignores_its_input(small_space):
+    """Every path cut: the output does not depend on the input, and the exported graph has no input."""
+    cut = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    (s,) = get_device("onnxrt-cpu", small_space, threads=1, protocol=FAST).measure_many([small_space.parse(cut)])
+    assert s.arch == cut and s.median_ms > 0
+
 
 def test_onnx_export_reproduces_torch(small_space):
     import onnxruntime as ort

@@ -34,6 +34,7 @@ def test_more_reference_cells_than_k_is_refused():
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_reference_first_round_in_the_pipeline(tmp_path, space, shipped, ray_cluster):
     """Every target measures the same reference cells first, within its k, whatever the seed; the run records
     them."""
