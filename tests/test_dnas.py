@@ -79,7 +79,9 @@ def test_the_sweep_finds_the_known_optima_of_a_tiny_space():
     assert res[0].arch_id == "identity-identity-identity"
     assert res[-1].arch_id == "zero-zero-zero"
     lat = [r.expected_latency_ms for r in res]
-    assert lat[0] > 2.5 and lat[-1] < 0.5 and lat[0] >= lat[1] >= lat[2]
+    assert lat[0] > 2.5 and lat[-1] < 0.5
+    derived = [sum(LAT[o] for o in r.arch_id.split("-")) for r in res]  # the derived networks' latency
+    assert derived[0] >= derived[1] >= derived[2]
     assert all(np.allclose(r.probs.sum(axis=1), 1.0) for r in res)
 
 

@@ -132,3 +132,13 @@ def test_supernet_mixed_forward_with_one_hot_weights_is_the_subnet():
     x = torch.randn(3, *sp.input_shape()[1:])
     with torch.no_grad():
         torch.testing.assert_close(sup.forward_mixed(x, w), sup(x, arch))
+
+
+def test_encoding_groups_per_block_and_per_stage(fb):
+    g = fb.encoding_groups()
+    assert g.shape == (9 + 7 * 9, 198)
+    assert np.all(g.sum(axis=0) == 2)  # every feature: its block overall, and its block in its stage
+    assert np.all(g[:9].sum(axis=1) == 22)
+    assert g[9 + 9 * 6 + BLOCKS.index("skip")].sum() == 1  # the last stage has one layer
+    x = fb.encode({"ops": ["skip"] * 22})
+    assert (g @ x)[BLOCKS.index("skip")] == 22

@@ -192,3 +192,14 @@ def test_shipped_lut_is_only_for_the_network_it_measured():
     cfg["space"]["options"] = {"width_mult": 0.5}
     with pytest.raises(ConfigError, match="latency.lut: 'shipped' is HW-NAS-Bench's Pixel 3 table"):
         parse_config(cfg)
+
+
+def test_the_fbnet_experiment_validates():
+    from pathlib import Path
+
+    from orchestrator.config import load_config
+    from orchestrator.pipeline.plan import make_plan
+
+    plan = make_plan(load_config(Path(__file__).parents[1] / "experiments" / "fbnet_lut.yaml"))
+    assert plan.space.name == "fbnet" and plan.proxy == "lut:pixel3" and plan.domain == "table"
+    assert [t.name for t in plan.targets] == ["gold_6240", "titanxp_1", "samsung_a50", "2080ti_64"]
