@@ -64,6 +64,7 @@ def test_unusable_output_dir_and_store(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~20 hwnas processes and two small runs: minutes on an idle VM, far more when loaded
 def test_the_quick_fault_matrix(faults, tmp_path):
     """Every refusal: exit 2, the expected message, no traceback (how fast: bench/faults.py's figure)."""
     rows = faults.quick_rows(tmp_path)
