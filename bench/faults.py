@@ -41,6 +41,11 @@ BAD_CSVS: dict[str, tuple[str, str]] = {
     "csv: another space's arch": ("arch,lat_ms_a\nk3e4-k3e4|k3e4-k3e4|k3e4-k3e4|k3e4-k3e4|k3e4-k3e4,1\n",
                                   "malformed NB201 arch"),
     "csv: no arch column": (f"name,lat_ms_a\n{NB201_CELL},1\n", "no column 'arch'"),
+    # issue 24.6: hostile or huge tables
+    "csv: a cell of 140,000 characters": (f"arch,lat_ms_a\n{NB201_CELL},{'1' * 140_000}\n",
+                                          "not a readable CSV row"),
+    "csv: 1,025 device columns": ("arch," + ",".join(f"d{i}" for i in range(1025)) + f"\n{NB201_CELL}"
+                                  + ",1" * 1025 + "\n", "a table holds at most 1,024 devices"),
 }
 
 BASE = {"accuracy": {"source": "table", "table_column": "test_acc_cifar10_12ep"},
@@ -65,6 +70,12 @@ BAD_CONFIGS: dict[str, tuple[dict, str]] = {
                                                                                 "pip install 'hwnas[postgres]'"),
     "config: budget below the proxy's fastest": ({"search": {"latency_budget_ms": 0.5}},
                                                  "set it to at least 2.906"),
+
+    # issue 24.6: every count bounded at validation
+    "config: ray.num_cpus 1e14": ({"ray": {"num_cpus": 10**14}}, "ray.num_cpus: Input should be less than or equal"),
+    "config: sweep.refine_trials 1.0e308": ({"sweep": {"refine_trials": 1e308}}, "sweep.refine_trials: "),
+    "config: epochs 1e300": ({"accuracy": {"supernet": {"train": {"epochs": 10**300}}}},
+                             "accuracy.supernet.train.epochs: "),
     "config: a user's table with a bad cell": (None, "line 3, column 'lat_ms_a'"),
 }
 
@@ -345,9 +356,88 @@ def worker_kill_row(work: Path, name: str, title: str, targets: list, when: Call
     return row
 
 
+def alias_bomb_row(work: Path) -> Row:
+    """Issue 24.6: a "billion laughs" YAML inside a section the config does not check (space options)."""
+    p = work / "bomb.yaml"
+    lines = ["name: bomb", "space:", "  name: nb201", "  options:", "    junk:",
+             "      a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"      a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    p.write_text("\n".join(lines) + "\n")
+    rc, out, secs = hwnas(["validate", str(p)], work)
+    return refused(Row("config: YAML alias bomb", "refused before it expands: 'aliases (*name) expand to over'"), rc,
+                   out, secs, "aliases (*name) expand to over")
+
+
+def new_store_race_row(work: Path) -> Row:
+    """Issue 24.3: three processes open one new MLflow SQLite store at once; all must work."""
+    d = work / "race"
+    d.mkdir()
+    go = d / "go"
+    code = ("import sys, time\nfrom pathlib import Path\nwhile not Path(sys.argv[2]).exists(): time.sleep(0.01)\n"
+            "from orchestrator.tracking import Tracker\nt = Tracker(sys.argv[1], 'race')\n"
+            "t.start(Path(sys.argv[3]), sys.argv[3], False)\nt.finish(t.parent_id)\n")
+    uri = f"sqlite:///{d}/mlflow.db"
+    ps = [subprocess.Popen([sys.executable, "-c", code, uri, str(go), f"r{i}"], cwd=d, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True) for i in range(3)]
+    time.sleep(3)
+    t0 = time.perf_counter()
+    go.touch()
+    outs = [p.communicate(timeout=300)[0] for p in ps]
+    row = Row("three runs create one new MLflow store", "all three work (first use serialised by a lock)")
+    row.seconds = time.perf_counter() - t0
+    rcs = [p.returncode for p in ps]
+    row.ok = rcs == [0, 0, 0]
+    failed = [o for o, p in zip(outs, ps, strict=True) if p.returncode]
+    row.observed = f"rc {rcs}" + (": " + failed[0].strip().splitlines()[-1][:150] if failed else "")
+    return row
+
+
 def quick_rows(work: Path) -> list[Row]:
     return [*csv_rows(work), *config_rows(work), output_dir_row(work), corrupt_mlflow_row(work),
-            locked_mlflow_row(work), truncated_checkpoint_row(work), concurrent_row(work)]
+            locked_mlflow_row(work), truncated_checkpoint_row(work), concurrent_row(work), alias_bomb_row(work),
+            new_store_race_row(work)]
+
+
+def signal_row(work: Path, name: str, sig: int, group: bool, until: Callable[[Path], bool]) -> Row:
+    """Issue 24.1: stop the driver with ``sig`` (to its process group when ``group``: a terminal's Ctrl-C) once
+    ``until(run_dir)`` holds: one line saying how to resume, exit 128 + sig, the MLflow parent KILLED, nothing
+    RUNNING; then --resume finishes the run."""
+    from mlflow.tracking import MlflowClient
+
+    d = work / name.replace(" ", "_").replace("/", "_")
+    d.mkdir()
+    cfg = write_config(d / "s.yaml", "s", {"sweep": {"targets": ["pixel3", "edgegpu", *(f"sim:{i}" for i in range(8))],
+                                                     "k": 5}}, ray={"num_cpus": 2})
+    run_dir = d / "runs" / "s"
+    ray_tmp = tempfile.mkdtemp(prefix="hwf", dir="/tmp")
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}
+    row = Row(name, f"one line with --resume, rc {128 + sig}, MLflow parent KILLED; --resume finishes")
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(cfg), "--no-progress"], cwd=d,
+                             env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+        deadline = time.monotonic() + 300
+        while not until(run_dir) and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        t0 = time.perf_counter()
+        (os.killpg if group else os.kill)(p.pid, sig)
+        out, _ = p.communicate(timeout=120)
+        row.seconds = time.perf_counter() - t0
+        ours = [x for x in out.splitlines() if x.startswith("hwnas:")]
+        c = MlflowClient(f"sqlite:///{d}/mlflow.db")
+        runs = c.search_runs([c.get_experiment_by_name("faults").experiment_id])
+        parent = [r.info.status for r in runs if "mlflow.parentRunId" not in r.data.tags]
+        running = sum(r.info.status == "RUNNING" for r in runs)
+        rc2, out2, _ = hwnas(["run", str(cfg), "--resume", "--no-progress"], d, env=env)
+        row.ok = (p.returncode == 128 + sig and len(ours) == 1 and "--resume" in ours[0] and "Traceback" not in out
+                  and parent == ["KILLED"] and running == 0 and rc2 == 0)
+        row.observed = (f"rc {p.returncode} in {row.seconds:.1f}s, {len(ours)} hwnas line(s), parent {parent}, "
+                        f"{running} RUNNING; resume rc {rc2}{', TRACEBACK' if 'Traceback' in out + out2 else ''}")
+    finally:
+        with contextlib.suppress(ProcessLookupError, UnboundLocalError):
+            os.killpg(p.pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    return row
 
 
 def kill_rows(work: Path) -> list[Row]:
@@ -364,6 +454,10 @@ def kill_rows(work: Path) -> list[Row]:
                         [*(f"sim:{i}" for i in range(40))], lambda r: True),
         worker_kill_row(work, "measuring actor killed", "ray::LatencyService.measure",
                         ["torch-cpu", "sim:0"], lambda r: True),
+        signal_row(work, "SIGTERM during search", signal.SIGTERM, False,
+                   lambda r: len(_lines(r / "evaluations.jsonl")) >= 15),
+        signal_row(work, "Ctrl-C during sweep", signal.SIGINT, True,
+                   lambda r: (r / "targets").is_dir() and len(list((r / "targets").glob("*.json"))) >= 2),
     ]
 
 

@@ -399,6 +399,8 @@ def read_yaml(path: Path) -> Any:
                 raise ConfigError(f"{path}: its aliases (*name) expand to over {MAX_YAML_NODES:,} values; a "
                                   f"config needs a few hundred: write the values out, or remove the aliases")
         return yaml.safe_load(text)
+    except ConfigError:
+        raise
     except (yaml.YAMLError, ValueError, RecursionError) as e:
         raise ConfigError(f"{path}: not valid YAML: {str(e)[:500] or type(e).__name__}") from None
 
