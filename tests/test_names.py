@@ -16,6 +16,8 @@ import yaml
 from orchestrator.cli import main
 from orchestrator.names import file_stem, redact, stem_clashes, tag_filter
 
+# the 1,999-cell table (pinned by name) and its 12-epoch accuracies: what these tests were written on
+OLD_ACC = {"source": "table", "table": "nb201-hwnasbench", "table_column": "test_acc_cifar10_12ep"}
 ODD = ["fpga", "jetson(fp16)", "v1.5", "v1.7", ".", "../../x"]
 
 
@@ -38,7 +40,7 @@ def odd_table(tmp_path_factory, shipped):
 
 def _cfg(tmp_path, table, **over):
     data = {"name": "odd", "seed": 0, "output_dir": str(tmp_path / "o'ne\"il" / "runs"),
-            "accuracy": {"source": "table"},
+            "accuracy": OLD_ACC,
             "latency": {"table": str(table), "proxy": "fpga"},
             "search": {"algorithm": "nsga2", "n_trials": 40, "population": 20, "domain": "table"},
             "sweep": {"targets": ["tabulated"], "simulated": 0, "k": 5, "memory_mb": {"jetson(fp16)": 10_000}},
@@ -163,7 +165,7 @@ def test_device_name_clashes_are_refused(tmp_path, shipped, capsys):
 @pytest.mark.parametrize("name", ["..", ".", "a/b", "../up", "has space", ""])
 def test_run_names_that_are_not_one_file_name_are_refused(tmp_path, name, capsys):
     cfg = _write(tmp_path / "n.yaml", {"name": name, "output_dir": str(tmp_path / "runs"),
-                                       "accuracy": {"source": "table"}, "tracking": {"enabled": False}})
+                                       "accuracy": OLD_ACC, "tracking": {"enabled": False}})
     assert main(["validate", cfg]) == 2
     out = capsys.readouterr().out
     assert f"name: {name!r} is not a run name" in out and "Value error" not in out and "pattern" not in out
@@ -194,7 +196,7 @@ def test_database_password_never_written_or_printed(tmp_path, capsys):
     out_dir = tmp_path / "runs"
     for section in ({"search": {"storage": "postgresql://user:PASSWORD@127.0.0.1:1/db"}},
                     {"tracking": {"uri": "postgresql://user:PASSWORD@127.0.0.1:1/db"}}):
-        cfg = _write(tmp_path / "p.yaml", {"name": "pw", "output_dir": str(out_dir), "accuracy": {"source": "table"},
+        cfg = _write(tmp_path / "p.yaml", {"name": "pw", "output_dir": str(out_dir), "accuracy": OLD_ACC,
                                            **section})
         assert main(["validate", cfg]) == 2
         out = capsys.readouterr().out
@@ -253,7 +255,8 @@ def test_unreachable_store_error_is_redacted():
 
 def test_budget_below_the_proxys_fastest_is_refused_by_validate(tmp_path, capsys):
     """issue 17 kind 3: refused before any work, naming the smallest value that can work."""
-    data = {"name": "b", "output_dir": str(tmp_path / "runs"), "accuracy": {"source": "table"},
+    data = {"name": "b", "output_dir": str(tmp_path / "runs"), "accuracy": OLD_ACC,
+            "latency": {"table": "nb201-hwnasbench"},
             "search": {"latency_budget_ms": 0.5, "domain": "table"}, "tracking": {"enabled": False}}
     assert main(["validate", _write(tmp_path / "b.yaml", data)]) == 2
     out = capsys.readouterr().out

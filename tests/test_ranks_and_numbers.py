@@ -17,8 +17,10 @@ from orchestrator.errors import TableError
 from orchestrator.latency.metrics import srcc
 from orchestrator.latency.monotonicity import srcc_matrix
 from orchestrator.latency.table import (
+    HWNASBENCH_DEVICES as SHIPPED_DEVICES,  # these tests were written on the 1,999-cell table, pinned by name
+)
+from orchestrator.latency.table import (
     MAX_PROBLEMS_SHOWN,
-    SHIPPED_DEVICES,
     LatencyTable,
     read_table,
     shipped_table_path,
@@ -36,7 +38,7 @@ from orchestrator.search.pareto import pareto_front
 from orchestrator.search.quality import front_quality, reference_front
 from orchestrator.sweep.decision import decide, exact_srcc_lower_bound, max_srcc_lower_bound
 
-SHIPPED = shipped_table_path()
+SHIPPED = shipped_table_path("nb201-hwnasbench")
 
 
 def _rows() -> list[list[str]]:
@@ -53,7 +55,7 @@ def _write(path: Path, rows: list[list[str]]) -> Path:
 def _config(tmp_path: Path, table: Path, proxy: str = "auto", targets: str = "[tabulated]", k: int = 10,
             extra: str = "") -> Path:
     p = tmp_path / "c.yaml"
-    p.write_text(f"name: t\nspace: {{name: nb201}}\naccuracy: {{source: table, table_column: acc_cifar10}}\n"
+    p.write_text(f"name: t\nspace: {{name: nb201}}\naccuracy: {{source: table, table_column: test_acc_cifar10_12ep}}\n"
                  f"latency: {{table: {table}, proxy: {proxy}}}\n"
                  f"search: {{algorithm: nsga2, n_trials: 100, population: 20, domain: table}}\n"
                  f"sweep: {{targets: {targets}, k: {k}{extra}}}\n")
@@ -248,7 +250,7 @@ def test_a_constant_target_in_the_sweep(space, shipped):
     from orchestrator.sweep import SweepSettings, SweepShared, TargetInput, pick_k, run_target
     from search_spaces.base import encode_ids
 
-    oracle = TableAccuracy(space, shipped_accuracy("acc_cifar10")).oracle()
+    oracle = TableAccuracy(space, shipped_accuracy("test_acc_cifar10_12ep", "nb201-hwnasbench")).oracle()
     ids_all, y_all = shipped.measured("fpga")
     model = make_predictor("additive").fit(encode_ids(space, ids_all), y_all)
     X = encode_ids(space, shipped.archs)
@@ -307,11 +309,11 @@ def test_three_samples_of_a_pair_with_srcc_060_never_reuse(shipped):
 
 
 def test_validate_says_when_k_cannot_reuse(tmp_path, capsys):
-    cfg = _config(tmp_path, "shipped", proxy="fpga", targets="[edgegpu]", k=3)
+    cfg = _config(tmp_path, "nb201-hwnasbench", proxy="fpga", targets="[edgegpu]", k=3)
     assert main(["validate", str(cfg)]) == 0
     text = "".join(capsys.readouterr())
     assert "sweep.k: 3 samples cannot show an SRCC lower bound of 0.9" in text and "k >= 7" in text
-    assert main(["validate", str(_config(tmp_path, "shipped", proxy="fpga", targets="[edgegpu]", k=10))]) == 0
+    assert main(["validate", str(_config(tmp_path, "nb201-hwnasbench", proxy="fpga", targets="[edgegpu]", k=10))]) == 0
     assert "cannot show" not in "".join(capsys.readouterr())
 
 
@@ -358,7 +360,7 @@ def test_the_sweep_flags_a_constrained_transfer(space, shipped, noisy):
     from search_spaces.base import encode_ids
 
     sources, Xk, y = noisy
-    oracle = TableAccuracy(space, shipped_accuracy("acc_cifar10")).oracle()
+    oracle = TableAccuracy(space, shipped_accuracy("test_acc_cifar10_12ep", "nb201-hwnasbench")).oracle()
     rows = {r.tobytes(): i for i, r in enumerate(sources.X)}
     k_ids = [shipped.archs[rows[x.tobytes()]] for x in Xk]
     ids, fpga = shipped.measured("fpga")
