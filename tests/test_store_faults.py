@@ -53,8 +53,9 @@ def test_unwritable_store_fails_at_once_with_one_line(tmp_path):
     work = tmp_path / "ro"
     work.mkdir()
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"name: ro\noutput_dir: {tmp_path}/runs\naccuracy: {{source: table, table_column: test_acc_cifar10_12ep}}\n"
-                   "latency: {proxy: fpga, table: nb201-hwnasbench}\nsearch: {n_trials: 40, population: 10, domain: table}\n"
+    cfg.write_text(f"name: ro\noutput_dir: {tmp_path}/runs\naccuracy: {{source: table, "
+                   "table_column: test_acc_cifar10_12ep}\nlatency: {proxy: fpga, table: nb201-hwnasbench}\n"
+                   "search: {n_trials: 40, population: 10, domain: table}\n"
                    "sweep: {targets: [pixel3], k: 5}\n")
     cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(cfg), "--no-progress"]
     if os.geteuid() == 0:
@@ -112,8 +113,9 @@ def test_disk_full_mid_run_then_resume(tmp_path):
     out.mkdir()
     store = tmp_path / "mlflow.db"
     cfg = tmp_path / "full.yaml"
-    cfg.write_text(f"name: full\noutput_dir: {d}/runs\naccuracy: {{source: table, table_column: test_acc_cifar10_12ep}}\n"
-                   "latency: {proxy: fpga, table: nb201-hwnasbench}\nsearch: {n_trials: 60, population: 20, domain: table}\n"
+    cfg.write_text(f"name: full\noutput_dir: {d}/runs\naccuracy: {{source: table, "
+                   "table_column: test_acc_cifar10_12ep}\nlatency: {proxy: fpga, table: nb201-hwnasbench}\n"
+                   "search: {n_trials: 60, population: 20, domain: table}\n"
                    "sweep: {targets: [edgegpu, edgetpu, pixel3, eyeriss], k: 5}\n"
                    f"tracking: {{uri: 'sqlite:///{store}', experiment: full}}\n")
     ray_tmp = tempfile.mkdtemp(prefix="hwr", dir="/tmp")
