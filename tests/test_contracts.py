@@ -63,7 +63,14 @@ def device_cases(space):
     """One device of every registered exact name and prefix (and a table column), with options."""
     return [("torch-cpu", {"threads": 1, "protocol": FAST}), ("onnxrt-cpu", {"threads": 1, "protocol": FAST}),
             ("cuda", {"device_index": 0}), ("sim:3", {}), ("remote:box", {"inner": "onnxrt-cpu", "chunk": 4}),
-            ("pixel3", {}), ("lut:pixel3", {"path": str(shipped_lut_path())})]
+            ("pixel3", {}), ("lut:pixel3", {"path": str(shipped_lut_path())}),
+            ("onnxrt-int8", {"threads": 1, "protocol": FAST}), ("torch-compile", {"threads": 1, "protocol": FAST}),
+            ("executorch-xnnpack", {"threads": 1, "protocol": FAST}),
+            ("openvino-cpu", {"threads": 1, "protocol": FAST}),
+            ("command:box", {"command": "python bench.py {model}", "local": True})]
+
+
+OPTIONAL = {"executorch-xnnpack": "executorch", "openvino-cpu": "openvino"}  # the [runtimes] extra
 
 
 def space_for(name, space):
@@ -77,9 +84,11 @@ def test_every_device_type_is_covered(space):
     assert {PREFIXES.get(p).pattern.split(":")[0] for p in PREFIXES.names()} <= {n.split(":")[0] for n in names}
 
 
-@pytest.mark.parametrize("case", range(7))
+@pytest.mark.parametrize("case", range(len(device_cases(None))))
 def test_device_rebuilt_from_its_spec(space, case):
     name, options = device_cases(space)[case]
+    if name in OPTIONAL:
+        pytest.importorskip(OPTIONAL[name], reason=f"{name} needs the [runtimes] extra")
     space = space_for(name, space)
     dev = DeviceCatalog(space).make(name, options)
     spec = pickle.loads(pickle.dumps(dev.spec()))
