@@ -183,7 +183,8 @@ class SweepSection(_Model):
     srcc_threshold: float = Field(0.9, ge=-1, le=1, description="reuse the proxy's ranking when SRCC on the k "
                                                                 "samples is at least this (see decision)")
     decision: Literal["bound", "point"] = Field(
-        "bound", description="'bound': reuse when the bootstrap lower bound of the SRCC (at `confidence`) clears "
+        "bound", description="'bound': reuse when the lower bound of the SRCC (at `confidence`; the smaller of an "
+                             "exact small-sample bound and the bootstrap's) clears "
                              "the threshold, else adapt; 'point': the paper's rule, SRCC >= threshold")
     confidence: float = Field(0.9, gt=0.5, lt=1, description="one-sided confidence of the SRCC lower bound")
     target_search: TargetSearchSection = Field(default_factory=TargetSearchSection)
