@@ -253,5 +253,10 @@ def _factory(cls: type[MeasuredDevice]) -> Callable[[str, SearchSpace, Any], Mea
     return build
 
 
-for _name, (_cls, _opts, _help) in RUNTIMES.items():
-    DEVICES.add(_name, DeviceType("measured", _opts, _factory(_cls), help=_help), help=_help)
+def register_measured(runtimes: dict[str, tuple[type[MeasuredDevice], type[MeasuredOptions], str]]) -> None:
+    """Register each (device class, options model, help) under its name as a measured device type."""
+    for name, (cls, opts, help_) in runtimes.items():
+        DEVICES.add(name, DeviceType("measured", opts, _factory(cls), help=help_), help=help_)
+
+
+register_measured(RUNTIMES)

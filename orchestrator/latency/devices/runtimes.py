@@ -37,8 +37,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.errors import DeviceError
-from orchestrator.latency.devices.base import DEVICES, DeviceType
-from orchestrator.latency.devices.measured import MeasuredDevice, MeasuredOptions, export_onnx
+from orchestrator.latency.devices.measured import MeasuredDevice, MeasuredOptions, export_onnx, register_measured
 from orchestrator.latency.measurement import LatencySample, time_callable
 from search_spaces.base import SearchSpace
 
@@ -283,12 +282,4 @@ RUNTIMES: dict[str, tuple[type[MeasuredDevice], type[MeasuredOptions], str]] = {
 }
 
 
-def _factory(cls: type[MeasuredDevice]) -> Callable[[str, SearchSpace, Any], MeasuredDevice]:
-    def build(name: str, space: SearchSpace, options: Any) -> MeasuredDevice:
-        return cls(name, space, options)
-
-    return build
-
-
-for _name, (_cls, _opts, _help) in RUNTIMES.items():
-    DEVICES.add(_name, DeviceType("measured", _opts, _factory(_cls), help=_help), help=_help)
+register_measured(RUNTIMES)
