@@ -14,7 +14,9 @@ import json
 import logging
 import math
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from functools import wraps
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -166,8 +168,24 @@ def _first_use_lock(db: Path, timeout: float = 120.0) -> Any:
             time.sleep(0.1)
 
 
+def _critical(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A Tracker write that runs inside ``self.critical()``: a stop signal waits for the write to end (one
+    raised inside SQLAlchemy's commit or MLflow's artifact copy would leave the store half-written)."""
+
+    @wraps(method)
+    def inner(self: Tracker, *args: Any, **kwargs: Any) -> Any:
+        with self.critical():
+            return method(self, *args, **kwargs)
+
+    return inner
+
+
 class Tracker:
-    """Writes the sweep to MLflow. ``enabled=False`` makes every call a no-op (tests, dry runs)."""
+    """Writes the sweep to MLflow. ``enabled=False`` makes every call a no-op (tests, dry runs).
+
+    ``critical``: a context every write runs inside (the run sets its signal guard's deferred block)."""
+
+    critical: Callable[[], AbstractContextManager[Any]] = nullcontext
 
     def __init__(self, uri: str | None, experiment: str, enabled: bool = True) -> None:
         self.enabled = enabled
@@ -226,6 +244,7 @@ class Tracker:
         self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, "custom_model_development")
 
     # -- runs -------------------------------------------------------------------
+    @_critical
     def start(self, run_dir: Path, name: str, resume: bool) -> None:
         """The sweep's parent run: found again on resume (dangling runs marked KILLED), else created."""
         if not self.enabled:
@@ -255,6 +274,7 @@ class Tracker:
                                                                                **source_tags()})
         self.parent_id = run.info.run_id
 
+    @_critical
     def child(self, device: str, tags: Mapping[str, Any] | None = None, seconds: float = 0.0) -> str | None:
         """A nested run for ``device`` (None when disabled), created with ``tags``; ``seconds``: how long the
         device's work took, so the run's duration in the UI is the real one."""
@@ -275,6 +295,7 @@ class Tracker:
         self._open_runs.add(run.info.run_id)
         return run.info.run_id
 
+    @_critical
     def record(self, run_id: str | None, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
         """Params and metrics of a fresh run in one write (a sweep records hundreds of runs)."""
         if not self.enabled or run_id is None:
@@ -289,6 +310,7 @@ class Tracker:
               if v is not None and not (isinstance(v, float) and math.isnan(v))]
         self.client.log_batch(run_id, metrics=ms[:1000], params=ps[:100])
 
+    @_critical
     def finish(self, run_id: str | None, status: str = "FINISHED") -> None:
         if self.enabled and run_id is not None:
             self.client.set_terminated(run_id, status)
@@ -304,6 +326,7 @@ class Tracker:
                 log.debug("MLflow: could not mark run %s %s (%s)", run_id, status, e)
 
     # -- records ----------------------------------------------------------------
+    @_critical
     def params(self, run_id: str | None, params: Mapping[str, Any]) -> None:
         if not self.enabled or run_id is None:
             return
@@ -314,6 +337,7 @@ class Tracker:
         for i in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[i:i + 100])
 
+    @_critical
     def metrics(self, run_id: str | None, metrics: Mapping[str, float], step: int = 0) -> None:
         if not self.enabled or run_id is None:
             return
@@ -327,11 +351,13 @@ class Tracker:
         for i in range(0, len(items), 500):
             self.client.log_batch(run_id, metrics=items[i:i + 500])
 
+    @_critical
     def tags(self, run_id: str | None, tags: Mapping[str, Any]) -> None:
         if self.enabled and run_id is not None:
             for k, v in tags.items():
                 self.client.set_tag(run_id, mlflow_key(k), str(v)[:TAG_VALUE_MAX])
 
+    @_critical
     def artifact(self, run_id: str | None, path: Path, subdir: str | None = None) -> None:
         if self.enabled and run_id is not None and Path(path).exists():
             if Path(path).is_dir():
@@ -339,6 +365,7 @@ class Tracker:
             else:
                 self.client.log_artifact(run_id, str(path), subdir)
 
+    @_critical
     def onnx_model(self, run_id: str | None, onnx_path: Path, name: str) -> str | None:
         """Log an exported network as an MLflow ONNX model with its signature, loadable by URI
         (``mlflow.pyfunc.load_model``); returns the model URI. The signature is the file's own: each input and
@@ -367,6 +394,7 @@ class Tracker:
                                                onnx_execution_providers=["CPUExecutionProvider"])
         return str(info.model_uri)
 
+    @_critical
     def json(self, run_id: str | None, obj: Any, name: str) -> None:
         if not self.enabled or run_id is None:
             return

@@ -107,9 +107,11 @@ def test_sigkill_then_resume(tmp_path, ray_tmp):
     requeued = [t for t in complete if REQUEUED_FROM in t.user_attrs]
     assert sorted(t.user_attrs[REQUEUED_FROM] for t in requeued) == sorted(t.number for t in failed)
     for t in requeued:  # the re-queued trial ran the dead trial's parameters (a kill between two parameter
-        # writes leaves the dead trial some of them: the re-queued one draws the rest)
+        # writes leaves the dead trial some of them, one between creating the trial and its first parameter
+        # none: the re-queued one draws the rest)
         dead = next(f.params for f in failed if f.number == t.user_attrs[REQUEUED_FROM])
-        assert dead and t.params.items() >= dead.items()
+        assert t.params.items() >= dead.items()
+        assert set(t.params) == set(complete[0].params), t.params  # and it is a whole architecture
 
     rows = [json.loads(x) for x in _lines(evals)]
     archs = [r["arch"] for r in rows]

@@ -96,3 +96,37 @@ def test_resume_fails_and_requeues_running_trials(tmp_path):
     # the next asks get the queued parameters back
     asked = [resumed.ask(dists) for _ in range(2)]
     assert sorted(t.params["x"] for t in asked) == sorted(p["x"] for p in params)
+
+
+def test_stop_signal_inside_journal_lock_release_waits_for_the_append(tmp_path, monkeypatch):
+    """A SIGTERM delivered inside Optuna's journal lock release (between its rename and unlink: CI hit this)
+    raised in the middle of the release, whose cleanup then unlinked a file already gone. Appends run inside the
+    run's deferred block: the stop is raised after the append, the record is whole and no lock is left."""
+    import os
+    import signal
+
+    from optuna.storages.journal import _file
+
+    from orchestrator.pipeline.context import RunStopped, SignalGuard
+
+    real_unlink = os.unlink
+    fired: list[str] = []
+
+    def unlink_then_signal(path, *a, **k):
+        real_unlink(path, *a, **k)
+        if str(path).endswith(_file.RENAME_FILE_SUFFIX) and not fired:
+            fired.append(str(path))
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next bytecode
+
+    with SignalGuard() as guard:
+        storage = make_storage(None, tmp_path, guard.deferred)
+        study = open_study(storage, "s", _sampler(), resume=False)
+        monkeypatch.setattr(_file.os, "unlink", unlink_then_signal)
+        with pytest.raises(RunStopped):
+            study.ask()
+    monkeypatch.undo()
+    assert fired and guard.stopped == signal.SIGTERM
+    assert not (tmp_path / "optuna.journal.lock").exists()
+    assert repair_jsonl_tail(tmp_path / "optuna.journal") == 0
+    again = optuna.load_study(study_name="s", storage=make_storage(None, tmp_path))
+    assert [t.state for t in again.get_trials()] == [TrialState.RUNNING]  # the append that was signalled landed

@@ -63,6 +63,7 @@ def _locked(plan: Any, run_dir: Path, resume: bool, progress: bool, t_start: flo
     from orchestrator.cluster import check_cluster
 
     with SignalGuard() as guard:  # after ray.init, which installs its own SIGTERM handler
+        tracker.critical = guard.deferred  # a stop waits for an MLflow write to end
         check_cluster(plan, ray.cluster_resources())
         with guard.deferred():
             claim_run_dir(cfg, run_dir)  # only now: a refused pre-flight leaves nothing that blocks a re-run

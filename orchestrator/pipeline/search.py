@@ -40,8 +40,8 @@ def search_settings(ctx: Context, resume: bool) -> SearchSettings:
                                      "supernet_options": sn.options if s.dnas.supernet_options is None
                                      else s.dnas.supernet_options})
     return SearchSettings(n_trials=s.n_trials, population=s.population, batch_size=s.batch_size, seed=ctx.cfg.seed,
-                          storage=make_storage(s.storage, ctx.run_dir), study_name=ctx.cfg.name, resume=resume,
-                          progress=ctx.progress, dnas=dnas)
+                          storage=make_storage(s.storage, ctx.run_dir, ctx.record), study_name=ctx.cfg.name,
+                          resume=resume, progress=ctx.progress, dnas=dnas)
 
 
 def search_stage(ctx: Context, accuracy: Any, latency: Callable[[Sequence[str]], np.ndarray],

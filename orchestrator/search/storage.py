@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from orchestrator.errors import CheckpointError, ConfigError
@@ -67,9 +69,14 @@ def repair_jsonl_tail(path: Path) -> int:
     return removed
 
 
-def make_storage(url: str | None, run_dir: Path) -> Any:
+def make_storage(url: str | None, run_dir: Path,
+                 critical: Callable[[], AbstractContextManager[Any]] = nullcontext) -> Any:
     """``url`` None: a journal file ``<run_dir>/optuna.journal`` (tail repaired first); else Optuna's database
-    at ``url`` (an error that cannot reach it names the URL with its password redacted)."""
+    at ``url`` (an error that cannot reach it names the URL with its password redacted).
+
+    ``critical``: a context every journal append runs inside (the run's signal guard defers a stop signal there:
+    a signal raised inside Optuna's lock release left the lock's rename file to a second unlink, which failed
+    with FileNotFoundError instead of stopping the run)."""
     if url:
         from orchestrator.names import redact
 
@@ -81,12 +88,23 @@ def make_storage(url: str | None, run_dir: Path) -> Any:
                                      f"the server, the database and the credentials, or leave search.storage "
                                      f"unset (a journal file in the run dir)")) from None
     from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
 
     path = run_dir / "optuna.journal"
     repair_jsonl_tail(path)
     release_stale_lock(path)
-    return JournalStorage(JournalFileBackend(str(path)))
+    return JournalStorage(_CriticalJournal(str(path), critical))
+
+
+class _CriticalJournal(JournalFileBackend):
+    """Optuna's journal file whose appends (lock, write, unlock) run inside ``critical``."""
+
+    def __init__(self, path: str, critical: Callable[[], AbstractContextManager[Any]]) -> None:
+        super().__init__(path)
+        self._critical = critical
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        with self._critical():
+            super().append_logs(logs)
 
 
 def release_stale_lock(journal: Path) -> bool:
