@@ -1,5 +1,7 @@
-"""Contracts over every registered space and device type: rebuilt from its spec (as in another process),
-it is the same thing."""
+"""Conformance kits over every registered space and device type, parametrised from the registries (a new
+one without a case here fails): rebuilt from its spec (as in another process) it is the same thing; a space's
+ids round-trip, its sampling is a function of the generator, its encoding and costs are sound; a device keeps
+the Device protocol and measures one positive latency per architecture."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from orchestrator.latency.devices.base import PREFIXES
 from orchestrator.latency.fbnet_data import shipped_lut_path
 from orchestrator.latency.measurement import MeasurementProtocol
 from orchestrator.latency.simulator import hooked_layers
-from search_spaces.base import SPACES, SpaceSpec
+from search_spaces.base import SPACES, SpaceSpec, encode_ids
 
 FAST = MeasurementProtocol(warmup=1, repeats=3, min_repeat_ms=1.0)
 
@@ -55,6 +57,67 @@ def test_space_rebuilt_from_its_spec_is_the_same_network(name):
     with torch.no_grad():
         np.testing.assert_array_equal(a(x).numpy(), b(x).numpy())
     assert a(x).shape == (2, SPACE_OPTIONS[name]["num_classes"])
+
+
+def _space(name):
+    return SpaceSpec(name=name, options=SPACE_OPTIONS[name]).build()
+
+
+@pytest.mark.parametrize("name", SPACES.names())
+def test_space_ids_round_trip(name):
+    """An id parses to the architecture it names and prints back to itself (ids are the keys of every table,
+    log and report); the largest and smallest networks included."""
+    space = _space(name)
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(30)] + [space.largest(), space.smallest()]
+    for arch in archs:
+        aid = space.arch_id(arch)
+        assert isinstance(aid, str) and aid == aid.strip() and aid
+        assert space.parse(aid) == arch and space.arch_id(space.parse(aid)) == aid
+        assert space.arch_id(space.from_params(space.to_params(arch))) == aid  # Optuna's parameters too
+    assert space.arch_id(space.largest()) != space.arch_id(space.smallest())
+
+
+@pytest.mark.parametrize("name", SPACES.names())
+def test_space_sampling_is_a_function_of_the_generator(name):
+    """The same seed gives the same architectures; other seeds give others (randomness only from the rng)."""
+    space = _space(name)
+
+    def draw(seed):
+        rng = np.random.default_rng(seed)
+        return [space.arch_id(space.sample(rng)) for _ in range(10)]
+
+    assert draw(5) == draw(5)
+    assert draw(5) != draw(6)
+    assert len(set(draw(7))) > 1  # a generator's successive draws differ
+
+
+@pytest.mark.parametrize("name", SPACES.names())
+def test_space_encoding(name):
+    """One finite vector of ``encoding_size`` per architecture; different architectures, different vectors."""
+    space = _space(name)
+    rng = np.random.default_rng(2)
+    ids = list(dict.fromkeys(space.arch_id(space.sample(rng)) for _ in range(20)))
+    X = encode_ids(space, ids)
+    assert X.shape == (len(ids), space.encoding_size) and np.all(np.isfinite(X))
+    assert len({row.tobytes() for row in X}) == len(ids)
+    assert space.size > 1
+
+
+@pytest.mark.parametrize("name", SPACES.names())
+def test_space_costs(name):
+    """Every registered cost is finite and positive for every architecture, and the largest network costs more
+    parameters and multiply-adds than the smallest."""
+    from search_spaces.costs import COSTS, CostModel
+
+    space = _space(name)
+    costs = CostModel(space.spec())
+    ids = [space.arch_id(a) for a in (space.largest(), space.smallest(), space.sample(np.random.default_rng(3)))]
+    m = costs.matrix(ids, list(COSTS))
+    assert m.shape == (3, len(COSTS)) and np.all(np.isfinite(m)) and np.all(m > 0), m
+    big, small = costs.of(ids[:2])
+    assert big.params_m > small.params_m and big.macs_m > small.macs_m
+    assert big.params_m == pytest.approx(n_params(space.build(space.largest())) / 1e6)
 
 
 def test_the_configured_network_is_not_the_default_one():
