@@ -160,7 +160,7 @@ DEVICE_CASES: dict[str, Callable[[], DeviceCase]] = {
     "lut:<device>": lambda: DeviceCase("lut:pixel3", {"path": str(shipped_lut_path())}, "fbnet"),
     "command:<name>": lambda: DeviceCase("command:box", {"command": f"{shlex.quote(sys.executable)} -c "
                                                          f"{shlex.quote(COMMAND_SCRIPT)} {{model}} {{input_shape}}",
-                                                         "local": True}, "small", measure="slow"),
+                                                         "local": True}, "small"),
 }
 
 # what the command device runs in this kit: ONNX Runtime timing the exported file, printing its median (no
