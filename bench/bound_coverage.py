@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from importlib import resources
 
 import numpy as np
+import pandas as pd
 
 from orchestrator.sweep import decision as dec
 
@@ -44,6 +46,11 @@ def empirical_vec(r: np.ndarray, k: int, conf: float) -> np.ndarray:
     q, rmin = dec._calibration_envelope(min(k, dec.CALIBRATION_MAX_K), level)
     j = np.searchsorted(q, r - 1e-9, side="left")
     return np.where(j < len(q), rmin[np.clip(j, 0, len(q) - 1)], 1.0)
+
+
+def devices(table: str) -> list[str]:
+    with resources.as_file(resources.files("orchestrator") / "data" / table) as path:
+        return [c[len("lat_ms_"):] for c in pd.read_csv(path, nrows=0).columns if c.startswith("lat_ms_")]
 
 
 def main() -> None:
@@ -75,28 +82,30 @@ def main() -> None:
         for name, (M, rho) in tables.items():
             S = dec._sample_srcc(M, k, args.draws, rng)
             a, b = np.triu_indices(M.shape[1], 1)
+            names = devices(name)
             for i, j in zip(a, b, strict=True):
                 s = S[:, i, j]
                 s = s[np.isfinite(s)]
                 ex = exact_vec(s, k, conf)
                 bd = np.minimum(ex, empirical_vec(s, k, conf))
-                per.append((SHORT[name], i, j, rho[i, j], np.mean(ex > rho[i, j]), np.mean(bd > rho[i, j]),
-                            np.mean(bd >= thr)))
+                per.append((SHORT[name], names[i], names[j], rho[i, j], np.mean(ex > rho[i, j]),
+                            np.mean(bd > rho[i, j]), np.mean(bd >= thr), np.mean(ex >= thr)))
         if args.per_pair:
-            for t, i, j, r, e1, e2, ru in per:
-                print(f"  k={k:>2} {t:<6} {i:>2}-{j:<2} rho {r:.3f}: exact {e1:.3f} bound {e2:.3f} reuse {ru:.3f}")
+            for t, i, j, r, e1, e2, ru, _ in per:
+                print(f"  k={k:>2} {t:<6} {i}/{j} rho {r:.3f}: exact {e1:.3f} bound {e2:.3f} reuse {ru:.3f}")
         P = np.array([p[3:] for p in per], dtype=float)
         hi, lo = P[:, 0] >= 0.95, P[:, 0] < thr
         worst = per[int(np.argmax(P[:, 2]))]
         summary.append((k, P[:, 1].mean(), P[:, 1].max(), int((P[:, 1] > alpha).sum()), P[:, 2].mean(),
                         P[:, 2].max(), int((P[:, 2] > alpha).sum()), len(P), P[hi, 3].mean() if hi.any() else np.nan,
-                        P[lo, 3].mean() if lo.any() else np.nan, f"{worst[0]} {worst[1]}-{worst[2]} ({worst[3]:.3f})"))
+                        P[lo, 3].mean() if lo.any() else np.nan, P[hi, 4].mean() if hi.any() else np.nan,
+                        P[lo, 4].mean() if lo.any() else np.nan, f"{worst[0]} {worst[1]}/{worst[2]} ({worst[3]:.3f})"))
         print(f"k={k} done [{time.perf_counter() - t0:.0f}s]", flush=True)
     print(f"\n{'k':>3} | {'exact: mean':>11} {'max':>6} {'pairs>nom':>9} | {'bound: mean':>11} {'max':>6} "
-          f"{'pairs>nom':>9} | reuse rho>=0.95 | reuse rho<{thr} | worst pair (bound)")
-    for k, m1, x1, n1, m2, x2, n2, n, rh, rl, w in summary:
+          f"{'pairs>nom':>9} | reuse rho>=0.95 | reuse rho<{thr} | (exact alone) | worst pair (bound)")
+    for k, m1, x1, n1, m2, x2, n2, n, rh, rl, eh, el, w in summary:
         print(f"{k:>3} | {m1:>11.3f} {x1:>6.3f} {n1:>4}/{n:<4} | {m2:>11.3f} {x2:>6.3f} {n2:>4}/{n:<4} | "
-              f"{rh:>15.3f} | {rl:>14.4f} | {w}")
+              f"{rh:>15.3f} | {rl:>14.4f} | {eh:.3f} / {el:.4f} | {w}")
     print(f"done in {time.perf_counter() - t0:.0f}s")
 
 
