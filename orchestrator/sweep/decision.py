@@ -259,7 +259,7 @@ class Decision:
     decision: str  # reuse | adapt
     reason: str
     srcc_k: float  # SRCC(proxy prediction, target) on the k samples
-    srcc_lb: float  # its bootstrap lower bound (NaN with the point rule)
+    srcc_lb: float  # its lower confidence bound (srcc_lower_bound; NaN with the point rule)
 
     def as_dict(self) -> dict[str, float | str]:
         return asdict(self)
