@@ -42,8 +42,10 @@ def main() -> None:
             print(f"{method:<12}{k:>4}{len(rs):>6}{seeds:>7}{np.mean(h):>10.3f}{np.min(h):>8.3f}{loss[0]:>10}"
                   f"{loss[1]:>10}{loss[2]:>10}{unserved:>10}{adapt:>8}")
     for k, rs in sorted(by_k.items()):
-        below = sorted({r["target"] for r in rs if r["hv_ratio"] < r["hv_ratio_reuse"] - 1e-9})
-        print(f"k={k}: hv_ratio per target: " + ", ".join(f"{r['target']} {r['hv_ratio']:.3f}" for r in rs)
+        below = sorted({f"{r['target']} (seed {r['seed']})" for r in rs if r["hv_ratio"] < r["hv_ratio_reuse"] - 1e-9})
+        targets = list(dict.fromkeys(r["target"] for r in rs))
+        print(f"k={k}: hv_ratio per target (mean over its seeds): "
+              + ", ".join(f"{t} {np.mean([r['hv_ratio'] for r in rs if r['target'] == t]):.3f}" for t in targets)
               + f"; below plain reuse: {', '.join(below) or '-'}")
         own = [r["seconds"] for r in rs]
         amort = [r["run_sweep_s"] / r["run_targets"] for r in rs]
@@ -51,7 +53,7 @@ def main() -> None:
         print(f"k={k}: seconds per target: its own steps (decision, transfer, whole-domain search, judging) mean "
               f"{np.mean(own):.1f} (max {np.max(own):.1f}); the sweep stage's wall over its targets (with the "
               f"meta-learning of each target's source set) mean {np.mean(amort):.1f}; proxy searches "
-              + ", ".join(f"{p} {r['run_search_s']:.0f}s" for (p, _), r in runs.items()))
+              + ", ".join(f"{p} (seed {sd}) {r['run_search_s']:.0f}s" for (p, sd), r in runs.items()))
 
 
 if __name__ == "__main__":
