@@ -125,6 +125,18 @@ def test_run_py_turns_token_auth_on_before_ray_is_imported(tmp_path, monkeypatch
 
 @pytest.mark.slow
 @pytest.mark.ray
+def _stop_head(head: subprocess.Popen, ray_tmp: str) -> None:
+    """End a `ray start --block` head this test started (its own process group) and remove its temp dir."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(head.pid, signal.SIGTERM)
+    try:
+        head.wait(30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
 def test_run_py_against_a_started_head(tmp_path):
     """As `ray submit` runs it: a head started with token auth and a device resource, then run.py in a fresh
     process, from another cwd, with nothing exported by hand (only the token file, as cluster.yaml mounts)."""
@@ -181,14 +193,7 @@ def test_run_py_against_a_started_head(tmp_path):
         assert remote["k"] == 4 and remote["retest_n"] == 4 and remote["n_measurements"] == 4 + 4 + 2
         assert remote["front_mape_pct"] == remote["front_mape_pct"] and "retest_srcc" in remote  # not NaN
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(head.pid, signal.SIGKILL)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+        _stop_head(head, ray_tmp)
 
 
 def test_run_py_logs_like_hwnas_run(monkeypatch):
@@ -304,11 +309,4 @@ def test_hwnas_run_on_a_token_cluster_from_ray_address(tmp_path):
             assert "Traceback" not in res.stderr
             assert not (tmp_path / "runs" / cfg_name).exists()  # refused before any work
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(head.pid, signal.SIGKILL)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+        _stop_head(head, ray_tmp)
