@@ -35,13 +35,10 @@ def token_auth_env(environ: MutableMapping[str, str] = os.environ) -> bool:  # t
     """Turn token authentication on (``RAY_AUTH_MODE=token`` in ``environ``) when a token is at hand
     (``RAY_AUTH_TOKEN``, the file ``RAY_AUTH_TOKEN_PATH``, or ``~/.ray/auth_token``) and ``RAY_AUTH_MODE`` is
     not set (an explicit choice stands); True if it did."""
-    if "RAY_AUTH_MODE" in environ:
+    if "RAY_AUTH_MODE" in environ or _token_source(environ) is None:
         return False
-    token = environ.get("RAY_AUTH_TOKEN") or os.path.isfile(
-        environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser(TOKEN_FILE))
-    if token:
-        environ["RAY_AUTH_MODE"] = "token"
-    return bool(token)
+    environ["RAY_AUTH_MODE"] = "token"
+    return True
 
 
 def cluster_address(configured: str | None, environ: MutableMapping[str, str] = os.environ) -> str | None:  # type: ignore[assignment]
