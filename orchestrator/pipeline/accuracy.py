@@ -133,7 +133,8 @@ def supernet_source(ctx: Context) -> tuple[Any, dict[str, Any]]:
 
 SOURCES.add("table", AccuracySourceKind(
     table_source, "an accuracy table (accuracy.table)", reads_table=True, additive=lambda acc: True,
-    label=lambda acc, net: f"table {acc.get('table_column', 'acc_cifar10')}"), help="an accuracy table (accuracy.table)")
+    label=lambda acc, net: f"table {acc.get('table_column', 'acc_cifar10')}"),
+    help="an accuracy table (accuracy.table)")
 SOURCES.add("supernet", AccuracySourceKind(supernet_source, "a one-shot supernet's evaluated subnets",
                                            trains_supernet=True), help="a one-shot supernet's evaluated subnets")
 SOURCES.add("predictor", AccuracySourceKind(
