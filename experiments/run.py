@@ -64,14 +64,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from orchestrator.config import load_config
     from orchestrator.errors import HwnasError
+    from orchestrator.pipeline.plan import make_plan
 
     try:
-        cfg = load_config(resolve_config(args.config))
+        path = resolve_config(args.config)
+        cfg = load_config(path)
+        if args.output_dir:
+            cfg = cfg.model_copy(update={"output_dir": args.output_dir})
+        plan = make_plan(cfg, source=str(path))  # every config problem, before Ray starts
     except HwnasError as e:
         print(f"run.py: {e}", file=sys.stderr)
         return 2
-    if args.output_dir:
-        cfg = cfg.model_copy(update={"output_dir": args.output_dir})
 
     import ray
 
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("run.py").info("cluster: %s", {k: v for k, v in sorted(resources.items())
                                                      if not k.startswith(("node:", "accelerator_type"))})
     try:  # the pipeline checks the cluster's resources against the config before any work
-        summary = run_pipeline(cfg, resume=args.resume, progress=sys.stderr.isatty())
+        summary = run_pipeline(plan, resume=args.resume, progress=sys.stderr.isatty())
     except HwnasError as e:
         print(f"run.py: {e}", file=sys.stderr)
         return 2

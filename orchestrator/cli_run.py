@@ -22,7 +22,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for path in args.configs:
         try:
             cfg = load_config(path)
-            plan = make_plan(cfg)
+            plan = make_plan(cfg, source=path)
         except ConfigError as e:
             from orchestrator.names import redact
 
@@ -51,18 +51,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator.config import load_config
     from orchestrator.pipeline import run_pipeline
     from orchestrator.pipeline.context import RunWriteError
+    from orchestrator.pipeline.plan import make_plan
     from orchestrator.report import format_summary
 
     cfg = load_config(args.config)
     if args.output_dir:
         cfg = cfg.model_copy(update={"output_dir": args.output_dir})
+    plan = make_plan(cfg, source=args.config)  # every problem, named by the file; run_pipeline takes this plan
     logging.getLogger("orchestrator").setLevel(min(logging.getLogger().level, logging.INFO))
     t0 = time.perf_counter()
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     try:
         with logging_redirect_tqdm():  # a log line prints above the progress bar instead of breaking it
-            summary = run_pipeline(cfg, resume=args.resume, progress=not args.no_progress)
+            summary = run_pipeline(plan, resume=args.resume, progress=not args.no_progress)
     except RunWriteError as e:  # disk full, read-only: the fix, then the exact command that resumes
         raise RunWriteError(f"{e}: `{_resume_cmd(args)}`") from None
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (RunStopped): what is done is kept, the rest resumes

@@ -49,13 +49,13 @@ class RunView:
         acc = self.config.get("accuracy") or {}
         if not acc:
             return "unknown"
+        from orchestrator.pipeline.accuracy import SOURCES
+
         source = acc.get("source", "supernet")
-        if source == "table":
-            return f"table {acc.get('table_column', 'acc_cifar10')}"
         sup = acc.get("supernet") or {}
         data = (sup.get("data") or {}).get("name", "digits")
         net = f"supernet {(self.config.get('space') or {}).get('name', '?')} on {data}"
-        return net if source == "supernet" else f"{source} ({acc.get('predictor', 'mlp')}) of {net}"
+        return SOURCES.get(source).label(acc, net) if source in SOURCES else source  # each source names itself
 
     def front(self, device: str) -> list[dict[str, Any]]:
         p = self.path / "fronts" / f"{safe_name(device)}.json"

@@ -1,11 +1,12 @@
 """The pipeline's configuration: pydantic models (unknown keys rejected); the only YAML reader.
 
-``load_config(path)`` reports every problem at once, each with its path in the
-file (``search.n_trials: Input should be greater than or equal to 2``), then
-checks what pydantic cannot (``orchestrator.pipeline.plan``): the space and its
-options, the latency table, device names and their options against the device
-catalog, algorithms against the registry, and cross-field rules. Nothing is
-scheduled before a config passes.
+``load_config(path)`` reports every problem of the schema at once, each with its
+path in the file (``search.n_trials: Input should be greater than or equal to 2``).
+It is the schema only: it imports nothing of the pipeline. What pydantic cannot
+check (the space and its options, the latency table, device names and their
+options against the device catalog, algorithms against the registry, cross-field
+rules) is ``orchestrator.pipeline.plan.make_plan``'s, the single validator, which
+``hwnas validate`` and ``run_pipeline`` call once, before anything is scheduled.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from orchestrator.confirm import ConfirmConfig
 from orchestrator.errors import ConfigError
 from orchestrator.latency.devices.base import DeviceSpec
 from orchestrator.latency.measurement import MeasurementProtocol
@@ -238,6 +238,23 @@ class TrackingSection(_Model):
     enabled: bool = True
 
 
+class ConfirmConfig(_Model):
+    """`hwnas confirm` (orchestrator.confirm): the chosen fronts trained from scratch as Ray Tune trials."""
+
+    enabled: bool = Field(False, description="run at the end of `hwnas run` (else: `hwnas confirm RUN`)")
+    top: int = Field(0, ge=0, description="per front, only the N most accurate members (0: all)")
+    devices: list[str] | None = Field(None, description="only these devices' fronts ('proxy': the proxy's)")
+    epochs: int = Field(10, ge=1, description="full training budget per architecture")
+    grace_period: int = Field(2, ge=1, description="ASHA: epochs every trial gets before it can be stopped")
+    reduction_factor: int = Field(2, ge=2, description="ASHA: keep 1/reduction_factor at each rung")
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(0.05, gt=0)
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0, description="a GPU share per trial (e.g. 0.25: four share one)")
+    max_concurrent: int = Field(0, ge=0, description="trials at once (0: as many as the resources allow)")
+    seed: int = 0
+
+
 class PipelineConfig(_Model):
     name: str = Field(..., description="the run's name: one file name (letters, digits, '_', '-', '.'), the run "
                                         "dir <output_dir>/<name>")
@@ -313,7 +330,10 @@ def _did_you_mean(loc: tuple[Any, ...]) -> str:
 
 
 def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
-    """Validate a mapping; raise ConfigError listing every problem with its path."""
+    """Validate a mapping against the schema alone; raise ConfigError listing every problem with its path.
+
+    Nothing is resolved here (no space, table or device is built): ``orchestrator.pipeline.plan.make_plan`` is
+    the one validator of what the schema cannot see, called by ``hwnas validate``, ``run_pipeline`` and tests."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
     try:
@@ -322,9 +342,7 @@ def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
         lines = [f"  {_loc(err['loc']) or '<top>'}: {err['msg'].removeprefix('Value error, ')}"
                  + (_did_you_mean(err["loc"]) if err["type"] == "extra_forbidden" else "") for err in e.errors()]
         raise ConfigError(f"{source}: {len(lines)} problem(s):\n" + "\n".join(lines)) from None
-    from orchestrator.pipeline.plan import plan_problems
-
-    problems = _number_problems(cfg) or plan_problems(cfg)
+    problems = _number_problems(cfg)
     if problems:
         raise ConfigError(f"{source}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems))
     return cfg

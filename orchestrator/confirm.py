@@ -30,31 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.config import ConfirmConfig, PipelineConfig
 from orchestrator.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 CONFIRM_DIR = "confirm"
 RESULTS_FILE = "confirm.json"
-
-
-class ConfirmConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(False, description="run at the end of `hwnas run` (else: `hwnas confirm RUN`)")
-    top: int = Field(0, ge=0, description="per front, only the N most accurate members (0: all)")
-    devices: list[str] | None = Field(None, description="only these devices' fronts ('proxy': the proxy's)")
-    epochs: int = Field(10, ge=1, description="full training budget per architecture")
-    grace_period: int = Field(2, ge=1, description="ASHA: epochs every trial gets before it can be stopped")
-    reduction_factor: int = Field(2, ge=2, description="ASHA: keep 1/reduction_factor at each rung")
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(0.05, gt=0)
-    cpus_per_trial: float = Field(1.0, gt=0)
-    gpus_per_trial: float = Field(0.0, ge=0, description="a GPU share per trial (e.g. 0.25: four share one)")
-    max_concurrent: int = Field(0, ge=0, description="trials at once (0: as many as the resources allow)")
-    seed: int = 0
 
 
 def _train(config: dict[str, Any]) -> None:
@@ -154,7 +137,6 @@ def confirm(run_dir: str | Path, cfg: ConfirmConfig | None = None, progress: boo
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from orchestrator.config import PipelineConfig
 
     run = Path(run_dir).resolve()
     if not (run / "summary.json").is_file():

@@ -12,6 +12,7 @@ import pytest
 from orchestrator.config import parse_config
 from orchestrator.errors import ConfigError
 from orchestrator.latency.table import SHIPPED_DEVICES, shipped_accuracy, shipped_table
+from orchestrator.pipeline.plan import make_plan
 from orchestrator.search.accuracy_table import AccuracyTableError, check_coverage, read_accuracy
 
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
@@ -56,8 +57,8 @@ def _write(path, header, rows):
 
 def _refused(tmp_path, match, **accuracy):
     with pytest.raises(ConfigError, match=match):
-        parse_config({"name": "x", "accuracy": {"source": "table", **accuracy},
-                      "latency": {"table": "nb201-hwnasbench"}, "output_dir": str(tmp_path)})
+        make_plan(parse_config({"name": "x", "accuracy": {"source": "table", **accuracy},
+                                "latency": {"table": "nb201-hwnasbench"}, "output_dir": str(tmp_path)}))
 
 
 def test_each_validation_error_before_any_work(tmp_path, shipped):
@@ -154,6 +155,6 @@ def test_own_table_another_space_end_to_end(tmp_path, ray_cluster):
     assert front and all(r["accuracy"] == pytest.approx(mine[r["arch"]]) for r in front)
     with pytest.raises(ConfigError, match=r"lacks 1 of the 60 architectures of the latency table"):
         short = _write(tmp_path / "short.csv", ["arch", "imagenet_top1"], [[a, v] for a, v in list(mine.items())[1:]])
-        parse_config({"name": "mb2", "space": {"name": "mobilenetv3"},
-                      "accuracy": {"source": "table", "table": str(short), "table_column": "imagenet_top1"},
-                      "latency": {"table": str(lat), "proxy": "2080ti_1"}, "search": {"domain": "table"}})
+        make_plan(parse_config({"name": "mb2", "space": {"name": "mobilenetv3"},
+                                "accuracy": {"source": "table", "table": str(short), "table_column": "imagenet_top1"},
+                                "latency": {"table": str(lat), "proxy": "2080ti_1"}, "search": {"domain": "table"}}))

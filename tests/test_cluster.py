@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.cluster import check_cluster, required_resources
 from orchestrator.config import load_config, parse_config
 from orchestrator.errors import ConfigError
+from orchestrator.pipeline.cluster import check_cluster, required_resources
 from orchestrator.pipeline.plan import make_plan
 
 ROOT = Path(__file__).resolve().parent.parent

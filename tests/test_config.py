@@ -8,6 +8,7 @@ import pytest
 
 from orchestrator.config import load_config, parse_config
 from orchestrator.errors import ConfigError
+from orchestrator.pipeline.plan import make_plan
 
 EXPERIMENTS = sorted((Path(__file__).resolve().parent.parent / "experiments").glob("*.yaml"))
 
@@ -15,7 +16,7 @@ EXPERIMENTS = sorted((Path(__file__).resolve().parent.parent / "experiments").gl
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.name for p in EXPERIMENTS])
 def test_shipped_experiments_validate(path):
     cfg = load_config(path)
-    assert cfg.name
+    assert make_plan(cfg, source=str(path)).cfg is cfg
 
 
 def test_every_schema_error_with_its_path():
@@ -35,30 +36,32 @@ def test_semantic_errors_listed_together():
                                    "transfer": "magic"},
             "latency": {"proxy": "toaster"}, "search": {"batch_size": 50, "population": 10}}
     with pytest.raises(ConfigError) as e:
-        parse_config(data)
+        make_plan(parse_config(data))
     msg = str(e.value)
     for frag in ["sweep.transfer: unknown method 'magic'", "sweep.targets.0: unknown device 'pixel9'",
                  "sweep.targets.1: 'sim:x' is not a simulated device name", "'fpga' is listed twice",
                  "sweep.targets.4 option 'runtime': unknown option (valid options: threads", "inner",
-                 "latency.proxy: unknown device 'toaster'", "search.batch_size: 50 > population 10"]:
+                 "latency.proxy: unknown device 'toaster'",
+                 "search.algorithm: 'nsga2' needs complete generations (search.batch_size <= population)",
+                 "batch_size 50 > population 10"]:
         assert frag in msg, (frag, msg)
 
 
 def test_unknown_space_reported_with_the_rest():
     with pytest.raises(ConfigError) as e:
-        parse_config({"name": "x", "space": {"name": "nb202"}, "sweep": {"transfer": "magic"}})
+        make_plan(parse_config({"name": "x", "space": {"name": "nb202"}, "sweep": {"transfer": "magic"}}))
     assert "space: unknown search space 'nb202'. Did you mean 'nb201'?" in str(e.value)
     assert "sweep.transfer: unknown method 'magic'" in str(e.value)
     with pytest.raises(ConfigError, match=r"space: space 'nb201': unknown option\(s\) \['width'\]; valid options: "
                                           r"channels, cells_per_stage, num_classes, resolution"):
-        parse_config({"name": "x", "space": {"name": "nb201", "options": {"width": 2}}})
+        make_plan(parse_config({"name": "x", "space": {"name": "nb201", "options": {"width": 2}}}))
 
 
 def test_table_accuracy_without_a_table():
     """Another space has no shipped table: the table source needs a table to read (accuracy.table)."""
     with pytest.raises(ConfigError, match="no latency table to read accuracy from: set accuracy.table"):
-        parse_config({"name": "x", "space": {"name": "mobilenetv3"}, "accuracy": {"source": "table"},
-                      "latency": {"proxy": "sim:0"}})
+        make_plan(parse_config({"name": "x", "space": {"name": "mobilenetv3"}, "accuracy": {"source": "table"},
+                                "latency": {"proxy": "sim:0"}}))
 
 
 def test_file_errors(tmp_path):
@@ -80,15 +83,14 @@ def test_run_dir_is_absolute(tmp_path):
 
 
 def test_tabulated_targets_need_the_table_domain():
-    from orchestrator.pipeline.plan import make_plan
-
     with pytest.raises(ConfigError, match=r"search.domain: targets \['pixel3'\] are known only on the table's 1999 "
                                           r"architectures \(the space has 15,625\); set search.domain: table"):
-        parse_config({"name": "x", "search": {"domain": "space"}, "sweep": {"targets": ["pixel3", "sim:1"]},
-                      "latency": {"table": "nb201-hwnasbench"}, "accuracy": {"table": "nb201-full"}})
-    parse_config({"name": "x", "search": {"domain": "space"}, "sweep": {"targets": ["sim:1"]}})
+        make_plan(parse_config({"name": "x", "search": {"domain": "space"},
+                                "sweep": {"targets": ["pixel3", "sim:1"]}, "latency": {"table": "nb201-hwnasbench"},
+                                "accuracy": {"table": "nb201-full"}}))
+    make_plan(parse_config({"name": "x", "search": {"domain": "space"}, "sweep": {"targets": ["sim:1"]}}))
     # the whole-space table covers the space: its devices are targets of a whole-space search
-    parse_config({"name": "x", "search": {"domain": "space"}, "sweep": {"targets": ["pixel3", "sim:1"]}})
+    make_plan(parse_config({"name": "x", "search": {"domain": "space"}, "sweep": {"targets": ["pixel3", "sim:1"]}}))
     assert make_plan(parse_config({"name": "x"})).domain == "table"  # the defaults: tabulated targets
     assert make_plan(parse_config({"name": "x", "sweep": {"targets": ["sim:1"]}})).domain == "space"
 
@@ -109,7 +111,7 @@ def test_tabulated_targets_need_the_table_domain():
 ])
 def test_counts_the_domain_cannot_give_are_refused(over, match):
     with pytest.raises(ConfigError, match=match):  # refused by counting (an attempt would outlast the timeout)
-        parse_config({"name": "x", **over})
+        make_plan(parse_config({"name": "x", **over}))
 
 
 def test_many_trials_on_a_small_domain_is_a_warning(capsys, tmp_path):
@@ -152,3 +154,97 @@ def test_a_mistyped_key_gets_a_did_you_mean(tmp_path, capsys):
     assert "sweep.targets.0.optins: Extra inputs are not permitted; did you mean 'options'?" in out
     assert "accuracy.supernet.data.nmae: Extra inputs are not permitted; did you mean 'name'?" in out
     assert "tracking.zzz: Extra inputs are not permitted; this section's keys: enabled, experiment, uri" in out
+
+
+def test_parse_config_is_the_schema_alone(monkeypatch):
+    """Loading a config builds no plan (issue 19): parse_config never reaches make_plan or the plan's builder,
+    so a config whose device does not exist parses, and make_plan is what refuses it."""
+    import orchestrator.pipeline.plan as plan_mod
+
+    def no(*_a, **_k):
+        raise AssertionError("parse_config built a plan")
+
+    monkeypatch.setattr(plan_mod, "make_plan", no)
+    monkeypatch.setattr(plan_mod, "_build", no)
+    cfg = parse_config({"name": "x", "sweep": {"targets": ["pixel9"]}, "latency": {"proxy": "toaster"}})
+    assert cfg.sweep.targets == ["pixel9"] and cfg.latency.proxy == "toaster"
+    monkeypatch.undo()
+    with pytest.raises(ConfigError, match="sweep.targets.0: unknown device 'pixel9'") as e:
+        make_plan(cfg, source="c.yaml")
+    assert str(e.value).startswith("c.yaml: 2 problem(s):")
+
+
+def test_run_pipeline_makes_its_plan_once(monkeypatch, tmp_path):
+    """run_pipeline validates a config with one make_plan (the plan's builder runs once) and hands that plan on;
+    given a plan already made (hwnas run, experiments/run.py), it builds none."""
+    import orchestrator.pipeline.plan as plan_mod
+    import orchestrator.pipeline.run as run_mod
+
+    builds, seen = [], []
+    real = plan_mod._build
+
+    def counted(cfg):
+        builds.append(cfg.name)
+        return real(cfg)
+
+    monkeypatch.setattr(plan_mod, "_build", counted)
+    monkeypatch.setattr(run_mod, "_locked", lambda plan, *a: seen.append(plan) or {"stopped": "before the work"})
+    cfg = parse_config({"name": "once", "output_dir": str(tmp_path), "sweep": {"targets": ["sim:0"]},
+                        "latency": {"proxy": "sim:1"}})
+    assert run_mod.run_pipeline(cfg, progress=False) == {"stopped": "before the work"}
+    assert builds == ["once"] and seen[0].cfg is cfg and [t.name for t in seen[0].targets] == ["sim:0"]
+    plan = seen[0]
+    assert run_mod.run_pipeline(plan, progress=False) == {"stopped": "before the work"}
+    assert builds == ["once"] and seen[1] is plan  # the plan given is the plan run
+
+
+@pytest.mark.parametrize("over, needs", [
+    ({"search": {"algorithm": "exhaustive", "domain": "space"}, "space": {"name": "mobilenetv3"},
+      "latency": {"proxy": "sim:0"}, "sweep": {"targets": ["sim:1"]}, "accuracy": {"source": "supernet"}},
+     r"search.algorithm: 'exhaustive' needs a finite domain; space 'mobilenetv3' has .* use search.domain: table"),
+    ({"search": {"algorithm": "milp"}, "latency": {"predictor": "mlp"}},
+     r"search.algorithm: 'milp' needs an additive latency model; set latency.predictor: additive"),
+    ({"search": {"algorithm": "milp"}, "latency": {"predictor": "additive"}, "accuracy": {"source": "supernet"}},
+     r"search.algorithm: 'milp' needs an additive accuracy model; use accuracy.source: predictor with "
+     r"accuracy.predictor: additive"),
+    ({"search": {"algorithm": "dnas"}, "latency": {"predictor": "additive"}},
+     r"search.algorithm: 'dnas' needs a layer-wise one-shot space; space 'nb201' is not"),
+    ({"sweep": {"target_search": {"algorithm": "dnas"}}},
+     r"sweep.target_search.algorithm: 'dnas' needs a search of its own; 'dnas' trains a supernet; per target use "
+     r"'auto'"),
+    ({"sweep": {"target_search": {"algorithm": "milp"}, "memory_mb": {"pixel3": 100.0}}},
+     r"sweep.target_search.algorithm: 'milp' needs two objectives \(accuracy against latency\) without cost "
+     r"limits"),
+    ({"search": {"algorithm": "milp"}, "latency": {"predictor": "additive"},
+      "sweep": {"refine_trials": 10}},
+     r"sweep.refine_trials \(search.algorithm\): 'milp' needs an additive latency model"),
+    ({"search": {"batch_size": 50, "population": 10}},
+     r"search.algorithm: 'nsga2' needs complete generations \(search.batch_size <= population\)"),
+])
+def test_an_unmet_requirement_of_the_algorithm_is_refused_at_validate(over, needs):
+    """The checks ask each algorithm what it needs (ALGORITHMS[...].requirements): each unmet requirement is
+    refused by make_plan, naming the requirement and the fix."""
+    data = {"name": "x", "accuracy": {"source": "table"}}
+    for k, v in over.items():
+        data[k] = {**data.get(k, {}), **v}
+    with pytest.raises(ConfigError, match=needs):
+        make_plan(parse_config(data))
+
+
+def test_the_checks_follow_what_an_algorithm_declares(monkeypatch):
+    """A requirement is stated once, by the algorithm: a registered algorithm that declares a new need is
+    refused at validate with its words, and 'auto' skips it, with no change to the checks."""
+    from orchestrator.search import algorithms as alg
+
+    milp = alg.ALGORITHMS.get("milp")
+    extra = alg.Requirement("a licence for the solver", False, "set HWNAS_SOLVER_LICENCE")
+    monkeypatch.setattr(type(milp), "requirements", lambda self, p: [extra])
+    with pytest.raises(ConfigError, match=r"search.algorithm: 'milp' needs a licence for the solver; set "
+                                          r"HWNAS_SOLVER_LICENCE"):
+        make_plan(parse_config({"name": "x", "accuracy": {"source": "table"}, "search": {"algorithm": "milp"}}))
+    traits = alg.ProblemTraits(make_plan(parse_config({"name": "x"})).space, finite=False, additive_latency=True,
+                               additive_accuracy=True)
+    assert alg.choose(traits) == "nsga2"  # milp's unmet need: the next of AUTO_ORDER
+    monkeypatch.undo()
+    assert alg.choose(traits) == "milp"
+    assert alg.choose(alg.ProblemTraits(traits.space, True, True, True)) == "exhaustive"

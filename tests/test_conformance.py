@@ -245,8 +245,15 @@ def test_transfer_method_on_a_perfectly_ranked_target(method, perfect):
 # -- accuracy sources -----------------------------------------------------------------------------------------
 
 def registered_accuracy_sources() -> list[str]:
-    """The accuracy sources a config may name (``accuracy.source``)."""
-    return list(typing.get_args(AccuracySection.model_fields["source"].annotation))
+    """The accuracy sources registered (``pipeline.accuracy.SOURCES``)."""
+    from orchestrator.pipeline.accuracy import SOURCES
+
+    return SOURCES.names()
+
+
+def test_the_config_offers_exactly_the_registered_accuracy_sources():
+    offered = set(typing.get_args(AccuracySection.model_fields["source"].annotation))
+    assert offered == set(registered_accuracy_sources())
 
 
 @dataclass

@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator.config import parse_config
 from orchestrator.errors import ConfigError
+from orchestrator.pipeline.plan import make_plan
 from orchestrator.search.accuracy import AccuracyOracle
 from orchestrator.search.algorithms import SearchProblem, SearchSettings, run_search
 from orchestrator.search.driver import TableDomain
@@ -143,7 +144,7 @@ def _config(**over):
             "search": {"domain": "table"}}
     for k, v in over.items():
         data[k] = {**data.get(k, {}), **v}
-    return parse_config(data)
+    return make_plan(parse_config(data)).cfg
 
 
 def test_config_refuses_bad_costs_with_the_fix():

@@ -12,6 +12,7 @@ from orchestrator.errors import ConfigError, TableError
 from orchestrator.latency.metrics import srcc
 from orchestrator.latency.monotonicity import srcc_matrix
 from orchestrator.latency.table import LatencyTable, read_table
+from orchestrator.pipeline.plan import make_plan
 
 CELL = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"
 BASE = {"name": "h", "accuracy": {"source": "table", "table_column": "test_acc_cifar10_12ep"},
@@ -73,12 +74,13 @@ def test_every_count_is_bounded_at_validation(sections, where):
     cfg = _with(**{k: v for k, v in sections.items() if isinstance(v, dict)})
     cfg.update({k: v for k, v in sections.items() if not isinstance(v, dict)})
     with pytest.raises(ConfigError) as e:
-        parse_config(cfg)
+        make_plan(parse_config(cfg))  # the schema's bounds, or the plan's (sweep.simulated)
     assert f"  {where}: " in str(e.value)
 
 
 def test_bounds_leave_real_configs_alone():
-    assert parse_config(_with(ray={"num_cpus": 64}, sweep={"refine_trials": 200, "simulated": 16})).ray.num_cpus == 64
+    assert make_plan(parse_config(_with(ray={"num_cpus": 64}, sweep={"refine_trials": 200, "simulated": 16}))
+                     ).cfg.ray.num_cpus == 64
 
 
 def test_csv_cell_over_the_field_limit(tmp_path, space):

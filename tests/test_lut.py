@@ -179,19 +179,21 @@ def test_config_with_a_lookup_table_validates():
 def test_config_lookup_table_problems_are_named(latency, match):
     from orchestrator.config import parse_config
     from orchestrator.errors import ConfigError
+    from orchestrator.pipeline.plan import make_plan
 
     with pytest.raises(ConfigError, match=match):
-        parse_config(_fb_config(**latency))
+        make_plan(parse_config(_fb_config(**latency)))
 
 
 def test_shipped_lut_is_only_for_the_network_it_measured():
     from orchestrator.config import parse_config
     from orchestrator.errors import ConfigError
+    from orchestrator.pipeline.plan import make_plan
 
     cfg = _fb_config()
     cfg["space"]["options"] = {"width_mult": 0.5}
     with pytest.raises(ConfigError, match="latency.lut: 'shipped' is HW-NAS-Bench's Pixel 3 table"):
-        parse_config(cfg)
+        make_plan(parse_config(cfg))
 
 
 def test_the_fbnet_experiment_validates():

@@ -11,6 +11,7 @@ import pytest
 from orchestrator.config import parse_config
 from orchestrator.errors import ConfigError
 from orchestrator.pipeline import run_pipeline
+from orchestrator.pipeline.plan import make_plan
 from orchestrator.report import report
 
 pytestmark = pytest.mark.ray
@@ -201,12 +202,11 @@ def test_a_users_table_column_is_a_target(tmp_path, shipped, ray_cluster):
     assert all(r["true_ms"] is not None for r in k_ids)
     every = _cfg(tmp_path, name="all", latency={"table": str(path), "proxy": "fpga"},
                  sweep={"targets": ["tabulated"], "simulated": 0}, tracking={"enabled": False})
-    from orchestrator.pipeline.plan import make_plan
 
     assert [t.name for t in make_plan(every).targets] == ["pixel3", "eagle_gtx"]
     with pytest.raises(ConfigError, match=r"sweep.targets.0: unknown device 'eagle_gtz'. Did you mean 'eagle_gtx'"):
-        _cfg(tmp_path, name="typo", latency={"table": str(path), "proxy": "fpga"},
-             sweep={"targets": ["eagle_gtz"], "simulated": 0})
+        make_plan(_cfg(tmp_path, name="typo", latency={"table": str(path), "proxy": "fpga"},
+                       sweep={"targets": ["eagle_gtz"], "simulated": 0}))
 
 
 def test_milp_search_in_the_pipeline(tmp_path, ray_cluster):
@@ -261,8 +261,8 @@ def test_extra_objective_and_cost_limit_through_the_sweep(tmp_path, shipped, ray
 
 def test_milp_config_needs_additive_models():
     with pytest.raises(ConfigError) as e:
-        parse_config({"name": "x", "search": {"algorithm": "milp"}, "latency": {"predictor": "mlp"},
-                      "accuracy": {"source": "supernet"}})
+        make_plan(parse_config({"name": "x", "search": {"algorithm": "milp"}, "latency": {"predictor": "mlp"},
+                                "accuracy": {"source": "supernet"}}))
     assert "latency.predictor: additive" in str(e.value) and "accuracy.predictor: additive" in str(e.value)
 
 
@@ -301,5 +301,5 @@ def test_csv_table_targets_need_the_table_domain(tmp_path, shipped):
     write_table(path, LatencyTable(sub.archs[:300], ["lat_ms_fpga", "lat_ms_pixel3"], sub.values[:300]))
     with pytest.raises(ConfigError, match=r"targets \['pixel3'\] are known only on the table's 300 architectures "
                                           r"\(the space has 15,625\); set search.domain: table"):
-        _cfg(tmp_path, name="csv", latency={"table": str(path), "proxy": "fpga"},
-             search={"domain": "space"}, sweep={"targets": ["pixel3"], "simulated": 0})
+        make_plan(_cfg(tmp_path, name="csv", latency={"table": str(path), "proxy": "fpga"},
+                       search={"domain": "space"}, sweep={"targets": ["pixel3"], "simulated": 0}))

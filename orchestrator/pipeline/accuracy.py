@@ -1,42 +1,84 @@
 """The accuracy stage: a table, a supernet's evaluator pool (trained here or loaded), a predictor fit on
-evaluated subnets (on the encoding or zero-cost scores), or a zero-cost proxy."""
+evaluated subnets (on the encoding or zero-cost scores), or a zero-cost proxy.
+
+``SOURCES`` registers each ``accuracy.source`` once: how the stage builds it, and what it needs, which the
+plan's checks, the cluster pre-flight and the algorithms' requirements ask instead of comparing its name.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from orchestrator.pipeline.context import Context
+from orchestrator.registry import Registry
+
+if TYPE_CHECKING:
+    from orchestrator.config import AccuracySection
+    from orchestrator.pipeline.context import Context
 
 log = logging.getLogger(__name__)
 
 
+def _no(acc: AccuracySection) -> bool:
+    return False
+
+
+def _none(acc: AccuracySection) -> dict[str, int]:
+    return {}
+
+
+@dataclass(frozen=True)
+class AccuracySourceKind:
+    """An accuracy source as the pipeline builds it (``build(ctx) -> (source, what to record)``), and what it
+    needs, declared once."""
+
+    build: Callable[[Context], tuple[Any, dict[str, Any]]]
+    help: str
+    trains_supernet: bool = False  # trains (or loads) the one-shot supernet: accuracy.supernet's options, GPUs
+    reads_table: bool = False  # its values are read from an accuracy table when the plan is made
+    additive: Callable[[AccuracySection], bool] = field(default=_no)  # an additive accuracy model (the MILP)
+    subnets: Callable[[AccuracySection], dict[str, int]] = field(default=_none)  # distinct subnets asked, by field
+    label: Callable[[dict[str, Any], str], str] = field(default=lambda acc, net: net)  # a run's source, in words
+
+
+SOURCES: Registry[AccuracySourceKind] = Registry("accuracy source")
+
+
 def accuracy_stage(ctx: Context) -> tuple[Any, dict[str, Any]]:
     """The accuracy source and what to record about it."""
-    from orchestrator.search.accuracy import PredictorAccuracy, TableAccuracy
+    return SOURCES.get(ctx.cfg.accuracy.source).build(ctx)
+
+
+def table_source(ctx: Context) -> tuple[Any, dict[str, Any]]:
+    """An accuracy table, read and validated by the plan before any work."""
+    from orchestrator.search.accuracy import TableAccuracy
 
     cfg = ctx.cfg.accuracy
-    if cfg.source == "table":  # read and validated by the plan, before any work
-        assert ctx.plan.accuracy is not None
-        return TableAccuracy(ctx.space, ctx.plan.accuracy, seed=ctx.cfg.seed), {
-            "accuracy_source": f"table:{cfg.table or ctx.cfg.latency.table}:{cfg.table_column}"}
-    if cfg.source == "zero_cost":
-        return zero_cost_source(ctx)
-    source, info = supernet_source(ctx)
-    if cfg.source == "predictor":
-        features: Any = "encoding"
-        if cfg.predictor_features != "encoding":
-            from orchestrator.search.accuracy import ZeroCostFeatures
+    assert ctx.plan.accuracy is not None
+    return TableAccuracy(ctx.space, ctx.plan.accuracy, seed=ctx.cfg.seed), {
+        "accuracy_source": f"table:{cfg.table or ctx.cfg.latency.table}:{cfg.table_column}"}
 
-            features = ZeroCostFeatures(ctx.space, zero_cost_scorer(ctx, "ensemble"), cfg.predictor_features)
-            info["accuracy_predictor_features"] = cfg.predictor_features
-        pred = PredictorAccuracy(ctx.space, source, cfg.predictor_samples, np.random.default_rng([ctx.cfg.seed, 3]),
-                                 cfg.predictor, features)
-        info.update({f"accuracy_predictor_{k}": v for k, v in pred.quality.items()})
-        return pred, info
-    return source, info
+
+def predictor_source(ctx: Context) -> tuple[Any, dict[str, Any]]:
+    """A predictor fit on subnets the supernet evaluated (on the encoding, the zero-cost scores, or both)."""
+    from orchestrator.search.accuracy import PredictorAccuracy
+
+    cfg = ctx.cfg.accuracy
+    source, info = supernet_source(ctx)
+    features: Any = "encoding"
+    if cfg.predictor_features != "encoding":
+        from orchestrator.search.accuracy import ZeroCostFeatures
+
+        features = ZeroCostFeatures(ctx.space, zero_cost_scorer(ctx, "ensemble"), cfg.predictor_features)
+        info["accuracy_predictor_features"] = cfg.predictor_features
+    pred = PredictorAccuracy(ctx.space, source, cfg.predictor_samples, np.random.default_rng([ctx.cfg.seed, 3]),
+                             cfg.predictor, features)
+    info.update({f"accuracy_predictor_{k}": v for k, v in pred.quality.items()})
+    return pred, info
 
 
 def zero_cost_scorer(ctx: Context, proxy: str) -> Any:
@@ -87,3 +129,21 @@ def supernet_source(ctx: Context) -> tuple[Any, dict[str, Any]]:
     ctx.supernet = (spec, weights_ref)
     return SupernetAccuracy(ctx.space, lambda: EvaluatorPool(spec, weights_ref, data_ref, sc.eval,
                                                              n_actors=sc.actors, num_gpus=sc.eval_gpus)), info
+
+
+SOURCES.add("table", AccuracySourceKind(
+    table_source, "an accuracy table (accuracy.table)", reads_table=True, additive=lambda acc: True,
+    label=lambda acc, net: f"table {acc.get('table_column', 'acc_cifar10')}"),
+    help="an accuracy table (accuracy.table)")
+SOURCES.add("supernet", AccuracySourceKind(supernet_source, "a one-shot supernet's evaluated subnets",
+                                           trains_supernet=True), help="a one-shot supernet's evaluated subnets")
+SOURCES.add("predictor", AccuracySourceKind(
+    predictor_source, "a predictor fit on the supernet's evaluated subnets", trains_supernet=True,
+    additive=lambda acc: acc.predictor == "additive",
+    subnets=lambda acc: {"accuracy.predictor_samples": acc.predictor_samples},
+    label=lambda acc, net: f"predictor ({acc.get('predictor', 'mlp')}) of {net}"),
+    help="a predictor fit on the supernet's evaluated subnets")
+SOURCES.add("zero_cost", AccuracySourceKind(
+    zero_cost_source, "a zero-cost proxy at initialisation",
+    label=lambda acc, net: f"zero_cost {(acc.get('zero_cost') or {}).get('proxy', 'ensemble')}"),
+            help="a zero-cost proxy at initialisation (no training)")

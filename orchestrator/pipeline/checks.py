@@ -3,9 +3,15 @@ count against what the space, the table and each device can give."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from orchestrator.config import PipelineConfig
 from orchestrator.errors import HwnasError
-from orchestrator.pipeline.plan import AUTO, Plan
+from orchestrator.search.algorithms import AUTO, NONE
+
+if TYPE_CHECKING:  # the plan calls these checks (make_plan): no arrow back at run time
+    from orchestrator.pipeline.plan import Plan
+    from orchestrator.search.algorithms import ProblemTraits
 
 # Counts no run could finish: refused with the estimate (Optuna's ask/tell alone costs about a millisecond a
 # trial; a simulated device about as much per architecture), not started to run for months.
@@ -25,36 +31,8 @@ def config_problems(cfg: PipelineConfig) -> list[str]:
     if algo not in ALGORITHMS:
         problems.append(f"search.algorithm: unknown {algo!r}; registered: {ALGORITHMS.names()}")
     ts = cfg.sweep.target_search.algorithm
-    if ts not in (AUTO, "none") and ts not in ALGORITHMS:
+    if ts not in (AUTO, NONE) and ts not in ALGORITHMS:
         problems.append(f"sweep.target_search.algorithm: unknown {ts!r}; 'auto', 'none' or {ALGORITHMS.names()}")
-    if algo == "milp":
-        if cfg.latency.predictor != "additive":
-            problems.append("search.algorithm: 'milp' needs an additive latency predictor; set "
-                            "latency.predictor: additive")
-        if not (cfg.accuracy.source == "table" or (cfg.accuracy.source == "predictor"
-                                                   and cfg.accuracy.predictor == "additive")):
-            problems.append("search.algorithm: 'milp' needs an additive accuracy model; use accuracy.source: "
-                            "predictor with accuracy.predictor: additive (or source: table)")
-        if cfg.sweep.per_device_search or cfg.sweep.refine_trials:
-            problems.append("sweep.per_device_search / sweep.refine_trials: these run a sampler search; use "
-                            "nsga2, tpe or random with them")
-    if algo == "dnas" and cfg.latency.predictor != "additive" and not cfg.latency.proxy.startswith("lut:"):
-        problems.append("search.algorithm: 'dnas' needs an additive latency model: a lookup-table proxy "
-                        "(latency.lut, proxy lut:<device>) or latency.predictor: additive")
-    if ts == "dnas":
-        problems.append("sweep.target_search.algorithm: 'dnas' trains a supernet; per target use 'auto'")
-    costs = bool(cfg.search.objectives or cfg.search.constraints)
-    for where, a in (("search.algorithm", algo), ("sweep.target_search.algorithm", ts)):
-        if a == "dnas" and costs:
-            problems.append(f"{where}: 'dnas' trades accuracy against latency only; with search.objectives / "
-                            f"search.constraints use nsga2")
-        if a == "milp" and (costs or (where.startswith("sweep") and cfg.sweep.memory_mb)):
-            problems.append(f"{where}: 'milp' solves accuracy against latency without cost limits; with "
-                            f"search.objectives / search.constraints / sweep.memory_mb use nsga2 (or exhaustive "
-                            f"on a finite domain)")
-    if cfg.search.batch_size is not None and algo == "nsga2" and cfg.search.batch_size > cfg.search.population:
-        problems.append(f"search.batch_size: {cfg.search.batch_size} > population {cfg.search.population}: NSGA-II "
-                        f"would ask children of a generation that is not complete; use <= population")
     sn = cfg.accuracy.supernet
     if sn.eval_gpus > 0 and not sn.eval.device.startswith("cuda"):
         problems.append(f"accuracy.supernet.eval.device: {sn.eval.device!r} while eval_gpus is {sn.eval_gpus}; "
@@ -116,9 +94,12 @@ def count_problems(plan: Plan) -> list[str]:
     architectures must be able to finish)."""
     cfg, sw, size, n_dom = plan.cfg, plan.cfg.sweep, plan.space.size, plan.domain_size()
     problems = []
-    if cfg.accuracy.source == "predictor" and cfg.accuracy.predictor_samples > size:
-        problems.append(f"accuracy.predictor_samples: {cfg.accuracy.predictor_samples:,} distinct subnets asked "
-                        f"of space {plan.space.name!r}, which has {size:,}; at most {size:,}")
+    from orchestrator.pipeline.accuracy import SOURCES
+
+    for where, n in SOURCES.get(cfg.accuracy.source).subnets(cfg.accuracy).items():
+        if n > size:
+            problems.append(f"{where}: {n:,} distinct subnets asked of space {plan.space.name!r}, which has "
+                            f"{size:,}; at most {size:,}")
     if plan.proxy and not plan.catalog.problems(plan.proxy) and plan.device(plan.proxy, {}).domain() is None \
             and cfg.latency.proxy_samples > size:
         problems.append(f"latency.proxy_samples: {cfg.latency.proxy_samples:,} distinct architectures asked of "
@@ -143,7 +124,10 @@ def count_problems(plan: Plan) -> list[str]:
     if cfg.search.population > cfg.search.n_trials:
         problems.append(f"search.population: {cfg.search.population} > n_trials {cfg.search.n_trials}: the first "
                         f"generation would not finish; raise n_trials or lower population")
-    if cfg.search.algorithm in ("nsga2", "tpe", "random") and cfg.search.n_trials > 20 * n_dom:
+    from orchestrator.search.algorithms import ALGORITHMS
+
+    if cfg.search.algorithm in ALGORITHMS and ALGORITHMS.get(cfg.search.algorithm).samples \
+            and cfg.search.n_trials > 20 * n_dom:
         plan.warnings.append(f"search.n_trials: {cfg.search.n_trials:,} trials on a domain of {n_dom:,} "
                              f"architectures: most trials will repeat an architecture (told from the evaluation "
                              f"log, no new information); 'exhaustive' evaluates each once")
@@ -212,25 +196,49 @@ def name_problems(plan: Plan) -> list[str]:
     return problems
 
 
+def search_traits(plan: Plan) -> list[tuple[str, str, ProblemTraits]]:
+    """(where, algorithm, what its problem offers) of every search the run will make, as the plan knows them
+    before any work: the proxy search, each target's search (unless 'auto' or 'none'), the refinement and the
+    per-device baseline (these two search on a latency with no additive model)."""
+    from orchestrator.pipeline.accuracy import SOURCES
+    from orchestrator.search.algorithms import ALGORITHMS, MAX_EXHAUSTIVE, ProblemTraits
+
+    cfg, space = plan.cfg, plan.space
+    finite = plan.domain == "table" or (hasattr(space, "enumerate") and space.size <= MAX_EXHAUSTIVE)
+    proxy_additive = cfg.latency.predictor == "additive" or bool(
+        plan.proxy and not plan.catalog.problems(plan.proxy) and hasattr(plan.device(plan.proxy, {}), "additive"))
+    source = SOURCES.get(cfg.accuracy.source)
+    costs = bool(cfg.search.objectives or cfg.search.constraints)
+    algo, ts, sw = cfg.search.algorithm, cfg.sweep.target_search.algorithm, cfg.sweep
+    out: list[tuple[str, str, ProblemTraits]] = []
+    if algo in ALGORITHMS:
+        out.append(("search.algorithm", algo, ProblemTraits(
+            space, finite, proxy_additive, source.additive(cfg.accuracy), costs, per_target=False,
+            batch_size=cfg.search.batch_size, population=cfg.search.population)))
+        own = ProblemTraits(space, finite, False, False, costs or bool(sw.memory_mb), per_target=True)
+        if sw.refine_trials:
+            out.append(("sweep.refine_trials (search.algorithm)", algo, own))
+        if sw.per_device_search:
+            out.append(("sweep.per_device_search (search.algorithm)", algo, own))
+    if ts in ALGORITHMS:  # the adapted predictors and the oracle's model: known in the run, checked there
+        out.append(("sweep.target_search.algorithm", ts, ProblemTraits(
+            space, finite, None, None, costs or bool(sw.memory_mb), per_target=True,
+            population=sw.target_search.population)))
+    return out
+
+
 def plan_checks(plan: Plan) -> list[str]:
+    from orchestrator.pipeline.accuracy import SOURCES
     from orchestrator.pipeline.budget import plan_budget_problems
-    from orchestrator.search.algorithms import MAX_EXHAUSTIVE
+    from orchestrator.search.algorithms import requirement_problems
 
     cfg, problems = plan.cfg, config_problems(plan.cfg) + count_problems(plan) + cost_problems(plan)
     problems += name_problems(plan)
+    for where, algorithm, traits in search_traits(plan):  # each algorithm says what it needs
+        problems += requirement_problems(where, algorithm, traits)
     if not problems:  # the budget against the proxy's predictor: only a config that is otherwise sound
         problems += plan_budget_problems(plan)
-    if cfg.search.algorithm == "dnas" and not (hasattr(plan.space, "choices") and hasattr(plan.space,
-                                                                                        "build_supernet")):
-        problems.append(f"search.algorithm: 'dnas' needs a layer-wise one-shot space (fbnet); space "
-                        f"{plan.space.name!r} is not")
-    finite = plan.domain == "table" or plan.space.size <= MAX_EXHAUSTIVE
-    for where, a in (("search.algorithm", cfg.search.algorithm),
-                     ("sweep.target_search.algorithm", cfg.sweep.target_search.algorithm)):
-        if a == "exhaustive" and not finite:
-            problems.append(f"{where}: 'exhaustive' needs a finite domain; space {plan.space.name!r} has "
-                            f"{plan.space.size:.3g} architectures: use search.domain: table, or milp / nsga2")
-    if cfg.accuracy.source != "table":
+    if SOURCES.get(cfg.accuracy.source).trains_supernet:
         try:
             cfg.space.with_options(**cfg.accuracy.supernet.options).build()
         except HwnasError as e:

@@ -2,7 +2,8 @@
 
 ``make_plan(cfg)`` builds everything a run needs to know before any work is
 scheduled, and refuses a config with every problem it finds (each with its
-path). ``hwnas validate`` and ``parse_config`` run the same checks.
+path). It is the single validator: ``hwnas validate``, ``run_pipeline`` and
+tests call it; ``parse_config`` checks the schema only.
 """
 
 from __future__ import annotations
@@ -71,10 +72,11 @@ def _load_table(cfg: PipelineConfig, space: SearchSpace) -> LatencyTable | None:
 
 def _load_accuracy(cfg: PipelineConfig, space: SearchSpace, table: LatencyTable | None) -> dict[str, float] | None:
     """The accuracy table source's values, validated against the latency table's rows (None: another source)."""
+    from orchestrator.pipeline.accuracy import SOURCES
     from orchestrator.search.accuracy_table import check_coverage, read_accuracy
 
     acc = cfg.accuracy
-    if acc.source != "table":
+    if not SOURCES.get(acc.source).reads_table:
         return None
     name = acc.table
     if name is None:
@@ -209,20 +211,17 @@ def _domain(plan: Plan, problems: list[str]) -> str:
     return want
 
 
-def plan_problems(cfg: PipelineConfig) -> list[str]:
-    """Every problem of ``cfg`` that the schema cannot see (empty: it can run)."""
-    from orchestrator.pipeline.checks import plan_checks
-
-    plan, problems = _build(cfg)
-    return problems + (plan_checks(plan) if plan is not None else [])
-
-
-def make_plan(cfg: PipelineConfig) -> Plan:
+def make_plan(cfg: PipelineConfig, source: str | None = None) -> Plan:
+    """The config resolved, or ConfigError listing every problem (each with its path) that the schema cannot
+    see. The single validator: ``hwnas validate``, ``run_pipeline`` and tests call it, once per run;
+    ``parse_config`` checks the schema alone. ``source`` names the config in the error (a file's path; default
+    the config's name)."""
     from orchestrator.pipeline.checks import plan_checks
 
     plan, problems = _build(cfg)
     if plan is not None:
         problems += plan_checks(plan)
     if problems or plan is None:
-        raise ConfigError(f"config {cfg.name!r}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems))
+        head = source if source is not None else f"config {cfg.name!r}"
+        raise ConfigError(f"{head}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems))
     return plan

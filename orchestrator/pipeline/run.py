@@ -32,7 +32,7 @@ from orchestrator.pipeline.context import (
     run_log,
     write_failure,
 )
-from orchestrator.pipeline.plan import make_plan
+from orchestrator.pipeline.plan import Plan, make_plan
 from orchestrator.pipeline.proxy import proxy_stage
 from orchestrator.pipeline.search import search_stage
 from orchestrator.pipeline.targets import build_shared, sweep_stage
@@ -43,24 +43,27 @@ from search_spaces.base import encode_ids
 log = logging.getLogger(__name__)
 
 
-def run_pipeline(cfg: PipelineConfig, *, resume: bool = False, progress: bool = True,
+def run_pipeline(cfg: PipelineConfig | Plan, *, resume: bool = False, progress: bool = True,
                  base: Path | None = None) -> dict[str, Any]:
-    """Run (or resume) the whole pipeline; returns the summary also written to summary.json."""
+    """Run (or resume) the whole pipeline; returns the summary also written to summary.json.
+
+    ``cfg``: a config, validated here by ``make_plan`` (ConfigError listing every problem, before anything
+    starts), or the Plan a caller already made of it (``hwnas run``): the plan is made once either way."""
     t_start = time.perf_counter()
-    plan = make_plan(cfg)  # every config problem, before anything starts
-    run_dir = cfg.run_dir(base)
+    plan = cfg if isinstance(cfg, Plan) else make_plan(cfg)
+    run_dir = plan.cfg.run_dir(base)
     with run_dir_lock(run_dir):
         return _locked(plan, run_dir, resume, progress, t_start)
 
 
-def _locked(plan: Any, run_dir: Path, resume: bool, progress: bool, t_start: float) -> dict[str, Any]:
+def _locked(plan: Plan, run_dir: Path, resume: bool, progress: bool, t_start: float) -> dict[str, Any]:
     cfg = plan.cfg
     check_run_dir(cfg, resume, run_dir)
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.enabled)  # a bad store: refused here
     init_ray(cfg)
     import ray
 
-    from orchestrator.cluster import check_cluster
+    from orchestrator.pipeline.cluster import check_cluster
 
     with SignalGuard() as guard:  # after ray.init, which installs its own SIGTERM handler
         tracker.critical = guard.deferred  # a stop waits for an MLflow write to end

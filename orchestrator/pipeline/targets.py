@@ -15,7 +15,7 @@ from orchestrator.latency.devices.reliability import reliability_check
 from orchestrator.latency.table import LatencyTable
 from orchestrator.latency.transfer import SourceSet
 from orchestrator.pipeline.context import Context
-from orchestrator.search.algorithms import MAX_EXHAUSTIVE
+from orchestrator.search.algorithms import MAX_EXHAUSTIVE, NONE
 from orchestrator.search.driver import Candidate
 from orchestrator.sweep import (
     SweepSettings,
@@ -111,7 +111,7 @@ def build_shared(ctx: Context, accuracy: Any, pool: Sequence[Candidate]) -> Swee
         shared.costs = CostModel(space.spec())
         with ctx.timed("costs_s"):
             shared.costs.of(list(dict.fromkeys([*(search_ids or []), *ref_ids, *pool_ids])))
-    if shared.settings.algorithm != "none":
+    if shared.settings.algorithm != NONE:
         def proxy(ids: Sequence[str]) -> np.ndarray:
             return np.asarray(ctx.proxy_predictor.predict(enc(list(ids))), dtype=float)
 

@@ -75,6 +75,14 @@ class SearchProblem:
             return np.ones(len(ids), dtype=bool)
         return self.costs.within(ids, self.constraints)
 
+    def traits(self) -> ProblemTraits:
+        """What this problem offers an algorithm (see :class:`ProblemTraits`)."""
+        return ProblemTraits(self.space, self.domain is not None or (hasattr(self.space, "enumerate")
+                                                                     and self.space.size <= MAX_EXHAUSTIVE),
+                             additive_latency=hasattr(self.latency_model, "coef_"),
+                             additive_accuracy=hasattr(self.accuracy_model, "coef_"),
+                             costs=bool(self.objectives or self.constraints))
+
     def domain_ids(self) -> list[str] | None:
         """Every architecture of the domain, if it is finite and small enough to list."""
         if self.domain is not None:
@@ -110,16 +118,78 @@ class SearchResult:
         return list({c.arch_id: c for c in self.candidates if c.feasible}.values())
 
 
+@dataclass(frozen=True)
+class ProblemTraits:
+    """What a search problem offers an algorithm: known before any work (``hwnas validate``: the plan states
+    them, ``pipeline.checks``) or read off a :class:`SearchProblem` at run time (``SearchProblem.traits()``).
+    None: not known before the run (the run checks it)."""
+
+    space: SearchSpace
+    finite: bool  # the domain can be listed: a table's cells, or a space of at most MAX_EXHAUSTIVE cells
+    additive_latency: bool | None  # the latency minimised has an additive model (coef_, intercept_)
+    additive_accuracy: bool | None  # the accuracy source has an additive model
+    costs: bool = False  # extra objectives or cost limits beside accuracy and latency
+    per_target: bool | None = None  # one search per sweep target (its predictor), not the run's own search
+    batch_size: int | None = None  # trials asked per round (None: the population, or not known)
+    population: int | None = None
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One thing an algorithm needs of a problem: what (``needs``), whether the problem meets it (None: not
+    known before the run) and how a config provides it (``fix``)."""
+
+    needs: str
+    met: bool | None
+    fix: str
+
+
 class SearchAlgorithm(Protocol):
+    help: str
+    samples: bool  # a sampler: trials may repeat an architecture; takes ``start_from``
+
+    def requirements(self, problem: ProblemTraits) -> list[Requirement]: ...
+
     def run(self, problem: SearchProblem, settings: SearchSettings) -> SearchResult: ...
 
 
 ALGORITHMS: Registry[SearchAlgorithm] = Registry("search algorithm")
 
+AUTO = "auto"  # sweep.target_search.algorithm: the first of AUTO_ORDER whose requirements the problem meets
+NONE = "none"  # sweep.target_search.algorithm: no search per target (the proxy search's candidates re-ranked)
+AUTO_ORDER = ("exhaustive", "milp", "nsga2")  # exact where it can be: every cell, the MILP of additive models
+
+
+def unmet(algorithm: str, problem: ProblemTraits) -> list[Requirement]:
+    """The requirements of ``algorithm`` that ``problem`` is known not to meet (UnknownNameError: no such
+    algorithm)."""
+    return [r for r in ALGORITHMS.get(algorithm).requirements(problem) if r.met is False]
+
+
+def requirement_problems(where: str, algorithm: str, problem: ProblemTraits) -> list[str]:
+    """One line per unmet requirement: ``<where>: '<algorithm>' needs <what>; <fix>``."""
+    return [f"{where}: {algorithm!r} needs {r.needs}; {r.fix}" for r in unmet(algorithm, problem)]
+
+
+def choose(problem: ProblemTraits) -> str:
+    """'auto': the first algorithm of ``AUTO_ORDER`` none of whose requirements ``problem`` is known to miss."""
+    return next(a for a in AUTO_ORDER if not unmet(a, problem))
+
 
 def run_search(problem: SearchProblem, algorithm: str, settings: SearchSettings) -> SearchResult:
-    """Run the registered ``algorithm`` on ``problem``."""
-    return ALGORITHMS.get(algorithm).run(problem, settings)
+    """Run the registered ``algorithm`` on ``problem``; ConfigError naming each requirement of the algorithm
+    that the problem does not meet, and its fix, before any work."""
+    algo = ALGORITHMS.get(algorithm)
+    bad = requirement_problems(f"search algorithm {algorithm!r} ({problem.label})", algorithm, problem.traits())
+    if bad:
+        raise ConfigError("; ".join(bad))
+    return algo.run(problem, settings)
+
+
+def _costs_requirement(problem: ProblemTraits, name: str) -> Requirement:
+    return Requirement("two objectives (accuracy against latency) without cost limits", not problem.costs,
+                       f"'{name}' solves accuracy against latency without cost limits; with search.objectives / "
+                       f"search.constraints / sweep.memory_mb use nsga2 (or exhaustive on a finite domain)")
 
 
 def _evaluate(problem: SearchProblem, ids: Sequence[str]) -> tuple[dict[str, float], int]:
@@ -147,9 +217,20 @@ def _as_candidates(problem: SearchProblem, ids: Sequence[str], acc: dict[str, fl
 class SamplerSearch:
     """An Optuna sampler (registered in ``SAMPLERS``) driven by :class:`SearchDriver`."""
 
+    samples = True
+
     def __init__(self, sampler: str) -> None:
         self.sampler = sampler
         self.help = SAMPLERS.describe(sampler)
+
+    def requirements(self, problem: ProblemTraits) -> list[Requirement]:
+        if self.sampler != "nsga2":  # in its own registry's terms: NSGA-II breeds complete generations
+            return []
+        ok = None if problem.batch_size is None or problem.population is None \
+            else problem.batch_size <= problem.population
+        return [Requirement("complete generations (search.batch_size <= population)", ok,
+                            f"NSGA-II would ask children of a generation that is not complete (batch_size "
+                            f"{problem.batch_size} > population {problem.population}); use <= population")]
 
     def run(self, problem: SearchProblem, settings: SearchSettings) -> SearchResult:
         t0 = time.perf_counter()
@@ -178,20 +259,19 @@ class MilpSearch:
     """The exact front of additive models by epsilon-constraint integer programs (see ``search.milp``)."""
 
     help = "exact front of additive accuracy and latency models (epsilon-constraint MILP)"
+    samples = False
+
+    def requirements(self, problem: ProblemTraits) -> list[Requirement]:
+        return [Requirement("an additive latency model", problem.additive_latency,
+                            "set latency.predictor: additive (or a lookup-table proxy, latency.lut); the "
+                            "refinement and the per-device baseline have none: with them use nsga2, tpe or random"),
+                Requirement("an additive accuracy model", problem.additive_accuracy,
+                            "use accuracy.source: predictor with accuracy.predictor: additive (or source: table)"),
+                _costs_requirement(problem, "milp")]
 
     def run(self, problem: SearchProblem, settings: SearchSettings) -> SearchResult:
         from orchestrator.search.milp import milp_front, space_model, table_model
 
-        missing = [name for name, m in (("latency", problem.latency_model), ("accuracy", problem.accuracy_model))
-                   if m is None or not hasattr(m, "coef_")]
-        if problem.objectives or problem.constraints:
-            raise ConfigError("search algorithm 'milp' solves two objectives (accuracy, latency) without cost "
-                              "limits; with search.objectives or search.constraints use nsga2 (or exhaustive on "
-                              "a finite domain)")
-        if missing:
-            raise ConfigError(f"search algorithm 'milp' needs additive {' and '.join(missing)} model(s); use an "
-                              f"additive predictor (latency.predictor / accuracy.predictor: additive, or an "
-                              f"accuracy table), or nsga2")
         t0 = time.perf_counter()
         table = problem.domain is not None
         model = table_model(problem.space, problem.domain.ids) if table else space_model(problem.space)
@@ -211,14 +291,17 @@ class ExhaustiveSearch:
     """Every cell of a finite domain: the exact front of whatever accuracy and latency are given."""
 
     help = f"every cell of a finite domain (a table, or a space of at most {MAX_EXHAUSTIVE:,} cells)"
+    samples = False
+
+    def requirements(self, problem: ProblemTraits) -> list[Requirement]:
+        return [Requirement("a finite domain", problem.finite,
+                            f"space {problem.space.name!r} has {problem.space.size:.3g} architectures: use "
+                            f"search.domain: table, or milp / nsga2")]
 
     def run(self, problem: SearchProblem, settings: SearchSettings) -> SearchResult:
         t0 = time.perf_counter()
         ids = problem.domain_ids()
-        if ids is None:
-            raise ConfigError(f"search algorithm 'exhaustive' needs a finite domain: space {problem.space.name!r} "
-                              f"has {problem.space.size:.3g} architectures; use search.domain: table, or nsga2 "
-                              f"or milp")
+        assert ids is not None  # run_search checked the requirement
         ok = problem.allowed(ids)
         ids = [a for a, keep in zip(ids, ok, strict=True) if keep]  # outside the cost limits: not evaluated
         acc, evaluated = _evaluate(problem, ids)
@@ -234,10 +317,48 @@ ALGORITHMS.add("milp", MilpSearch(), help=MilpSearch.help)
 ALGORITHMS.add("exhaustive", ExhaustiveSearch(), help=ExhaustiveSearch.help)
 
 
-def _register_dnas() -> None:
-    from orchestrator.search.dnas import DnasSearch
+class DnasSearch:
+    """``run_search`` algorithm (``search/dnas.py``: the method): the lambda sweep on the problem's additive
+    latency model, then the derived architectures evaluated like any candidate (snapped to the domain's nearest
+    cell on a table domain)."""
 
-    ALGORITHMS.add("dnas", DnasSearch(), help=DnasSearch.help)
+    help = "differentiable latency-aware search (FBNet): Gumbel-softmax per layer, a sweep of the latency weight"
+    samples = False
+
+    def requirements(self, problem: ProblemTraits) -> list[Requirement]:
+        """A layer-wise one-shot space, an additive latency model, accuracy against latency alone, and a run's
+        own search (it trains a supernet: not one per sweep target)."""
+        space = problem.space
+        return [Requirement("a layer-wise one-shot space", hasattr(space, "choices") and hasattr(space,
+                                                                                              "build_supernet"),
+                            f"space {space.name!r} is not (one block per layer, e.g. fbnet): use nsga2"),
+                Requirement("an additive latency model", problem.additive_latency,
+                            "a lookup-table proxy (latency.lut, proxy lut:<device>) or latency.predictor: additive"),
+                Requirement("accuracy against latency only", not problem.costs,
+                            "'dnas' trades accuracy against latency only; with search.objectives / "
+                            "search.constraints use nsga2"),
+                Requirement("a search of its own", None if problem.per_target is None else not problem.per_target,
+                            "'dnas' trains a supernet; per target use 'auto'")]
+
+    def run(self, problem: SearchProblem, settings: SearchSettings) -> SearchResult:
+        from orchestrator.search.dnas import DnasConfig, dnas_sweep, latency_table
+        from orchestrator.supernet.data import DataConfig, load_dataset
+        from orchestrator.supernet.spec import with_classes
+
+        cfg: DnasConfig = settings.dnas or DnasConfig()
+        t0 = time.perf_counter()
+        lut, base = latency_table(problem.space, problem.latency_model)
+        data = load_dataset(cfg.data or DataConfig())
+        spec = with_classes(problem.space.spec().with_options(**(cfg.supernet_options or {})), data.num_classes)
+        results = dnas_sweep(spec.build(), data, lut, base, cfg, seed=settings.seed)
+        ids = [r.arch_id for r in results]
+        if problem.domain is not None:
+            ids = [problem.domain.snap(a) for a in ids]
+        ids = list(dict.fromkeys(ids))
+        acc, evaluated = _evaluate(problem, ids)
+        info = {"dnas_lambdas": float(len(cfg.lambdas)), "dnas_archs": float(len(ids)),
+                "dnas_search_s": float(sum(r.seconds for r in results))}
+        return SearchResult(_as_candidates(problem, ids, acc), evaluated, time.perf_counter() - t0, info)
 
 
-_register_dnas()
+ALGORITHMS.add("dnas", DnasSearch(), help=DnasSearch.help)

@@ -182,34 +182,3 @@ def dnas_sweep(space: SearchSpace, data: Any, lut: np.ndarray, base: float, cfg:
         results.append(DnasResult(float(lam), arch_id, probs, exp_ms, time.perf_counter() - t0))
         log.info("dnas lambda %g: %s (expected latency %.3f ms, %.1fs)", lam, arch_id, exp_ms, results[-1].seconds)
     return results
-
-
-class DnasSearch:
-    """``run_search`` algorithm: the lambda sweep on the problem's additive latency model, then the derived
-    architectures evaluated like any candidate (snapped to the domain's nearest cell on a table domain)."""
-
-    help = "differentiable latency-aware search (FBNet): Gumbel-softmax per layer, a sweep of the latency weight"
-
-    def run(self, problem: Any, settings: Any) -> Any:
-        from orchestrator.search.algorithms import SearchResult, _as_candidates, _evaluate
-        from orchestrator.supernet.data import load_dataset
-        from orchestrator.supernet.spec import with_classes
-
-        cfg: DnasConfig = getattr(settings, "dnas", None) or DnasConfig()
-        if problem.objectives or problem.constraints:
-            raise ConfigError("search algorithm 'dnas' trades accuracy against latency only; with "
-                              "search.objectives or search.constraints use nsga2")
-        t0 = time.perf_counter()
-        lut, base = latency_table(problem.space, problem.latency_model)
-        data = load_dataset(cfg.data or DataConfig())
-        spec = with_classes(problem.space.spec().with_options(**(cfg.supernet_options or {})), data.num_classes)
-        results = dnas_sweep(spec.build(), data, lut, base, cfg, seed=settings.seed)
-        ids = [r.arch_id for r in results]
-        if problem.domain is not None:
-            ids = [problem.domain.snap(a) for a in ids]
-        ids = list(dict.fromkeys(ids))
-        acc, evaluated = _evaluate(problem, ids)
-        info = {"dnas_lambdas": float(len(cfg.lambdas)), "dnas_archs": float(len(ids)),
-                "dnas_search_s": float(sum(r.seconds for r in results))}
-        return SearchResult(_as_candidates(problem, ids, acc), evaluated, time.perf_counter() - t0, info)
-

@@ -34,7 +34,7 @@ from orchestrator.latency.devices.base import DeviceSpec
 from orchestrator.latency.metrics import srcc
 from orchestrator.latency.transfer import FlooredPredictor, SourceSet, adapt, affine_positive, latency_floor
 from orchestrator.search.accuracy import AccuracyOracle
-from orchestrator.search.algorithms import SearchProblem, SearchSettings, run_search
+from orchestrator.search.algorithms import AUTO, NONE, SearchProblem, SearchSettings, choose, run_search
 from orchestrator.search.driver import TableDomain, extra_matrix
 from orchestrator.search.pareto import pareto_front, pareto_mask_nd
 from orchestrator.sweep.decision import ADAPT, Decision, decide
@@ -189,11 +189,7 @@ def target_search(space: SearchSpace, shared: SweepShared, predict: Callable[[Se
                             accuracy_model=shared.oracle.additive, objectives=s.objectives,
                             constraints=s.limits(name), costs=shared.costs, label=f"target search {name}")
     seed = int(np.random.SeedSequence([s.seed, *name.encode()]).generate_state(1)[0])
-    algorithm = s.algorithm
-    if algorithm == "auto":  # exact where it can be: every cell of a finite domain, the MILP of additive models
-        additive = problem.latency_model is not None and problem.accuracy_model is not None
-        two = not problem.objectives and not problem.constraints
-        algorithm = "exhaustive" if domain is not None else "milp" if additive and two else "nsga2"
+    algorithm = choose(problem.traits()) if s.algorithm == AUTO else s.algorithm  # the algorithms say what fits
     res = run_search(problem, algorithm, SearchSettings(n_trials=s.n_trials, population=s.population, seed=seed))
     found = res.feasible()
     acc = np.array([c.accuracy for c in found])
@@ -261,7 +257,7 @@ def _predicted(shared: SweepShared, target: TargetInput, sources: SourceSet | No
         return out
 
     searched: list[str] = []
-    if s.algorithm != "none":
+    if s.algorithm != NONE:
         if dec.decision == ADAPT or len(measured) > 0:
             searched, found = target_search(space, shared, predict, adapted if dec.decision == ADAPT else None,
                                             target.name)

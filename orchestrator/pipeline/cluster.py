@@ -27,10 +27,13 @@ def required_resources(plan: Plan) -> dict[str, tuple[float, str]]:
         if amount > need.get(res, (0.0, ""))[0]:
             need[res] = (amount, why)
 
+    from orchestrator.pipeline.accuracy import SOURCES
+
     sn = cfg.accuracy.supernet
-    if cfg.accuracy.source != "table" and not sn.checkpoint and sn.train_gpus > 0:
+    supernet = SOURCES.get(cfg.accuracy.source).trains_supernet  # the source says whether it has one
+    if supernet and not sn.checkpoint and sn.train_gpus > 0:
         ask("GPU", sn.train_gpus, "accuracy.supernet.train_gpus")
-    if cfg.accuracy.source != "table" and sn.eval_gpus > 0:
+    if supernet and sn.eval_gpus > 0:
         ask("GPU", sn.eval_gpus, "accuracy.supernet.eval_gpus")
     for spec in [None, *plan.targets]:
         name = plan.proxy if spec is None else spec.name
