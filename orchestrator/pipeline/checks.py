@@ -114,17 +114,17 @@ def url_problems(cfg: PipelineConfig) -> list[str]:
 def count_problems(plan: Plan) -> list[str]:
     """Every count against what the space, the table and each device can give (a loop that draws distinct
     architectures must be able to finish)."""
-    cfg, sw, size, n_dom = plan.cfg, plan.cfg.sweep, plan.space.size, plan.domain_size()
+    cfg, sw, size, n_dom = plan.cfg, plan.cfg.sweep, plan.space.size, plan.domain.size
     problems = []
     if cfg.accuracy.source == "predictor" and cfg.accuracy.predictor_samples > size:
         problems.append(f"accuracy.predictor_samples: {cfg.accuracy.predictor_samples:,} distinct subnets asked "
                         f"of space {plan.space.name!r}, which has {size:,}; at most {size:,}")
-    if plan.proxy and not plan.catalog.problems(plan.proxy) and plan.device(plan.proxy, {}).domain() is None \
+    if plan.proxy_target is not None and plan.proxy_target.domain is None \
             and cfg.latency.proxy_samples > size:
         problems.append(f"latency.proxy_samples: {cfg.latency.proxy_samples:,} distinct architectures asked of "
                         f"space {plan.space.name!r}, which has {size:,}; at most {size:,}")
     for t in plan.targets:
-        dom = plan.device(t.name, t.options).domain()
+        dom = t.domain
         can = min(len(dom), n_dom) if dom is not None else n_dom
         if sw.k > can:
             problems.append(f"sweep.k: {sw.k:,} measurements of target {t.name!r}, which can be measured on "
@@ -181,8 +181,8 @@ def cost_problems(plan: Plan) -> list[str]:
     from search_spaces.costs import CostModel
 
     model = CostModel(plan.space.spec())
-    if plan.domain == "table" and plan.table is not None:
-        ids = list(plan.table.archs)
+    if plan.domain.ids is not None:
+        ids = list(plan.domain.ids)
     elif hasattr(plan.space, "smallest"):
         ids = [plan.space.arch_id(plan.space.smallest())]
     else:
@@ -214,8 +214,6 @@ def name_problems(plan: Plan) -> list[str]:
 
 def plan_checks(plan: Plan) -> list[str]:
     from orchestrator.pipeline.budget import plan_budget_problems
-    from orchestrator.search.algorithms import MAX_EXHAUSTIVE
-
     cfg, problems = plan.cfg, config_problems(plan.cfg) + count_problems(plan) + cost_problems(plan)
     problems += name_problems(plan)
     if not problems:  # the budget against the proxy's predictor: only a config that is otherwise sound
@@ -224,7 +222,7 @@ def plan_checks(plan: Plan) -> list[str]:
                                                                                         "build_supernet")):
         problems.append(f"search.algorithm: 'dnas' needs a layer-wise one-shot space (fbnet); space "
                         f"{plan.space.name!r} is not")
-    finite = plan.domain == "table" or plan.space.size <= MAX_EXHAUSTIVE
+    finite = plan.domain.finite
     for where, a in (("search.algorithm", cfg.search.algorithm),
                      ("sweep.target_search.algorithm", cfg.sweep.target_search.algorithm)):
         if a == "exhaustive" and not finite:
