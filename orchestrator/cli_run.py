@@ -29,7 +29,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"INVALID {redact(str(e))}")
             bad += 1
             continue
-        print(f"ok      {path}: {cfg.name}: {cfg.space.name} on the {plan.domain} domain, accuracy from "
+        print(f"ok      {path}: {cfg.name}: {cfg.space.name} on the {plan.domain.kind} domain, accuracy from "
               f"{cfg.accuracy.source}, {cfg.search.algorithm} x {cfg.search.n_trials} trials, proxy {plan.proxy}, "
               f"{len(plan.targets)} targets, k={cfg.sweep.k}"
               + (f", extra objectives {', '.join(cfg.search.objectives)}" if cfg.search.objectives else "")

@@ -91,8 +91,8 @@ def test_tabulated_targets_need_the_table_domain():
     make_plan(parse_config({"name": "x", "search": {"domain": "space"}, "sweep": {"targets": ["sim:1"]}}))
     # the whole-space table covers the space: its devices are targets of a whole-space search
     make_plan(parse_config({"name": "x", "search": {"domain": "space"}, "sweep": {"targets": ["pixel3", "sim:1"]}}))
-    assert make_plan(parse_config({"name": "x"})).domain == "table"  # the defaults: tabulated targets
-    assert make_plan(parse_config({"name": "x", "sweep": {"targets": ["sim:1"]}})).domain == "space"
+    assert make_plan(parse_config({"name": "x"})).domain.kind == "table"  # the defaults: tabulated targets
+    assert make_plan(parse_config({"name": "x", "sweep": {"targets": ["sim:1"]}})).domain.kind == "space"
 
 
 @pytest.mark.parametrize("over, match", [

@@ -168,7 +168,7 @@ def test_config_with_a_lookup_table_validates():
 
     plan = make_plan(parse_config(_fb_config()))
     assert plan.proxy == "lut:pixel3" and [t.name for t in plan.targets] == ["gold_6240"]
-    assert plan.device("lut:pixel3").spec().options["path"].endswith("fbnet_lut_pixel3.csv")
+    assert plan.proxy_target.device.spec().options["path"].endswith("fbnet_lut_pixel3.csv")
 
 
 @pytest.mark.parametrize("latency, match", [
@@ -203,5 +203,5 @@ def test_the_fbnet_experiment_validates():
     from orchestrator.pipeline.plan import make_plan
 
     plan = make_plan(load_config(Path(__file__).parents[1] / "experiments" / "fbnet_lut.yaml"))
-    assert plan.space.name == "fbnet" and plan.proxy == "lut:pixel3" and plan.domain == "table"
+    assert plan.space.name == "fbnet" and plan.proxy == "lut:pixel3" and plan.domain.kind == "table"
     assert [t.name for t in plan.targets] == ["gold_6240", "titanxp_1", "samsung_a50", "2080ti_64"]

@@ -182,6 +182,49 @@ def test_compare_overlays_two_runs_and_records_it(finished, monkeypatch, capsys)
     assert "no summary.json" in capsys.readouterr().err
 
 
+def test_hooks_run_after_the_fan_out_drains(tmp_path, ray_cluster, monkeypatch):
+    """A target's hooks (measure the front, refine, baseline, export, record) run in order, target by target,
+    only after every target task has finished: no front is timed while other target tasks load the host.
+    Each target is judged once, on the driver."""
+    from orchestrator.pipeline import extras, targets
+
+    events: list[tuple[str, str]] = []
+    real_fan_out, real_hooks, real_judge = targets.run_targets, extras.target_hooks, targets.judge
+
+    def fan_out(shared, inputs, *a, **kw):
+        out = real_fan_out(shared, inputs, *a, **kw)
+        events.append(("fan_out_drained", ",".join(t.name for t in inputs)))
+        return out
+
+    def judge(shared, target, rep):
+        events.append(("judge", target.name))
+        real_judge(shared, target, rep)
+
+    def hooks(ctx, accuracy, record):
+        def logged(name, hook):
+            def run(f):
+                events.append((name, f.target.name))
+                hook(f)
+            return run
+        return [(name, logged(name, hook)) for name, hook in real_hooks(ctx, accuracy, record)]
+
+    monkeypatch.setattr(targets, "run_targets", fan_out)
+    monkeypatch.setattr(targets, "judge", judge)
+    monkeypatch.setattr(extras, "target_hooks", hooks)
+    cfg = _cfg(tmp_path, search={"n_trials": 30, "population": 10},
+               sweep={"targets": ["pixel3", "eyeriss"], "simulated": 1, "sources": "proxy", "refine_trials": 4},
+               tracking={"enabled": False})
+    summary = run_pipeline(cfg, progress=False)
+    names = ["pixel3", "eyeriss", "sim:0"]
+    assert [r["target"] for r in summary["targets"]] == names
+    steps = ["measure_front", "refine", "baseline", "export", "record"]
+    assert events == [("fan_out_drained", ",".join(names)), *(("judge", n) for n in names),
+                      *((s, n) for n in names for s in steps)]
+    # the hooks' work (the proxy's own baseline may find every cell in the log already: evaluated 0 is fine)
+    assert all("per_device_hv_ratio" in r and "per_device_evaluated" in r and "hv_ratio" in r
+               for r in summary["targets"])
+
+
 def test_a_users_table_column_is_a_target(tmp_path, shipped, ray_cluster):
     """latency.table: a CSV with a device the project has never seen (here: raspi4's column under a new
     name, with a gap); it is named in sweep.targets and judged against its own whole table."""

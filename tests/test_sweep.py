@@ -16,6 +16,7 @@ from orchestrator.sweep import (
     SweepShared,
     TargetInput,
     decide,
+    finalize,
     pick_k,
     propose,
     run_target,
@@ -53,8 +54,14 @@ def target(shared, shipped, name, k=10, share=1.0, among=None):
         ids = [a for a in ids if a in set(among)]
     pms = shared.proxy_predictor.predict(encode_ids(shared.space_spec.build(), ids))
     k_ids = pick_k(ids, pms, k, shared.proxy_front_ids, share)
-    return TargetInput(name, "tabulated", None, k_ids, shipped.lookup(name, k_ids),
+    return TargetInput(name, "tabulated", k_ids, shipped.lookup(name, k_ids),
                        truth=shipped.lookup(name, shared.truth_ids), domain=ids)
+
+
+def judged(shared, shipped, rep):
+    """The report judged against its table column's truth (the driver does this once accuracies are final)."""
+    finalize(shared, rep, lambda ids: shipped.lookup(rep.name, list(ids)))
+    return rep
 
 
 def sources(space, shipped, name):
@@ -73,6 +80,18 @@ def test_pick_k_takes_both_ends_of_the_front_and_spreads_the_rest():
     assert ranks[0] <= 1 and ranks[-1] >= 98 and max(np.diff(ranks)) <= 20  # the rest spread over the range
     assert pick_k(ids, lat, 10) == [ids[i] for i in np.argsort(lat)[np.round(np.linspace(0, 99, 10)).astype(int)]]
     assert sorted(pick_k(ids[:4], lat[:4], 10)) == sorted(ids[:4])  # fewer than k: all
+
+
+def test_the_round_rules():
+    from orchestrator.sweep import Rounds
+
+    assert Rounds(k=10, adaptive=0.5).split() == (5, 5)
+    assert Rounds(k=10, adaptive=0.0).split() == (10, 0)  # one round
+    assert Rounds(k=10, adaptive=0.9).split() == (3, 7)  # the first round keeps 3 (a decision needs an SRCC)
+    assert Rounds(k=10, adaptive=0.5, reference_cells=7).split() == (7, 3)  # it holds every reference cell
+    r = Rounds(k=10, retest=6)
+    assert r.retest_n(10, deterministic=False) == 6 and r.retest_n(4, deterministic=False) == 4
+    assert r.retest_n(10, deterministic=True) == 0 and r.retest_n(2, deterministic=False) == 0
 
 
 def test_srcc_lower_bound():
@@ -115,9 +134,10 @@ def test_a_fast_end_outside_the_pool_is_reached(space, shipped, oracle, proxy_mo
     whole = make_shared(space, shipped, oracle, proxy_model, slow_pool, **kw)
     pool_only = make_shared(space, shipped, oracle, proxy_model, slow_pool, algorithm="none", **kw)
     src = sources(space, shipped, "pixel3")
-    rep = run_target(whole, target(whole, shipped, "pixel3"), src)
+    rep = judged(whole, shipped, run_target(whole, target(whole, shipped, "pixel3"), src))
     # the old sweep: k spread over the pool's proxy-latency ranks, the pool re-ranked
-    old = run_target(pool_only, target(pool_only, shipped, "pixel3", share=0.0, among=slow_pool), src)
+    old = judged(pool_only, shipped,
+                 run_target(pool_only, target(pool_only, shipped, "pixel3", share=0.0, among=slow_pool), src))
     assert rep.decision.decision == "adapt" and rep.metrics["n_reference"] == len(shipped.archs)
     assert old.metrics["unserved_budgets"] >= 1 and rep.metrics["unserved_budgets"] == 0
     assert rep.metrics["hv_ratio"] > old.metrics["hv_ratio"] + 0.3
@@ -142,7 +162,8 @@ def test_measured_architectures_keep_their_latency(space, shipped, oracle, proxy
 
 def test_target_equal_to_proxy_reuses_with_its_own_front(space, shipped, oracle, proxy_model):
     shared = make_shared(space, shipped, oracle, proxy_model, list(shipped.archs[:300]))
-    rep = run_target(shared, target(shared, shipped, "fpga", k=20), sources(space, shipped, "fpga"))
+    rep = judged(shared, shipped, run_target(shared, target(shared, shipped, "fpga", k=20),
+                                             sources(space, shipped, "fpga")))
     assert rep.decision.decision == "reuse" and rep.decision.srcc_lb >= 0.9
     assert rep.metrics["hv_ratio"] > 0.95 and rep.metrics["unserved_budgets"] == 0
 
@@ -156,7 +177,9 @@ def test_run_targets_on_ray_matches_local(space, shipped, oracle, proxy_model, r
     remote = run_targets(shared, targets, sets.get, progress=lambda r: seen.append(r.name))
     local = run_targets(shared, targets, sets.get, use_ray=False)
     assert [r.name for r in remote] == names and sorted(seen) == sorted(names)
+    assert all(r.reference is None and "hv_ratio" not in r.metrics for r in remote)  # the tasks judge nothing
     for a, b in zip(remote, local, strict=True):
+        judged(shared, shipped, a), judged(shared, shipped, b)
         assert a.decision == b.decision and a.front_ids() == b.front_ids()
         np.testing.assert_allclose(a.predicted, b.predicted, rtol=1e-9)
         assert a.metrics["hv_ratio"] == pytest.approx(b.metrics["hv_ratio"])

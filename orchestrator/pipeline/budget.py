@@ -35,8 +35,8 @@ def known_proxy_samples(plan: Any) -> tuple[list[str], np.ndarray] | None:
     deterministic device); None for a measured proxy."""
     from search_spaces.base import distinct_sample
 
-    device = plan.device(plan.proxy, {})
-    dom = device.domain()
+    device = plan.proxy_target.device
+    dom = plan.proxy_target.domain
     if dom is not None:
         y = np.asarray(device.latency_ms(dom), dtype=float)
         ok = np.isfinite(y)
@@ -49,11 +49,7 @@ def known_proxy_samples(plan: Any) -> tuple[list[str], np.ndarray] | None:
 
 def domain_ids(plan: Any) -> list[str] | None:
     """The search domain's architectures where they can be listed (a table's rows, a small space), else None."""
-    if plan.domain == "table" and plan.table is not None:
-        return list(plan.table.archs)
-    if plan.space.size <= MAX_LISTED and hasattr(plan.space, "enumerate"):
-        return [plan.space.arch_id(a) for a in plan.space.enumerate()]
-    return None
+    return plan.domain.enumeration(MAX_LISTED)
 
 
 def budget_problem(plan: Any, predictor: Any) -> str | None:
@@ -78,7 +74,7 @@ def budget_problem(plan: Any, predictor: Any) -> str | None:
     if (fast <= budget).sum() >= MIN_FEASIBLE or len(fast) < MIN_FEASIBLE:  # too few at any budget: cost_problems
         return None
     least = float(fast[MIN_FEASIBLE - 1])
-    where = f"the {'table' if plan.domain == 'table' else 'space'} domain's {len(ids):,} architectures" + (
+    where = f"the {plan.domain.kind} domain's {len(ids):,} architectures" + (
         f" ({int(ok.sum()):,} within search.constraints)" if limits else "")
     return (f"search.latency_budget_ms: {budget:g} ms, but proxy {plan.proxy}'s predicted latency is within it for "
             f"only {int((fast <= budget).sum())} of {where} (the search needs {MIN_FEASIBLE}); the fastest are "
@@ -98,7 +94,7 @@ def plan_budget_problems(plan: Any) -> list[str]:
     """At validation: the budget against the proxy's predictor where it is cheap and certain (see module)."""
     if plan.cfg.search.latency_budget_ms is None or plan.cfg.latency.predictor != "additive" or not plan.proxy:
         return []
-    if plan.catalog.problems(plan.proxy) or domain_ids(plan) is None:
+    if plan.proxy_target is None or domain_ids(plan) is None:
         return []
     own = known_proxy_samples(plan)
     if own is None or len(own[0]) < 2:

@@ -92,7 +92,7 @@ def url_problems(cfg: PipelineConfig) -> list[str]:
 def count_problems(plan: Plan) -> list[str]:
     """Every count against what the space, the table and each device can give (a loop that draws distinct
     architectures must be able to finish)."""
-    cfg, sw, size, n_dom = plan.cfg, plan.cfg.sweep, plan.space.size, plan.domain_size()
+    cfg, sw, size, n_dom = plan.cfg, plan.cfg.sweep, plan.space.size, plan.domain.size
     problems = []
     from orchestrator.pipeline.accuracy import SOURCES
 
@@ -100,12 +100,12 @@ def count_problems(plan: Plan) -> list[str]:
         if n > size:
             problems.append(f"{where}: {n:,} distinct subnets asked of space {plan.space.name!r}, which has "
                             f"{size:,}; at most {size:,}")
-    if plan.proxy and not plan.catalog.problems(plan.proxy) and plan.device(plan.proxy, {}).domain() is None \
+    if plan.proxy_target is not None and plan.proxy_target.domain is None \
             and cfg.latency.proxy_samples > size:
         problems.append(f"latency.proxy_samples: {cfg.latency.proxy_samples:,} distinct architectures asked of "
                         f"space {plan.space.name!r}, which has {size:,}; at most {size:,}")
     for t in plan.targets:
-        dom = plan.device(t.name, t.options).domain()
+        dom = t.domain
         can = min(len(dom), n_dom) if dom is not None else n_dom
         if sw.k > can:
             problems.append(f"sweep.k: {sw.k:,} measurements of target {t.name!r}, which can be measured on "
@@ -165,8 +165,8 @@ def cost_problems(plan: Plan) -> list[str]:
     from search_spaces.costs import CostModel
 
     model = CostModel(plan.space.spec())
-    if plan.domain == "table" and plan.table is not None:
-        ids = list(plan.table.archs)
+    if plan.domain.ids is not None:
+        ids = list(plan.domain.ids)
     elif hasattr(plan.space, "smallest"):
         ids = [plan.space.arch_id(plan.space.smallest())]
     else:
@@ -201,12 +201,12 @@ def search_traits(plan: Plan) -> list[tuple[str, str, ProblemTraits]]:
     before any work: the proxy search, each target's search (unless 'auto' or 'none'), the refinement and the
     per-device baseline (these two search on a latency with no additive model)."""
     from orchestrator.pipeline.accuracy import SOURCES
-    from orchestrator.search.algorithms import ALGORITHMS, MAX_EXHAUSTIVE, ProblemTraits
+    from orchestrator.search.algorithms import ALGORITHMS, ProblemTraits
 
     cfg, space = plan.cfg, plan.space
-    finite = plan.domain == "table" or (hasattr(space, "enumerate") and space.size <= MAX_EXHAUSTIVE)
+    finite = plan.domain.finite
     proxy_additive = cfg.latency.predictor == "additive" or bool(
-        plan.proxy and not plan.catalog.problems(plan.proxy) and hasattr(plan.device(plan.proxy, {}), "additive"))
+        plan.proxy_target is not None and hasattr(plan.proxy_target.device, "additive"))
     source = SOURCES.get(cfg.accuracy.source)
     costs = bool(cfg.search.objectives or cfg.search.constraints)
     algo, ts, sw = cfg.search.algorithm, cfg.sweep.target_search.algorithm, cfg.sweep

@@ -35,10 +35,9 @@ def required_resources(plan: Plan) -> dict[str, tuple[float, str]]:
         ask("GPU", sn.train_gpus, "accuracy.supernet.train_gpus")
     if supernet and sn.eval_gpus > 0:
         ask("GPU", sn.eval_gpus, "accuracy.supernet.eval_gpus")
-    for spec in [None, *plan.targets]:
-        name = plan.proxy if spec is None else spec.name
-        for res, amount in plan.device(name, None if spec is None else spec.options).cluster_resources().items():
-            ask(res, amount, f"device {name}")
+    for t in [plan.proxy_target, *plan.targets]:
+        for res, amount in t.device.cluster_resources().items():
+            ask(res, amount, f"device {t.name}")
     return need
 
 

@@ -1,20 +1,23 @@
-"""After a target's front is chosen: measure it (devices without a known truth), export the deployed
-networks, refine it with a short real-accuracy search, and the per-device-search baseline."""
+"""After a target's front is judged: the named hooks of its life (``target_hooks``), run once the sweep's
+fan-out has drained: measure the front (devices without a truth), refine it with a short real-accuracy
+search, the per-device-search baseline, export the deployed networks; the record comes last."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from orchestrator.latency.metrics import srcc
 from orchestrator.latency.predictors import make_predictor
 from orchestrator.pipeline.context import Context
+from orchestrator.pipeline.resolved import Target
 from orchestrator.pipeline.search import table_domain
-from orchestrator.pipeline.targets import truth_of
+from orchestrator.pipeline.targets import Finished, Hook
 from orchestrator.report import safe_name, write_front
 from orchestrator.search.algorithms import SearchProblem, SearchSettings, run_search
 from orchestrator.search.driver import extra_matrix
@@ -25,16 +28,36 @@ from search_spaces.base import encode_ids
 log = logging.getLogger(__name__)
 
 
-def measure_front(ctx: Context, rep: TargetReport) -> None:
+def target_hooks(ctx: Context, accuracy: Any, record: Callable[[Finished], None]) -> list[tuple[str, Hook]]:
+    """The hooks of a target after its front is judged, by name, in the order they run: each decides for itself
+    whether it applies (a truth, a setting, an adapted predictor)."""
+
+    def refine(f: Finished) -> None:
+        if ctx.cfg.sweep.refine_trials and f.report.predictor is not None:
+            refine_target(ctx, accuracy, f.target, f.report)
+        f.report.predictor = None  # not kept past its use
+
+    def baseline(f: Finished) -> None:
+        if ctx.cfg.sweep.per_device_search:
+            per_device_search(ctx, accuracy, f.target, f.report)
+
+    def export(f: Finished) -> None:
+        f.export = export_front(ctx, f.target, f.report)
+
+    return [("measure_front", lambda f: measure_front(ctx, f.target, f.report)), ("refine", refine),
+            ("baseline", baseline), ("export", export), ("record", record)]
+
+
+def measure_front(ctx: Context, target: Target, rep: TargetReport) -> None:
     """Targets with no known truth: measure up to ``measure_front`` front members; predicted vs measured."""
     n = min(ctx.cfg.sweep.measure_front, len(rep.front))
-    if truth_of(ctx, rep) is not None or n == 0:
+    if target.has_truth or n == 0:
         return
     pos = np.unique(np.round(np.linspace(0, len(rep.front) - 1, n)).astype(int))
     chosen = [rep.front[p] for p in pos]
     ids = [rep.options[i] for i in chosen]
     t0 = time.perf_counter()
-    y = ctx.plan.device(rep.name).latency_ms(ids)
+    y = target.device.latency_ms(ids)
     rep.seconds += time.perf_counter() - t0
     rep.measured_front = dict(zip(ids, map(float, y), strict=True))
     rep.n_measurements += len(ids)
@@ -44,12 +67,12 @@ def measure_front(ctx: Context, rep: TargetReport) -> None:
         rep.metrics["front_srcc"] = srcc(pred, y)
 
 
-def export_front(ctx: Context, rep: TargetReport) -> Path | None:
+def export_front(ctx: Context, target: Target, rep: TargetReport) -> Path | None:
     """Targets with no known truth (the devices of this cluster): the ``export_front`` most accurate front
     members as the deployed network (the space as configured: the network whose latency is reported), with
     the supernet's weights where the supernet is that same network, else initialised and labelled so."""
     n = min(ctx.cfg.sweep.export_front, len(rep.front))
-    if truth_of(ctx, rep) is not None or n == 0:
+    if target.has_truth or n == 0:
         return None
     import ray
     import torch
@@ -81,14 +104,7 @@ def export_front(ctx: Context, rep: TargetReport) -> Path | None:
     return out
 
 
-def limits(ctx: Context, target: str) -> dict[str, float]:
-    """The cost limits an architecture must meet on ``target`` (see ``SweepSettings.limits``)."""
-    from orchestrator.pipeline.targets import settings
-
-    return settings(ctx).limits(target)
-
-
-def refine_target(ctx: Context, accuracy: object, rep: TargetReport) -> None:
+def refine_target(ctx: Context, accuracy: object, target: Target, rep: TargetReport) -> None:
     """An adapted target: a short search with the run's real accuracy on its adapted predictor, started from
     its front; the refined front goes beside the sweep's (``fronts/<device>_refined.*``) and, where the
     target's latency is known, is judged against the same reference (``refined_hv_ratio``)."""
@@ -101,7 +117,7 @@ def refine_target(ctx: Context, accuracy: object, rep: TargetReport) -> None:
 
     problem = SearchProblem(ctx.space, accuracy, latency, domain=table_domain(ctx),  # type: ignore[arg-type]
                             latency_budget_ms=cfg.search.latency_budget_ms, eval_log=ctx.eval_log(),
-                            objectives=tuple(cfg.search.objectives), constraints=limits(ctx, rep.name),
+                            objectives=tuple(cfg.search.objectives), constraints=target.limits,
                             label=f"refinement {rep.name}")
     seed = int(np.random.SeedSequence([cfg.seed, *rep.name.encode()]).generate_state(1)[0])
     res = run_search(problem, cfg.search.algorithm, SearchSettings(
@@ -111,8 +127,7 @@ def refine_target(ctx: Context, accuracy: object, rep: TargetReport) -> None:
     acc = np.array([c.accuracy for c in found])
     pred = np.array([c.latency_ms for c in found])
     front = front_of(acc, pred, extra_matrix(found))
-    truth = truth_of(ctx, rep)
-    true = truth([found[i].arch_id for i in front]) if truth is not None else np.full(len(front), np.nan)
+    true = target.truth([found[i].arch_id for i in front]) if target.has_truth else np.full(len(front), np.nan)
     rows = [{"arch": found[i].arch_id, "accuracy": float(acc[i]), "predicted_ms": float(pred[i]),
              "true_ms": None if np.isnan(t) else float(t)} for i, t in zip(front, true, strict=True)]
     write_front(rows, ctx.run_dir / "fronts" / f"{safe_name(rep.name)}_refined")
@@ -122,14 +137,13 @@ def refine_target(ctx: Context, accuracy: object, rep: TargetReport) -> None:
         rep.metrics["refined_hv_ratio"] = front_quality(rep.reference, acc[front], true)["hv_ratio"]
 
 
-def per_device_search(ctx: Context, accuracy: object, rep: TargetReport) -> None:
+def per_device_search(ctx: Context, accuracy: object, target: Target, rep: TargetReport) -> None:
     """The baseline: a full search against the target's true latency (same algorithm, budget and accuracy
     source as the proxy search), judged against the same reference as the sweep's front."""
-    truth = truth_of(ctx, rep)
-    if truth is None or rep.reference is None:
+    if not target.has_truth or rep.reference is None:
         return
-    device = ctx.plan.device(rep.name)
-    dom = device.domain()
+    truth = target.truth
+    dom = target.domain
     fill = None
     if dom is not None and len(dom) < (len(ctx.plan.table.archs) if ctx.plan.table is not None else 0):
         # a table with gaps (the Edge TPU's): an additive model of the device for the cells it lacks
@@ -144,7 +158,7 @@ def per_device_search(ctx: Context, accuracy: object, rep: TargetReport) -> None
     cfg = ctx.cfg.search
     problem = SearchProblem(ctx.space, accuracy, latency, domain=table_domain(ctx),  # type: ignore[arg-type]
                             latency_budget_ms=cfg.latency_budget_ms, eval_log=ctx.eval_log(),
-                            objectives=tuple(cfg.objectives), constraints=limits(ctx, rep.name),
+                            objectives=tuple(cfg.objectives), constraints=target.limits,
                             label=f"per-device search {rep.name}")
     res = run_search(problem, cfg.algorithm, SearchSettings(n_trials=cfg.n_trials, population=cfg.population,
                                                             batch_size=cfg.batch_size, seed=ctx.cfg.seed))

@@ -13,8 +13,9 @@ from typing import Any
 
 from orchestrator.config import PipelineConfig
 from orchestrator.errors import ConfigError, HwnasError
-from orchestrator.latency.devices.base import Device, DeviceCatalog, DeviceSpec
+from orchestrator.latency.devices.base import DeviceCatalog, DeviceSpec
 from orchestrator.latency.table import LatencyTable
+from orchestrator.pipeline.resolved import SPACE, TABLE, Domain, Target
 from search_spaces.base import SearchSpace
 
 TABULATED = "tabulated"  # sweep.targets keyword: every column of the latency table but the proxy
@@ -29,29 +30,30 @@ class Plan:
     table: LatencyTable | None
     catalog: DeviceCatalog
     proxy: str
-    targets: list[DeviceSpec]
-    domain: str  # "table" or "space"
+    targets: list[Target]  # resolved once (their devices built); never looked up by name after planning
+    domain: Domain
+    proxy_target: Target | None = None  # the proxy, resolved (None only in a plan refused for its proxy)
     proxy_score: float | None = None  # 'auto': the chosen proxy's mean SRCC to the other tabulated devices
     warnings: list[str] = field(default_factory=list)  # allowed, but probably not what was meant
     table_failed: bool = False  # latency.table did not load (its problems reported; what follows from it not)
     accuracy: dict[str, float] | None = None  # accuracy.source 'table': its values (%), validated, by arch id
-    _devices: dict[str, Device] = field(default_factory=dict, repr=False)
-
-    def domain_size(self) -> int:
-        """Architectures the searches can propose: the table's rows, or the whole space."""
-        return len(self.table.archs) if self.domain == "table" and self.table is not None else self.space.size
 
     def device_defaults(self) -> dict[str, Any]:
         """Options every device type that has them takes from the latency section."""
-        return {"threads": self.cfg.latency.threads, "protocol": self.cfg.latency.protocol}
+        return device_defaults(self.cfg)
 
-    def device(self, name: str, options: dict[str, Any] | None = None) -> Device:
-        """The device ``name`` (built once; ``options`` as in the config)."""
-        if name not in self._devices:
-            if options is None:
-                options = next((t.options for t in self.targets if t.name == name), {})
-            self._devices[name] = self.catalog.make(name, options, self.device_defaults())
-        return self._devices[name]
+
+def device_defaults(cfg: PipelineConfig) -> dict[str, Any]:
+    """Options every device type that has them takes from the latency section."""
+    return {"threads": cfg.latency.threads, "protocol": cfg.latency.protocol}
+
+
+def _resolve(cfg: PipelineConfig, catalog: DeviceCatalog, spec: DeviceSpec) -> Target:
+    """The Target of ``spec`` (its device built once, its cost limits)."""
+    from orchestrator.sweep.target import cost_limits
+
+    limits = cost_limits(dict(cfg.search.constraints), dict(cfg.sweep.memory_mb), spec.name)
+    return Target.build(catalog, spec, device_defaults(cfg), limits)
 
 
 def _load_table(cfg: PipelineConfig, space: SearchSpace) -> LatencyTable | None:
@@ -176,10 +178,11 @@ def _build(cfg: PipelineConfig) -> tuple[Plan | None, list[str]]:
         if not (table_failed and _unknown(catalog, t.name)):
             problems += p
         if not p:
-            ok_targets.append(t)
-    plan = Plan(cfg, space, table, catalog, proxy, ok_targets, "space", score, table_failed=table_failed,
-                accuracy=accuracy)
-    plan.domain = _domain(plan, [] if table_failed else problems)
+            ok_targets.append(_resolve(cfg, catalog, t))
+    proxy_target = _resolve(cfg, catalog, DeviceSpec(name=proxy)) if proxy and not catalog.problems(proxy) else None
+    plan = Plan(cfg, space, table, catalog, proxy, ok_targets, Domain.of(SPACE, space, table), proxy_target, score,
+                table_failed=table_failed, accuracy=accuracy)
+    plan.domain = Domain.of(_domain(plan, [] if table_failed else problems), space, table)
     return plan, problems
 
 
@@ -197,12 +200,12 @@ def _unknown(catalog: DeviceCatalog, name: str) -> bool:
 def _domain(plan: Plan, problems: list[str]) -> str:
     """'table' or 'space'; 'auto' = the table when a target is known only on its rows."""
     cfg, table = plan.cfg, plan.table
-    restricted = [t.name for t in plan.targets if plan.device(t.name, t.options).domain() is not None]
+    restricted = [t.name for t in plan.targets if t.domain is not None]
     covers = table is not None and len(table.archs) >= plan.space.size
     want = cfg.search.domain
     if want == AUTO:
         want = "table" if restricted and table is not None else "space"
-    if want == "table" and table is None:
+    if want == TABLE and table is None:
         problems.append("search.domain: 'table' needs a latency table (latency.table)")
     if want == "space" and restricted and not covers:
         n = len(table.archs) if table is not None else 0

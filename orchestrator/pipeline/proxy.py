@@ -24,8 +24,8 @@ def proxy_samples(ctx: Context) -> LatencyTable:
     """The proxy's own latencies: its table rows where it is known only there (a tabulated device), else
     ``latency.proxy_samples`` architectures measured on it (kept in the run dir for a resume)."""
     plan = ctx.plan
-    device = plan.device(plan.proxy, {})
-    domain = device.domain()
+    device = plan.proxy_target.device
+    domain = plan.proxy_target.domain
     if domain is not None:
         return LatencyTable(list(domain), [plan.proxy], device.latency_ms(domain)[:, None])
     path = ctx.run_dir / PROXY_FILE
@@ -43,7 +43,7 @@ def proxy_stage(ctx: Context) -> tuple[Any, LatencyTable]:
     """Fit the proxy's predictor and serve it; returns (the service actor, the proxy's own table)."""
     own = proxy_samples(ctx)
     ids, y = own.measured(ctx.plan.proxy)
-    device = ctx.plan.device(ctx.plan.proxy, {})
+    device = ctx.plan.proxy_target.device
     if hasattr(device, "additive"):  # a lookup table: the device is its own exact additive model
         ctx.proxy_predictor = device.additive()
     else:

@@ -201,22 +201,24 @@ def record_sweep(ctx: Context, shared: SweepShared, summary: dict[str, Any]) -> 
 
     parent = ctx.tracker.parent_id
     measured: dict[str, dict[str, float]] = {}  # devices without a truth: their own measurements
-    for spec in ctx.plan.targets:
-        f = ctx.run_dir / "targets" / f"{safe_name(spec.name)}.json"
-        if ctx.plan.device(spec.name).truth([]) is None and f.is_file():
-            measured[spec.name] = json.loads(f.read_text()).get("samples", {})
+    for target in ctx.plan.targets:
+        f = ctx.run_dir / "targets" / f"{safe_name(target.name)}.json"
+        if not target.has_truth and f.is_file():
+            measured[target.name] = json.loads(f.read_text()).get("samples", {})
     ids = list(dict.fromkeys([*shared.ref_ids, *(a for m in measured.values() for a in m)]))
     cols = {f"{shared.proxy} (predicted)": np.asarray(shared.proxy_predictor.predict(_enc(shared, ids)), dtype=float)}
-    for spec in [None, *ctx.plan.targets][:64]:
-        name = ctx.plan.proxy if spec is None else spec.name
+    for target in [ctx.plan.proxy_target, *ctx.plan.targets][:64]:
+        name = target.name
         if name in measured:
             if len(measured[name]) >= 3:
                 cols[f"{name} (measured, {len(measured[name])})"] = np.array(
                     [measured[name].get(a, np.nan) for a in ids], dtype=float)
             continue
-        t = ctx.plan.device(name).truth(ids)
-        if t is not None and np.isfinite(t).sum() >= 3:
-            cols[name] = np.asarray(t, dtype=float)
+        if not target.has_truth:
+            continue
+        t = target.truth(ids)
+        if np.isfinite(t).sum() >= 3:
+            cols[name] = t
     names = list(cols)[:64]
     m = srcc_matrix(LatencyTable(list(ids), names, np.stack([cols[n] for n in names], axis=1)))
     png = plot_heatmap(m, ctx.run_dir / "srcc_heatmap.png",

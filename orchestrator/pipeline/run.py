@@ -35,8 +35,7 @@ from orchestrator.pipeline.context import (
 from orchestrator.pipeline.plan import Plan, make_plan
 from orchestrator.pipeline.proxy import proxy_stage
 from orchestrator.pipeline.search import search_stage
-from orchestrator.pipeline.targets import build_shared, sweep_stage
-from orchestrator.sweep import TargetReport
+from orchestrator.pipeline.targets import Finished, build_shared, sweep_stage
 from orchestrator.tracking import Tracker
 from search_spaces.base import encode_ids
 
@@ -125,21 +124,14 @@ def _run(ctx: Context, resume: bool, t_start: float) -> dict[str, Any]:
 
         bar = tqdm(total=len(todo), desc="sweep", unit="device", disable=None)
 
-    def finish(rep: TargetReport) -> None:
-        extras.measure_front(ctx, rep)
-        if ctx.cfg.sweep.refine_trials and rep.predictor is not None:
-            extras.refine_target(ctx, accuracy, rep)
-        rep.predictor = None
-        if ctx.cfg.sweep.per_device_search:
-            extras.per_device_search(ctx, accuracy, rep)
-        export = extras.export_front(ctx, rep)
+    def record(f: Finished) -> None:
         with ctx.record():
-            rows[rep.name] = records.record_target(ctx, shared, rep, export)
+            rows[f.target.name] = records.record_target(ctx, shared, f.report, f.export)
         if bar is not None:
             bar.update(1)
 
     try:
-        sweep_stage(ctx, accuracy, shared, proxy_table, todo, finish)
+        sweep_stage(ctx, accuracy, shared, proxy_table, todo, extras.target_hooks(ctx, accuracy, record))
     finally:
         if bar is not None:
             bar.close()

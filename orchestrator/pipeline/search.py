@@ -20,9 +20,7 @@ log = logging.getLogger(__name__)
 
 def table_domain(ctx: Context) -> TableDomain | None:
     """The search domain as the searches take it: the table's cells, or None for the whole space."""
-    if ctx.plan.domain == "table" and ctx.plan.table is not None:
-        return TableDomain(ctx.space, ctx.plan.table.archs)
-    return None
+    return ctx.plan.domain.search_domain()
 
 
 def additive_accuracy(accuracy: Any) -> Any:

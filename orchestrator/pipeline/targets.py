@@ -1,30 +1,35 @@
-"""The sweep stage, driver side: what every target shares, k measurements per target, the per-target tasks,
-and the real evaluation of front members chosen on a provisional accuracy."""
+"""The sweep stage, driver side: a target's life. What every target shares, k measurements per target (the rules:
+``sweep/rounds.py``), the per-target tasks, the real evaluation of front members chosen on a provisional
+accuracy, one judgement per target when the accuracies are final, and the named hooks that run after the
+fan-out drains."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from orchestrator.latency.devices.base import DeviceSpec
 from orchestrator.latency.devices.reliability import reliability_check
 from orchestrator.latency.table import LatencyTable
 from orchestrator.latency.transfer import SourceSet
 from orchestrator.pipeline.context import Context
-from orchestrator.search.algorithms import MAX_EXHAUSTIVE, NONE
+from orchestrator.pipeline.resolved import Target
+from orchestrator.search.algorithms import NONE
 from orchestrator.search.driver import Candidate
 from orchestrator.sweep import (
+    Rounds,
     SweepSettings,
     SweepShared,
     TargetInput,
     TargetReport,
     fan_out,
     finalize,
-    pick_k,
+    first_round,
     propose,
     run_targets,
 )
@@ -93,12 +98,7 @@ def build_shared(ctx: Context, accuracy: Any, pool: Sequence[Candidate]) -> Swee
     elog = ctx.eval_log()
     oracle = accuracy.oracle(elog.values)
     pool_ids = list(dict.fromkeys(c.arch_id for c in pool))
-    if plan.domain == "table" and plan.table is not None:
-        search_ids: list[str] | None = list(plan.table.archs)
-    elif hasattr(space, "enumerate") and space.size <= MAX_EXHAUSTIVE:
-        search_ids = [space.arch_id(a) for a in space.enumerate()]
-    else:
-        search_ids = None
+    search_ids = plan.domain.enumeration()  # the table's rows, or the whole space where it can be listed
     enc = Encoder(space)
     search_X = enc(search_ids) if search_ids is not None else None
     known = [a for a in (search_ids or []) if oracle.final(a)]
@@ -130,33 +130,25 @@ def build_shared(ctx: Context, accuracy: Any, pool: Sequence[Candidate]) -> Swee
     return shared
 
 
-def target_input(ctx: Context, shared: SweepShared, spec: DeviceSpec, k: int) -> TargetInput:
-    """The first round's k measurements on the target (and its truth where it is known)."""
-    device = ctx.plan.device(spec.name, spec.options)
+def rounds(ctx: Context) -> Rounds:
+    """The target's measurement settings, grouped (``sweep/rounds.py`` holds their rules)."""
+    sw = ctx.cfg.sweep
+    return Rounds(k=sw.k, adaptive=sw.k_adaptive, front_share=sw.k_front, reference_cells=sw.reference_cells,
+                  retest=sw.retest)
+
+
+def target_input(ctx: Context, shared: SweepShared, target: Target, k: int) -> TargetInput:
+    """The first round's k measurements on the target (and its truth where it has one)."""
     t0 = time.perf_counter()
-    base = shared.search_ids if shared.search_ids is not None else \
-        list(dict.fromkeys([*shared.pool_ids, *shared.proxy_front_ids]))
-    dom = device.domain()
-    if dom is not None:
-        allowed = set(dom)
-        base = [a for a in base if a in allowed]
-    fits = shared.allowed(base, spec.name)  # what exceeds the device's memory or a cost limit cannot be measured
-    base = [a for a, f in zip(base, fits, strict=True) if f]
-    ok = set(base)
-    refs = [a for a in shared.reference_ids if a in ok][:k]  # the fixed reference cells first, counted in k
-    if refs:
-        base = [a for a in base if a not in set(refs)]
-    enc = Encoder(ctx.space, shared.search_ids, shared.search_X)
-    proxy_ms = np.asarray(shared.proxy_predictor.predict(enc(base)), dtype=float)
-    k_ids = refs + pick_k(base, proxy_ms, k - len(refs), shared.proxy_front_ids, ctx.cfg.sweep.k_front)
-    y = np.asarray(device.latency_ms(k_ids), dtype=float)
-    truth = device.truth(shared.truth_ids)
-    metrics = {"reference_cells": float(len(refs))} if shared.reference_ids else {}
-    return TargetInput(spec.name, device.kind, device.spec(), k_ids, y, truth, time.perf_counter() - t0, metrics,
-                       None if dom is None else list(dom))
+    k_ids, n_refs = first_round(shared, target.name, target.domain, k, rounds(ctx).front_share)
+    y = np.asarray(target.device.latency_ms(k_ids), dtype=float)
+    truth = target.truth(shared.truth_ids) if target.has_truth else None
+    metrics = {"reference_cells": float(n_refs)} if shared.reference_ids else {}
+    return TargetInput(target.name, target.kind, k_ids, y, truth, time.perf_counter() - t0, metrics,
+                       None if target.domain is None else list(target.domain))
 
 
-def measure_all(ctx: Context, shared: SweepShared, todo: Sequence[DeviceSpec], k: int) -> list[TargetInput]:
+def measure_all(ctx: Context, shared: SweepShared, todo: Sequence[Target], k: int) -> list[TargetInput]:
     """The first round's k measurements per target, one target after another: timing two devices on one
     host at once would measure their contention."""
     bar = None
@@ -165,8 +157,8 @@ def measure_all(ctx: Context, shared: SweepShared, todo: Sequence[DeviceSpec], k
 
         bar = tqdm(total=len(todo), desc="measure k", unit="device", disable=None)
     out = []
-    for spec in todo:
-        out.append(target_input(ctx, shared, spec, k))
+    for target in todo:
+        out.append(target_input(ctx, shared, target, k))
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -174,43 +166,29 @@ def measure_all(ctx: Context, shared: SweepShared, todo: Sequence[DeviceSpec], k
     return out
 
 
-def measure_more(ctx: Context, target: TargetInput, ids: Sequence[str]) -> None:
+def measure_more(ctx: Context, target: Target, inp: TargetInput, ids: Sequence[str]) -> None:
     """The second round: measure ``ids`` too (where the target's own front lives); then, where the device's
     measurements are noisy, ``sweep.retest`` of the k again in another order (the test-retest SRCC)."""
     t0 = time.perf_counter()
-    device = ctx.plan.device(target.name)
+    device = target.device
     if ids:
         y = device.latency_ms(list(ids))
-        target.k_ids = [*target.k_ids, *ids]
-        target.k_latency = np.concatenate([target.k_latency, np.asarray(y, dtype=float)])
-    n = min(ctx.cfg.sweep.retest, len(target.k_ids))
-    if not device.deterministic and n >= 3:
-        rep = reliability_check(device, target.k_ids[:n], np.random.default_rng([ctx.cfg.seed, 5]),
-                                first_ms=target.k_latency[:n])
-        target.metrics.update({k: float(v) for k, v in rep.as_dict().items()})
-    target.seconds_measuring += time.perf_counter() - t0
+        inp.k_ids = [*inp.k_ids, *ids]
+        inp.k_latency = np.concatenate([inp.k_latency, np.asarray(y, dtype=float)])
+    n = rounds(ctx).retest_n(len(inp.k_ids), device.deterministic)
+    if n:
+        rep = reliability_check(device, inp.k_ids[:n], np.random.default_rng([ctx.cfg.seed, 5]),
+                                first_ms=inp.k_latency[:n])
+        inp.metrics.update({k: float(v) for k, v in rep.as_dict().items()})
+    inp.seconds_measuring += time.perf_counter() - t0
 
 
-def rounds(k: int, adaptive: float) -> tuple[int, int]:
-    """(first round, second round) measurements of k; the first round has at least 3."""
-    second = min(int(round(adaptive * k)), k - 3)
-    return k - second, max(0, second)
-
-
-def truth_of(ctx: Context, rep: TargetReport) -> Callable[[Sequence[str]], np.ndarray] | None:
-    device = ctx.plan.device(rep.name)
-    if device.truth([]) is None:
-        return None
-    return lambda ids: np.asarray(device.truth(list(ids)), dtype=float)
-
-
-def evaluate_provisional(ctx: Context, accuracy: Any, shared: SweepShared, reports: Sequence[TargetReport]) -> None:
+def evaluate_provisional(ctx: Context, accuracy: Any, shared: SweepShared,
+                         reports: Sequence[TargetReport]) -> set[str]:
     """Front members chosen on a provisional accuracy (a supernet's subnets predicted, not evaluated) are
-    evaluated for real, up to ``max_new_evaluations`` per target; what stays provisional is dropped, and the
-    fronts are judged again with the real values."""
+    evaluated for real, up to ``max_new_evaluations`` per target; what stays provisional is dropped from each
+    target's options (judged afterwards, once, on the real values). Returns the newly evaluated ids."""
     oracle = shared.oracle
-    if oracle.predictions_final:
-        return
     cap = ctx.cfg.sweep.target_search.max_new_evaluations
     want: dict[str, None] = {}
     for rep in reports:
@@ -229,33 +207,57 @@ def evaluate_provisional(ctx: Context, accuracy: Any, shared: SweepShared, repor
         keep = [i for i, a in enumerate(rep.options) if oracle.final(a)]
         rep.options = [rep.options[i] for i in keep]
         rep.predicted = rep.predicted[keep]
-        finalize(shared, rep, truth_of(ctx, rep), plot=rep.kind != "measured")
-        rep.metrics["new_evaluations"] = float(sum(a in new for a in rep.options))
     ctx.timings["sweep_evaluations"] = float(len(new))
     ctx.timings["sweep_evaluation_s"] = time.perf_counter() - t0
     log.info("sweep: evaluated %d front members chosen on a predicted accuracy in %.1fs", len(new),
              time.perf_counter() - t0)
+    return set(new)
+
+
+def judge(shared: SweepShared, target: Target, rep: TargetReport) -> None:
+    """The target's front from its options' final accuracies and, where it has a truth, its quality against
+    the true front over the known domain, with its plot (``sweep.judge.finalize``). Once per target."""
+    finalize(shared, rep, target.known_truth, plot=True)
+
+
+@dataclass
+class Finished:
+    """A target whose front is judged: what its hooks read and add to (``export``: the exported front)."""
+
+    target: Target
+    report: TargetReport
+    export: Path | None = None
+
+
+Hook = Callable[[Finished], None]
 
 
 def sweep_stage(ctx: Context, accuracy: Any, shared: SweepShared, proxy_table: LatencyTable,
-                todo: Sequence[DeviceSpec], finish: Callable[[TargetReport], None]) -> None:
-    """Measure, decide and search every target; ``finish`` records each (as it arrives when no accuracy has
-    to be evaluated first)."""
-    k1, k2 = rounds(ctx.cfg.sweep.k, ctx.cfg.sweep.k_adaptive)
-    if ctx.cfg.sweep.reference_cells > k1:  # the first round holds every reference cell
-        k1, k2 = ctx.cfg.sweep.reference_cells, ctx.cfg.sweep.k - ctx.cfg.sweep.reference_cells
+                todo: Sequence[Target], hooks: Sequence[tuple[str, Hook]]) -> list[Finished]:
+    """A target's life: the first round's k measurements (one target after another), the second round, the
+    per-target tasks (decision, whole-domain search; fanned out over Ray), the real evaluation of front
+    members chosen on a provisional accuracy, one judgement per target on the final accuracies, and then,
+    once the fan-out has drained (no target task loads the host while a front is timed), the named
+    ``hooks`` in order, target by target (``extras.target_hooks``: measure the front, refine, baseline,
+    export; then the record)."""
+    k1, k2 = rounds(ctx).split()
     inputs = measure_all(ctx, shared, todo, k1)
     sources = SourceCache(ctx, proxy_table, sorted({k1, k1 + k2}))
     with ctx.timed("sources_s"):
         sources.prepare([t.name for t in inputs])
     with ctx.timed("second_round_s"):
         more = fan_out(propose, shared, inputs, sources, n=k2) if k2 else [[] for _ in inputs]
-        for target, ids in zip(inputs, more, strict=True):
-            measure_more(ctx, target, ids)
-    streaming = shared.oracle.predictions_final
-    reps = run_targets(shared, inputs, sources, plot=True, keep_predictor=ctx.cfg.sweep.refine_trials > 0,
-                       progress=finish if streaming else None)
-    if not streaming:
-        evaluate_provisional(ctx, accuracy, shared, reps)
-        for rep in reps:
-            finish(rep)
+        for target, inp, ids in zip(todo, inputs, more, strict=True):
+            measure_more(ctx, target, inp, ids)
+    reps = run_targets(shared, inputs, sources, keep_predictor=ctx.cfg.sweep.refine_trials > 0)
+    new = None if shared.oracle.predictions_final else evaluate_provisional(ctx, accuracy, shared, reps)
+    done = []
+    for target, rep in zip(todo, reps, strict=True):
+        judge(shared, target, rep)
+        if new is not None:
+            rep.metrics["new_evaluations"] = float(sum(a in new for a in rep.options))
+        done.append(Finished(target, rep))
+    for f in done:
+        for _, hook in hooks:
+            hook(f)
+    return done

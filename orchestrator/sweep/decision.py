@@ -1,10 +1,4 @@
-"""Per target: which k architectures to measure, and whether the proxy's ranking can be reused.
-
-**Choosing k.** Part of the k (``front_share``) lies along the proxy's front
-over the whole domain, evenly from its fastest to its most accurate member
-(both ends: the fast end is where a wrong ranking costs whole budgets); the
-rest at evenly spaced ranks of the proxy's predicted latency over what the
-target can be measured on.
+"""Per target: whether the proxy's ranking can be reused (which k architectures are measured: ``rounds``).
 
 **The decision.** The seed's rule reuses the proxy when the SRCC between the
 proxy's predictions and the k measurements is at least 0.9 (``point``). On ten
@@ -27,7 +21,6 @@ kept the worse choice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -38,28 +31,6 @@ from orchestrator.latency.metrics import srcc
 from orchestrator.ranks import average_ranks, is_constant
 
 REUSE, ADAPT = "reuse", "adapt"
-
-
-def pick_k(ids: Sequence[str], proxy_ms: np.ndarray, k: int, front_ids: Sequence[str] = (),
-           front_share: float = 0.0) -> list[str]:
-    """k of ``ids``: ``round(front_share * k)`` along the front (``front_ids`` ordered by proxy latency, both ends
-    included), the rest at evenly spaced proxy-latency ranks of ``ids`` (fastest and slowest included)."""
-    ids = list(ids)
-    proxy_ms = np.asarray(proxy_ms, dtype=float)
-    if len(ids) <= k:
-        return [ids[i] for i in np.argsort(proxy_ms, kind="stable")]
-    lat = dict(zip(ids, proxy_ms, strict=True))
-    front = sorted((a for a in dict.fromkeys(front_ids) if a in lat), key=lambda a: lat[a])
-    n_front = min(len(front), int(round(front_share * k)))
-    chosen: list[str] = []
-    if n_front:
-        chosen = [front[p] for p in np.unique(np.round(np.linspace(0, len(front) - 1, n_front)).astype(int))]
-    rest = [a for a in (ids[i] for i in np.argsort(proxy_ms, kind="stable")) if a not in set(chosen)]
-    n_rest = k - len(chosen)
-    if n_rest > 0:
-        pos = np.unique(np.round(np.linspace(0, len(rest) - 1, n_rest)).astype(int))
-        chosen += [rest[p] for p in pos]
-    return chosen
 
 
 def bootstrap_srcc_lower_bound(x: np.ndarray, y: np.ndarray, confidence: float, rng: np.random.Generator,

@@ -12,12 +12,14 @@ the driver shipped once; the space is rebuilt from its spec):
    for additive models, NSGA-II otherwise). The target chooses its front from
    the proxy search's candidates, its measured architectures and what its
    search found. The k measurements come in two rounds: the first along the
-   proxy's front (``decision.pick_k``), the second along the front this
-   target's own first-round predictor finds (``propose``);
+   proxy's front, the second along the front this target's own first-round
+   predictor finds (the rules: ``rounds``);
 3. where the target's latency is known (a table, a simulator), ``finalize``
    judges the chosen front at true latency against the true front over the
    whole known domain (``search.quality``), and reports the pool's coverage and
-   plain reuse's figures beside it.
+   plain reuse's figures beside it. It runs on the driver, once per target,
+   when the accuracies are final (``pipeline.targets.judge``): the task ships
+   no device.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.latency.devices.base import DeviceSpec
 from orchestrator.latency.metrics import srcc
 from orchestrator.latency.transfer import FlooredPredictor, SourceSet, adapt, affine_positive, latency_floor
 from orchestrator.search.accuracy import AccuracyOracle
@@ -61,12 +62,18 @@ class SweepSettings:
     memory_mb: dict[str, float] = field(default_factory=dict)  # per target: peak activation memory limit
 
     def limits(self, target: str) -> dict[str, float]:
-        """The cost limits an architecture must meet to serve ``target``: the search's constraints and the
-        target's memory (the tighter of the two)."""
-        out = dict(self.constraints)
-        if target in self.memory_mb:
-            out["peak_mem_mb"] = min(out.get("peak_mem_mb", np.inf), self.memory_mb[target])
-        return out
+        """The cost limits an architecture must meet to serve ``target`` (``cost_limits``)."""
+        return cost_limits(self.constraints, self.memory_mb, target)
+
+
+def cost_limits(constraints: dict[str, float], memory_mb: dict[str, float], target: str) -> dict[str, float]:
+    """The cost limits an architecture must meet to serve ``target``: the search's constraints and the
+    target's memory (``peak_mem_mb``: the tighter of the two). The one rule, for the plan's targets and the
+    sweep's tasks."""
+    out = dict(constraints)
+    if target in memory_mb:
+        out["peak_mem_mb"] = min(out.get("peak_mem_mb", np.inf), memory_mb[target])
+    return out
 
 
 @dataclass
@@ -104,15 +111,21 @@ class SweepShared:
 
 @dataclass
 class TargetInput:
+    """A target as its Ray task sees it (no device: the task measures nothing and judges nothing)."""
+
     name: str
     kind: str
-    spec: DeviceSpec | None  # rebuilds the device where a truth outside ``truth`` is needed
     k_ids: list[str]
     k_latency: np.ndarray
-    truth: np.ndarray | None = None  # over SweepShared.truth_ids (NaN: unknown); None: no truth (measured)
+    truth: np.ndarray | None = None  # over SweepShared.truth_ids (NaN: unknown); given iff the target has a truth
     seconds_measuring: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)  # e.g. the test-retest figures
     domain: list[str] | None = None  # the architectures it can be measured on (a table's rows); None: any
+
+    @property
+    def has_truth(self) -> bool:
+        """The plan's ``Target.has_truth``, shipped as the presence of the truth array."""
+        return self.truth is not None
 
 
 @dataclass
@@ -267,45 +280,10 @@ def _predicted(shared: SweepShared, target: TargetInput, sources: SourceSet | No
     return _Predicted(dec, method, predict, model, adapted, searched, info)
 
 
-def _evenly(ids: Sequence[str], n: int) -> list[str]:
-    if n <= 0 or not ids:
-        return []
-    return [ids[i] for i in np.unique(np.round(np.linspace(0, len(ids) - 1, min(n, len(ids)))).astype(int))]
-
-
-def propose(shared: SweepShared, target: TargetInput, sources: SourceSet | None, n: int) -> list[str]:
-    """The second round's measurements: ``n`` architectures where the target's predicted front lives, not
-    measured yet: the front's fast end twice (a wrong prediction there leaves a budget with nothing that
-    fits), the rest evenly along it; where the front has fewer, the next non-dominated layers."""
-    space = shared.space_spec.build()
-    p = _predicted(shared, target, sources, space, Encoder(space, shared.search_ids, shared.search_X))
-    options = list(dict.fromkeys([*shared.pool_ids, *p.searched]))
-    pred = p.predict(options)
-    if shared.settings.budget_ms is not None:
-        options = [a for a, v in zip(options, pred, strict=True) if v <= shared.settings.budget_ms]
-        pred = p.predict(options)
-    done = set(target.k_ids)
-    allowed = set(target.domain) if target.domain is not None else None
-    fits = shared.allowed(options, target.name)
-    keep = [i for i, a in enumerate(options) if a not in done and (allowed is None or a in allowed) and fits[i]]
-    left, acc, lat = [options[i] for i in keep], shared.oracle.values([options[i] for i in keep]), pred[keep]
-    picked: list[str] = []
-    while left and len(picked) < n:
-        layer = front_of(acc, lat)
-        ids = [left[i] for i in layer]
-        if not picked:  # the front itself
-            fast = ids[:min(2, n - 1)] if n >= 3 else []
-            picked += fast + _evenly(ids[len(fast):], n - len(fast))
-        else:
-            picked += _evenly(ids, n - len(picked))
-        rest = np.setdiff1d(np.arange(len(left)), layer)
-        left, acc, lat = [left[i] for i in rest], acc[rest], lat[rest]
-    return picked[:n]
-
-
-def run_target(shared: SweepShared, target: TargetInput, sources: SourceSet | None, *, plot: bool = False,
+def run_target(shared: SweepShared, target: TargetInput, sources: SourceSet | None, *,
                keep_predictor: bool = False) -> TargetReport:
-    """Steps 1-3 of the module doc for one target."""
+    """Steps 1-2 of the module doc for one target: its front on the options' current accuracies, not judged
+    yet (step 3, ``judge.finalize``, runs on the driver once the accuracies are final)."""
     t0 = time.perf_counter()
     s = shared.settings
     space = shared.space_spec.build()
@@ -335,27 +313,14 @@ def run_target(shared: SweepShared, target: TargetInput, sources: SourceSet | No
                        predictor=adapted if keep_predictor else None,
                        sources_used=adapted.describe() if hasattr(adapted, "describe") else "",
                        samples=dict(zip(target.k_ids, map(float, y), strict=True)))
-    truth = None
-    if target.truth is not None:
+    if target.has_truth:  # how the transfer and the proxy rank the known domain (ref_ids lie in truth_ids)
         known = dict(zip(shared.truth_ids, target.truth, strict=True))
-        missing = [a for a in dict.fromkeys([*options, *shared.ref_ids]) if a not in known]
-        if missing and target.spec is not None:
-            from orchestrator.latency.devices.base import make_device
-
-            known.update(zip(missing, make_device(target.spec, space).truth(missing), strict=True))
-
-        def truth(ids: Sequence[str]) -> np.ndarray:
-            return np.array([known.get(a, np.nan) for a in ids], dtype=float)
-
-        t_ref = truth(shared.ref_ids)
+        t_ref = np.array([known.get(a, np.nan) for a in shared.ref_ids], dtype=float)
         ok = np.isfinite(t_ref)
         if ok.sum() >= 3:
             metrics["transfer_srcc"] = srcc(p.raw([a for a, m in zip(shared.ref_ids, ok, strict=True) if m]),
                                             t_ref[ok])
             metrics["proxy_srcc"] = srcc(shared.proxy_predictor.predict(enc(
                 [a for a, m in zip(shared.ref_ids, ok, strict=True) if m])), t_ref[ok])
-    from orchestrator.sweep.judge import finalize
-
-    finalize(shared, rep, truth, plot=plot)
     rep.seconds = time.perf_counter() - t0 + target.seconds_measuring
     return rep

@@ -11,13 +11,13 @@ from orchestrator.sweep.target import SweepShared, TargetInput, TargetReport, ru
 
 
 def run_targets(shared: SweepShared, targets: Sequence[TargetInput],
-                sources_for: Callable[[str], SourceSet | None], *, use_ray: bool = True, plot: bool = False,
+                sources_for: Callable[[str], SourceSet | None], *, use_ray: bool = True,
                 keep_predictor: bool = False, progress: Callable[[TargetReport], None] | None = None
                 ) -> list[TargetReport]:
     """``run_target`` for every target (Ray tasks unless ``use_ray`` is False), reports in target order;
     ``progress`` sees each report as it arrives."""
     return fan_out(run_target, shared, targets, sources_for, use_ray=use_ray, progress=progress,
-                   plot=plot, keep_predictor=keep_predictor)
+                   keep_predictor=keep_predictor)
 
 
 def fan_out(fn: Callable[..., Any], shared: SweepShared, targets: Sequence[TargetInput],
