@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from orchestrator.latency.devices import DeviceCatalog, make_device
-from orchestrator.latency.devices.base import DEVICES, PREFIXES
+from orchestrator.latency.devices.registry import DEVICES, PREFIXES
+from orchestrator.latency.devices.simulated import hooked_layers
 from orchestrator.latency.fbnet_data import shipped_lut_path
 from orchestrator.latency.measurement import MeasurementProtocol
-from orchestrator.latency.simulator import hooked_layers
 from search_spaces.base import SPACES, SpaceSpec
 
 FAST = MeasurementProtocol(warmup=1, repeats=3, min_repeat_ms=1.0)

@@ -12,7 +12,8 @@ from typing import Any
 
 from orchestrator.config import PipelineConfig
 from orchestrator.errors import ConfigError, HwnasError
-from orchestrator.latency.devices.base import Device, DeviceCatalog, DeviceSpec
+from orchestrator.latency.devices.catalog import DeviceCatalog
+from orchestrator.latency.devices.protocol import Device, DeviceSpec
 from orchestrator.latency.table import LatencyTable
 from search_spaces.base import SearchSpace
 
@@ -51,6 +52,11 @@ class Plan:
                 options = next((t.options for t in self.targets if t.name == name), {})
             self._devices[name] = self.catalog.make(name, options, self.device_defaults())
         return self._devices[name]
+
+    def close(self) -> None:
+        """Close every device built (a measured device's actor ends; a later measurement starts another)."""
+        for device in self._devices.values():
+            device.close()
 
 
 def _load_table(cfg: PipelineConfig, space: SearchSpace) -> LatencyTable | None:

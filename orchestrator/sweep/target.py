@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.latency.devices.base import DeviceSpec
+from orchestrator.latency.devices.protocol import DeviceSpec
 from orchestrator.latency.metrics import srcc
 from orchestrator.latency.transfer import FlooredPredictor, SourceSet, adapt, affine_positive, latency_floor
 from orchestrator.search.accuracy import AccuracyOracle
@@ -344,7 +344,7 @@ def run_target(shared: SweepShared, target: TargetInput, sources: SourceSet | No
         known = dict(zip(shared.truth_ids, target.truth, strict=True))
         missing = [a for a in dict.fromkeys([*options, *shared.ref_ids]) if a not in known]
         if missing and target.spec is not None:
-            from orchestrator.latency.devices.base import make_device
+            from orchestrator.latency.devices.catalog import make_device
 
             known.update(zip(missing, make_device(target.spec, space).truth(missing), strict=True))
 
