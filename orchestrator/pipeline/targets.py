@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.latency.devices.base import DeviceSpec
+from orchestrator.errors import DeviceError
+from orchestrator.latency.devices.protocol import DeviceSpec
 from orchestrator.latency.devices.reliability import reliability_check
 from orchestrator.latency.table import LatencyTable
 from orchestrator.latency.transfer import SourceSet
@@ -166,12 +167,22 @@ def measure_all(ctx: Context, shared: SweepShared, todo: Sequence[DeviceSpec], k
         bar = tqdm(total=len(todo), desc="measure k", unit="device", disable=None)
     out = []
     for spec in todo:
-        out.append(target_input(ctx, shared, spec, k))
+        try:
+            out.append(target_input(ctx, shared, spec, k))
+        except DeviceError as e:  # this target ends; the others are measured
+            target_failed(ctx, spec.name, e)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
     return out
+
+
+def target_failed(ctx: Context, name: str, error: DeviceError) -> None:
+    """Record that target ``name`` failed (summary.json ``failed_targets``: its reason) and release its device."""
+    ctx.failed_targets[name] = str(error)
+    log.error("target %s failed and is left out of the sweep: %s", name, error)
+    ctx.plan.device(name).close()
 
 
 def measure_more(ctx: Context, target: TargetInput, ids: Sequence[str]) -> None:
@@ -251,7 +262,11 @@ def sweep_stage(ctx: Context, accuracy: Any, shared: SweepShared, proxy_table: L
     with ctx.timed("second_round_s"):
         more = fan_out(propose, shared, inputs, sources, n=k2) if k2 else [[] for _ in inputs]
         for target, ids in zip(inputs, more, strict=True):
-            measure_more(ctx, target, ids)
+            try:
+                measure_more(ctx, target, ids)
+            except DeviceError as e:
+                target_failed(ctx, target.name, e)
+        inputs = [t for t in inputs if t.name not in ctx.failed_targets]
     streaming = shared.oracle.predictions_final
     reps = run_targets(shared, inputs, sources, plot=True, keep_predictor=ctx.cfg.sweep.refine_trials > 0,
                        progress=finish if streaming else None)
