@@ -179,7 +179,7 @@ def main() -> None:
 
 
 def part3(seeds: int) -> None:
-    from orchestrator.latency.simulator import SimulatedDevice, layer_profile
+    from orchestrator.latency.devices.simulated import SimulatedDevice, layer_profile
     from search_spaces.base import get_space
 
     space = get_space("mobilenetv3", resolution=32, num_classes=10)

@@ -29,8 +29,8 @@ import optuna
 import ray
 
 from orchestrator.config import parse_config
+from orchestrator.latency.devices.simulated import SimulatedDevice, clear_profile_cache
 from orchestrator.latency.predictors import make_predictor
-from orchestrator.latency.simulator import SimulatedDevice, clear_profile_cache
 from orchestrator.latency.table import shipped_accuracy, shipped_table
 from orchestrator.pipeline import run_pipeline
 from orchestrator.search.accuracy import TableAccuracy

@@ -31,8 +31,8 @@ import time
 
 import numpy as np
 
+from orchestrator.latency.devices.simulated import SimulatedDevice
 from orchestrator.latency.metrics import srcc
-from orchestrator.latency.simulator import SimulatedDevice
 from orchestrator.latency.table import shipped_table
 from orchestrator.latency.transfer import SourceSet, adapt
 from orchestrator.sweep.reference import reference_cells

@@ -39,7 +39,8 @@ def _table(path: str, space):
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from orchestrator.latency.devices.base import DEVICES, PREFIXES, DeviceCatalog
+    from orchestrator.latency.devices.catalog import DeviceCatalog
+    from orchestrator.latency.devices.registry import DEVICES, PREFIXES
     from orchestrator.latency.devices.tabulated import TABLE_DEVICE
     from orchestrator.latency.predictors import PREDICTORS
     from orchestrator.latency.table import HWNASBENCH_DEVICES, SHIPPED_DEVICES

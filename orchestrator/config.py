@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrator.errors import ConfigError
-from orchestrator.latency.devices.base import DeviceSpec
+from orchestrator.latency.devices.protocol import DeviceSpec
 from orchestrator.latency.measurement import MeasurementProtocol
 from orchestrator.search.dnas import DnasConfig
 from orchestrator.supernet.data import DataConfig

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from orchestrator.latency.devices import DEVICES, Device, DeviceCatalog, make_device
-from orchestrator.latency.devices.base import PREFIXES
+from orchestrator.latency.devices import Device, DeviceCatalog, make_device
+from orchestrator.latency.devices.registry import DEVICES, PREFIXES
+from orchestrator.latency.devices.simulated import hooked_layers
 from orchestrator.latency.fbnet_data import shipped_lut_path
 from orchestrator.latency.measurement import MeasurementProtocol
-from orchestrator.latency.simulator import hooked_layers
 from search_spaces.base import SPACES, SpaceSpec, encode_ids
 
 FAST = MeasurementProtocol(warmup=1, repeats=3, min_repeat_ms=1.0)

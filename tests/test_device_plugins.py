@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 
 from orchestrator.errors import DeviceError
-from orchestrator.latency.devices import base
-from orchestrator.latency.devices.base import DEVICES, PREFIXES, DeviceCatalog, get_device
+from orchestrator.latency.devices.catalog import DeviceCatalog, get_device
+from orchestrator.latency.devices.registry import DEVICES, PREFIXES
 
 PLUGIN = textwrap.dedent('''
     """A third-party device: latency = a fixed cost per parameter (a toy accelerator model)."""
     import numpy as np
     from pydantic import BaseModel, ConfigDict, Field
 
-    from orchestrator.latency.devices.base import DeviceSpec, DeviceType
+    from orchestrator.latency.devices.protocol import DeviceSpec, DeviceType
 
 
     class NpuOptions(BaseModel):
@@ -105,7 +105,7 @@ def test_plugin_devices_behave_like_builtins(plugin_path, small_space, caplog, c
         get_device("toy-npu", small_space, ns_per_param=0)
     # a broken plug-in and one taking a built-in's name are skipped with a warning; the built-in stays
     errs = plugin_errors()
-    assert "not an orchestrator.latency.devices.base.DeviceType" in errs["broken"]
+    assert "not an orchestrator.latency.devices.protocol.DeviceType" in errs["broken"]
     assert "already registered" in errs["torch-cpu"] and "hwnas-toy-npu 0.1" in errs["torch-cpu"]
     assert "broken" not in cat.names() and DEVICES.get("torch-cpu").kind == "measured"
     # hwnas list shows them
@@ -114,4 +114,4 @@ def test_plugin_devices_behave_like_builtins(plugin_path, small_space, caplog, c
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "toy-npu" in out and "[plug-in: hwnas-toy-npu]" in out and "board:<name>" in out
-    assert isinstance(dev.latency_ms([arch]), np.ndarray) and base.DEVICES is DEVICES
+    assert isinstance(dev.latency_ms([arch]), np.ndarray)

@@ -120,7 +120,7 @@ def test_bad_device_options(small_space):
 
 
 def test_tabulated_device_lookup(space, shipped):
-    from orchestrator.latency.devices.base import DeviceCatalog
+    from orchestrator.latency.devices.catalog import DeviceCatalog
 
     dev = DeviceCatalog(space, shipped).make("edgetpu", {})
     archs, y = dev.measured()

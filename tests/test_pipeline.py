@@ -346,3 +346,40 @@ def test_csv_table_targets_need_the_table_domain(tmp_path, shipped):
                                           r"\(the space has 15,625\); set search.domain: table"):
         make_plan(_cfg(tmp_path, name="csv", latency={"table": str(path), "proxy": "fpga"},
                        search={"domain": "space"}, sweep={"targets": ["pixel3"], "simulated": 0}))
+
+
+
+@pytest.mark.slow
+def test_measured_targets_one_actor_each_closed_and_a_failing_device_costs_no_other(tmp_path, ray_cluster,
+                                                                                     monkeypatch):
+    """Issues 19 and 22: a measured target's actor starts once for all its measurements (k rounds, retest,
+    front) and its close() ends it; a command device whose command fails ends that target alone, recorded in
+    summary.json with its reason."""
+    from orchestrator.latency.devices.measured import MeasuredDevice
+
+    closed = []
+    original = MeasuredDevice.close
+
+    def close(self):  # the real close, with the actor it ends noted
+        if self.actor is not None:
+            closed.append((self.name, self.actor))
+        original(self)
+
+    monkeypatch.setattr(MeasuredDevice, "close", close)
+    starts = dict(MeasuredDevice.actor_starts)
+    fast = {"warmup": 1, "repeats": 3, "min_repeat_ms": 1.0}
+    cfg = _cfg(tmp_path, name="measured", latency={"protocol": fast},
+               sweep={"targets": ["pixel3", {"name": "command:broken", "options": {"command": "false {model}",
+                                                                                   "local": True}},
+                                  {"name": "torch-cpu", "options": {"threads": 1}}],
+                      "simulated": 0, "k": 10, "retest": 3, "measure_front": 2, "per_device_search": False})
+    summary = run_pipeline(cfg, progress=False)
+    assert [r["target"] for r in summary["targets"]] == ["pixel3", "torch-cpu"]
+    assert list(summary["failed_targets"]) == ["command:broken"]
+    assert "exited with status 1" in summary["failed_targets"]["command:broken"]
+    cpu = summary["targets"][1]
+    assert cpu["retest_n"] == 3 and np.isfinite(cpu["front_mape_pct"])  # k, retest and front all measured
+    assert MeasuredDevice.actor_starts["torch-cpu"] == starts.get("torch-cpu", 0) + 1
+    assert [n for n, _ in closed] == ["torch-cpu"]
+    with pytest.raises(ray_cluster.exceptions.RayActorError):
+        ray_cluster.get(closed[0][1].stats.remote())

@@ -86,3 +86,35 @@ def test_missing_device_resource_fails_fast_listing_present_ones(ray_cluster, sm
 
     with pytest.raises(DeviceError, match="device:pixel7"):
         start_latency_service("pixel7", None, resources={"device:pixel7": 1})
+
+
+def test_measured_device_owns_one_actor_from_first_measurement_until_close(ray_cluster, small_space):
+    """Issue 19/22: one actor serves every measurement of an isolated measured device; close() ends it; between
+    measurements it holds no CPU; a measurement after close() starts another."""
+    from orchestrator.latency.devices.measured import MeasuredDevice
+
+    ids = [small_space.arch_id(small_space.sample(np.random.default_rng(i))) for i in range(4)]
+    dev = get_device("onnxrt-cpu", small_space, protocol=FAST)
+    starts = MeasuredDevice.actor_starts.get("onnxrt-cpu", 0)
+    assert dev.actor is None  # building starts nothing
+    dev.latency_ms(ids[:2])
+    actor = dev.actor
+    first = ray_cluster.get(actor.stats.remote())
+    dev.latency_ms(ids[2:])
+    dev.samples(ids[:1])
+    assert dev.actor is actor
+    stats = ray_cluster.get(actor.stats.remote())
+    assert stats["measured"] == 5 and stats["pid"] == first["pid"]
+    assert MeasuredDevice.actor_starts["onnxrt-cpu"] == starts + 1
+    assert ray_cluster.cluster_resources()["CPU"] == 2 and dev.actor_resources()["num_cpus"] == 1
+    dev.close()
+    assert dev.actor is None
+    with pytest.raises(ray_cluster.exceptions.RayActorError):
+        ray_cluster.get(actor.stats.remote())
+    dev.close()  # a second close is harmless
+    dev.latency_ms(ids[:1])
+    assert MeasuredDevice.actor_starts["onnxrt-cpu"] == starts + 2 and dev.actor is not actor
+    import pickle
+
+    assert pickle.loads(pickle.dumps(dev)).actor is None  # a copy does not own the actor
+    dev.close()

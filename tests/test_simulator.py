@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from orchestrator.errors import DeviceError
-from orchestrator.latency.devices.base import get_device
+from orchestrator.latency.devices.catalog import get_device
+from orchestrator.latency.devices.simulated import SimulatedDevice, draw_hardware, layer_profile, parse_simulated
 from orchestrator.latency.metrics import srcc
-from orchestrator.latency.simulator import SimulatedDevice, draw_hardware, layer_profile, parse_simulated
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,7 @@ class Context:
     supernet: tuple[Any, Any] | None = None  # (space spec, weights ref) when trained or loaded
     proxy_predictor: Any = None
     signals: Any = None  # the run's SignalGuard (records are written inside signals.deferred())
+    failed_targets: dict[str, str] = field(default_factory=dict)  # target -> why its device failed (the rest go on)
     pool_id: str = ""  # fingerprint of the proxy search's candidate pool (a target's result is valid for it only)
 
     @property

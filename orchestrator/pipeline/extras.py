@@ -44,7 +44,11 @@ def target_hooks(ctx: Context, accuracy: Any, record: Callable[[Finished], None]
     def export(f: Finished) -> None:
         f.export = export_front(ctx, f.target, f.report)
 
-    return [("measure_front", lambda f: measure_front(ctx, f.target, f.report)), ("refine", refine),
+    def measure(f: Finished) -> None:
+        measure_front(ctx, f.target, f.report)
+        f.target.device.close()  # the target's last measurement: its measuring actor ends
+
+    return [("measure_front", measure), ("refine", refine),
             ("baseline", baseline), ("export", export), ("record", record)]
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from orchestrator.config import PipelineConfig
 from orchestrator.errors import ConfigError, HwnasError
-from orchestrator.latency.devices.base import DeviceCatalog, DeviceSpec
+from orchestrator.latency.devices.catalog import DeviceCatalog
+from orchestrator.latency.devices.protocol import DeviceSpec
 from orchestrator.latency.table import LatencyTable
 from orchestrator.pipeline.resolved import SPACE, TABLE, Domain, Target
 from search_spaces.base import SearchSpace
@@ -42,6 +43,11 @@ class Plan:
         """Options every device type that has them takes from the latency section."""
         return device_defaults(self.cfg)
 
+    def close(self) -> None:
+        """Close every device built (a measured device's actor ends; a later measurement starts another)."""
+        for target in [*([self.proxy_target] if self.proxy_target is not None else []), *self.targets]:
+            target.device.close()
+
 
 def device_defaults(cfg: PipelineConfig) -> dict[str, Any]:
     """Options every device type that has them takes from the latency section."""
@@ -54,6 +60,7 @@ def _resolve(cfg: PipelineConfig, catalog: DeviceCatalog, spec: DeviceSpec) -> T
 
     limits = cost_limits(dict(cfg.search.constraints), dict(cfg.sweep.memory_mb), spec.name)
     return Target.build(catalog, spec, device_defaults(cfg), limits)
+
 
 
 def _load_table(cfg: PipelineConfig, space: SearchSpace) -> LatencyTable | None:

@@ -35,6 +35,7 @@ def proxy_samples(ctx: Context) -> LatencyTable:
     ids = distinct_sample(ctx.space, ctx.cfg.latency.proxy_samples, rng)
     log.info("proxy %s: measuring %d architectures to fit its predictor", plan.proxy, len(ids))
     y = device.latency_ms(ids)
+    device.close()  # the proxy's last measurement: its measuring actor ends before the search starts
     write_table(path, LatencyTable(ids, [f"lat_ms_{plan.proxy}"], y[:, None]))
     return LatencyTable(ids, [plan.proxy], y[:, None], str(path))
 

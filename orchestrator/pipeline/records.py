@@ -188,6 +188,7 @@ def summarize(ctx: Context, pool_size: int, rows: list[dict[str, Any]], t_start:
         "unserved_budgets_reuse": int(sum(r.get("unserved_budgets_reuse") or 0 for r in rows)),
         "target_measurements": int(sum(r["n_measurements"] for r in rows)),
         "unreliable_targets": [r["target"] for r in rows if r.get("retest_reliable") == 0.0],
+        "failed_targets": dict(ctx.failed_targets),
         "timings": ctx.timings, "wall_s": time.perf_counter() - t_start,
         **({"mlflow_view": ctx.tracker.view_link} if ctx.tracker.view_link else {}),
     }

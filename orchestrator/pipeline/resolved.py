@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from orchestrator.latency.devices.base import Device, DeviceCatalog, DeviceSpec
+from orchestrator.latency.devices.catalog import DeviceCatalog
+from orchestrator.latency.devices.protocol import Device, DeviceSpec
 from search_spaces.base import SearchSpace
 
 if TYPE_CHECKING:

@@ -87,6 +87,7 @@ def _locked(plan: Plan, run_dir: Path, resume: bool, progress: bool, t_start: fl
                     raise failure from None
                 raise
             finally:
+                ctx.plan.close()  # every device still holding an actor (a failed or stopped run)
                 for h in ctx.services.values():
                     ray.kill(h)
 
@@ -139,7 +140,7 @@ def _run(ctx: Context, resume: bool, t_start: float) -> dict[str, Any]:
             accuracy.release()
     ctx.timings["sweep_s"] = time.perf_counter() - t0
     with ctx.record():
-        summary = records.summarize(ctx, len(pool), [rows[n] for n in names], t_start)
+        summary = records.summarize(ctx, len(pool), [rows[n] for n in names if n in rows], t_start)
         records.record_sweep(ctx, shared, summary)
         ctx.tracker.finish(ctx.tracker.parent_id)
     if ctx.cfg.confirm.enabled:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from orchestrator.errors import DeviceError
 from orchestrator.latency.devices.reliability import reliability_check
 from orchestrator.latency.table import LatencyTable
 from orchestrator.latency.transfer import SourceSet
@@ -158,12 +159,22 @@ def measure_all(ctx: Context, shared: SweepShared, todo: Sequence[Target], k: in
         bar = tqdm(total=len(todo), desc="measure k", unit="device", disable=None)
     out = []
     for target in todo:
-        out.append(target_input(ctx, shared, target, k))
+        try:
+            out.append(target_input(ctx, shared, target, k))
+        except DeviceError as e:  # this target ends; the others are measured
+            target_failed(ctx, target, e)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
     return out
+
+
+def target_failed(ctx: Context, target: Target, error: DeviceError) -> None:
+    """Record that ``target`` failed (summary.json ``failed_targets``: its reason) and release its device."""
+    ctx.failed_targets[target.name] = str(error)
+    log.error("target %s failed and is left out of the sweep: %s", target.name, error)
+    target.device.close()
 
 
 def measure_more(ctx: Context, target: Target, inp: TargetInput, ids: Sequence[str]) -> None:
@@ -242,13 +253,19 @@ def sweep_stage(ctx: Context, accuracy: Any, shared: SweepShared, proxy_table: L
     export; then the record)."""
     k1, k2 = rounds(ctx).split()
     inputs = measure_all(ctx, shared, todo, k1)
+    todo = [t for t in todo if t.name not in ctx.failed_targets]  # a failed device ends its target alone
     sources = SourceCache(ctx, proxy_table, sorted({k1, k1 + k2}))
     with ctx.timed("sources_s"):
         sources.prepare([t.name for t in inputs])
     with ctx.timed("second_round_s"):
         more = fan_out(propose, shared, inputs, sources, n=k2) if k2 else [[] for _ in inputs]
         for target, inp, ids in zip(todo, inputs, more, strict=True):
-            measure_more(ctx, target, inp, ids)
+            try:
+                measure_more(ctx, target, inp, ids)
+            except DeviceError as e:
+                target_failed(ctx, target, e)
+        inputs = [t for t in inputs if t.name not in ctx.failed_targets]
+        todo = [t for t in todo if t.name not in ctx.failed_targets]
     reps = run_targets(shared, inputs, sources, keep_predictor=ctx.cfg.sweep.refine_trials > 0)
     new = None if shared.oracle.predictions_final else evaluate_provisional(ctx, accuracy, shared, reps)
     done = []

@@ -38,7 +38,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orchestrator.errors import DeviceError
-from orchestrator.latency.devices.base import PREFIXES, DeviceType, SampledDevice
+from orchestrator.latency.devices.protocol import DeviceType, SampledDevice
+from orchestrator.latency.devices.registry import PREFIXES
 from orchestrator.latency.measurement import LatencySample, summarize
 from search_spaces.base import SearchSpace
 
@@ -264,7 +265,7 @@ class CommandDevice(SampledDevice):
             return self.measure_many([self.space.parse(a) for a in arch_ids], progress)
         import ray
 
-        from orchestrator.latency.devices.remote import require_resource
+        from orchestrator.latency.service import require_resource
 
         if not ray.is_initialized():
             ray.init(address=self.options.address, log_to_driver=False, configure_logging=False)

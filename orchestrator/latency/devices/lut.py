@@ -32,7 +32,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.errors import ArchError, DeviceError, TableError
-from orchestrator.latency.devices.base import PREFIXES, DeviceSpec, DeviceType
+from orchestrator.latency.devices.protocol import DeviceSpec, DeviceType
+from orchestrator.latency.devices.registry import PREFIXES
 from search_spaces.base import SearchSpace
 
 PREFIX = "lut:"

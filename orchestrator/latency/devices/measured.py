@@ -6,22 +6,27 @@ records the network's parameter count, so a measurement made in another
 process (a Ray actor, a remote node) shows which network it timed. With Ray
 running, ``latency_ms`` measures in an actor of its own (``isolate``) that
 holds ``threads`` CPUs only while it measures: timing next to busy evaluators
-would measure their contention.
+would measure their contention. The device owns that actor from its first
+measurement until ``close()`` (its owner calls it after the device's last
+measurement); between measurements the actor holds no CPU (a GPU device's actor
+keeps its GPU), so the CPUs go to other work.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.errors import DeviceError
-from orchestrator.latency.devices.base import DEVICES, DeviceType, SampledDevice
+from orchestrator.latency.devices.protocol import DeviceType, SampledDevice
+from orchestrator.latency.devices.registry import DEVICES
 from orchestrator.latency.measurement import LatencySample, MeasurementProtocol, pin_cores, summarize, time_callable
 from search_spaces.base import SearchSpace
 
@@ -51,11 +56,19 @@ class MeasuredDevice(SampledDevice):
 
     runtime = ""
 
+    actor_starts: ClassVar[dict[str, int]] = {}  # device name -> measuring actors started in this process
+
     def __init__(self, name: str, space: SearchSpace, options: MeasuredOptions) -> None:
         self.name = name
         self.space = space
         self.options = options
         self._pinned = False
+        self._actor: Any = None  # the measuring actor (isolate, with Ray): from the first measurement to close()
+        self._node: str | None = None  # the node it runs on
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a copy in another process does not own this device's actor (its close() must not end it)
+        return {**self.__dict__, "_actor": None, "_node": None}
 
     @property
     def threads(self) -> int:
@@ -109,16 +122,49 @@ class MeasuredDevice(SampledDevice):
 
         if not (self.options.isolate and ray.is_initialized()):
             return self.measure_many([self.space.parse(a) for a in arch_ids], progress)
-        from orchestrator.latency.service import start_latency_service
+        from orchestrator.latency.service import reserve_cpus, start_latency_service
 
-        svc = start_latency_service(self.name, None, device=self)
-        try:
-            rows = ray.get(svc.measure.remote(list(arch_ids)))
-        finally:
-            ray.kill(svc)
+        with reserve_cpus(self.actor_resources()["num_cpus"], self._node) as node:
+            if self._actor is None:  # the first measurement: the actor starts, on the node holding the CPUs
+                self._actor = start_latency_service(self.name, None, device=self, node_id=node, hold_cpus=False)
+                self._node = node
+                MeasuredDevice.actor_starts[self.name] = MeasuredDevice.actor_starts.get(self.name, 0) + 1
+                log.debug("device %s: measuring actor started on node %s", self.name, node)
+            rows = ray.get(self._actor.measure.remote(list(arch_ids)))
         if progress is not None:
             progress(len(rows))
         return [LatencySample(**r) for r in rows]
+
+    def builder(self) -> Callable[[], MeasuredDevice]:
+        """What builds this device in its measuring actor: its class, name, space spec and options, measuring
+        in that process (``isolate`` off)."""
+        local = self.options.model_copy(update={"isolate": False})
+        return functools.partial(_rebuild, type(self), self.name, self.space.spec(), local)
+
+    @property
+    def actor(self) -> Any:
+        """The measuring actor's handle while it runs (None before the first isolated measurement and after
+        ``close()``)."""
+        return self._actor
+
+    def close(self) -> None:
+        """End the measuring actor (a later measurement starts a new one)."""
+        actor, self._actor, self._node = self._actor, None, None
+        if actor is None:
+            return
+        import ray
+
+        if not ray.is_initialized():
+            return  # Ray is gone, and its actors with it
+        try:
+            ray.get(actor.close.remote(), timeout=30)
+        except Exception as e:  # the actor's own device failed to close: it is ended all the same
+            log.warning("device %s: closing its measuring actor: %s: %s", self.name, type(e).__name__, e)
+        ray.kill(actor)
+
+
+def _rebuild(cls: type[MeasuredDevice], name: str, space_spec: Any, options: MeasuredOptions) -> MeasuredDevice:
+    return cls(name, space_spec.build(), options)
 
 
 class TorchCPUDevice(MeasuredDevice):

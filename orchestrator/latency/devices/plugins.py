@@ -6,7 +6,7 @@ A distribution declares, in its ``pyproject.toml``::
     my-npu = "my_pkg.hwnas:NPU"          # an exact device name
     "board:" = "my_pkg.hwnas:BOARD"      # a prefix: board:<name>
 
-Each entry point loads a :class:`~orchestrator.latency.devices.base.DeviceType` (or a callable taking no
+Each entry point loads a :class:`~orchestrator.latency.devices.protocol.DeviceType` (or a callable taking no
 arguments that returns one): its pydantic options model (``extra="forbid"``) and its factory
 ``build(name, space, options) -> Device``. A name ending in ``:`` registers a prefix (its ``pattern`` is shown
 by ``hwnas list``). Plug-ins then appear in ``hwnas list``, ``hwnas validate`` and the catalog like built-ins.
@@ -21,7 +21,8 @@ import logging
 import sys
 from importlib.metadata import EntryPoint, entry_points
 
-from orchestrator.latency.devices.base import DEVICES, PREFIXES, DeviceType
+from orchestrator.latency.devices.protocol import DeviceType
+from orchestrator.latency.devices.registry import DEVICES, PREFIXES
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def _register(ep: EntryPoint) -> None:
     if not isinstance(obj, DeviceType) and callable(obj):
         obj = obj()
     if not isinstance(obj, DeviceType):
-        raise TypeError(f"loads a {type(obj).__name__}, not an orchestrator.latency.devices.base.DeviceType")
+        raise TypeError(f"loads a {type(obj).__name__}, not an orchestrator.latency.devices.protocol.DeviceType")
     dist = getattr(ep, "dist", None)
     help_ = f"{obj.help} [plug-in: {dist.name if dist is not None else ep.value}]"
     if ep.name.endswith(":"):

@@ -16,31 +16,14 @@ from typing import Any
 from pydantic import ConfigDict, Field, field_validator
 
 from orchestrator.errors import DeviceError
-from orchestrator.latency.devices.base import DEVICES, PREFIXES, DeviceSpec, DeviceType, SampledDevice
 from orchestrator.latency.devices.measured import CudaOptions
+from orchestrator.latency.devices.protocol import DeviceSpec, DeviceType, SampledDevice
+from orchestrator.latency.devices.registry import DEVICES, PREFIXES
 from orchestrator.latency.measurement import LatencySample
+from orchestrator.latency.service import RESOURCE_PREFIX, device_resources, require_resource
 from search_spaces.base import SearchSpace, SpaceSpec
 
-RESOURCE_PREFIX = "device:"
-
-
-def device_resources() -> dict[str, float]:
-    """The ``device:*`` custom resources of the connected Ray cluster."""
-    import ray
-
-    if not ray.is_initialized():
-        raise DeviceError("remote devices need a Ray cluster: connect first (ray.init(address=...))")
-    return {k: v for k, v in ray.cluster_resources().items() if k.startswith(RESOURCE_PREFIX)}
-
-
-def require_resource(resource: str) -> None:
-    have = device_resources()
-    if resource not in have:
-        listed = ", ".join(sorted(have)) or "none"
-        raise DeviceError(
-            f"no node of the Ray cluster carries resource {resource!r} (device resources present: {listed}); "
-            f"start the device's host with `ray start --address=HEAD --resources='{{\"{resource}\": 1}}'`"
-        )
+__all__ = ["RESOURCE_PREFIX", "RemoteDevice", "RemoteOptions", "device_resources", "require_resource"]
 
 
 class RemoteOptions(CudaOptions):
@@ -60,11 +43,10 @@ class RemoteOptions(CudaOptions):
         return v
 
 
-def _measure_task(space_spec: SpaceSpec, inner: DeviceSpec, arch_ids: list[str]) -> list[dict[str, Any]]:
-    from orchestrator.latency.devices.base import make_device
-
+def _measure_task(space_spec: SpaceSpec, inner_type: DeviceType, inner: DeviceSpec, arch_ids: list[str]
+                  ) -> list[dict[str, Any]]:
     space = space_spec.build()
-    device = make_device(inner, space)
+    device = inner_type.build(inner.name, space, inner_type.options.model_validate(inner.options))
     return [device.measure(space.parse(a)).to_dict() for a in arch_ids]  # type: ignore[attr-defined]
 
 
@@ -80,7 +62,7 @@ class RemoteDevice(SampledDevice):
         self.resource = RESOURCE_PREFIX + resource_name
         self.space = space
         self.options = options
-        inner_type = DEVICES.get(options.inner)
+        inner_type = self._inner_type = DEVICES.get(options.inner)  # travels to the node's task
         fields = inner_type.options.model_fields
         inner_opts = {k: v for k, v in options.model_dump(mode="json").items() if k in fields}
         inner_opts["isolate"] = False  # the task is the isolation
@@ -105,7 +87,7 @@ class RemoteDevice(SampledDevice):
         task = ray.remote(_measure_task).options(resources={self.resource: 1}, num_cpus=0, max_retries=2)
         spec = self.space.spec()
         chunk = self.options.chunk
-        refs = [task.remote(spec, self._inner, ids[i:i + chunk]) for i in range(0, len(ids), chunk)]
+        refs = [task.remote(spec, self._inner_type, self._inner, ids[i:i + chunk]) for i in range(0, len(ids), chunk)]
         out: list[LatencySample] = []
         for ref in refs:  # in order: chunks run one at a time on a device with one unit
             rows = ray.get(ref)

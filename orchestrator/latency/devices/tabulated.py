@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.errors import DeviceError
-from orchestrator.latency.devices.base import DeviceSpec, DeviceType
+from orchestrator.latency.devices.protocol import DeviceSpec, DeviceType
 from orchestrator.latency.table import LatencyTable
 from search_spaces.base import SearchSpace
 

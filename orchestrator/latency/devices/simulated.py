@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from orchestrator.errors import DeviceError
-from orchestrator.latency.devices.base import PREFIXES, DeviceSpec, DeviceType, NoOptions
+from orchestrator.latency.devices.protocol import DeviceSpec, DeviceType, NoOptions
+from orchestrator.latency.devices.registry import PREFIXES
 from orchestrator.latency.measurement import LatencySample
 from search_spaces.base import SearchSpace
 from search_spaces.costs import hooked_layers, network_layers  # noqa: F401  (hooked_layers: re-exported)

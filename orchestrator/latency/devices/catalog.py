@@ -1,137 +1,42 @@
-"""The Device interface, device specs, the registry of device types, and the catalog that resolves names.
+"""The device catalog: the one place device names are resolved (a column of the latency table in use, a
+registered runtime such as ``torch-cpu``, or a pattern such as ``sim:<n>``, ``remote:<name>``) and devices built.
 
-A device answers one question: the latency (ms) of architectures, by id.
-Four kinds implement it: *tabulated* (a column of a latency table), *measured*
-(a runtime on this machine: PyTorch, ONNX Runtime, CUDA), *remote* (a measured
-runtime on the Ray node carrying ``device:<name>``) and *simulated* (a roofline
-model). Everything else asks the device, never its kind:
-
-- ``latency_ms(arch_ids)``: measure, look up or simulate (NaN where a table has no value);
-- ``truth(arch_ids)``: the latency where it is known without cost (tables, simulators), else ``None``;
-- ``domain()``: the architectures it can report at all (a table's rows), ``None`` for any;
-- ``deterministic``: whether a second measurement would give the same numbers (no noise check needed);
-- ``cluster_resources()``: what the Ray cluster must carry for it (a GPU, ``device:<name>``);
-- ``spec()``: a :class:`DeviceSpec` that rebuilds it in another process (``make_device``);
-- ``close()``: release what it holds.
-
-Names are resolved in one place, :class:`DeviceCatalog`: a column of the
-latency table in use, a registered runtime (``torch-cpu``, ...), or a pattern
-(``sim:<n>``, ``remote:<name>``). Each device type declares its options as a
-pydantic model with unknown keys rejected, so ``hwnas validate`` reports a bad
-option with the valid ones before any work.
+Each device type declares its options as a pydantic model with unknown keys rejected, so ``hwnas validate``
+reports a bad option with the valid ones before any work. Importing this module registers every built-in
+device type (it imports the implementations; none of them imports it back) and then the ``hwnas.devices``
+plug-ins.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from orchestrator.errors import DeviceError, HwnasError
-from orchestrator.registry import Registry
+from orchestrator.errors import DeviceError, HwnasError, UnknownNameError
+from orchestrator.latency.devices import (  # noqa: F401  (importing them registers their device types)
+    command,
+    extras,
+    measured,
+    plugins,
+    remote,
+    runtimes,
+    simulated,
+    tabulated,
+)
+from orchestrator.latency.devices import lut as lut_devices  # noqa: F401  (registers lut:<device>)
+from orchestrator.latency.devices.protocol import Device, DeviceSpec, DeviceType
+from orchestrator.latency.devices.registry import DEVICES, PREFIXES
 from search_spaces.base import SearchSpace
 
 if TYPE_CHECKING:
     from orchestrator.latency.table import LatencyTable
 
 
-class DeviceSpec(BaseModel):
-    """A device's name and options: what crosses a process boundary instead of a device object."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    options: dict[str, Any] = Field(default_factory=dict)
-
-
-@runtime_checkable
-class Device(Protocol):
-    name: str
-    kind: str  # a label for reports and MLflow tags: tabulated, measured, remote, simulated
-    deterministic: bool
-
-    def latency_ms(self, arch_ids: Sequence[str]) -> np.ndarray: ...
-
-    def truth(self, arch_ids: Sequence[str]) -> np.ndarray | None: ...
-
-    def domain(self) -> list[str] | None: ...
-
-    def cluster_resources(self) -> dict[str, float]: ...
-
-    def spec(self) -> DeviceSpec: ...
-
-    def close(self) -> None: ...
-
-
-class SampledDevice:
-    """What every device that times a real runtime shares (measured here or on a remote node): noisy samples,
-    no truth known without measuring, any architecture, options that make its spec. Subclasses give
-    ``samples(arch_ids, progress)``."""
-
-    kind = "measured"
-    deterministic = False
-    name: str
-    options: BaseModel
-
-    def samples(self, arch_ids: Sequence[str], progress: Callable[[int], None] | None = None) -> list[Any]:
-        raise NotImplementedError
-
-    def latency_ms(self, arch_ids: Sequence[str]) -> np.ndarray:
-        return np.array([s.median_ms for s in self.samples(arch_ids)], dtype=float)
-
-    def spec(self) -> DeviceSpec:
-        return DeviceSpec(name=self.name, options=self.options.model_dump(mode="json"))
-
-    def truth(self, arch_ids: Sequence[str]) -> None:
-        return None
-
-    def domain(self) -> None:
-        return None
-
-    def close(self) -> None:
-        pass
-
-
-class NoOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-@dataclass(frozen=True)
-class DeviceType:
-    """How one kind of device is built: its options model and a factory ``build(name, space, options)``.
-
-    ``pattern`` is the name's form for prefix types (``sim:<n>``); exact names have none.
-    """
-
-    kind: str
-    options: type[BaseModel]
-    build: Callable[[str, SearchSpace, Any], Device]
-    help: str = ""
-    pattern: str = ""
-
-
-DEVICES: Registry[DeviceType] = Registry("device")  # exact names: torch-cpu, onnxrt-cpu, cuda
-PREFIXES: Registry[DeviceType] = Registry("device name prefix")  # sim:, remote:
-
-
-def _load_builtin() -> None:
-    # importing the modules registers their device types
-    from orchestrator.latency import simulator  # noqa: F401
-    from orchestrator.latency.devices import (  # noqa: F401
-        command,
-        extras,
-        lut,
-        measured,
-        plugins,
-        remote,
-        runtimes,
-        tabulated,
-    )
-
+def load_builtin() -> None:
+    """Register the plug-ins' device types (the built-ins are registered by this module's imports)."""
     plugins.load_plugins()  # third-party device types (entry point group hwnas.devices), after the built-ins
 
 
@@ -159,7 +64,7 @@ class DeviceCatalog:
     """
 
     def __init__(self, space: SearchSpace, table: LatencyTable | None = None, lut: str | None = None) -> None:
-        _load_builtin()
+        load_builtin()
         self.space = space
         if table is None and getattr(space, "name", None) == "nb201":
             from orchestrator.latency.table import shipped_table
@@ -175,9 +80,7 @@ class DeviceCatalog:
     def resolve(self, name: str) -> tuple[DeviceType, str]:
         """The device type of ``name`` and the name's argument (the part after a prefix)."""
         if self.table is not None and name in self.table.devices:
-            from orchestrator.latency.devices.tabulated import TABLE_DEVICE
-
-            return TABLE_DEVICE, name
+            return tabulated.TABLE_DEVICE, name
         if name in DEVICES:
             return DEVICES.get(name), name
         head, sep, tail = name.partition(":")
@@ -186,8 +89,6 @@ class DeviceCatalog:
         valid = self.names()
         close = difflib.get_close_matches(name, valid, n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        from orchestrator.errors import UnknownNameError
-
         raise UnknownNameError(f"unknown device {name!r}.{hint} Valid devices: {', '.join(valid)}")
 
     def names(self) -> list[str]:
