@@ -33,14 +33,26 @@ def _modules(root: Path) -> dict[str, Path]:
     return out
 
 
+def _is_type_checking_block(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and (
+        (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+        or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING"))
+
+
 def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
-    """Module -> the repository's modules it imports (``from a.b import c`` counts as a.b.c where that is a
-    module, else a.b; relative imports resolved)."""
+    """Module -> the repository's modules it imports at run time (``from a.b import c`` counts as a.b.c where that
+    is a module, else a.b; relative imports resolved; imports inside function bodies count, those under
+    ``if TYPE_CHECKING:`` do not)."""
     mods = _modules(root)
     graph: dict[str, set[str]] = {m: set() for m in mods}
     for mod, path in mods.items():
         pkg = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        tree = ast.parse(path.read_text(), str(path))
+        typing_only = {id(n) for block in ast.walk(tree) if _is_type_checking_block(block)
+                       for stmt in block.body for n in ast.walk(stmt)}
+        for node in ast.walk(tree):
+            if id(node) in typing_only:  # `if TYPE_CHECKING:` imports are annotations, not run-time arrows
+                continue
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
@@ -101,6 +113,26 @@ FLOOR = (DEVICES, "orchestrator.latency.service")
 def test_no_import_circle_through_the_devices_floor():
     found = [c for c in cycles(import_graph()) if any(m.startswith(FLOOR) for m in c)]
     assert found == []
+
+
+def test_the_only_circles_are_a_space_and_its_torch_module():
+    """Issue 19's check: no import circle in the repository beyond a space and its torch module (the module
+    that builds the space's networks imports the space's encoding, and the space builds its network lazily)."""
+    found = cycles(import_graph())
+    pairs = [c for c in found if len(c) == 2 and c[0].startswith("search_spaces.") and c[1] == f"{c[0]}_torch"]
+    assert [c for c in found if c not in pairs] == []
+
+
+def test_the_graph_ignores_type_checking_imports(tmp_path):
+    pkg = tmp_path / "orchestrator"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from orchestrator import b\n")
+    (pkg / "b.py").write_text("def f():\n    from orchestrator import a\n")
+    for other in PACKAGES[1:]:
+        (tmp_path / other).mkdir()
+    graph = import_graph(tmp_path)
+    assert graph["orchestrator.a"] == set() and graph["orchestrator.b"] == {"orchestrator.a"}
 
 
 def test_device_implementations_import_neither_the_catalog_nor_the_package():

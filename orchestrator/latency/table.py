@@ -10,7 +10,6 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,27 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.errors import ArchError, TableError
+from orchestrator.shipped import (  # the shipped tables' names, also importable from here
+    HWNASBENCH_DEVICES as HWNASBENCH_DEVICES,
+)
+from orchestrator.shipped import (
+    SHIPPED_DEFAULT as SHIPPED_DEFAULT,
+)
+from orchestrator.shipped import (
+    SHIPPED_DEVICES as SHIPPED_DEVICES,
+)
+from orchestrator.shipped import (
+    SHIPPED_FILES as SHIPPED_FILES,
+)
+from orchestrator.shipped import (
+    is_shipped as is_shipped,
+)
+from orchestrator.shipped import (
+    shipped_name as shipped_name,
+)
+from orchestrator.shipped import (
+    shipped_table_path as shipped_table_path,
+)
 from search_spaces.base import SearchSpace
 
 
@@ -252,37 +272,6 @@ def write_table(path: str | Path, table: LatencyTable, *, precision: int = 6) ->
         w.writerow(["arch", *table.devices])
         for a, row in zip(table.archs, table.values, strict=True):
             w.writerow([a, *("" if math.isnan(v) else f"{v:.{precision}g}" for v in row)])
-
-
-# The tables shipped in the package (orchestrator/data/README.md documents every column and its source).
-# 'shipped' is the default NB201 table: the whole space.
-SHIPPED_FILES = {
-    "nb201-full": "nb201_full_15625.csv",  # all 15,625 cells, 200- and 12-epoch accuracies, 19 HELP devices
-    "nb201-hwnasbench": "nb201_hwnasbench_6devices.csv",  # NB201's top 1,999 cells, HW-NAS-Bench's 6 devices
-}
-SHIPPED_DEFAULT = "nb201-full"
-SHIPPED_DEVICES = ("1080ti_1", "1080ti_256", "1080ti_32", "2080ti_1", "2080ti_256", "2080ti_32", "essential_ph_1",
-                   "gold_6240", "pixel3", "samsung_a50", "samsung_s7", "silver_4114", "silver_4210r", "titanx_1",
-                   "titanx_256", "titanx_32", "titanxp_1", "titanxp_256", "titanxp_32")
-HWNASBENCH_DEVICES = ("edgegpu", "edgetpu", "eyeriss", "fpga", "pixel3", "raspi4")
-
-
-def shipped_name(name: str) -> str:
-    """The shipped table ``name`` stands for ('shipped': the default); TableError for an unknown name."""
-    name = SHIPPED_DEFAULT if name == "shipped" else name
-    if name not in SHIPPED_FILES:
-        raise TableError(f"no shipped table {name!r}; shipped tables are 'shipped' (= {SHIPPED_DEFAULT}), "
-                         f"{', '.join(SHIPPED_FILES)}; or give a CSV path")
-    return name
-
-
-def is_shipped(name: str) -> bool:
-    return name == "shipped" or name in SHIPPED_FILES
-
-
-def shipped_table_path(name: str = "shipped") -> Path:
-    """Path of a shipped NB201 table (see orchestrator/data/README.md): the whole space by default."""
-    return Path(str(resources.files("orchestrator") / "data" / SHIPPED_FILES[shipped_name(name)]))
 
 
 def shipped_ref(name: str = "shipped") -> TableRef:

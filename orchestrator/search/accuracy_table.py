@@ -21,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from orchestrator.errors import ArchError, TableError
+from orchestrator.shipped import SHIPPED_DEFAULT, SHIPPED_FILES, is_shipped, shipped_name, shipped_table_path
 from search_spaces.base import SearchSpace
 
 DEFAULT_COLUMN = "test_acc_cifar10_200ep"
@@ -51,8 +52,6 @@ class AccuracyTable:
 
 def _resolve(table: str) -> tuple[Path, str, dict[str, str]]:
     """(path, label, {public column: file column}) of a shipped name or a path."""
-    from orchestrator.latency.table import is_shipped, shipped_name, shipped_table_path
-
     if is_shipped(table):
         name = shipped_name(table)
         return shipped_table_path(name), name, _RENAMED.get(name, {})
@@ -76,8 +75,6 @@ def _read(path_s: str, label: str, renamed_items: tuple[tuple[str, str], ...], s
           column: str, stamp: int) -> AccuracyTable:
     path, renamed = Path(path_s), dict(renamed_items)
     if not path.is_file():
-        from orchestrator.latency.table import SHIPPED_DEFAULT, SHIPPED_FILES
-
         raise AccuracyTableError(f"accuracy table {label}: no such file; give the path of a CSV with a column "
                                  f"'arch' and accuracy columns (percent), or a shipped table's name: shipped "
                                  f"(= {SHIPPED_DEFAULT}), {', '.join(SHIPPED_FILES)}")
