@@ -123,8 +123,6 @@ def test_run_py_turns_token_auth_on_before_ray_is_imported(tmp_path, monkeypatch
     assert text.index("token_auth_env()  #") < text.index("import ray")
 
 
-@pytest.mark.slow
-@pytest.mark.ray
 def _stop_head(head: subprocess.Popen, ray_tmp: str) -> None:
     """End a `ray start --block` head this test started (its own process group) and remove its temp dir."""
     with contextlib.suppress(ProcessLookupError):
@@ -137,6 +135,8 @@ def _stop_head(head: subprocess.Popen, ray_tmp: str) -> None:
     shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_run_py_against_a_started_head(tmp_path):
     """As `ray submit` runs it: a head started with token auth and a device resource, then run.py in a fresh
     process, from another cwd, with nothing exported by hand (only the token file, as cluster.yaml mounts)."""
