@@ -206,9 +206,12 @@ def test_run_py_logs_like_hwnas_run(monkeypatch):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     root = logging.getLogger()
-    saved = root.level, list(root.handlers), {n: logging.getLogger(n).level for n in ("orchestrator", "run.py")}
+    names = ("orchestrator", "run.py", "onnx_ir", "alembic", "alembic.runtime.migration")
+    saved = root.level, list(root.handlers), {n: logging.getLogger(n).level for n in names}
     try:
         root.handlers.clear()
+        for n in names:  # as in a fresh process (a store created by an earlier test sets alembic's to INFO)
+            logging.getLogger(n).setLevel(logging.NOTSET)
         mod.configure_logging()
         assert not logging.getLogger("onnx_ir").isEnabledFor(logging.INFO)
         assert not logging.getLogger("alembic.runtime.migration").isEnabledFor(logging.INFO)
