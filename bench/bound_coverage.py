@@ -15,7 +15,7 @@ rho < threshold (wrong). ``--holdout`` calibrates without the named tables (the 
 did not see); draws use a seed other than the calibration's.
 
     python bench/bound_coverage.py [--draws 1000] [--ks 3 5 7 10 15 20] [--confidence 0.9] [--holdout fbnet ofa]
-        [--per-pair]
+        [--per-pair] [--share 0.25]
 """
 
 from __future__ import annotations
@@ -62,7 +62,11 @@ def main() -> None:
     ap.add_argument("--holdout", nargs="*", default=[], choices=sorted(SHORT.values()))
     ap.add_argument("--per-pair", action="store_true", help="print every pair's exceedance per k")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--share", type=float, default=None,
+                    help="CALIBRATION_SHARE to measure (default: the shipped one)")
     args = ap.parse_args()
+    if args.share is not None:
+        dec.CALIBRATION_SHARE = args.share
     t0 = time.perf_counter()
     conf, alpha, thr = args.confidence, 1 - args.confidence, args.threshold
     tables = dict(zip(dec.CALIBRATION_TABLES, dec._calibration_tables(), strict=True))
@@ -75,7 +79,7 @@ def main() -> None:
     print(f"exceedance = share of random k-samples whose {conf:.0%} lower bound exceeds the pair's SRCC (nominal "
           f"<= {alpha:.2f}); {args.draws} draws per pair and k (standard error {np.sqrt(alpha * conf / args.draws):.3f}"
           f" at the nominal); calibration on {', '.join(SHORT[t] for t in dec.CALIBRATION_TABLES)}; tested on "
-          f"{', '.join(SHORT[t] for t in tables)}")
+          f"{', '.join(SHORT[t] for t in tables)}; CALIBRATION_SHARE {dec.CALIBRATION_SHARE}")
     summary = []
     for k in args.ks:
         per = []  # (table, a, b, rho, exceed exact, exceed bound, reuse bound)
