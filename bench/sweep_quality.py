@@ -33,6 +33,7 @@ Rows:
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import tempfile
@@ -74,7 +75,12 @@ def run(work: Path, table: str, proxy: str, targets: list[str], k: int, seed: in
         "tracking": {"enabled": False},
     })
     s = run_pipeline(cfg, progress=False)
-    return s["targets"]
+    t = s["timings"]
+    print(f"    {cfg.name}: wall {s['wall_s']:.0f}s, proxy search {t.get('search_s', 0):.0f}s, sweep "
+          f"{t.get('sweep_s', 0):.0f}s; per target: "
+          + ", ".join(f"{r['target']} {r['seconds']:.0f}s" for r in s["targets"]), flush=True)
+    return [r | {"run_wall_s": s["wall_s"], "run_search_s": t.get("search_s"), "run_sweep_s": t.get("sweep_s"),
+                 "run_targets": len(s["targets"])} for r in s["targets"]]
 
 
 def main() -> None:
@@ -87,6 +93,7 @@ def main() -> None:
     ap.add_argument("--reference", type=int, default=0, help="sweep+ref: reference cells of the k (k/2 if larger)")
     ap.add_argument("--adaproxy", action="store_true")
     ap.add_argument("--per-device", action="store_true")
+    ap.add_argument("--jsonl", default=None, help="also append each target's row (with its seconds) to this file")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -105,9 +112,15 @@ def main() -> None:
                     res = run(work, args.table, proxy, ts, k, seed, args.trials, "tabulated", args.per_device, 0)
                     print(f"k={k} seed {seed} proxy {proxy}: {len(ts)} targets in {time.perf_counter() - t1:.0f}s",
                           flush=True)
+                    if args.jsonl:
+                        with open(args.jsonl, "a") as fh:
+                            for r in res:
+                                fh.write(json.dumps({"k": k, "seed": seed, "proxy": proxy, "method": "sweep"} | r,
+                                                    default=float) + "\n")
                     for r in res:
                         rows[("sweep", k)].append({f: r.get(f) for f in FIGURES} | {"target": r["target"],
-                                                                                    "decision": r["decision"]})
+                                                                                    "decision": r["decision"],
+                                                                                    "seconds": r["seconds"]})
                         rows[("plain reuse", k)].append({"hv_ratio": r["hv_ratio_reuse"],
                                                          "unserved_budgets": r["unserved_budgets_reuse"],
                                                          "target": r["target"]})
@@ -158,6 +171,11 @@ def main() -> None:
             below = [t for t in targets if per[t] < reuse[t] - 1e-9]
             print(f"k={k} {method}: hv_ratio per target: " + ", ".join(f"{t} {v:.3f}" for t, v in per.items())
                   + f"; below plain reuse on {len(below)}: {', '.join(below) or '-'}")
+    for k in args.ks:
+        sec = [x["seconds"] for x in rows[("sweep", k)]]
+        if sec:
+            print(f"k={k}: seconds per target (sweep stage, measuring + transfer + whole-domain search): mean "
+                  f"{np.mean(sec):.1f}, median {np.median(sec):.1f}, max {np.max(sec):.1f}")
     if args.per_device:
         meas = [x["measurements"] for x in rows[("per-device", args.ks[0])]]
         print(f"per-device search measured {np.mean(meas):.0f} distinct cells per target on average")

@@ -12,6 +12,7 @@ per target with its ground-truth latency; it is run for real up to
 larger N (marked as extrapolated).
 
     python bench/sweep_scaling.py [--sizes 1 8 64 256] [--trials 400] [--baseline-max 64]
+    python bench/sweep_scaling.py --table shipped --sizes 1 64 --baseline-max 0 --no-tracking   # whole space
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ from search_spaces.nb201 import NB201Space
 TABULATED = ["edgegpu", "edgetpu", "eyeriss", "pixel3", "raspi4"]  # fpga is the proxy
 
 
-def targets_for(n: int) -> tuple[list[str], int]:
-    """N=1: one simulated device; else the five tabulated ones and N-5 simulated ones."""
-    if n == 1:
+def targets_for(n: int, simulated_only: bool = False) -> tuple[list[str], int]:
+    """N=1: one simulated device; else the five tabulated ones and N-5 simulated ones (``simulated_only``: N
+    simulated ones, all sharing the table's devices as their transfer sources)."""
+    if n == 1 or simulated_only:
         return [], 1
     tab = TABULATED[:n]
     return tab, n - len(tab)
@@ -77,7 +79,15 @@ def main() -> None:
     ap.add_argument("--baseline-max", type=int, default=64)
     ap.add_argument("--no-tracking", action="store_true", help="leave MLflow out of the timed sweep")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (run dirs, MLflow store)")
+    ap.add_argument("--table", default="nb201-hwnasbench",
+                    help="nb201-hwnasbench (1,999 cells, proxy fpga) or shipped (the whole space, 15,625 cells, HELP's "
+                         "19 devices as sources, 200-epoch accuracy; implies --simulated-only)")
+    ap.add_argument("--proxy", default=None, help="default: fpga (nb201-hwnasbench), pixel3 (shipped)")
+    ap.add_argument("--simulated-only", action="store_true", help="every target a simulated device")
     args = ap.parse_args()
+    whole = args.table != "nb201-hwnasbench"
+    proxy = args.proxy or ("pixel3" if whole else "fpga")
+    column = "test_acc_cifar10_200ep" if whole else "test_acc_cifar10_12ep"
     logging.basicConfig(level=logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
@@ -86,11 +96,11 @@ def main() -> None:
     print(f"Ray CPUs: {ray.cluster_resources().get('CPU')}; work dir {work}")
     rows = []
     for n in args.sizes:
-        tab, sims = targets_for(n)
+        tab, sims = targets_for(n, args.simulated_only or whole)
         cfg = parse_config({
             "name": f"sweep{n}", "seed": 0, "output_dir": str(work / "runs"),
-            "accuracy": {"source": "table", "table_column": "test_acc_cifar10_12ep"},
-            "latency": {"table": "nb201-hwnasbench", "proxy": "fpga"},
+            "accuracy": {"source": "table", "table_column": column},
+            "latency": {"table": args.table, "proxy": proxy},
             "search": {"algorithm": "nsga2", "n_trials": args.trials, "population": args.population,
                        "domain": "table"},
             "sweep": {"targets": tab, "simulated": sims, "k": args.k},
@@ -102,11 +112,23 @@ def main() -> None:
         s = run_pipeline(cfg, progress=False)
         wall = time.perf_counter() - t0
         rows.append({"n": n, "wall": wall, "search": s["timings"]["search_s"], "sweep": s["timings"]["sweep_s"],
-                     "meas": s["target_measurements"], "reuse": s["n_reuse"], "adapt": s["n_adapt"],
+                     "meas": s["target_measurements"],
+                     "sources": s["timings"].get("sources_s", 0.0), "reuse": s["n_reuse"], "adapt": s["n_adapt"],
                      "hv": s["mean_hv_ratio"]})
         parts = {k: round(v, 1) for k, v in s["timings"].items() if k.endswith("_s")}
-        print(f"  N={n:4d}: {wall:6.1f}s (search {rows[-1]['search']:.1f}s, sweep {rows[-1]['sweep']:.1f}s); "
-              f"{parts}", flush=True)
+        print(f"  N={n:4d}: {wall:6.1f}s (search {rows[-1]['search']:.1f}s, sweep {rows[-1]['sweep']:.1f}s, "
+              f"{rows[-1]['sweep'] / n:.2f}s of sweep per target); {parts}", flush=True)
+    if args.baseline_max == 0:  # the sweep's scaling alone
+        base = rows[0]
+        for r in rows[1:]:  # per-target cost: the sweep stage less the one meta-learning of the shared source set
+            per = (r["sweep"] - r["sources"]) / r["n"]
+            goal = 2 * (base["wall"] + r["n"] * per)
+            print(f"N={r['n']}: {r['wall']:.1f}s = {r['wall'] / base['wall']:.2f} x N=1's {base['wall']:.1f}s; "
+                  f"per-target cost {per:.2f}s; goal 2 x (N=1 + N x per-target) = {goal:.1f}s: "
+                  f"{'met' if r['wall'] <= goal else 'NOT met'}")
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     # the baseline: a full search per target
     names = ["sim:0"] if max(args.sizes) == 1 else [*TABULATED, *(f"sim:{i}" for i in range(max(args.sizes)))]
     per: list[float] = []

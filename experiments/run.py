@@ -17,24 +17,13 @@ token is there and the variable is not set) before anything imports ray.
 
 from __future__ import annotations
 
-import os
-
-
-def token_auth_env(environ: dict[str, str] = os.environ) -> bool:  # type: ignore[assignment]
-    """Turn token authentication on when a token is at hand and nothing says otherwise; True if it did."""
-    if "RAY_AUTH_MODE" in environ:
-        return False
-    token = environ.get("RAY_AUTH_TOKEN") or os.path.isfile(
-        environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token"))
-    if token:
-        environ["RAY_AUTH_MODE"] = "token"
-    return bool(token)
-
+from orchestrator.ray_connect import token_auth_env  # imports nothing of ray
 
 token_auth_env()  # before any import of ray, direct or through the package
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -86,10 +75,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    if args.address == "local":
-        ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, configure_logging=False)
-    else:
-        ray.init(address=args.address, configure_logging=False)
+    from orchestrator.ray_connect import connect
+
+    try:  # a cluster that cannot be reached, or refuses the token: one line naming the fix
+        connect(None if args.address == "local" else args.address,
+                cfg.ray.num_cpus if args.address == "local" else None)
+    except HwnasError as e:
+        print(f"run.py: {e}", file=sys.stderr)
+        return 2
     from orchestrator.pipeline import run_pipeline
     from orchestrator.report import format_summary
 

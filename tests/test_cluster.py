@@ -125,6 +125,18 @@ def test_run_py_turns_token_auth_on_before_ray_is_imported(tmp_path, monkeypatch
 
 @pytest.mark.slow
 @pytest.mark.ray
+def _stop_head(head: subprocess.Popen, ray_tmp: str) -> None:
+    """End a `ray start --block` head this test started (its own process group) and remove its temp dir."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(head.pid, signal.SIGTERM)
+    try:
+        head.wait(30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
 def test_run_py_against_a_started_head(tmp_path):
     """As `ray submit` runs it: a head started with token auth and a device resource, then run.py in a fresh
     process, from another cwd, with nothing exported by hand (only the token file, as cluster.yaml mounts)."""
@@ -181,14 +193,7 @@ def test_run_py_against_a_started_head(tmp_path):
         assert remote["k"] == 4 and remote["retest_n"] == 4 and remote["n_measurements"] == 4 + 4 + 2
         assert remote["front_mape_pct"] == remote["front_mape_pct"] and "retest_srcc" in remote  # not NaN
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(head.pid, signal.SIGKILL)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+        _stop_head(head, ray_tmp)
 
 
 def test_run_py_logs_like_hwnas_run(monkeypatch):
@@ -216,3 +221,92 @@ def test_run_py_logs_like_hwnas_run(monkeypatch):
         for n, level in saved[2].items():
             logging.getLogger(n).setLevel(level)
     # (its closing lines, and no library INFO on stderr, in a real run: test_run_py_against_a_started_head)
+
+
+def test_a_run_goes_to_ray_address_and_a_token_file_turns_token_auth_on(tmp_path):
+    """Where a run connects (the config's ray.address, else RAY_ADDRESS, else a local Ray) and when token auth
+    is turned on (a token at hand, RAY_AUTH_MODE unset); a token file Ray would abort on is refused by name."""
+    from orchestrator.ray_connect import RayConnectError, check_token_file, cluster_address, token_auth_env
+
+    assert cluster_address("10.0.0.1:6379", {"RAY_ADDRESS": "10.0.0.2:6379"}) == "10.0.0.1:6379"
+    assert cluster_address(None, {"RAY_ADDRESS": "10.0.0.2:6379"}) == "10.0.0.2:6379"
+    assert cluster_address(None, {}) is None and cluster_address(None, {"RAY_ADDRESS": ""}) is None
+    env = {"RAY_AUTH_TOKEN": "x" * 32}
+    assert token_auth_env(env) and env["RAY_AUTH_MODE"] == "token"
+    missing = tmp_path / "none"
+    with pytest.raises(RayConnectError, match=f"{missing} .RAY_AUTH_TOKEN_PATH. is missing"):
+        check_token_file({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(missing)})
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(RayConnectError, match="is empty"):
+        check_token_file({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(tmp_path / "empty")})
+    check_token_file({"RAY_AUTH_MODE": "disabled", "RAY_AUTH_TOKEN_PATH": str(missing)})  # not used: no error
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_hwnas_run_on_a_token_cluster_from_ray_address(tmp_path):
+    """Issue 23 item 5, as a user meets it: a head started with token auth, RAY_ADDRESS set, the token in
+    ~/.ray/auth_token and RAY_AUTH_MODE unset: `hwnas run` connects to that cluster (its driver log is in the
+    head's session) although the config sets ray.num_cpus (local Ray only). Without the token, or with another
+    one, `hwnas run` and run.py end with one error line naming the fix, no traceback, and no run dir."""
+    ray_tmp = tempfile.mkdtemp(prefix="hwt", dir="/tmp")
+    port = _free_port()
+    home, bare, wrong = (tmp_path / n for n in ("home", "bare", "wrong"))
+    for h in (home, bare, wrong):
+        h.mkdir()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH") and k != "RAY_ADDRESS"}
+    base.update(PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
+    subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "get-auth-token", "--generate"],
+                   env={**base, "HOME": str(home)}, check=True, capture_output=True, timeout=120)
+    (wrong / ".ray").mkdir()
+    (wrong / ".ray" / "auth_token").write_text("0" * 64)  # a token, not the cluster's
+    head = subprocess.Popen(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}",
+         "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false", f"--temp-dir={ray_tmp}"],
+        env={**base, "HOME": str(home), "RAY_AUTH_MODE": "token"}, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        cfg = {"name": "tok", "output_dir": str(tmp_path / "runs"), "ray": {"num_cpus": 1},
+               "accuracy": {"source": "table", "table_column": "test_acc_cifar10_12ep"},
+               "latency": {"proxy": "fpga", "table": "nb201-hwnasbench"},
+               "search": {"n_trials": 16, "population": 8, "domain": "table"},
+               "sweep": {"targets": ["pixel3"], "k": 4, "measure_front": 0, "export_front": 0},
+               "tracking": {"enabled": False}}
+        path = tmp_path / "tok.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        deadline = time.monotonic() + 60
+        while True:  # the head's GCS listens (connecting to a port nobody serves would retry for minutes)
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline and head.poll() is None, "the Ray head did not start"
+            time.sleep(0.5)
+        addr = f"127.0.0.1:{port}"
+        hwnas = [sys.executable, "-m", "orchestrator.cli", "run", str(path), "--no-progress"]
+        run = subprocess.Popen(hwnas, env={**base, "HOME": str(home), "RAY_ADDRESS": addr}, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = run.communicate(timeout=400)
+        assert run.returncode == 0, out + err
+        assert "Traceback" not in err and "ray.num_cpus (1) applies to a local Ray only" in err
+        assert (tmp_path / "runs" / "tok" / "summary.json").is_file() and "pixel3" in out
+        drivers = list(Path(ray_tmp).glob(f"session_*/logs/python-core-driver-*_{run.pid}.log"))
+        assert drivers, "hwnas run did not connect to the token cluster"  # not a local Ray of its own
+        fast = {"RAY_gcs_server_port_wait_time_s": "2"}  # Ray's connect retries (default ~20 s): fewer here
+        for h, entry, said in ((bare, hwnas, "needs a token and this machine has none"),
+                               (wrong, hwnas, "refused the token from ~/.ray/auth_token"),
+                               (bare, [sys.executable, str(ROOT / "experiments" / "run.py"), str(path), "--address",
+                                       addr], "needs a token and this machine has none")):
+            cfg_name = f"tok_{h.name}_{len(entry)}"
+            p = tmp_path / f"{cfg_name}.yaml"
+            p.write_text(yaml.safe_dump({**cfg, "name": cfg_name}))
+            args = [str(p) if a == str(path) else a for a in entry]
+            res = subprocess.run(args, env={**base, **fast, "HOME": str(h), "RAY_ADDRESS": addr}, cwd=tmp_path,
+                                 capture_output=True, text=True, timeout=300)
+            assert res.returncode == 2, res.stdout + res.stderr
+            errors = [ln for ln in res.stderr.splitlines() if ln.startswith(("hwnas: error:", "run.py:"))]
+            assert len(errors) == 1 and said in errors[0] and addr in errors[0], res.stderr
+            assert "~/.ray/auth_token" in errors[0] and "ray get-auth-token" in errors[0]
+            assert "Traceback" not in res.stderr
+            assert not (tmp_path / "runs" / cfg_name).exists()  # refused before any work
+    finally:
+        _stop_head(head, ray_tmp)

@@ -108,12 +108,8 @@ def test_tabulated_targets_need_the_table_domain():
       "sweep": {"targets": ["sim:1"]}}, r"latency.proxy_samples: 16,000 distinct architectures asked"),
 ])
 def test_counts_the_domain_cannot_give_are_refused(over, match):
-    import time
-
-    t0 = time.perf_counter()
-    with pytest.raises(ConfigError, match=match):
+    with pytest.raises(ConfigError, match=match):  # refused by counting (an attempt would outlast the timeout)
         parse_config({"name": "x", **over})
-    assert time.perf_counter() - t0 < 10  # refused, not attempted
 
 
 def test_many_trials_on_a_small_domain_is_a_warning(capsys, tmp_path):

@@ -25,6 +25,9 @@ from orchestrator.latency.table import (
     read_table,
     shipped_table_path,
 )
+from orchestrator.latency.table import (
+    shipped_table as shipped_table_by_name,
+)
 from orchestrator.latency.transfer import (
     FlooredPredictor,
     SourceSet,
@@ -36,7 +39,13 @@ from orchestrator.ranks import average_ranks, snap
 from orchestrator.report import format_summary
 from orchestrator.search.pareto import pareto_front
 from orchestrator.search.quality import front_quality, reference_front
-from orchestrator.sweep.decision import decide, exact_srcc_lower_bound, max_srcc_lower_bound
+from orchestrator.sweep.decision import (
+    decide,
+    empirical_srcc_lower_bound,
+    exact_srcc_lower_bound,
+    max_srcc_lower_bound,
+    srcc_lower_bound,
+)
 
 SHIPPED = shipped_table_path("nb201-hwnasbench")
 
@@ -308,11 +317,59 @@ def test_three_samples_of_a_pair_with_srcc_060_never_reuse(shipped):
     assert max_srcc_lower_bound(3, 0.9) < 0  # a perfectly ordered 3-sample: one in six when unrelated
 
 
+def _real_pair_rates(a: str, b: str, k: int, draws: int, seed: int) -> tuple[float, float, float]:
+    """(exact bound's exceedance, the sweep's bound's exceedance, the sweep's reuse rate at 0.9) over random
+    k-samples of a device pair of the whole NB201 space."""
+    t = shipped_table_by_name()
+    va, vb = t.column(a), t.column(b)
+    rho = srcc(va, vb)
+    rng = np.random.default_rng(seed)
+    ex = over = reuse = 0
+    for _ in range(draws):
+        i = rng.choice(len(va), k, replace=False)
+        lb = srcc_lower_bound(va[i], vb[i], 0.9, rng, n_boot=500)
+        ex += exact_srcc_lower_bound(srcc(va[i], vb[i]), k, 0.9) > rho
+        over += lb > rho
+        reuse += lb >= 0.9
+    return ex / draws, over / draws, reuse / draws
+
+
+def test_the_bound_holds_on_the_worst_real_pair_and_still_reuses():
+    # samsung_a50 (whole milliseconds) / silver_4210r, SRCC 0.978: the exact bound alone exceeded it in 30 % of
+    # random 10-samples (the issue: 15-17 % on the worst pairs of the subset); the sweep's bound stays within its
+    # 10 %, and still reuses on a pair this close (37 % of 10-samples in bench/bound_coverage.py's protocol)
+    draws = 300
+    ex, over, reuse = _real_pair_rates("samsung_a50", "silver_4210r", 10, draws, 7)
+    assert ex > 0.2
+    assert over <= 0.1 + 2.5 * math.sqrt(0.09 / draws)
+    assert reuse >= 0.2
+
+
+def test_the_bound_reuses_close_pairs_at_k20_and_not_far_ones():
+    draws = 200
+    _, over, reuse = _real_pair_rates("2080ti_32", "titanx_32", 20, draws, 8)  # SRCC 0.982
+    assert over <= 0.1 + 2.5 * math.sqrt(0.09 / draws) and reuse >= 0.5
+    _, over, reuse = _real_pair_rates("essential_ph_1", "gold_6240", 20, draws, 9)  # SRCC 0.888: never clears 0.9
+    assert over <= 0.1 + 2.5 * math.sqrt(0.09 / draws) and reuse <= 0.05
+
+
+def test_the_calibrated_bound_is_deterministic_monotone_and_below_the_exact_one():
+    rs = np.linspace(-1, 1, 41)
+    for k in (3, 5, 10, 20, 60):
+        emp = [empirical_srcc_lower_bound(r, k, 0.9) for r in rs]
+        assert emp == [empirical_srcc_lower_bound(r, k, 0.9) for r in rs]
+        assert all(np.diff(emp) >= 0)
+    assert empirical_srcc_lower_bound(1.0, 10, 0.9) < exact_srcc_lower_bound(1.0, 10, 0.9)  # 0.959 < 0.985
+    assert max_srcc_lower_bound(8, 0.9) >= 0.9 and max_srcc_lower_bound(7, 0.9) < 0.9
+    assert empirical_srcc_lower_bound(1.0, 10, 0.99) < empirical_srcc_lower_bound(1.0, 10, 0.9)
+    assert np.isnan(empirical_srcc_lower_bound(float("nan"), 10, 0.9))
+
+
 def test_validate_says_when_k_cannot_reuse(tmp_path, capsys):
     cfg = _config(tmp_path, "nb201-hwnasbench", proxy="fpga", targets="[edgegpu]", k=3)
     assert main(["validate", str(cfg)]) == 0
     text = "".join(capsys.readouterr())
-    assert "sweep.k: 3 samples cannot show an SRCC lower bound of 0.9" in text and "k >= 7" in text
+    assert "sweep.k: 3 samples cannot show an SRCC lower bound of 0.9" in text and "k >= 8" in text
     assert main(["validate", str(_config(tmp_path, "nb201-hwnasbench", proxy="fpga", targets="[edgegpu]", k=10))]) == 0
     assert "cannot show" not in "".join(capsys.readouterr())
 

@@ -275,14 +275,12 @@ def atomic_write(path: Path, data: str | bytes) -> None:
 
 
 def init_ray(cfg: PipelineConfig) -> None:
-    import ray
+    """Connect to the cluster at ``ray.address`` (else ``RAY_ADDRESS``; a token at hand turns token
+    authentication on), or start a local Ray of ``ray.num_cpus``; a cluster that cannot be reached or refuses the
+    token is a :class:`~orchestrator.ray_connect.RayConnectError` naming the fix."""
+    from orchestrator.ray_connect import cluster_address, connect
 
-    if ray.is_initialized():
-        return
-    if cfg.ray.address:
-        ray.init(address=cfg.ray.address, configure_logging=False)
-    else:
-        ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, configure_logging=False)
+    connect(cluster_address(cfg.ray.address), cfg.ray.num_cpus)
 
 
 class _QuietFileHandler(logging.FileHandler):

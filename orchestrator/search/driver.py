@@ -14,8 +14,8 @@ No work is done twice: an architecture proposed again (NSGA-II does that, and
 table-restricted search snaps many proposals to one row) is told from the
 evaluation log, which also survives a killed driver. The sampler's random state
 is set before each trial from (seed, the trial's position: trials before it that
-did not fail), and NSGA-II's elite population is ordered by value, not by trial
-number, so a driver resumed after a kill (its dead trials failed and re-queued)
+did not fail), and NSGA-II's elite population and each generation's parents
+are ordered by value, not by trial number, so a driver resumed after a kill (its dead trials failed and re-queued)
 proposes what the uninterrupted driver would have: the same seed, the same run.
 A continued study does not replay its first proposals (positions differ).
 """
@@ -79,7 +79,9 @@ class ReproducibleSampler(optuna.samplers.BaseSampler):
     random sampler's) are set from ``SeedSequence([seed, position])``, where position = trials before it that
     did not fail (a trial a killed driver left RUNNING is failed and re-queued on resume, so the uninterrupted
     and the resumed study number their live trials alike); NSGA-II's elite selection sees its population
-    ordered by (values, parameters) instead of trial numbers (re-queued trials get new numbers), and every
+    ordered by (values, parameters) instead of trial numbers (re-queued trials get new numbers), and so do the
+    parents a child is bred from (Optuna returns a generation's cached parents in trial-number order, so a kill
+    in generation >= 2 gave the resumed study's children other parents at the same random draw), and every
     trial gets its generation when it is asked (a re-queued one too)."""
 
     def __init__(self, inner: optuna.samplers.BaseSampler, seed: int) -> None:
@@ -89,6 +91,10 @@ class ReproducibleSampler(optuna.samplers.BaseSampler):
         if elite is not None:
             inner._elite_population_selection_strategy = (  # type: ignore[attr-defined]
                 lambda study, population: elite(study, sorted(population, key=_canonical_key)))
+        parents = getattr(inner, "get_parent_population", None)
+        if parents is not None:  # Optuna returns a generation's cached parents by trial number (not as selected)
+            inner.get_parent_population = (  # type: ignore[method-assign]
+                lambda study, generation: sorted(parents(study, generation), key=_canonical_key))
 
     def _reseed(self, position: int) -> None:
         states = np.random.SeedSequence([self.seed, position]).generate_state(2)
