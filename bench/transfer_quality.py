@@ -40,8 +40,11 @@ from search_spaces.base import encode_ids
 from search_spaces.nb201 import NB201Space
 
 
-def run(ks: list[int], draws: int, methods: list[str], single: bool, seed: int = 0, table_name: str = "shipped",
-        reference: int = 0, targets: list[str] | None = None) -> dict:
+def run(ks: list[int], draws: int, methods: list[str], single: bool, seed: int | list[int] = 0,
+        table_name: str = "shipped", reference: int = 0, targets: list[str] | None = None) -> dict:
+    """Part 1; ``seed`` may be a list: each seed's draws in turn on the same source sets (their meta-learning,
+    seeded by the source set alone, is done once)."""
+    seeds = [seed] if isinstance(seed, int) else list(seed)
     space = NB201Space()
     table = shipped_table(space, table_name)
     X = encode_ids(space, table.archs)
@@ -60,7 +63,7 @@ def run(ks: list[int], draws: int, methods: list[str], single: bool, seed: int =
                          for o in others]
         for label, src_names, meths in settings:
             src = SourceSet.from_table(table.select(src_names), space)
-            for k in ks:
+            for seed, k in ((s, k) for s in seeds for k in ks):
                 rng = np.random.default_rng([seed, ti, k])
                 for _ in range(draws):
                     pick = rng.choice(measured, size=k, replace=False)
@@ -76,7 +79,7 @@ def run(ks: list[int], draws: int, methods: list[str], single: bool, seed: int =
                 refs = np.array([row[a] for a in reference_cells(table.archs, reference, space.spec(), table)
                                  if not np.isnan(y[row[a]])])
                 free = np.setdiff1d(measured, refs)
-                for k in ks:
+                for seed, k in ((s, k) for s in seeds for k in ks):
                     rng = np.random.default_rng([seed, ti, k, 7])
                     for _ in range(draws):
                         pick = np.concatenate([refs, rng.choice(free, size=k, replace=False)])
@@ -84,7 +87,9 @@ def run(ks: list[int], draws: int, methods: list[str], single: bool, seed: int =
                         pred = adapt("multi", src, X[pick], y[pick], np.random.default_rng([seed, ti, k, 1]))
                         results.setdefault(("all", "multi+ref", k), {}).setdefault(target, []).append(
                             srcc(pred.predict(X[rest]), y[rest]))
-        print(f"  {target}: {time.perf_counter() - t_start:.0f}s", flush=True)
+        mine = "  ".join(f"{m}@{k} {np.mean(per[target]):.3f}" for (setting, m, k), per in sorted(results.items())
+                         if setting == "all" and target in per)
+        print(f"  {target}: {time.perf_counter() - t_start:.0f}s  {mine}", flush=True)
     return results
 
 
@@ -161,7 +166,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 5, 10, 30, 60])
     ap.add_argument("--scaling-ks", type=int, nargs="+", default=[10, 20])
     ap.add_argument("--scaling-draws", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds of the draws")
     ap.add_argument("--table", default="shipped", help="shipped (the whole space) or nb201-hwnasbench")
     ap.add_argument("--reference", type=int, default=0, help="also multi with this many reference cells")
     ap.add_argument("--targets", nargs="+", default=None, help="default: every device of the table")
@@ -172,7 +177,7 @@ def main() -> None:
     print_part1(res, args.ks)
     print(f"[{args.draws} draws per (target, k); {time.perf_counter() - t0:.0f}s]")
     if args.scaling:
-        scaling(args.scaling_ks, args.sizes, args.scaling_draws, args.seed)
+        scaling(args.scaling_ks, args.sizes, args.scaling_draws, args.seed[0])
         print(f"[{time.perf_counter() - t0:.0f}s in all]")
 
 

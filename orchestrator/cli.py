@@ -329,6 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--table", default="shipped", help="shipped (= nb201-full, the whole space) or nb201-hwnasbench")
     e.set_defaults(func=cmd_export_shipped)
 
+    from orchestrator.cli_lut import add_lut_command
+
+    add_lut_command(lat)
+
     from orchestrator.cli_accuracy import add_accuracy_commands
     from orchestrator.cli_run import add_run_commands
     from orchestrator.cli_supernet import add_supernet_commands

@@ -379,13 +379,15 @@ def test_validate_says_when_k_cannot_reuse(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def noisy(space, shipped):
-    """Ten noisy measurements (30 % log-normal) of a CPU-like device whose latency hardly varies: the fit in ms
-    of these predicted down to -10.6 ms before the transfer was constrained."""
+    """Ten noisy measurements (40 % log-normal) of a CPU-like device whose latency hardly varies: the unconstrained
+    fit in ms of these predicts down to -14.7 ms on the sources' architectures. (The draw that once gave -10.6 ms,
+    seed 14 at 30 %, no longer goes negative since the ridge's leave-one-out became exact in the dual form; the
+    tests below assert the precondition so that this fixture cannot silently stop exercising the constraint.)"""
     sources = SourceSet.from_table(shipped, space)
-    rng = np.random.default_rng(14)
+    rng = np.random.default_rng(180)
     base = 9.0 + 0.02 * sources.filled[:, shipped.devices.index("fpga")]
     i = rng.choice(len(sources.X), 10, replace=False)
-    return sources, sources.X[i], base[i] * rng.lognormal(0, 0.3, 10)
+    return sources, sources.X[i], base[i] * rng.lognormal(0, 0.4, 10)
 
 
 @pytest.mark.slow

@@ -37,6 +37,7 @@ import numpy as np
 from orchestrator.errors import TransferError
 from orchestrator.latency.metrics import srcc
 from orchestrator.latency.predictors import AdditivePredictor, LatencyPredictor
+from orchestrator.latency.ridge_dual import dual_applies, ridge_many_dual
 from orchestrator.latency.table import LatencyTable
 from orchestrator.ranks import average_ranks, is_constant
 from orchestrator.registry import Registry
@@ -264,6 +265,8 @@ _ADAPROXY_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)
 
 
 def _ridge(F: np.ndarray, y: np.ndarray, pen: np.ndarray) -> np.ndarray:
+    if dual_applies(F, pen[None, :]):  # fewer samples than features: the same fit as k x k solves
+        return ridge_many_dual(F, y, pen[None, :])[0][0]
     return np.linalg.lstsq(F.T @ F + np.diag(pen), F.T @ y, rcond=None)[0]
 
 
@@ -272,7 +275,10 @@ def _ridge_many(F: np.ndarray, y: np.ndarray, pens: np.ndarray) -> tuple[np.ndar
 
     Returns ``thetas`` (n_pens, p) and the leave-one-out residuals (n_pens, k)
     from the hat matrix's diagonal (the closed form for linear smoothers).
+    With fewer samples than features, the same fits in the dual form (``ridge_dual``: k x k solves).
     """
+    if dual_applies(F, pens):
+        return ridge_many_dual(F, y, pens)
     G = F.T @ F
     A = G[None, :, :] + pens[:, :, None] * np.eye(F.shape[1])[None, :, :]
     rhs = np.concatenate([(F.T @ y)[:, None], F.T], axis=1)
@@ -490,11 +496,13 @@ def _select_top_m(seen: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
         hp = MULTI_GRID[j] if best == LOO else best
         Fk, yk = Fall[pick], yall[pick] / yall[pick].mean()
         agree = source_agreement(Fk[:, 1:1 + n_src], yk)
+        Frest = Fall[rest]  # once per draw (not a column subset per option: a copy each, the bulk of the time)
         row = []
         for m in options:
             cols = _design_columns(top_sources(agree, m), n_src, Fall.shape[1])
-            theta = _ridge(Fk[:, cols], yk, _multi_pen(len(cols) - (Fall.shape[1] - n_src), n_coarse, d, hp))
-            row.append(srcc(Fall[np.ix_(rest, cols)] @ theta, yall[rest]))
+            theta = np.zeros(Fall.shape[1])
+            theta[cols] = _ridge(Fk[:, cols], yk, _multi_pen(len(cols) - (Fall.shape[1] - n_src), n_coarse, d, hp))
+            row.append(srcc(Frest @ theta, yall[rest]))
         scores.append(row)
     R = np.nan_to_num(np.asarray(scores), nan=-1.0)
     i = int(np.argmax(R.mean(0)))

@@ -1,0 +1,98 @@
+"""DNAS on NAS-Bench-201's edges: the cell's 6 edges as the layers of ``dnas_sweep``, each one of 5 ops.
+
+``NB201EdgeView(space)`` gives ``dnas.dnas_sweep`` what it needs from a layer-wise space: ``choices()`` (6 x
+``OPS``), ``build_supernet()`` (NB201's one-shot network plus ``forward_mixed``: each edge the weighted sum of
+its ops, ``none`` adding nothing), ``arch_id`` and ``input_shape``. The same cell is used in every position
+(NB201's definition), so one weight vector per edge mixes all its cells.
+
+The latency term needs a per-edge table: ``edge_latency_table`` fits ``base + sum_e delta[e, op_e]`` by least
+squares on a latency column (the target's measured table, or any additive model's predictions) over the
+architectures given. NB201's latency is not exactly additive per edge (a ``none`` edge can cut a path and
+make other edges dead); the fit's residual is what the expected-latency term cannot see, and the derived
+architectures are judged at their true latency afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from search_spaces.nb201 import EDGES, N_EDGES, OPS, NB201Space
+
+
+def _mixed_supernet_class() -> type:
+    import torch
+
+    from search_spaces.nb201_torch import NB201SuperCell, NB201SuperNetwork, _cell_forward
+
+    class NB201MixedSuperNetwork(NB201SuperNetwork):
+        """NB201's supernet with ``forward_mixed(x, weights)``: weights (6, 5), one row per edge over ``OPS``."""
+
+        def forward_mixed(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+            def cell(layer: NB201SuperCell, h: torch.Tensor) -> torch.Tensor:
+                def edge(e: int, key: str) -> Any:
+                    ops = layer.edges[key]
+                    return lambda z: sum(weights[e, o] * ops[op](z) for o, op in enumerate(OPS) if op != "none")
+
+                return _cell_forward(h, edge)
+
+            x = self.stem(x)
+            for layer in self.cells:
+                x = cell(layer, x) if isinstance(layer, NB201SuperCell) else layer(x)
+            x = self.lastact(x)
+            return self.classifier(torch.flatten(self.pool(x), 1))
+
+    return NB201MixedSuperNetwork
+
+
+class NB201EdgeView:
+    """NB201 seen as a layer-wise space (its 6 edges) for ``dnas_sweep``."""
+
+    def __init__(self, space: NB201Space) -> None:
+        self.space = space
+        self.name = space.name
+        self.encoding_size = N_EDGES * len(OPS)
+
+    def choices(self) -> list[tuple[str, ...]]:
+        return [tuple(OPS)] * N_EDGES
+
+    def build_supernet(self) -> Any:
+        cls = _mixed_supernet_class()
+        return cls(self.space.channels, self.space.cells_per_stage, self.space.num_classes)
+
+    def arch_id(self, arch: dict) -> str:
+        return self.space.arch_id(arch)
+
+    def input_shape(self, batch_size: int = 1) -> tuple[int, ...]:
+        return self.space.input_shape(batch_size)
+
+
+def edge_onehot(space: NB201Space, arch_ids: Sequence[str]) -> np.ndarray:
+    """(n, 30) one-hot of each edge's op, edge-major (NB201's ``EDGES`` order, ``OPS`` order)."""
+    X = np.zeros((len(arch_ids), N_EDGES * len(OPS)))
+    index = {op: i for i, op in enumerate(OPS)}
+    for r, a in enumerate(arch_ids):
+        for e, op in enumerate(space.parse(a)["ops"]):
+            X[r, e * len(OPS) + index[op]] = 1.0
+    return X
+
+
+def edge_latency_table(space: NB201Space, arch_ids: Sequence[str], latency_ms: np.ndarray
+                       ) -> tuple[np.ndarray, float, float]:
+    """Least-squares ``base + sum_e delta[e, op]`` on ``latency_ms`` (ms). Returns deltas (6, 5) with the
+    ``none`` op of each edge at 0, the base, and the fit's R^2 on the given architectures."""
+    X = edge_onehot(space, arch_ids)
+    y = np.asarray(latency_ms, dtype=float)
+    keep = [c for c in range(X.shape[1]) if c % len(OPS) != 0]  # 'none' is each edge's reference
+    A = np.hstack([np.ones((len(y), 1)), X[:, keep]])
+    theta, *_ = np.linalg.lstsq(A, y, rcond=None)
+    deltas = np.zeros((N_EDGES, len(OPS)))
+    deltas.reshape(-1)[keep] = theta[1:]
+    pred = A @ theta
+    r2 = 1.0 - float(np.sum((y - pred) ** 2) / max(np.sum((y - y.mean()) ** 2), 1e-12))
+    return deltas, float(theta[0]), r2
+
+
+__all__ = ["EDGES", "NB201EdgeView", "edge_latency_table", "edge_onehot"]
