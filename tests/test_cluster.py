@@ -123,8 +123,6 @@ def test_run_py_turns_token_auth_on_before_ray_is_imported(tmp_path, monkeypatch
     assert text.index("token_auth_env()  #") < text.index("import ray")
 
 
-@pytest.mark.slow
-@pytest.mark.ray
 def _stop_head(head: subprocess.Popen, ray_tmp: str) -> None:
     """End a `ray start --block` head this test started (its own process group) and remove its temp dir."""
     with contextlib.suppress(ProcessLookupError):
@@ -137,6 +135,8 @@ def _stop_head(head: subprocess.Popen, ray_tmp: str) -> None:
     shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_run_py_against_a_started_head(tmp_path):
     """As `ray submit` runs it: a head started with token auth and a device resource, then run.py in a fresh
     process, from another cwd, with nothing exported by hand (only the token file, as cluster.yaml mounts)."""
@@ -310,3 +310,84 @@ def test_hwnas_run_on_a_token_cluster_from_ray_address(tmp_path):
             assert not (tmp_path / "runs" / cfg_name).exists()  # refused before any work
     finally:
         _stop_head(head, ray_tmp)
+
+
+def _listening(pids: set[int]) -> list[tuple[int, str, int]]:
+    """(pid, address, port) of every listening TCP socket of ``pids`` (Linux /proc)."""
+    inodes: dict[str, int] = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if link.startswith("socket:["):
+                        inodes[link[8:-1]] = pid
+    out = []
+    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in list(f)[1:]:
+                cols = line.split()
+                if cols[3] != "0A" or cols[9] not in inodes:  # 0A: LISTEN
+                    continue
+                hexip, hexport = cols[1].split(":")
+                raw = bytes.fromhex(hexip)
+                if v6:  # four host-order 32-bit words
+                    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                    ip = socket.inet_ntop(socket.AF_INET6, raw)
+                else:
+                    ip = socket.inet_ntop(socket.AF_INET, raw[::-1])
+                out.append((inodes[cols[9]], ip, int(hexport, 16)))
+    return out
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_local_ray_listens_on_loopback_only_without_token_auth(tmp_path):
+    """Issue 24 item 9: the local Ray a run starts (connect(None)) listens on loopback only (GCS, raylet, workers,
+    agents, dashboard head), and without token authentication unless RAY_AUTH_MODE=token asks for it (issue 24
+    turn 5): no token file is written and none is needed. Run in a fresh process with its own temp dir and HOME."""
+    ray_tmp = tempfile.mkdtemp(prefix="hwl", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
+    script = (
+        "import os, sys, json, subprocess\n"
+        "from orchestrator.ray_connect import connect\n"
+        f"connect(None, 1, _temp_dir={ray_tmp!r})\n"
+        "import ray\n"
+        "ray.get(ray.remote(lambda: 1).remote())\n"
+        "kids = subprocess.run(['ps', '-e', '-o', 'pid=,ppid='], capture_output=True, text=True).stdout\n"
+        "pairs = [tuple(map(int, ln.split())) for ln in kids.splitlines() if ln.strip()]\n"
+        "ours, grew = {os.getpid()}, True\n"
+        "while grew:\n"
+        "    new = {p for p, pp in pairs if pp in ours} - ours\n"
+        "    ours |= new; grew = bool(new)\n"
+        "from ray._private.authentication.authentication_token_setup import get_authentication_mode\n"
+        "print(json.dumps({'pids': sorted(ours), 'auth': str(get_authentication_mode()),\n"
+        "                  'env': os.environ.get('RAY_AUTH_MODE')}))\n"
+        "sys.stdout.flush()\n"
+        "input()\n"
+        "ray.shutdown()\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "RAY_ADDRESS"))}
+    base.update(HOME=str(home), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    p = subprocess.Popen([sys.executable, "-c", script], env=base, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(p.stdout.readline() or "{}")
+        assert info, p.stderr.read() if p.poll() is not None else "no answer"
+        listening = _listening(set(info["pids"]))
+        assert len({pid for pid, _, _ in listening}) >= 3, listening  # GCS, raylet, a worker at least
+        loopback = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+        assert [s for s in listening if s[1] not in loopback] == [], listening
+        assert "TOKEN" not in info["auth"] and info["env"] is None, info  # env restored after init
+        assert not (home / ".ray" / "auth_token").exists()  # Ray writes one when it turns token auth on
+    finally:
+        with contextlib.suppress(OSError):
+            p.stdin.write("\n")
+            p.stdin.flush()
+        try:
+            err = p.communicate(timeout=60)[1]
+        except subprocess.TimeoutExpired:
+            p.kill()
+            err = p.communicate()[1]
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert "Token authentication is enabled" not in err, err
