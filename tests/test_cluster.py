@@ -342,7 +342,8 @@ def _listening(pids: set[int]) -> list[tuple[int, str, int]]:
 
 @pytest.mark.ray
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_a_local_ray_listens_on_loopback_only_without_token_auth(tmp_path):
+@pytest.mark.parametrize("mode", [None, "token"])
+def test_a_local_ray_listens_on_loopback_only_without_token_auth(tmp_path, mode):
     """Issue 24 item 9: the local Ray a run starts (connect(None)) listens on loopback only (GCS, raylet, workers,
     agents, dashboard head), and without token authentication unless RAY_AUTH_MODE=token asks for it (issue 24
     turn 5): no token file is written and none is needed. Run in a fresh process with its own temp dir and HOME."""
@@ -360,7 +361,8 @@ def test_a_local_ray_listens_on_loopback_only_without_token_auth(tmp_path):
         "    new = {p for p, pp in pairs if pp in ours} - ours\n"
         "    ours |= new; grew = bool(new)\n"
         "from ray._private.authentication.authentication_token_setup import get_authentication_mode\n"
-        "print(json.dumps({'pids': sorted(ours), 'auth': str(get_authentication_mode()),\n"
+        "from ray._raylet import AuthenticationMode\n"
+        "print(json.dumps({'pids': sorted(ours), 'auth': get_authentication_mode() == AuthenticationMode.TOKEN,\n"
         "                  'env': os.environ.get('RAY_AUTH_MODE')}))\n"
         "sys.stdout.flush()\n"
         "input()\n"
@@ -368,7 +370,7 @@ def test_a_local_ray_listens_on_loopback_only_without_token_auth(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "RAY_ADDRESS"))}
-    base.update(HOME=str(home), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    base.update(HOME=str(home), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **({"RAY_AUTH_MODE": mode} if mode else {}))
     p = subprocess.Popen([sys.executable, "-c", script], env=base, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     try:
@@ -378,8 +380,12 @@ def test_a_local_ray_listens_on_loopback_only_without_token_auth(tmp_path):
         assert len({pid for pid, _, _ in listening}) >= 3, listening  # GCS, raylet, a worker at least
         loopback = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
         assert [s for s in listening if s[1] not in loopback] == [], listening
-        assert "TOKEN" not in info["auth"] and info["env"] is None, info  # env restored after init
-        assert not (home / ".ray" / "auth_token").exists()  # Ray writes one when it turns token auth on
+        if mode is None:
+            assert not info["auth"] and info["env"] is None, info  # env restored after init
+            assert not (home / ".ray" / "auth_token").exists()  # Ray writes one when it turns token auth on
+        else:  # asked for: Ray's token auth, with the token Ray generates
+            assert info["auth"] and info["env"] == "token", info
+            assert (home / ".ray" / "auth_token").is_file()
     finally:
         with contextlib.suppress(OSError):
             p.stdin.write("\n")
