@@ -390,6 +390,34 @@ def new_store_race_row(work: Path) -> Row:
     return row
 
 
+def local_ray_ports_row(work: Path) -> Row:
+    """Issue 24.9: every TCP socket the local Ray of a run (ray_connect.connect(None)) listens on, per process."""
+    ray_tmp = tempfile.mkdtemp(prefix="hwp", dir="/tmp")  # short: Ray's socket paths stay under 107 bytes
+    code = ("import json, ray, psutil\nfrom orchestrator.ray_connect import connect\n"
+            f"connect(None, 1, _temp_dir={ray_tmp!r})\nray.get(ray.remote(lambda: 1).remote())\n"
+            "me = psutil.Process()\nprint(json.dumps(sorted({(p.name()[:24], c.laddr.ip, c.laddr.port) "
+            "for p in [me, *me.children(recursive=True)] for c in p.net_connections('inet') "
+            "if c.status == psutil.CONN_LISTEN})))\nray.shutdown()\n")
+    row = Row("ports: a local run's Ray beyond loopback", "every listening socket on 127.0.0.1/::1")
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True, timeout=300)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    row.seconds = time.perf_counter() - t0
+    try:
+        socks = json.loads(p.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        row.observed = f"rc {p.returncode}: {(p.stderr.strip().splitlines() or [''])[-1][:150]}"
+        return row
+    outside = [s for s in socks if s[1] not in ("127.0.0.1", "::1", "::ffff:127.0.0.1")]
+    row.ok = bool(socks) and not outside
+    row.observed = (f"{len(socks)} listening sockets, {len(outside)} beyond loopback"
+                    + (f": {', '.join(f'{n} {ip}:{port}' for n, ip, port in outside[:4])}" if outside else ""))
+    return row
+
+
+
 def quick_rows(work: Path, workers: int = 1) -> list[Row]:
     """The rows without a kill, in a fixed order. ``workers`` > 1 runs that many rows at once (threads, each
     starting its own `hwnas` processes, each row in its own files under ``work``): the same checks in less wall
@@ -480,7 +508,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="hwnas-faults-"))
     t0 = time.perf_counter()
     try:
-        rows = quick_rows(work) + ([] if args.quick else kill_rows(work))
+        rows = quick_rows(work) + ([] if args.quick else [*kill_rows(work), local_ray_ports_row(work)])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{'':2}{'fault':<44}{'s':>6}  observed")

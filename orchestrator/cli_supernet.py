@@ -30,14 +30,10 @@ def _options(pairs: list[str]) -> dict[str, Any]:
 
 
 def _ray_init(address: str | None, num_cpus: int | None) -> None:
-    import ray
+    """Join the cluster at ``address`` (else ``RAY_ADDRESS``) or start a local Ray, as ``hwnas run`` does."""
+    from orchestrator.ray_connect import cluster_address, connect
 
-    if ray.is_initialized():
-        return
-    if address:
-        ray.init(address=address)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, configure_logging=False)
+    connect(cluster_address(address), num_cpus)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

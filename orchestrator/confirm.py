@@ -133,7 +133,6 @@ def confirm(run_dir: str | Path, cfg: ConfirmConfig | None = None, progress: boo
 
     # Tune warns when a trial checkpoints every few seconds (our epochs are short on small data): expected here
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -146,9 +145,9 @@ def confirm(run_dir: str | Path, cfg: ConfirmConfig | None = None, progress: boo
     archs = front_archs(run, cfg.top, cfg.devices)
     if len(archs) < 1:
         raise ConfigError(f"confirm: the run's fronts in {run / 'fronts'} hold no architecture")
-    if not ray.is_initialized():
-        ray.init(num_cpus=pcfg.ray.num_cpus, include_dashboard=False, configure_logging=False,
-                 log_to_driver=False)
+    from orchestrator.ray_connect import cluster_address, connect
+
+    connect(cluster_address(pcfg.ray.address), pcfg.ray.num_cpus, log_to_driver=False)
     storage = run / name
     storage.mkdir(exist_ok=True)
     trainable = tune.with_resources(_train, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})

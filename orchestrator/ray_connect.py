@@ -130,7 +130,7 @@ def connect(address: str | None, num_cpus: int | None = None, **init: Any) -> No
     if ray.is_initialized():
         return
     if address is None:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, configure_logging=False, **init)
+        _init_local(ray, num_cpus, init)
         return
     if num_cpus is not None:
         log.warning("ray.num_cpus (%d) applies to a local Ray only; the cluster at %s offers its own CPUs", num_cpus,
@@ -142,3 +142,34 @@ def connect(address: str | None, num_cpus: int | None = None, **init: Any) -> No
         ray.init(address=address, configure_logging=False, **init)
     except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, AuthenticationError, ...
         raise connect_error(address, e) from None
+
+
+# A local Ray binds its servers (GCS, raylet, workers, agents) to the node's IP; Ray 2.60 takes the machine's
+# address for it (and turns a given "127.0.0.1" into that address) unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER is off,
+# when it takes loopback (ray._private.services.get_node_ip_address). Ray turns token authentication on for a new
+# local Ray unless RAY_AUTH_MODE is set (and writes ~/.ray/auth_token when there is none).
+_LOCAL_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def _init_local(ray: Any, num_cpus: int | None, init: dict[str, Any]) -> None:
+    """Start a local Ray bound to loopback only, with token authentication only if ``RAY_AUTH_MODE=token`` asks
+    for it; the environment is restored afterwards (Ray's processes keep what they started with)."""
+    from ray._private import ray_constants
+
+    env = dict(_LOCAL_ENV)
+    if "RAY_AUTH_MODE" not in os.environ:
+        env["RAY_AUTH_MODE"] = "disabled"
+    saved = {k: os.environ.get(k) for k in env}
+    saved_cluster = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ.update(env)
+    ray_constants.ENABLE_RAY_CLUSTER = False  # read at import: set for this process too
+    _refresh_ray_config()
+    try:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, configure_logging=False, **init)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_cluster
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -245,6 +245,36 @@ def test_a_run_goes_to_ray_address_and_a_token_file_turns_token_auth_on(tmp_path
     check_token_file({"RAY_AUTH_MODE": "disabled", "RAY_AUTH_TOKEN_PATH": str(missing)})  # not used: no error
 
 
+@contextlib.contextmanager
+def _token_head(tmp_path: Path):
+    """A `ray start` head with token auth on 127.0.0.1, its token in ``tmp_path/home/.ray/auth_token``; yields
+    (address, its temp dir, an environment without RAY_AUTH* and RAY_ADDRESS) once its GCS listens."""
+    ray_tmp = tempfile.mkdtemp(prefix="hwt", dir="/tmp")
+    port = _free_port()
+    home = tmp_path / "home"
+    home.mkdir()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH") and k != "RAY_ADDRESS"}
+    base.update(PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
+    subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "get-auth-token", "--generate"],
+                   env={**base, "HOME": str(home)}, check=True, capture_output=True, timeout=120)
+    head = subprocess.Popen(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}",
+         "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false", f"--temp-dir={ray_tmp}"],
+        env={**base, "HOME": str(home), "RAY_AUTH_MODE": "token"}, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the head's GCS listens (connecting to a port nobody serves would retry for minutes)
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline and head.poll() is None, "the Ray head did not start"
+            time.sleep(0.5)
+        yield f"127.0.0.1:{port}", ray_tmp, base
+    finally:
+        _stop_head(head, ray_tmp)
+
+
 @pytest.mark.slow
 @pytest.mark.ray
 def test_hwnas_run_on_a_token_cluster_from_ray_address(tmp_path):
@@ -252,23 +282,12 @@ def test_hwnas_run_on_a_token_cluster_from_ray_address(tmp_path):
     ~/.ray/auth_token and RAY_AUTH_MODE unset: `hwnas run` connects to that cluster (its driver log is in the
     head's session) although the config sets ray.num_cpus (local Ray only). Without the token, or with another
     one, `hwnas run` and run.py end with one error line naming the fix, no traceback, and no run dir."""
-    ray_tmp = tempfile.mkdtemp(prefix="hwt", dir="/tmp")
-    port = _free_port()
-    home, bare, wrong = (tmp_path / n for n in ("home", "bare", "wrong"))
-    for h in (home, bare, wrong):
-        h.mkdir()
-    base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH") and k != "RAY_ADDRESS"}
-    base.update(PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
-    subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "get-auth-token", "--generate"],
-                   env={**base, "HOME": str(home)}, check=True, capture_output=True, timeout=120)
-    (wrong / ".ray").mkdir()
-    (wrong / ".ray" / "auth_token").write_text("0" * 64)  # a token, not the cluster's
-    head = subprocess.Popen(
-        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}",
-         "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false", f"--temp-dir={ray_tmp}"],
-        env={**base, "HOME": str(home), "RAY_AUTH_MODE": "token"}, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
+    with _token_head(tmp_path) as (addr, ray_tmp, base):
+        home, bare, wrong = (tmp_path / n for n in ("home", "bare", "wrong"))
+        for h in (bare, wrong):
+            h.mkdir()
+        (wrong / ".ray").mkdir()
+        (wrong / ".ray" / "auth_token").write_text("0" * 64)  # a token, not the cluster's
         cfg = {"name": "tok", "output_dir": str(tmp_path / "runs"), "ray": {"num_cpus": 1},
                "accuracy": {"source": "table", "table_column": "test_acc_cifar10_12ep"},
                "latency": {"proxy": "fpga", "table": "nb201-hwnasbench"},
@@ -277,14 +296,6 @@ def test_hwnas_run_on_a_token_cluster_from_ray_address(tmp_path):
                "tracking": {"enabled": False}}
         path = tmp_path / "tok.yaml"
         path.write_text(yaml.safe_dump(cfg))
-        deadline = time.monotonic() + 60
-        while True:  # the head's GCS listens (connecting to a port nobody serves would retry for minutes)
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert time.monotonic() < deadline and head.poll() is None, "the Ray head did not start"
-            time.sleep(0.5)
-        addr = f"127.0.0.1:{port}"
         hwnas = [sys.executable, "-m", "orchestrator.cli", "run", str(path), "--no-progress"]
         run = subprocess.Popen(hwnas, env={**base, "HOME": str(home), "RAY_ADDRESS": addr}, cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -311,5 +322,115 @@ def test_hwnas_run_on_a_token_cluster_from_ray_address(tmp_path):
             assert "~/.ray/auth_token" in errors[0] and "ray get-auth-token" in errors[0]
             assert "Traceback" not in res.stderr
             assert not (tmp_path / "runs" / cfg_name).exists()  # refused before any work
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_hwnas_supernet_on_a_token_cluster_from_ray_address(tmp_path):
+    """Issue 23 item 5 for `hwnas supernet` (it called ray.init itself): with RAY_ADDRESS and the token file it
+    trains on the token cluster (its driver log is in the head's session); without a token, one error line."""
+    with _token_head(tmp_path) as (addr, ray_tmp, base):
+        bare = tmp_path / "bare"
+        bare.mkdir()
+        train = [sys.executable, "-m", "orchestrator.cli", "supernet", "train", "--option", "width_mult=0.25",
+                 "--option", "resolution=32", "--option", "feature_dim=64", "--epochs", "1", "--max-train", "64",
+                 "--batch-size", "32", "--threads", "1"]
+        p = subprocess.Popen([*train, "--out", str(tmp_path / "sn")], cwd=tmp_path, text=True,
+                             env={**base, "HOME": str(tmp_path / "home"), "RAY_ADDRESS": addr},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = p.communicate(timeout=400)
+        assert p.returncode == 0 and "trained 1 epochs" in out, out + err
+        assert list(Path(ray_tmp).glob(f"session_*/logs/python-core-driver-*_{p.pid}.log")), "not on the cluster"
+        res = subprocess.run([*train, "--out", str(tmp_path / "sn2")], cwd=tmp_path, capture_output=True, text=True,
+                             env={**base, "HOME": str(bare), "RAY_ADDRESS": addr,
+                                  "RAY_gcs_server_port_wait_time_s": "2"}, timeout=300)
+        errors = [ln for ln in res.stderr.splitlines() if ln.startswith("hwnas: error:")]
+        assert res.returncode == 2 and len(errors) == 1, res.stdout + res.stderr
+        assert "needs a token and this machine has none" in errors[0] and "Traceback" not in res.stderr
+
+
+def _listening(pids: set[int]) -> list[tuple[int, str, int]]:
+    """(pid, address, port) of every listening TCP socket of ``pids`` (Linux /proc)."""
+    inodes: dict[str, int] = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if link.startswith("socket:["):
+                        inodes[link[8:-1]] = pid
+    out = []
+    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in list(f)[1:]:
+                cols = line.split()
+                if cols[3] != "0A" or cols[9] not in inodes:  # 0A: LISTEN
+                    continue
+                hexip, hexport = cols[1].split(":")
+                raw = bytes.fromhex(hexip)
+                if v6:  # four host-order 32-bit words
+                    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                    ip = socket.inet_ntop(socket.AF_INET6, raw)
+                else:
+                    ip = socket.inet_ntop(socket.AF_INET, raw[::-1])
+                out.append((inodes[cols[9]], ip, int(hexport, 16)))
+    return out
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("mode", [None, "token"])
+def test_a_local_ray_listens_on_loopback_only_without_token_auth(tmp_path, mode):
+    """Issue 24 item 9: the local Ray a run starts (connect(None)) listens on loopback only (GCS, raylet, workers,
+    agents, dashboard head), and without token authentication unless RAY_AUTH_MODE=token asks for it (issue 24
+    turn 5): no token file is written and none is needed. Run in a fresh process with its own temp dir and HOME."""
+    ray_tmp = tempfile.mkdtemp(prefix="hwl", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
+    script = (
+        "import os, sys, json, subprocess\n"
+        "from orchestrator.ray_connect import connect\n"
+        f"connect(None, 1, _temp_dir={ray_tmp!r})\n"
+        "import ray\n"
+        "ray.get(ray.remote(lambda: 1).remote())\n"
+        "kids = subprocess.run(['ps', '-e', '-o', 'pid=,ppid='], capture_output=True, text=True).stdout\n"
+        "pairs = [tuple(map(int, ln.split())) for ln in kids.splitlines() if ln.strip()]\n"
+        "ours, grew = {os.getpid()}, True\n"
+        "while grew:\n"
+        "    new = {p for p, pp in pairs if pp in ours} - ours\n"
+        "    ours |= new; grew = bool(new)\n"
+        "from ray._private.authentication.authentication_token_setup import get_authentication_mode\n"
+        "from ray._raylet import AuthenticationMode\n"
+        "print(json.dumps({'pids': sorted(ours), 'auth': get_authentication_mode() == AuthenticationMode.TOKEN,\n"
+        "                  'env': os.environ.get('RAY_AUTH_MODE')}))\n"
+        "sys.stdout.flush()\n"
+        "input()\n"
+        "ray.shutdown()\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "RAY_ADDRESS"))}
+    base.update(HOME=str(home), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **({"RAY_AUTH_MODE": mode} if mode else {}))
+    p = subprocess.Popen([sys.executable, "-c", script], env=base, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(p.stdout.readline() or "{}")
+        assert info, p.stderr.read() if p.poll() is not None else "no answer"
+        listening = _listening(set(info["pids"]))
+        assert len({pid for pid, _, _ in listening}) >= 3, listening  # GCS, raylet, a worker at least
+        loopback = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+        assert [s for s in listening if s[1] not in loopback] == [], listening
+        if mode is None:
+            assert not info["auth"] and info["env"] is None, info  # env restored after init
+            assert not (home / ".ray" / "auth_token").exists()  # Ray writes one when it turns token auth on
+        else:  # asked for: Ray's token auth, with the token Ray generates
+            assert info["auth"] and info["env"] == "token", info
+            assert (home / ".ray" / "auth_token").is_file()
     finally:
-        _stop_head(head, ray_tmp)
+        with contextlib.suppress(OSError):
+            p.stdin.write("\n")
+            p.stdin.flush()
+        try:
+            err = p.communicate(timeout=60)[1]
+        except subprocess.TimeoutExpired:
+            p.kill()
+            err = p.communicate()[1]
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert "Token authentication is enabled" not in err, err

@@ -268,7 +268,9 @@ class CommandDevice(SampledDevice):
         from orchestrator.latency.service import require_resource
 
         if not ray.is_initialized():
-            ray.init(address=self.options.address, log_to_driver=False, configure_logging=False)
+            from orchestrator.ray_connect import cluster_address, connect
+
+            connect(cluster_address(self.options.address), log_to_driver=False)
         require_resource(self.resource)
         ids = list(arch_ids)
         task = ray.remote(_command_task).options(resources={self.resource: 1}, num_cpus=0, max_retries=0)

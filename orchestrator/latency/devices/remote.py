@@ -75,7 +75,9 @@ class RemoteDevice(SampledDevice):
         import ray
 
         if not ray.is_initialized():
-            ray.init(address=self.options.address, log_to_driver=False, configure_logging=False)
+            from orchestrator.ray_connect import cluster_address, connect
+
+            connect(cluster_address(self.options.address), log_to_driver=False)
         require_resource(self.resource)
 
     def samples(self, arch_ids: Sequence[str], progress: Callable[[int], None] | None = None
