@@ -3,7 +3,7 @@ fresh process). For each row: what should happen, what did, how long until a cle
 `--resume`, whether completed trials == budget, no architecture was evaluated twice and no MLflow run is left
 RUNNING. The goal: every row passes, no traceback reaches the user, no refusal takes over 10 s.
 
-    python bench/faults.py [--quick] [--only NAME ...]
+    python bench/faults.py [--quick]
 
 ``--quick`` runs the rows that need no kill (the tests run those too: tests/test_faults.py).
 """
