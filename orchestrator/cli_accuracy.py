@@ -8,6 +8,8 @@ import argparse
 import csv
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import numpy as np
 
 from orchestrator.errors import ConfigError
 
-SOURCES = ("default", "table", "supernet", "predictor", "zero_cost")
+DEFAULT = "default"
 
 
 def data_config(path: str, fmt: str | None = None) -> Any:
@@ -41,33 +43,45 @@ def data_config(path: str, fmt: str | None = None) -> Any:
     return DataConfig(name=fmt, root=str(p))
 
 
-def build_source(args: argparse.Namespace, space: Any) -> tuple[Any, str, Any]:
-    """(the source, the estimate column's name, what to release after)."""
-    from orchestrator.config import AccuracySection
-    from orchestrator.search.accuracy import PredictorAccuracy, TableAccuracy, ZeroCostAccuracy, ZeroCostFeatures
+def _table(args: argparse.Namespace, space: Any, defaults: Any) -> tuple[Any, str, Any]:
+    from orchestrator.latency.table import shipped_accuracy
+    from orchestrator.search.accuracy import TableAccuracy
+
+    if space.name != "nb201":
+        raise ConfigError(f"--source table: the shipped accuracies are NB201's, not {space.name!r}; use "
+                          f"supernet, predictor or zero_cost")
+    return TableAccuracy(space, shipped_accuracy(defaults.table_column), seed=args.seed), "accuracy", None
+
+
+def _zero_cost(args: argparse.Namespace, space: Any, defaults: Any) -> tuple[Any, str, Any]:
+    from orchestrator.search.accuracy import ZeroCostAccuracy
     from orchestrator.search.zero_cost import make_scorer
 
-    defaults = AccuracySection()
-    source = defaults.source if args.source == "default" else args.source
-    if source == "table":
-        from orchestrator.latency.table import shipped_accuracy
+    if args.data is None:
+        raise ConfigError("--source zero_cost needs --data: the images of the proxies' batch (a .npz file, "
+                          "a CIFAR directory, an image folder, or 'digits')")
+    scorer = make_scorer(space, args.proxy, data_config(args.data, args.data_format), args.batch_size,
+                         args.reference, args.seed)
+    return ZeroCostAccuracy(space, scorer), f"zero_cost_{args.proxy}", None
 
-        if space.name != "nb201":
-            raise ConfigError(f"--source table: the shipped accuracies are NB201's, not {space.name!r}; use "
-                              f"supernet, predictor or zero_cost")
-        return TableAccuracy(space, shipped_accuracy(defaults.table_column), seed=args.seed), "accuracy", None
-    if source == "zero_cost":
-        if args.data is None:
-            raise ConfigError("--source zero_cost needs --data: the images of the proxies' batch (a .npz file, "
-                              "a CIFAR directory, an image folder, or 'digits')")
-        scorer = make_scorer(space, args.proxy, data_config(args.data, args.data_format), args.batch_size,
-                             args.reference, args.seed)
-        return ZeroCostAccuracy(space, scorer), f"zero_cost_{args.proxy}", None
+
+def _need_run(args: argparse.Namespace, source: str) -> None:
     if args.run is None:
-        raise ConfigError(f"--source {args.source} needs --run: a supernet run directory of 'hwnas supernet train'")
+        raise ConfigError(f"--source {source} needs --run: a supernet run directory of 'hwnas supernet train'")
+
+
+def _supernet(args: argparse.Namespace, space: Any, defaults: Any) -> tuple[Any, str, Any]:
+    _need_run(args, "supernet")
     sup = supernet_source(args)
-    if source == "supernet":
-        return sup, "accuracy", sup
+    return sup, "accuracy", sup
+
+
+def _predictor(args: argparse.Namespace, space: Any, defaults: Any) -> tuple[Any, str, Any]:
+    from orchestrator.search.accuracy import PredictorAccuracy, ZeroCostFeatures
+    from orchestrator.search.zero_cost import make_scorer
+
+    _need_run(args, "predictor")
+    sup = supernet_source(args)
     features: Any = "encoding"
     if args.features != "encoding":
         if args.data is None:
@@ -79,6 +93,50 @@ def build_source(args: argparse.Namespace, space: Any) -> tuple[Any, str, Any]:
     print(f"predictor fit on {args.samples} evaluated subnets: held-out SRCC {pred.quality['heldout_srcc']:.3f}",
           file=sys.stderr)
     return pred, "accuracy", sup
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """How this command builds a registered accuracy source (``pipeline.accuracy.SOURCES``) from its arguments:
+    ``build(args, space, defaults) -> (source, estimate column, what to release after)``."""
+
+    build: Callable[[argparse.Namespace, Any, Any], tuple[Any, str, Any]]
+    takes_proxy: bool = False  # --proxy chooses what it computes
+
+
+# one entry per registered accuracy source (tests/test_cli_accuracy.py checks the two agree)
+ESTIMATORS: dict[str, Estimator] = {"table": Estimator(_table), "zero_cost": Estimator(_zero_cost, takes_proxy=True),
+                                    "supernet": Estimator(_supernet), "predictor": Estimator(_predictor)}
+
+
+def source_choices() -> list[str]:
+    """``default`` (what the pipeline uses when the config names none) and every registered accuracy source."""
+    from orchestrator.pipeline.accuracy import SOURCES
+
+    return [DEFAULT, *SOURCES.names()]
+
+
+def resolve(args: argparse.Namespace) -> tuple[str, Estimator]:
+    """The source ``--source`` names (``default``: the config's default) and its estimator; refuses a --proxy
+    the source does not take."""
+    from orchestrator.config import AccuracySection
+
+    source = AccuracySection().source if args.source == DEFAULT else args.source
+    if source not in ESTIMATORS:
+        raise ConfigError(f"--source {source}: 'hwnas accuracy estimate' cannot build it yet; use one of "
+                          f"{', '.join(ESTIMATORS)}")
+    est = ESTIMATORS[source]
+    if not est.takes_proxy and args.proxy != "ensemble":
+        raise ConfigError(f"--proxy is for --source {', '.join(n for n, e in ESTIMATORS.items() if e.takes_proxy)}")
+    return source, est
+
+
+def build_source(args: argparse.Namespace, space: Any) -> tuple[Any, str, Any]:
+    """(the source, the estimate column's name, what to release after)."""
+    from orchestrator.config import AccuracySection
+
+    _, est = resolve(args)
+    return est.build(args, space, AccuracySection())
 
 
 def supernet_source(args: argparse.Namespace) -> Any:
@@ -108,8 +166,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from orchestrator.latency.table import read_archs
     from search_spaces.base import get_space
 
-    if args.source != "zero_cost" and args.proxy != "ensemble":
-        raise ConfigError("--proxy is for --source zero_cost")
+    resolve(args)  # an unknown source or a --proxy it does not take: refused before any work
     space = get_space(args.space)
     ids = read_archs(args.archs, space)
     if not ids:
@@ -145,7 +202,7 @@ def add_accuracy_commands(sub: argparse._SubParsersAction) -> None:
     e = acc.add_parser("estimate", help="estimate the accuracy of every architecture in a CSV; writes arch + one "
                                         "column")
     e.add_argument("--space", default="nb201", help="search space of the architectures")
-    e.add_argument("--source", default="default", choices=SOURCES,
+    e.add_argument("--source", default=DEFAULT, choices=source_choices(),
                    help="default (the pipeline's default), table (shipped NB201), supernet (--run), predictor "
                         "(--run; fit on --samples evaluated subnets), zero_cost (--proxy, --data)")
     e.add_argument("--proxy", default="ensemble",

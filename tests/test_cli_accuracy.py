@@ -74,3 +74,12 @@ def test_table_estimate(tmp_path):
 def test_estimate_errors_exit_2(tmp_path, archs, capsys, extra, message):
     assert main(["accuracy", "estimate", *extra, "--archs", str(archs), "--out", str(tmp_path / "o.csv")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_command_builds_every_registered_accuracy_source():
+    """One estimator per registered source (pipeline.accuracy.SOURCES), and --source offers exactly those."""
+    from orchestrator.cli_accuracy import DEFAULT, ESTIMATORS, source_choices
+    from orchestrator.pipeline.accuracy import SOURCES
+
+    assert set(ESTIMATORS) == set(SOURCES.names())
+    assert source_choices() == [DEFAULT, *SOURCES.names()]
