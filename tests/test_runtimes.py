@@ -14,6 +14,7 @@ from orchestrator.latency.measurement import MeasurementProtocol
 FAST = MeasurementProtocol(warmup=1, repeats=3, min_repeat_ms=1.0)
 HEAVY = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 LIGHT = "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"
+CUT = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"  # every path cut: the exported graph has no input
 
 
 def n_params(space, arch_id):
@@ -44,6 +45,19 @@ def test_onnxrt_int8_times_the_quantized_network_within_tolerance(small_space):
     assert chk.shape == (8, 3, 32, 32)
     err = dev.check(ort_session(dev.quantize(net), 1), net, chk)
     assert 0 < err <= dev.options.tolerance  # quantized (not bit-exact), within the documented 0.25
+
+
+def test_onnxrt_int8_measures_a_cell_that_ignores_its_input(small_space):
+    """An NB201 cell whose every edge is 'none' ignores its input, and the exported ONNX graph has none: nothing to
+    calibrate (its output is a constant), so it is timed as exported; the check and the timing feed what the
+    graph takes (it failed a sweep with ORT's 'Invalid input name: x')."""
+    import onnx
+
+    dev = get_device("onnxrt-int8", small_space, protocol=FAST, calibration_images=4, check_images=4)
+    net = small_space.build(small_space.parse(CUT)).eval()
+    assert len(onnx.load_from_string(dev.quantize(net)).graph.input) == 0
+    (sample,) = dev.measure_many([small_space.parse(CUT)])
+    assert sample.median_ms > 0 and sample.n_params == n_params(small_space, CUT)
 
 
 def test_onnxrt_int8_refuses_a_network_beyond_tolerance(small_space):

@@ -153,12 +153,22 @@ def _quiet_root() -> Iterator[None]:
 class _Reader:
     """Calibration batches for onnxruntime.quantization (a CalibrationDataReader)."""
 
-    def __init__(self, batches: list[np.ndarray]) -> None:
-        self._it = iter(batches)
+    def __init__(self, batches: list[np.ndarray], names: list[str]) -> None:
+        self._it, self._names = iter(batches), names
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         b = next(self._it, None)
-        return None if b is None else {"x": b}
+        return None if b is None else feed(self._names, b)
+
+
+def feed(names: list[str], x: np.ndarray) -> dict[str, np.ndarray]:
+    """The input feed of an exported network: ``x`` under its input's name, or nothing where the network has
+    no input (an NB201 cell whose every path is cut ignores its input, and the exporter drops it)."""
+    return {n: x for n in names}
+
+
+def input_names(sess: Any) -> list[str]:
+    return [i.name for i in sess.get_inputs()]
 
     def rewind(self) -> None:  # noqa: D102 - onnxruntime may call it
         pass
@@ -182,8 +192,12 @@ class OnnxRuntimeInt8Device(RuntimeDevice):
             warnings.simplefilter("ignore")
             src, pre, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
             src.write_bytes(fp32)
+            names = input_names(ort_session(fp32, 1))  # none where the network ignores its input
+            if not names:  # its output is a constant: no activation to calibrate, nothing to quantize
+                log.info("%s: the network ignores its input (every path cut); timed as exported", self.name)
+                return fp32
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)  # folds constants, infers shapes
-            quantize_static(str(pre), str(dst), _Reader(self.batches(cal)), quant_format=QuantFormat.QDQ,
+            quantize_static(str(pre), str(dst), _Reader(self.batches(cal), names), quant_format=QuantFormat.QDQ,
                             per_channel=self.options.per_channel, activation_type=QuantType.QInt8,
                             weight_type=QuantType.QInt8, calibrate_method=method,
                             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
@@ -198,7 +212,8 @@ class OnnxRuntimeInt8Device(RuntimeDevice):
                               f"(relative L2 error of the outputs on {len(chk)} validation images; tolerance "
                               f"{self.options.tolerance}): raise option tolerance, or calibrate on more images "
                               "(calibration_images) or another calibrate_method")
-        return lambda x: sess.run(None, {"x": x})
+        names = input_names(sess)
+        return lambda x: sess.run(None, feed(names, x))
 
     def check(self, sess: Any, model: Any, images: np.ndarray) -> float:
         """Relative L2 error of the int8 session's outputs against ``model``'s on ``images``."""
@@ -206,8 +221,9 @@ class OnnxRuntimeInt8Device(RuntimeDevice):
 
         ys, refs = [], []
         with torch.inference_mode():
+            names = input_names(sess)
             for b in self.batches(images):
-                ys.append(sess.run(None, {"x": b})[0])
+                ys.append(sess.run(None, feed(names, b))[0])
                 refs.append(model(torch.from_numpy(b)).numpy())
         return relative_error(np.concatenate(ys), np.concatenate(refs).astype(np.float64))
 
