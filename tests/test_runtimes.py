@@ -126,3 +126,18 @@ def test_executorch_xnnpack_times_the_lowered_program(small_space, precision):
     assert samples[0].median_ms > samples[1].median_ms > 0
     assert [s.n_params for s in samples] == [n_params(small_space, a) for a in (HEAVY, LIGHT)]
     assert set(dev.prepare_seconds) == {HEAVY, LIGHT}
+
+
+def test_a_runtime_failure_is_a_device_error_naming_the_architecture(small_space, monkeypatch):
+    """Whatever a runtime raises while measuring (here onnxruntime's quantizer) reaches the sweep as a DeviceError
+    naming the device and the architecture, so that target ends and the others go on."""
+    from onnxruntime.quantization import shape_inference
+
+    def broken(*a, **kw):
+        raise ValueError("the quantizer broke")
+
+    monkeypatch.setattr(shape_inference, "quant_pre_process", broken)
+    dev = get_device("onnxrt-int8", small_space, protocol=FAST, calibration_images=2, check_images=2)
+    with pytest.raises(DeviceError, match=r"device onnxrt-int8: measuring \|nor_conv_3x3~0\|.* failed: "
+                                          r"ValueError: the quantizer broke"):
+        dev.measure_many([small_space.parse(HEAVY)])

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.errors import DeviceError
+from orchestrator.errors import DeviceError, HwnasError
 from orchestrator.latency.devices.protocol import DeviceType, SampledDevice
 from orchestrator.latency.devices.registry import DEVICES
 from orchestrator.latency.measurement import LatencySample, MeasurementProtocol, pin_cores, summarize, time_callable
@@ -96,10 +96,18 @@ class MeasuredDevice(SampledDevice):
         return self.space.build(arch).eval()
 
     def measure(self, arch: Mapping[str, Any]) -> LatencySample:
-        """One architecture, in this process."""
+        """One architecture, in this process. A runtime's own failure (an exporter, a quantizer, a session)
+        raises DeviceError naming the device and the architecture: the sweep then ends this target alone."""
         self._setup()
         model = self.network(arch)
-        sample = self._measure(self.space.arch_id(arch), model)
+        arch_id = self.space.arch_id(arch)
+        try:
+            sample = self._measure(arch_id, model)
+        except HwnasError:
+            raise
+        except Exception as e:
+            raise DeviceError(f"device {self.name}: measuring {arch_id} failed: {type(e).__name__}: "
+                              f"{str(e)[:300]}") from e
         return sample.with_params(n_params(model))
 
     def _measure(self, arch_id: str, model: Any) -> LatencySample:
