@@ -37,7 +37,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.errors import DeviceError
-from orchestrator.latency.devices.measured import MeasuredDevice, MeasuredOptions, export_onnx, register_measured
+from orchestrator.latency.devices.measured import (
+    MeasuredDevice,
+    MeasuredOptions,
+    export_onnx,
+    input_names,
+    register_measured,
+)
 from orchestrator.latency.measurement import LatencySample, time_callable
 from search_spaces.base import SearchSpace
 
@@ -158,17 +164,7 @@ class _Reader:
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         b = next(self._it, None)
-        return None if b is None else feed(self._names, b)
-
-
-def feed(names: list[str], x: np.ndarray) -> dict[str, np.ndarray]:
-    """The input feed of an exported network: ``x`` under its input's name, or nothing where the network has
-    no input (an NB201 cell whose every path is cut ignores its input, and the exporter drops it)."""
-    return {n: x for n in names}
-
-
-def input_names(sess: Any) -> list[str]:
-    return [i.name for i in sess.get_inputs()]
+        return None if b is None else dict.fromkeys(self._names, b)
 
     def rewind(self) -> None:  # noqa: D102 - onnxruntime may call it
         pass
@@ -213,7 +209,7 @@ class OnnxRuntimeInt8Device(RuntimeDevice):
                               f"{self.options.tolerance}): raise option tolerance, or calibrate on more images "
                               "(calibration_images) or another calibrate_method")
         names = input_names(sess)
-        return lambda x: sess.run(None, feed(names, x))
+        return lambda x: sess.run(None, dict.fromkeys(names, x))
 
     def check(self, sess: Any, model: Any, images: np.ndarray) -> float:
         """Relative L2 error of the int8 session's outputs against ``model``'s on ``images``."""
@@ -223,7 +219,7 @@ class OnnxRuntimeInt8Device(RuntimeDevice):
         with torch.inference_mode():
             names = input_names(sess)
             for b in self.batches(images):
-                ys.append(sess.run(None, feed(names, b))[0])
+                ys.append(sess.run(None, dict.fromkeys(names, b))[0])
                 refs.append(model(torch.from_numpy(b)).numpy())
         return relative_error(np.concatenate(ys), np.concatenate(refs).astype(np.float64))
 
