@@ -236,6 +236,17 @@ def test_bn_is_recalibrated_and_accuracy_measured_at_the_subnets_resolution(tiny
     assert not torch.allclose(bn(at48), bn(at32))
 
 
+def test_zero_cost_scores_each_subnet_at_its_resolution(tiny):
+    from orchestrator.search.zero_cost import score_cells, score_network
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 3, 32, 32, generator=g), torch.randint(0, 10, (8,), generator=g)
+    got = score_cells(tiny, [f"{ARCH}@32", f"{ARCH}@64"], x, y, ["naswot"], seed=1)["naswot"]
+    torch.manual_seed(1)
+    want = score_network(tiny.build(tiny.parse(f"{ARCH}@64")), at_resolution(x, 64), y, ["naswot"])["naswot"]
+    assert got[1] == pytest.approx(want) and got[0] != pytest.approx(got[1])
+
+
 @pytest.mark.slow
 def test_a_resolution_elastic_subnet_is_exported_at_its_resolution(tiny, tmp_path):
     """The issue's test: the exported files (JSON, torch.export program, ONNX) take the subnet's own resolution
