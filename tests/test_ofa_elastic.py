@@ -180,6 +180,30 @@ def test_a_plan_on_ofa_sweeps_the_five_other_gpu_columns(tmp_path):
     assert sorted(t.name for t in plan.targets) == sorted(d for d in OFA_DEVICES if d != "2080ti_1")
 
 
+def test_a_measured_device_times_each_subnet_at_its_resolution(tiny, monkeypatch):
+    from orchestrator.latency.measurement import MeasurementProtocol
+
+    seen: list[tuple[int, ...]] = []
+    build = tiny.build
+
+    def recording_build(arch):
+        net = build(arch)
+        net.register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape)))
+        return net
+
+    monkeypatch.setattr(tiny, "build", recording_build)
+    dev = DeviceCatalog(tiny).make("torch-cpu", {"threads": 1, "batch_size": 2,
+                                                 "protocol": MeasurementProtocol(warmup=1, repeats=3)})
+    lat = dev.latency_ms([f"{ARCH}@32", f"{ARCH}@64"])
+    assert lat.shape == (2,) and np.all(lat > 0)
+    assert set(seen) == {(2, 3, 32, 32), (2, 3, 64, 64)}
+
+
+def test_runtimes_that_check_on_images_refuse_an_elastic_space(tiny):
+    problems = DeviceCatalog(tiny).problems("onnxrt-int8", {"threads": 1})
+    assert problems and "searches the resolution" in problems[0] and "torch-cpu, onnxrt-cpu, cuda" in problems[0]
+
+
 # -- supernet: training, BatchNorm, export at the subnet's resolution -----------------------------------------
 
 
