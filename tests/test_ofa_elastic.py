@@ -204,6 +204,21 @@ def test_runtimes_that_check_on_images_refuse_an_elastic_space(tiny):
     assert problems and "searches the resolution" in problems[0] and "torch-cpu, onnxrt-cpu, cuda" in problems[0]
 
 
+def test_a_supernet_at_other_resolutions_is_refused_before_any_work(tmp_path):
+    from orchestrator.config import parse_config
+    from orchestrator.errors import ConfigError
+    from orchestrator.pipeline.plan import make_plan
+
+    cfg = parse_config({"name": "ofa", "output_dir": str(tmp_path), "space": {"name": "mobilenetv3",
+                        "options": {"resolutions": "ofa"}}, "latency": {"proxy": "2080ti_1"},
+                        "accuracy": {"source": "supernet", "supernet": {"options": {"width_mult": 0.25,
+                                                                                     "resolutions": [32, 64]}}},
+                        "tracking": {"enabled": False}})
+    with pytest.raises(ConfigError, match=r"accuracy.supernet.options: the space searches the input resolution "
+                                          r"\[128, 132, .*the supernet trains at \[32, 64\]"):
+        make_plan(cfg)
+
+
 # -- supernet: training, BatchNorm, export at the subnet's resolution -----------------------------------------
 
 
