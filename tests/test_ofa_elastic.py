@@ -228,7 +228,6 @@ def _record_inputs(net: torch.nn.Module) -> list[tuple[int, ...]]:
     return seen
 
 
-@pytest.mark.slow
 def test_training_samples_one_resolution_per_step(tiny):
     data = load_dataset(DataConfig(name="synthetic", resolution=32, synthetic_size=16, num_classes=10))
     cfg = TrainConfig(epochs=1, batch_size=4, n_random=0, augment=False, seed=3)
