@@ -125,6 +125,25 @@ def distinct_sample(space: SearchSpace, n: int, rng: np.random.Generator, exclud
     return [*seen, *rest]
 
 
+def arch_input_shape(space: SearchSpace, arch: Mapping[str, Any] | str, batch_size: int = 1) -> tuple[int, ...]:
+    """The input of ``arch``'s network, ``(batch_size, channels, height, width)``: its own resolution in a space
+    that searches it (one with ``resolution_of``, e.g. mobilenetv3 with ``resolutions``), else the space's
+    ``input_shape``. ``arch`` may be an id."""
+    if not hasattr(space, "resolution_of"):
+        return tuple(space.input_shape(batch_size))
+    if isinstance(arch, str):
+        arch = space.parse(arch)
+    return tuple(space.input_shape(batch_size, arch=arch))  # type: ignore[call-arg]
+
+
+def searched_resolution(space: SearchSpace, arch: Mapping[str, Any]) -> int | None:
+    """The input resolution (px) ``arch`` names where the space searches it (``elastic_resolution``), else
+    None (the network runs at whatever the data holds, as configured)."""
+    if not getattr(space, "elastic_resolution", False):
+        return None
+    return int(space.resolution_of(arch))  # type: ignore[attr-defined]
+
+
 def encode_many(space: SearchSpace, archs: Iterable[Mapping[str, Any]]) -> np.ndarray:
     """Stack the encodings of ``archs`` into a float32 matrix (n, encoding_size)."""
     rows = [space.encode(a) for a in archs]

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from search_spaces.base import Layer, SearchSpace, SpaceSpec
+from search_spaces.base import Layer, SearchSpace, SpaceSpec, arch_input_shape
 from search_spaces.errors import SpaceError
 
 COSTS: dict[str, str] = {
@@ -69,7 +69,7 @@ def hooked_layers(space: SearchSpace, arch: Mapping[str, Any]) -> list[Layer]:
     handles = [m.register_forward_hook(hook) for m in net.modules() if not list(m.children())]
     try:
         with torch.no_grad():
-            net(torch.zeros(*space.input_shape(1)))
+            net(torch.zeros(*arch_input_shape(space, arch, 1)))
     finally:
         for h in handles:
             h.remove()

@@ -21,7 +21,7 @@ from orchestrator.latency.devices.registry import DEVICES, PREFIXES
 from orchestrator.latency.devices.simulated import hooked_layers
 from orchestrator.latency.fbnet_data import shipped_lut_path
 from orchestrator.latency.measurement import MeasurementProtocol
-from search_spaces.base import SPACES, SpaceSpec, encode_ids
+from search_spaces.base import SPACES, SpaceSpec, arch_input_shape, encode_ids
 
 FAST = MeasurementProtocol(warmup=1, repeats=3, min_repeat_ms=1.0)
 
@@ -33,37 +33,50 @@ SPACE_OPTIONS = {
 }
 
 
+# further configurations that change what an architecture is (case name -> (space, options)): each runs the same
+# space kit as the registered spaces
+SPACE_VARIANTS = {
+    "mobilenetv3@elastic-resolution": ("mobilenetv3", {"width_mult": 0.5, "resolutions": [32, 48, 64],
+                                                       "num_classes": 10, "feature_dim": 96}),
+}
+SPACE_CASES = {**{n: (n, o) for n, o in SPACE_OPTIONS.items()}, **SPACE_VARIANTS}
+SPACE_CASE_NAMES = [*SPACES.names(), *SPACE_VARIANTS]  # from the registry, then the variants
+
+
 def test_every_registered_space_is_covered():
     assert set(SPACE_OPTIONS) == set(SPACES.names())
+    assert all(name in SPACES for name, _ in SPACE_VARIANTS.values())
 
 
 def n_params(net: torch.nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-@pytest.mark.parametrize("name", SPACES.names())  # from the registry: a new space must add its options above
+@pytest.mark.parametrize("name", SPACE_CASE_NAMES)  # from the registry: a new space must add its options above
 def test_space_rebuilt_from_its_spec_is_the_same_network(name):
-    space = SpaceSpec(name=name, options=SPACE_OPTIONS[name]).build()
+    space_name, options = SPACE_CASES[name]
+    space = SpaceSpec(name=space_name, options=options).build()
     spec = space.spec()
     again = pickle.loads(pickle.dumps(spec)).build()  # what a Ray actor or task does
-    assert again.spec() == spec and spec.options.items() >= SPACE_OPTIONS[name].items()
+    assert again.spec() == spec and spec.options.items() >= options.items()
     arch = space.sample(np.random.default_rng(0))
     torch.manual_seed(0)
     a = space.build(arch).eval()
     torch.manual_seed(0)
     b = again.build(arch).eval()
     assert n_params(a) == n_params(b)
-    x = torch.randn(*space.input_shape(2))
+    x = torch.randn(*arch_input_shape(space, arch, 2))  # the architecture's own input (its resolution)
     with torch.no_grad():
         np.testing.assert_array_equal(a(x).numpy(), b(x).numpy())
-    assert a(x).shape == (2, SPACE_OPTIONS[name]["num_classes"])
+    assert a(x).shape == (2, options["num_classes"])
 
 
 def _space(name):
-    return SpaceSpec(name=name, options=SPACE_OPTIONS[name]).build()
+    space_name, options = SPACE_CASES[name]
+    return SpaceSpec(name=space_name, options=options).build()
 
 
-@pytest.mark.parametrize("name", SPACES.names())
+@pytest.mark.parametrize("name", SPACE_CASE_NAMES)
 def test_space_ids_round_trip(name):
     """An id parses to the architecture it names and prints back to itself (ids are the keys of every table,
     log and report); the largest and smallest networks included."""
@@ -78,7 +91,7 @@ def test_space_ids_round_trip(name):
     assert space.arch_id(space.largest()) != space.arch_id(space.smallest())
 
 
-@pytest.mark.parametrize("name", SPACES.names())
+@pytest.mark.parametrize("name", SPACE_CASE_NAMES)
 def test_space_sampling_is_a_function_of_the_generator(name):
     """The same seed gives the same architectures; other seeds give others (randomness only from the rng)."""
     space = _space(name)
@@ -92,7 +105,7 @@ def test_space_sampling_is_a_function_of_the_generator(name):
     assert len(set(draw(7))) > 1  # a generator's successive draws differ
 
 
-@pytest.mark.parametrize("name", SPACES.names())
+@pytest.mark.parametrize("name", SPACE_CASE_NAMES)
 def test_space_encoding(name):
     """One finite vector of ``encoding_size`` per architecture; different architectures, different vectors."""
     space = _space(name)
@@ -104,7 +117,7 @@ def test_space_encoding(name):
     assert space.size > 1
 
 
-@pytest.mark.parametrize("name", SPACES.names())
+@pytest.mark.parametrize("name", SPACE_CASE_NAMES)
 def test_space_costs(name):
     """Every registered cost is finite and positive for every architecture, and the largest network costs more
     parameters and multiply-adds than the smallest."""
@@ -301,12 +314,12 @@ def test_every_case_is_measured_somewhere():
     assert not bad, f"device cases with an unknown measure {bad}; use one of {sorted(where)}"
 
 
-@pytest.mark.parametrize("name", SPACES.names())  # from the registry: a new space must add its options above
+@pytest.mark.parametrize("name", SPACE_CASE_NAMES)  # from the registry: a new space must add its options above
 def test_layers_without_building_match_the_hooks(name):
     """A space's fast layer list (where it has one) equals what forward hooks count on the built network."""
     from collections import Counter
 
-    space = SpaceSpec(name=name, options=SPACE_OPTIONS[name]).build()
+    space = _space(name)
     if not hasattr(space, "layers"):
         pytest.skip(f"{name} has no fast layer list; the simulator uses the hooks")
     rng = np.random.default_rng(1)

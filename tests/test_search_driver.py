@@ -218,7 +218,8 @@ def test_hypervolume_history_is_monotone(space, shipped, acc_table, tmp_path):
     assert candidates(driver.study) == found
 
 
-@pytest.mark.parametrize("name,options", [("nb201", {}), ("mobilenetv3", {"resolution": 32}), ("fbnet", {})])
+@pytest.mark.parametrize("name,options", [("nb201", {}), ("mobilenetv3", {"resolution": 32}), ("fbnet", {}),
+                                          ("mobilenetv3", {"resolutions": "ofa"})])
 def test_to_params_inverts_from_params(name, options):
     from search_spaces.base import get_space
 

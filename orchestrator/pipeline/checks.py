@@ -240,7 +240,15 @@ def plan_checks(plan: Plan) -> list[str]:
         problems += plan_budget_problems(plan)
     if SOURCES.get(cfg.accuracy.source).trains_supernet:
         try:
-            cfg.space.with_options(**cfg.accuracy.supernet.options).build()
+            sup = cfg.space.with_options(**cfg.accuracy.supernet.options).build()
         except HwnasError as e:
             problems.append(f"accuracy.supernet.options: {e}")
+        else:  # a subnet is evaluated at the resolution its id names: the supernet must know every one
+            mine = getattr(plan.space, "resolutions", None)
+            theirs = getattr(sup, "resolutions", None)
+            if mine is not None and theirs != mine:
+                problems.append(f"accuracy.supernet.options: the space searches the input resolution "
+                                f"{list(mine)}, the supernet trains at {list(theirs) if theirs else 'one'}; "
+                                f"a subnet is evaluated at its own resolution, so leave 'resolutions' and "
+                                f"'resolution' out of accuracy.supernet.options")
     return problems

@@ -70,6 +70,10 @@ def _load_table(cfg: PipelineConfig, space: SearchSpace) -> LatencyTable | None:
         from orchestrator.latency.fbnet_data import shipped_fbnet_table
 
         return shipped_fbnet_table(space)
+    if cfg.latency.table == "shipped" and space.name == "mobilenetv3":
+        from orchestrator.latency.ofa_data import shipped_ofa_table
+
+        return shipped_ofa_table(space)  # OFA's GPUs for OFA's network at its resolutions; else None, as before
     if is_shipped(cfg.latency.table):
         if space.name != "nb201":
             if cfg.latency.table == "shipped":

@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -180,15 +181,24 @@ def mobilenet_model(space: SearchSpace) -> MilpModel:
                 E[off + i, v] = 1.0
             for i, v in enumerate(es[slot]):
                 E[off + len(KERNELS) + i, v] = 1.0
+    resolutions = list(getattr(space, "resolutions", None) or ())  # elastic resolution: a one-hot after the stages
+    res = [b.var() for _ in resolutions]
+    if res:
+        b.row({v: 1.0 for v in res}, 1.0, 1.0)
+        E = np.hstack([E, np.zeros((E.shape[0], len(res)))])
+        for i, v in enumerate(res):
+            E[N_STAGES * per_stage + i, v] = 1.0
     assert b.n == E.shape[1]
 
     def decode(v: np.ndarray) -> str:
-        arch: dict[str, list] = {"d": [], "ks": [], "e": []}
+        arch: dict[str, Any] = {"d": [], "ks": [], "e": []}
         for d, ks, es in idx:
             depth = DEPTHS[int(np.argmax(v[d]))]
             arch["d"].append(depth)
             arch["ks"].append([KERNELS[int(np.argmax(v[ks[s]]))] for s in range(depth)])
             arch["e"].append([EXPANDS[int(np.argmax(v[es[s]]))] for s in range(depth)])
+        if res:
+            arch["r"] = resolutions[int(np.argmax(v[res]))]
         return space.arch_id(arch)
 
     return MilpModel(b.n, b.rows, E, decode)

@@ -124,7 +124,10 @@ def score_network(net: nn.Module, x: torch.Tensor, y: torch.Tensor, names: Seque
 def score_cells(space: Any, arch_ids: Sequence[str], x: torch.Tensor, y: torch.Tensor, names: Sequence[str],
                 seed: int = 0, progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
     """Raw scores (one array per proxy, in the order of ``arch_ids``) of each architecture's network built with
-    the seeded initialisation ``torch.manual_seed(seed)`` (the same for every cell)."""
+    the seeded initialisation ``torch.manual_seed(seed)`` (the same for every cell), on ``x`` scaled to the
+    architecture's own resolution where the space searches it."""
+    from orchestrator.supernet.data import at_resolution
+    from search_spaces.base import searched_resolution
     from search_spaces.costs import count_params
 
     out = {n: np.empty(len(arch_ids)) for n in names}
@@ -136,7 +139,7 @@ def score_cells(space: Any, arch_ids: Sequence[str], x: torch.Tensor, y: torch.T
         if built:
             torch.manual_seed(seed)
             net = space.build(arch)
-            for n, v in score_network(net, x, y, built).items():
+            for n, v in score_network(net, at_resolution(x, searched_resolution(space, arch)), y, built).items():
                 out[n][i] = v
         if progress is not None:
             progress(i + 1)

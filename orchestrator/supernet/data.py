@@ -177,6 +177,12 @@ def _resize(x: torch.Tensor, resolution: int) -> torch.Tensor:
     return F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
 
 
+def at_resolution(x: torch.Tensor, resolution: int | None) -> torch.Tensor:
+    """Images ``(B, C, H, W)`` scaled (bilinear) to ``resolution x resolution``; unchanged where ``resolution`` is
+    None or already theirs (a subnet of an elastic-resolution space runs at its own resolution)."""
+    return x if resolution is None else _resize(x, int(resolution))
+
+
 def _split(n: int, y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Stratified split: the same share of every class goes to validation (seeded)."""
     rng = np.random.default_rng(seed)

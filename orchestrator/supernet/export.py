@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from search_spaces.base import arch_input_shape
+
 log = logging.getLogger(__name__)
 
 BATCH = "batch"  # the name of the dynamic first dimension of the input and the logits
@@ -68,13 +70,14 @@ def export_network(net: nn.Module, space: Any, arch: Mapping[str, Any], out_dir:
                    name: str = "subnet", extra: Mapping[str, Any] | None = None) -> ExportedSubnet:
     """Write ``net`` (the network of ``arch`` in ``space``) as arch JSON (with the space's spec and the
     parameter count), a ``torch.export`` program and ONNX, both with a dynamic batch dimension: input
-    ``(batch, *space.input_shape(1)[1:])``, logits ``(batch, classes)`` for any batch from 1 to 65,536
+    ``(batch, channels, r, r)`` at the architecture's own resolution ``r`` (``arch_input_shape``: the space's
+    where the resolution is not searched), logits ``(batch, classes)`` for any batch from 1 to 65,536
     (``batch_size`` is only the example traced; the JSON's ``input_shape`` has ``batch`` in front)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     net = net.cpu().eval()
     # traced at batch >= 2: torch.export would specialise a dimension of size 1 to the constant 1
-    example = torch.randn(*space.input_shape(max(batch_size, 2)))
+    example = torch.randn(*arch_input_shape(space, arch, max(batch_size, 2)))
     arch_json = out / f"{name}.json"
     arch_json.write_text(json.dumps({"space": space.name, "space_spec": space.spec().model_dump(),
                                      "arch_id": space.arch_id(arch), "arch": dict(arch),

@@ -4,7 +4,10 @@ Each step follows the sandwich rule (BigNAS / OFA): the largest subnet learns
 from the labels, then the smallest and ``n_random`` random subnets learn from
 the largest subnet's soft predictions (in-place distillation); their gradients
 accumulate into one optimiser step. SGD (Nesterov) or AdamW, a per-step
-schedule of linear warm-up then cosine decay; on CUDA mixed precision (bf16
+schedule of linear warm-up then cosine decay. In a space that searches the input resolution
+(``elastic_resolution``) each step draws one resolution from the space's and runs every subnet of the
+sandwich at it, its batch scaled to it (OFA's elastic resolution: one image size per batch). On CUDA mixed
+precision (bf16
 where supported, else fp16 with a gradient scaler) and channels_last.
 
 Training is deterministic given the seed: the batch order depends only on
@@ -36,7 +39,7 @@ from orchestrator.supernet.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from orchestrator.supernet.data import Dataset, steps_per_epoch, train_batches
+from orchestrator.supernet.data import Dataset, at_resolution, steps_per_epoch, train_batches
 
 log = logging.getLogger(__name__)
 
@@ -172,9 +175,18 @@ class SupernetTrainer:
 
     # -- training ---------------------------------------------------------------
     def sandwich(self) -> list[dict[str, Any]]:
-        """The subnets of one step: largest, smallest, then ``n_random`` random ones."""
-        return [self.space.largest(), self.space.smallest()] + [self.space.sample(self.rng)
-                                                                for _ in range(self.cfg.n_random)]
+        """The subnets of one step: largest, smallest, then ``n_random`` random ones; with elastic resolution
+        all at one resolution drawn for the step (from the trainer's generator, after the subnets)."""
+        archs = [self.space.largest(), self.space.smallest()] + [self.space.sample(self.rng)
+                                                                 for _ in range(self.cfg.n_random)]
+        if getattr(self.space, "elastic_resolution", False):
+            r = int(self.rng.choice(self.space.resolutions))
+            archs = [{**a, "r": r} for a in archs]
+        return archs
+
+    def step_resolution(self, archs: list[dict[str, Any]]) -> int | None:
+        """The input resolution of this step's subnets (None: the space does not search it)."""
+        return int(archs[0]["r"]) if getattr(self.space, "elastic_resolution", False) else None
 
     def _autocast(self) -> Any:
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp)
@@ -186,6 +198,7 @@ class SupernetTrainer:
         y = y.to(self.device, non_blocking=True)
         self.opt.zero_grad(set_to_none=True)
         archs = self.sandwich()
+        x = at_resolution(x, self.step_resolution(archs)).contiguous(memory_format=self.memory_format)
         with self._autocast():
             out = self.net(x, archs[0])
             loss = F.cross_entropy(out.float(), y, label_smoothing=self.cfg.label_smoothing)

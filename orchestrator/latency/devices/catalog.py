@@ -74,6 +74,10 @@ class DeviceCatalog:
             from orchestrator.latency.fbnet_data import shipped_fbnet_table
 
             table = shipped_fbnet_table(space)
+        if table is None and getattr(space, "name", None) == "mobilenetv3":
+            from orchestrator.latency.ofa_data import shipped_ofa_table
+
+            table = shipped_ofa_table(space)
         self.table = table
         self.lut = lut
 

@@ -41,7 +41,7 @@ from orchestrator.errors import DeviceError
 from orchestrator.latency.devices.protocol import DeviceType, SampledDevice
 from orchestrator.latency.devices.registry import PREFIXES
 from orchestrator.latency.measurement import LatencySample, summarize
-from search_spaces.base import SearchSpace
+from search_spaces.base import SearchSpace, arch_input_shape
 
 log = logging.getLogger(__name__)
 
@@ -202,10 +202,10 @@ class CommandDevice(SampledDevice):
                               f"{cmd!r}; output: {_tail(out)!r}")
         return out
 
-    def _export(self, model: Any, path: Path) -> None:
+    def _export(self, model: Any, path: Path, arch_id: str) -> None:
         import torch
 
-        example = torch.randn(*self.space.input_shape(self.options.batch_size))
+        example = torch.randn(*arch_input_shape(self.space, arch_id, self.options.batch_size))
         if self.options.format == "onnx":
             from orchestrator.latency.devices.measured import export_onnx
 
@@ -233,9 +233,9 @@ class CommandDevice(SampledDevice):
         return summarize(arch_id, times).with_params(n_params(model))
 
     def _export_and_run(self, model: Any, path: Path, name: str, arch_id: str) -> list[float]:
-        self._export(model, path)
+        self._export(model, path, arch_id)
         values = {"model": str(path), "model_name": name, "batch_size": str(self.options.batch_size),
-                  "input_shape": ",".join(map(str, self.space.input_shape(self.options.batch_size)))}
+                  "input_shape": ",".join(map(str, arch_input_shape(self.space, arch_id, self.options.batch_size)))}
         if self.options.push:
             self._run("push command", self._argv(self.options.push, values), arch_id)
         times = []

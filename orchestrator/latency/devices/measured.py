@@ -1,7 +1,8 @@
 """Measured devices: PyTorch eager on CPU, ONNX Runtime on CPU, CUDA (graphs + events).
 
 A measured device times the network its space builds, exactly as configured
-(``space.build(arch)`` on ``space.input_shape(batch_size)``); each sample
+(``space.build(arch)`` on ``arch_input_shape(space, arch, batch_size)``: at the architecture's own resolution
+where the space searches it); each sample
 records the network's parameter count, so a measurement made in another
 process (a Ray actor, a remote node) shows which network it timed. With Ray
 running, ``latency_ms`` measures in an actor of its own (``isolate``) that
@@ -28,7 +29,7 @@ from orchestrator.errors import DeviceError, HwnasError
 from orchestrator.latency.devices.protocol import DeviceType, SampledDevice
 from orchestrator.latency.devices.registry import DEVICES
 from orchestrator.latency.measurement import LatencySample, MeasurementProtocol, pin_cores, summarize, time_callable
-from search_spaces.base import SearchSpace
+from search_spaces.base import SearchSpace, arch_input_shape
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ class TorchCPUDevice(MeasuredDevice):
     def _measure(self, arch_id: str, model: Any) -> LatencySample:
         import torch
 
-        x = torch.randn(*self.space.input_shape(self.options.batch_size))
+        x = torch.randn(*arch_input_shape(self.space, arch_id, self.options.batch_size))
         with torch.inference_mode():
             return time_callable(arch_id, lambda: model(x), self.options.protocol)
 
@@ -222,7 +223,7 @@ class OnnxRuntimeCPUDevice(MeasuredDevice):
         import onnxruntime as ort
         import torch
 
-        shape = self.space.input_shape(self.options.batch_size)
+        shape = arch_input_shape(self.space, arch_id, self.options.batch_size)
         onnx_bytes = export_onnx(model, torch.randn(*shape))
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.options.threads
@@ -271,7 +272,7 @@ class CudaDevice(MeasuredDevice):
 
         dev = torch.device("cuda", self.options.device_index)
         model = model.to(dev)
-        x = torch.randn(*self.space.input_shape(self.options.batch_size), device=dev)
+        x = torch.randn(*arch_input_shape(self.space, arch_id, self.options.batch_size), device=dev)
         with torch.no_grad():
             side = torch.cuda.Stream(dev)
             side.wait_stream(torch.cuda.current_stream(dev))

@@ -85,6 +85,10 @@ class RuntimeDevice(MeasuredDevice):
     """A measured device that prepares an artefact per architecture (export, quantize, compile) and checks it."""
 
     def __init__(self, name: str, space: SearchSpace, options: MeasuredOptions) -> None:
+        if getattr(space, "elastic_resolution", False):  # its check images have one resolution
+            raise DeviceError(f"device {name}: checks its artefact on real images at one input resolution; the "
+                              f"space searches the resolution (resolutions), which {name} does not support yet: "
+                              f"time it with torch-cpu, onnxrt-cpu, cuda or command:<name>")
         super().__init__(name, space, options)
         self.prepare_seconds: dict[str, float] = {}
         self._images: tuple[np.ndarray, np.ndarray] | None = None
