@@ -24,7 +24,8 @@ Which spaces DNAS searches is the ``VIEWS`` registry's answer (space name -> a v
 is (``LayerwiseView``: its layers' blocks; the latency table is an additive model's coefficients on its
 layer-major one-hot encoding), ``nb201`` through its 6 edges (``dnas_nb201.NB201EdgeView``: the table is a
 least-squares per-edge fit of the latency minimised, over the domain's cells). Each view says whether it needs
-an additive latency model (``needs_additive_latency``) or a finite domain to fit one over.
+an additive latency model (``needs_additive_latency``) or a finite domain to fit one over. ``dnas_sweep``
+also takes a finite domain's cells (``cells=``) for the exact expected latency instead of the table's sum.
 """
 
 from __future__ import annotations
@@ -165,12 +166,17 @@ def _batches(n: int, idx: np.ndarray, batch: int, gen: np.random.Generator, cap:
 
 
 def dnas_sweep(space: SearchSpace, data: Any, lut: np.ndarray, base: float, cfg: DnasConfig,
-               seed: int = 0) -> list[DnasResult]:
+               seed: int = 0, cells: tuple[np.ndarray, np.ndarray] | None = None) -> list[DnasResult]:
     """Run the sweep on ``space``'s supernet (``build_supernet()`` with ``forward_mixed``; ``space`` is a
     layer-wise space or a view from ``dnas_view``) with ``data`` (an object with tensors ``x_train``,
     ``y_train``), ``lut`` (layers, choices) ms deltas and ``base`` ms; one result per lambda, in ``cfg.lambdas``
     order, each with the images it forwarded (compute: single-path weight steps and mixed architecture steps
-    apart; a mixed forward runs every block of every layer)."""
+    apart; a mixed forward runs every block of every layer).
+
+    ``cells``: ``(choice indices (n, layers), latency ms (n,))`` of a finite domain's cells. Given, the latency
+    term is the exact expectation of that latency under the logits' distribution restricted to those cells,
+    ``sum_c prod_l p[l, c_l] t_c / sum_c prod_l p[l, c_l]``, scaled by the cells' range, instead of the
+    table's (which is exact only where the latency is additive per layer)."""
     import torch
     import torch.nn.functional as F
 
@@ -193,8 +199,24 @@ def dnas_sweep(space: SearchSpace, data: Any, lut: np.ndarray, base: float, cfg:
     n_arch = max(1, int(round(cfg.arch_fraction * n)))
     w_idx, a_idx = order[n_arch:], order[:n_arch]
     lut_t = torch.tensor(lut, dtype=torch.float32, device=dev)
-    lo, hi = float(lut.min(axis=1).sum()), float(lut.max(axis=1).sum())
+    if cells is None:
+        lo, hi = float(lut.min(axis=1).sum()) + base, float(lut.max(axis=1).sum()) + base
+    else:
+        cell_idx = torch.as_tensor(np.asarray(cells[0]), dtype=torch.long, device=dev)
+        cell_ms = torch.as_tensor(np.asarray(cells[1], dtype=float), dtype=torch.float32, device=dev)
+        if cell_idx.ndim != 2 or cell_idx.shape != (len(cell_ms), n_layers) or len(cell_ms) == 0:
+            raise ConfigError(f"dnas: cells must be (n, {n_layers}) choice indices and n latencies, got "
+                              f"{tuple(cell_idx.shape)} and {len(cell_ms)}")
+        lo, hi = float(cell_ms.min()), float(cell_ms.max())
     span = max(hi - lo, 1e-9)
+    layer_ix = torch.arange(n_layers, device=dev)[None, :]
+
+    def expected_latency(logits: Any) -> Any:
+        """E[latency] (ms) under softmax(logits): the table's sum, or the exact expectation over the cells."""
+        if cells is None:
+            return (torch.softmax(logits, dim=1) * lut_t).sum() + base
+        w = torch.softmax(torch.log_softmax(logits, dim=1)[layer_ix, cell_idx].sum(dim=1), dim=0)
+        return (w * cell_ms).sum()
 
     def batch(idx: np.ndarray) -> tuple[Any, Any]:
         t = torch.as_tensor(idx)
@@ -242,15 +264,14 @@ def dnas_sweep(space: SearchSpace, data: Any, lut: np.ndarray, base: float, cfg:
                 a_opt.zero_grad(set_to_none=True)
                 mix = F.gumbel_softmax(alpha, tau=tau, hard=False, dim=1)
                 ce = F.cross_entropy(net.forward_mixed(x, mix), y)
-                exp_lat = (torch.softmax(alpha, dim=1) * lut_t).sum()
-                loss = ce + lam * (exp_lat - lo) / span
+                loss = ce + lam * (expected_latency(alpha) - lo) / span
                 loss.backward()
                 a_opt.step()
                 net.zero_grad(set_to_none=True)  # the architecture step leaves the weights alone
         probs = torch.softmax(alpha.detach(), dim=1).cpu().numpy()
         ops = [ch[int(np.argmax(p))] for ch, p in zip(choices, probs, strict=True)]
         arch_id = space.arch_id({"ops": ops})
-        exp_ms = float((probs * lut).sum() + base)
+        exp_ms = float(expected_latency(alpha.detach()))
         sampled = [space.arch_id({"ops": [ch[int(gen.choice(width, p=p / p.sum()))]
                                           for ch, p in zip(choices, probs, strict=True)]})
                    for _ in range(cfg.samples)]

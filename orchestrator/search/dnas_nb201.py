@@ -76,6 +76,19 @@ class NB201EdgeView:
     def input_shape(self, batch_size: int = 1) -> tuple[int, ...]:
         return self.space.input_shape(batch_size)
 
+    def latency_cells(self, latency: Callable[[Sequence[str]], np.ndarray],
+                      arch_ids: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
+        """The domain's cells as ``dnas_sweep(cells=...)`` takes them: (n, 6) op indices and ``latency`` (ms,
+        n) of each (None: all 15,625); the exact expected latency of NB201 (dead edges included) needs them."""
+        ids = list(arch_ids) if arch_ids is not None else [self.space.arch_id(a) for a in self.space.enumerate()]
+        index = {op: i for i, op in enumerate(OPS)}
+        idx = np.array([[index[op] for op in self.space.parse(a)["ops"]] for a in ids], dtype=np.int64)
+        lat = np.asarray(latency(ids), dtype=float)
+        if lat.shape != (len(ids),) or not np.isfinite(lat).all():
+            raise ConfigError("search algorithm 'dnas' on nb201: the latency minimised is not finite on every "
+                              "cell of the domain")
+        return idx, lat
+
     def latency_table(self, model: Any, latency: Callable[[Sequence[str]], np.ndarray],
                       arch_ids: Sequence[str] | None) -> tuple[np.ndarray, float]:
         """(6, 5) ms deltas (``none`` 0) and the base ms: ``edge_latency_table`` on ``latency(arch_ids)`` (the
