@@ -21,7 +21,8 @@ backward pass; evaluation images (forward only: BN calibration plus validation) 
 each phase are printed too. Fronts are judged at ``test_acc_cifar10_200ep`` and the device's TRUE latency
 against the true front of all 15,625 cells (``front_quality``: hv_ratio, accuracy lost at the budgets).
 
-    nice python bench/dnas_vs_nsga2.py --seeds 0 1             # the docs' figures (docs/benchmarks.md)
+    OPENBLAS_NUM_THREADS=1 nice python bench/dnas_vs_nsga2.py --seeds 0 1 --lambdas 0 0.02 0.05 0.1 0.2 0.5
+                                            # the docs' figures (docs/benchmarks.md, issue 21 turn 6): ~10 min
 """
 
 from __future__ import annotations
