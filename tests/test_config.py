@@ -207,8 +207,12 @@ def test_run_pipeline_makes_its_plan_once(monkeypatch, tmp_path):
     ({"search": {"algorithm": "milp"}, "latency": {"predictor": "additive"}, "accuracy": {"source": "supernet"}},
      r"search.algorithm: 'milp' needs an additive accuracy model; use accuracy.source: predictor with "
      r"accuracy.predictor: additive"),
-    ({"search": {"algorithm": "dnas"}, "latency": {"predictor": "additive"}},
-     r"search.algorithm: 'dnas' needs a layer-wise one-shot space; space 'nb201' is not"),
+    ({"search": {"algorithm": "dnas"}, "space": {"name": "mobilenetv3"}, "latency": {"proxy": "sim:0"},
+      "sweep": {"targets": ["sim:1"]}, "accuracy": {"source": "supernet"}},
+     r"search.algorithm: 'dnas' needs a space with a DNAS view; space 'mobilenetv3' has none \(DNAS searches "
+     r"fbnet, nb201\): use nsga2"),
+    ({"search": {"algorithm": "dnas", "objectives": ["params_m"]}},
+     r"search.algorithm: 'dnas' needs accuracy against latency only"),
     ({"sweep": {"target_search": {"algorithm": "dnas"}}},
      r"sweep.target_search.algorithm: 'dnas' needs a search of its own; 'dnas' trains a supernet; per target use "
      r"'auto'"),
@@ -229,6 +233,27 @@ def test_an_unmet_requirement_of_the_algorithm_is_refused_at_validate(over, need
         data[k] = {**data.get(k, {}), **v}
     with pytest.raises(ConfigError, match=needs):
         make_plan(parse_config(data))
+
+
+def test_dnas_on_nb201_validates_with_any_latency_predictor(tmp_path):
+    """nb201 has a DNAS view (its 6 edges) that fits its per-edge latency table over the domain's cells, so
+    'dnas' needs no additive predictor there (fbnet's view does: its table is the model's coefficients)."""
+    from orchestrator.cli import main
+    from orchestrator.search.algorithms import ALGORITHMS, ProblemTraits, unmet
+    from orchestrator.search.dnas import VIEWS
+    from search_spaces import get_space
+
+    assert {"fbnet", "nb201"} <= set(VIEWS.names())
+    for predictor in ("additive", "mlp"):
+        make_plan(parse_config({"name": "x", "accuracy": {"source": "table"}, "search": {"algorithm": "dnas"},
+                                "latency": {"predictor": predictor}}))
+    path = tmp_path / "d.yaml"
+    path.write_text("name: d\nsearch: {algorithm: dnas}\naccuracy: {source: table}\n")
+    assert main(["validate", str(path)]) == 0
+    fb = ProblemTraits(get_space("fbnet"), True, False, None)
+    assert [r.needs for r in unmet("dnas", fb)] == ["an additive latency model"]
+    assert ALGORITHMS.get("dnas").requirements(ProblemTraits(get_space("nb201"), True, None, None))[1].needs \
+        .startswith("a finite domain")
 
 
 def test_the_checks_follow_what_an_algorithm_declares(monkeypatch):

@@ -41,6 +41,7 @@ KITS = {
     "zero-cost proxy": "tests/test_conformance.py::test_zero_cost_proxy",
     "MILP space model": "tests/test_conformance.py::test_every_space_has_a_milp_model",
     "dataset": "tests/test_conformance.py (DATASET_CASES)",
+    "DNAS space": "tests/test_conformance.py (DNAS_VIEW_OPTIONS)",
 }
 
 
@@ -211,6 +212,60 @@ def test_algorithm_solves_a_small_problem(name, space, shipped, nb201_tables):
     assert res.feasible() and res.seconds > 0
     again = run_search(_algorithm_case(name, space, shipped, nb201_tables).problem, name, case.settings)
     assert [c.arch_id for c in again.candidates] == ids
+
+
+# -- DNAS views -------------------------------------------------------------------------------------------------
+
+# tiny options of each space DNAS searches; a view registered without an entry fails test_every_dnas_view_has_options
+DNAS_VIEW_OPTIONS: dict[str, dict[str, Any]] = {
+    "fbnet": {"width_mult": 0.1, "resolution": 8, "num_classes": 10},
+    "nb201": {"channels": 4, "cells_per_stage": 1, "resolution": 8},
+}
+
+
+def test_every_dnas_view_has_options():
+    from orchestrator.search.dnas import VIEWS
+
+    assert set(VIEWS.names()) == set(DNAS_VIEW_OPTIONS), "list each registered DNAS view in DNAS_VIEW_OPTIONS"
+
+
+@pytest.mark.parametrize("name", sorted(DNAS_VIEW_OPTIONS))
+def test_dnas_view_mixes_exactly_the_architecture_and_tabulates_latency(name):
+    """A view's mixed supernet with one-hot weights is the architecture's single path; the ids it derives are the
+    space's; its latency table has one row per layer and one column per choice, and its additive latency
+    (table sum + base) reproduces an additive latency of the space's encoding on sampled architectures."""
+    from orchestrator.latency.predictors import make_predictor
+    from orchestrator.search.dnas import dnas_view
+    from search_spaces import get_space
+
+    space = get_space(name, **DNAS_VIEW_OPTIONS[name])
+    view = dnas_view(space)
+    choices = view.choices()
+    rng = np.random.default_rng(0)
+    ids = list(dict.fromkeys(space.arch_id(space.sample(rng)) for _ in range(300)))
+    net = view.build_supernet().eval()
+    x = torch.randn(2, *view.input_shape()[1:])
+    for a in ids[:2]:
+        ops = space.parse(a)["ops"]
+        w = torch.zeros(len(choices), max(map(len, choices)))
+        for layer, op in enumerate(ops):
+            w[layer, choices[layer].index(op)] = 1.0
+        assert view.arch_id({"ops": ops}) == a
+        with torch.no_grad():
+            torch.testing.assert_close(net.forward_mixed(x, w), net(x, {"ops": ops}), rtol=1e-4, atol=1e-5)
+    onehot = np.array([[float(o == c) for layer, o in enumerate(space.parse(a)["ops"]) for c in choices[layer]]
+                       for a in ids])
+    truth = onehot @ rng.uniform(0.0, 1.0, onehot.shape[1]) + 2.0  # additive per (layer, choice)
+    model = make_predictor("additive", alpha=1e-9).fit(encode_ids(space, ids), truth)
+
+    def latency(q):
+        return model.predict(encode_ids(space, list(q)))
+
+    lut, base = view.latency_table(model, latency, ids)
+    assert lut.shape == (len(choices), max(map(len, choices)))
+    idx = np.array([[choices[layer].index(o) for layer, o in enumerate(space.parse(a)["ops"])] for a in ids])
+    np.testing.assert_allclose(lut[np.arange(len(choices))[None, :], idx].sum(axis=1) + base, truth, rtol=1e-5,
+                               atol=1e-5)
 
 
 # -- transfer methods -----------------------------------------------------------------------------------------

@@ -54,3 +54,32 @@ def test_heavy_latency_weight_finds_the_fastest_cell(tiny):
     assert tiny.parse(res[0].arch_id)["ops"] == ["none"] * 6
     uniform = 1.0 + lut.mean(axis=1).sum()
     assert res[0].expected_latency_ms < 1.0 + 0.5 * (uniform - 1.0)
+
+
+def test_exact_expected_latency_over_the_cells(tiny, rng):
+    """With ``cells`` the latency term is the exact expectation of the cells' latency under the logits'
+    distribution restricted to those cells (dead edges included, where a per-edge table is not exact): the
+    reported expected latency equals that sum recomputed from the final probabilities."""
+    from search_spaces.nb201 import live_edges
+
+    view = NB201EdgeView(tiny)
+    ids = list(dict.fromkeys(tiny.arch_id(tiny.sample(rng)) for _ in range(400)))
+
+    def latency(q):  # not additive per edge: only live edges cost
+        return np.array([0.5 + sum(live_edges(tiny.parse(a)["ops"])) for a in q], dtype=float)
+
+    idx, ms = view.latency_cells(latency, ids)
+    assert idx.shape == (len(ids), 6) and ms.shape == (len(ids),)
+    assert [OPS[i] for i in idx[3]] == tiny.parse(ids[3])["ops"]
+    g = torch.Generator().manual_seed(0)
+    data = SimpleNamespace(x_train=torch.randn(40, *tiny.input_shape()[1:], generator=g),
+                           y_train=torch.randint(0, 10, (40,), generator=g))
+    cfg = DnasConfig(lambdas=[3.0], warmup_epochs=0, epochs=1, max_steps=1, batch_size=16, arch_lr=0.5)
+    lut, base = view.latency_table(None, latency, ids)
+    res = dnas_sweep(view, data, lut, base, cfg, seed=0, cells=(idx, ms))[0]
+    w = np.prod(res.probs[np.arange(6)[None, :], idx], axis=1)
+    assert res.expected_latency_ms == pytest.approx(float((w * ms).sum() / w.sum()), rel=1e-5)
+    # 40 images, a fifth for the logits: one weight step of 16 images, one architecture step of all 8
+    assert (res.weight_images, res.arch_images, res.warmup_images) == (16, 8, 0)
+    uniform = float(ms.mean())
+    assert res.expected_latency_ms < uniform  # the latency weight moved the distribution to faster cells

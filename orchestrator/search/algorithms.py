@@ -318,22 +318,32 @@ ALGORITHMS.add("exhaustive", ExhaustiveSearch(), help=ExhaustiveSearch.help)
 
 
 class DnasSearch:
-    """``run_search`` algorithm (``search/dnas.py``: the method): the lambda sweep on the problem's additive
-    latency model, then the derived architectures evaluated like any candidate (snapped to the domain's nearest
-    cell on a table domain)."""
+    """``run_search`` algorithm (``search/dnas.py``: the method): the lambda sweep on the space's DNAS view
+    (``dnas.VIEWS``: fbnet's layers, nb201's edges) with the view's latency table, then the derived architectures
+    evaluated like any candidate (snapped to the domain's nearest cell on a table domain)."""
 
-    help = "differentiable latency-aware search (FBNet): Gumbel-softmax per layer, a sweep of the latency weight"
+    help = ("differentiable latency-aware search (FBNet): Gumbel-softmax per layer (fbnet) or edge (nb201), a "
+            "sweep of the latency weight")
     samples = False
 
     def requirements(self, problem: ProblemTraits) -> list[Requirement]:
-        """A layer-wise one-shot space, an additive latency model, accuracy against latency alone, and a run's
-        own search (it trains a supernet: not one per sweep target)."""
+        """A space with a DNAS view; the latency its view can tabulate (an additive model, or a finite domain to
+        fit one over); accuracy against latency alone; a run's own search (it trains a supernet: not one per
+        sweep target)."""
+        from orchestrator.search.dnas import VIEWS
+
         space = problem.space
-        return [Requirement("a layer-wise one-shot space", hasattr(space, "choices") and hasattr(space,
-                                                                                              "build_supernet"),
-                            f"space {space.name!r} is not (one block per layer, e.g. fbnet): use nsga2"),
-                Requirement("an additive latency model", problem.additive_latency,
-                            "a lookup-table proxy (latency.lut, proxy lut:<device>) or latency.predictor: additive"),
+        view = VIEWS.get(space.name) if space.name in VIEWS else None
+        reqs = [Requirement("a space with a DNAS view", view is not None,
+                            f"space {space.name!r} has none (DNAS searches {', '.join(VIEWS.names())}): use nsga2")]
+        if view is None or view.needs_additive_latency:
+            reqs.append(Requirement("an additive latency model", problem.additive_latency,
+                                    "a lookup-table proxy (latency.lut, proxy lut:<device>) or latency.predictor: "
+                                    "additive"))
+        else:
+            reqs.append(Requirement("a finite domain (its per-layer latency table is fitted over the cells)",
+                                    problem.finite, "use search.domain: table"))
+        return [*reqs,
                 Requirement("accuracy against latency only", not problem.costs,
                             "'dnas' trades accuracy against latency only; with search.objectives / "
                             "search.constraints use nsga2"),
@@ -341,23 +351,26 @@ class DnasSearch:
                             "'dnas' trains a supernet; per target use 'auto'")]
 
     def run(self, problem: SearchProblem, settings: SearchSettings) -> SearchResult:
-        from orchestrator.search.dnas import DnasConfig, dnas_sweep, latency_table
+        from orchestrator.search.dnas import DnasConfig, dnas_sweep, dnas_view
         from orchestrator.supernet.data import DataConfig, load_dataset
         from orchestrator.supernet.spec import with_classes
 
         cfg: DnasConfig = settings.dnas or DnasConfig()
         t0 = time.perf_counter()
-        lut, base = latency_table(problem.space, problem.latency_model)
         data = load_dataset(cfg.data or DataConfig())
         spec = with_classes(problem.space.spec().with_options(**(cfg.supernet_options or {})), data.num_classes)
-        results = dnas_sweep(spec.build(), data, lut, base, cfg, seed=settings.seed)
-        ids = [r.arch_id for r in results]
+        view = dnas_view(spec.build())
+        lut, base = view.latency_table(problem.latency_model, problem.latency, problem.domain_ids())
+        results = dnas_sweep(view, data, lut, base, cfg, seed=settings.seed)
+        ids = [a for r in results for a in r.archs]
         if problem.domain is not None:
             ids = [problem.domain.snap(a) for a in ids]
         ids = list(dict.fromkeys(ids))
         acc, evaluated = _evaluate(problem, ids)
         info = {"dnas_lambdas": float(len(cfg.lambdas)), "dnas_archs": float(len(ids)),
-                "dnas_search_s": float(sum(r.seconds for r in results))}
+                "dnas_search_s": float(sum(r.seconds for r in results)),
+                "dnas_images": float(results[0].warmup_images + sum(r.weight_images + r.arch_images
+                                                                    for r in results))}
         return SearchResult(_as_candidates(problem, ids, acc), evaluated, time.perf_counter() - t0, info)
 
 

@@ -16,9 +16,16 @@ weights and the logits are trained in turn on two disjoint parts of the training
 
 ``tau`` decays exponentially from ``tau_start`` to ``tau_end`` over the search epochs. After ``warmup_epochs``
 of weight training (shared by every lambda), each lambda of the sweep continues from a copy of the warmed-up
-supernet; its architecture is the most likely block of each layer. The derived architectures (one per lambda,
-deduplicated) are then evaluated like any candidate (the problem's accuracy source and latency), so the sweep
-gives a front.
+supernet; its architecture is the most likely block of each layer, plus ``samples`` architectures drawn from
+its final distribution (FBNet samples 6). The derived architectures (deduplicated) are then evaluated like any
+candidate (the problem's accuracy source and latency), so the sweep gives a front.
+
+Which spaces DNAS searches is the ``VIEWS`` registry's answer (space name -> a view class): ``fbnet`` as it
+is (``LayerwiseView``: its layers' blocks; the latency table is an additive model's coefficients on its
+layer-major one-hot encoding), ``nb201`` through its 6 edges (``dnas_nb201.NB201EdgeView``: the table is a
+least-squares per-edge fit of the latency minimised, over the domain's cells). Each view says whether it needs
+an additive latency model (``needs_additive_latency``) or a finite domain to fit one over. ``dnas_sweep``
+also takes a finite domain's cells (``cells=``) for the exact expected latency instead of the table's sum.
 """
 
 from __future__ import annotations
@@ -26,13 +33,15 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.errors import ConfigError
+from orchestrator.registry import Registry
+from orchestrator.search.dnas_nb201 import NB201EdgeView
 from orchestrator.supernet.data import DataConfig
 from search_spaces.base import SearchSpace
 
@@ -55,6 +64,8 @@ class DnasConfig(BaseModel):
     tau_end: float = Field(0.5, gt=0, description="temperature at the last search epoch (exponential decay)")
     arch_fraction: float = Field(0.2, gt=0, lt=1, description="share of the training set for the logits")
     max_steps: int | None = Field(None, ge=1, description="cap on the steps of an epoch (quick runs)")
+    samples: int = Field(0, ge=0, description="architectures sampled from each lambda's final distribution "
+                                              "besides its most likely one (FBNet samples 6)")
     device: str = Field("cpu", description="torch device: cpu, cuda, auto")
     data: DataConfig | None = Field(None, description="training data; None = accuracy.supernet.data")
     supernet_options: dict[str, Any] | None = Field(None, description="space options of the searched supernet "
@@ -65,10 +76,19 @@ class DnasConfig(BaseModel):
 @dataclass
 class DnasResult:
     lam: float
-    arch_id: str
+    arch_id: str  # the most likely block of each layer
     probs: np.ndarray  # (layers, choices) softmax of the final logits
     expected_latency_ms: float
     seconds: float
+    sampled: list[str] = field(default_factory=list)  # ``samples`` draws from ``probs`` (may repeat arch_id)
+    weight_images: int = 0  # images through a sampled single path (weight steps) in this lambda's search
+    arch_images: int = 0  # images through the mixed supernet (architecture steps: every block of every layer)
+    warmup_images: int = 0  # images of the shared warm-up (the same figure in every result of a sweep)
+
+    @property
+    def archs(self) -> list[str]:
+        """The derived architectures of this lambda: the most likely, then the sampled ones (deduplicated)."""
+        return list(dict.fromkeys([self.arch_id, *self.sampled]))
 
 
 def latency_table(space: SearchSpace, model: Any) -> tuple[np.ndarray, float]:
@@ -93,6 +113,52 @@ def layerwise_choices(space: SearchSpace) -> list[tuple[str, ...]]:
     return [tuple(c) for c in space.choices()]
 
 
+class LayerwiseView:
+    """A layer-wise one-shot space as it is (``choices()``, ``build_supernet()`` with ``forward_mixed``, e.g.
+    fbnet); its latency table is the additive model's coefficients (``latency_table``)."""
+
+    needs_additive_latency = True
+
+    def __init__(self, space: SearchSpace) -> None:
+        layerwise_choices(space)
+        self.space = space
+        self.name = space.name
+        self.encoding_size = space.encoding_size
+
+    def choices(self) -> list[tuple[str, ...]]:
+        return layerwise_choices(self.space)
+
+    def build_supernet(self) -> Any:
+        return self.space.build_supernet()  # type: ignore[attr-defined]
+
+    def arch_id(self, arch: dict) -> str:
+        return self.space.arch_id(arch)
+
+    def input_shape(self, batch_size: int = 1) -> tuple[int, ...]:
+        return self.space.input_shape(batch_size)
+
+    def latency_table(self, model: Any, latency: Any, arch_ids: Any) -> tuple[np.ndarray, float]:
+        """(layers, choices) ms deltas and the base ms: ``model``'s coefficients (``latency`` and ``arch_ids``
+        are not needed: the model is exactly a lookup table)."""
+        return latency_table(self.space, model)
+
+
+VIEWS: Registry[Any] = Registry("DNAS space")
+VIEWS.add("fbnet", LayerwiseView, help="each of the 22 layers one of 9 blocks; the table is the additive "
+                                       "model's (or the lookup table's) coefficients")
+VIEWS.add("nb201", NB201EdgeView, help="each of the 6 edges one of 5 ops (shared by every cell); the table is a "
+                                       "per-edge least-squares fit of the latency over the domain's cells")
+
+
+def dnas_view(space: SearchSpace) -> Any:
+    """The registered DNAS view of ``space`` (``VIEWS[space.name](space)``); ConfigError naming the spaces DNAS
+    searches where there is none."""
+    if space.name not in VIEWS:
+        raise ConfigError(f"search algorithm 'dnas' has no view of space {space.name!r}; it searches "
+                          f"{', '.join(VIEWS.names())} (orchestrator.search.dnas.VIEWS): use nsga2")
+    return VIEWS.get(space.name)(space)
+
+
 def _batches(n: int, idx: np.ndarray, batch: int, gen: np.random.Generator, cap: int | None) -> list[np.ndarray]:
     perm = idx[gen.permutation(len(idx))]
     out = [perm[i:i + batch] for i in range(0, len(perm) - batch + 1, batch)] or [perm]
@@ -100,10 +166,17 @@ def _batches(n: int, idx: np.ndarray, batch: int, gen: np.random.Generator, cap:
 
 
 def dnas_sweep(space: SearchSpace, data: Any, lut: np.ndarray, base: float, cfg: DnasConfig,
-               seed: int = 0) -> list[DnasResult]:
-    """Run the sweep on ``space``'s supernet (``build_supernet()`` with ``forward_mixed``) with ``data`` (an
-    object with tensors ``x_train``, ``y_train``), ``lut`` (layers, choices) ms deltas and ``base`` ms; one
-    result per lambda, in ``cfg.lambdas`` order."""
+               seed: int = 0, cells: tuple[np.ndarray, np.ndarray] | None = None) -> list[DnasResult]:
+    """Run the sweep on ``space``'s supernet (``build_supernet()`` with ``forward_mixed``; ``space`` is a
+    layer-wise space or a view from ``dnas_view``) with ``data`` (an object with tensors ``x_train``,
+    ``y_train``), ``lut`` (layers, choices) ms deltas and ``base`` ms; one result per lambda, in ``cfg.lambdas``
+    order, each with the images it forwarded (compute: single-path weight steps and mixed architecture steps
+    apart; a mixed forward runs every block of every layer).
+
+    ``cells``: ``(choice indices (n, layers), latency ms (n,))`` of a finite domain's cells. Given, the latency
+    term is the exact expectation of that latency under the logits' distribution restricted to those cells,
+    ``sum_c prod_l p[l, c_l] t_c / sum_c prod_l p[l, c_l]``, scaled by the cells' range, instead of the
+    table's (which is exact only where the latency is additive per layer)."""
     import torch
     import torch.nn.functional as F
 
@@ -126,8 +199,24 @@ def dnas_sweep(space: SearchSpace, data: Any, lut: np.ndarray, base: float, cfg:
     n_arch = max(1, int(round(cfg.arch_fraction * n)))
     w_idx, a_idx = order[n_arch:], order[:n_arch]
     lut_t = torch.tensor(lut, dtype=torch.float32, device=dev)
-    lo, hi = float(lut.min(axis=1).sum()), float(lut.max(axis=1).sum())
+    if cells is None:
+        lo, hi = float(lut.min(axis=1).sum()) + base, float(lut.max(axis=1).sum()) + base
+    else:
+        cell_idx = torch.as_tensor(np.asarray(cells[0]), dtype=torch.long, device=dev)
+        cell_ms = torch.as_tensor(np.asarray(cells[1], dtype=float), dtype=torch.float32, device=dev)
+        if cell_idx.ndim != 2 or cell_idx.shape != (len(cell_ms), n_layers) or len(cell_ms) == 0:
+            raise ConfigError(f"dnas: cells must be (n, {n_layers}) choice indices and n latencies, got "
+                              f"{tuple(cell_idx.shape)} and {len(cell_ms)}")
+        lo, hi = float(cell_ms.min()), float(cell_ms.max())
     span = max(hi - lo, 1e-9)
+    layer_ix = torch.arange(n_layers, device=dev)[None, :]
+
+    def expected_latency(logits: Any) -> Any:
+        """E[latency] (ms) under softmax(logits): the table's sum, or the exact expectation over the cells."""
+        if cells is None:
+            return (torch.softmax(logits, dim=1) * lut_t).sum() + base
+        w = torch.softmax(torch.log_softmax(logits, dim=1)[layer_ix, cell_idx].sum(dim=1), dim=0)
+        return (w * cell_ms).sum()
 
     def batch(idx: np.ndarray) -> tuple[Any, Any]:
         t = torch.as_tensor(idx)
@@ -146,9 +235,11 @@ def dnas_sweep(space: SearchSpace, data: Any, lut: np.ndarray, base: float, cfg:
 
     net = space.build_supernet().to(dev).train()
     w_opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=1e-4)
+    warmup_images = 0
     for epoch in range(cfg.warmup_epochs):
         for idx in _batches(n, w_idx, cfg.batch_size, gen, cfg.max_steps):
             weight_step(net, w_opt, idx, None)
+            warmup_images += len(idx)
         log.info("dnas warm-up epoch %d done", epoch + 1)
     warm = copy.deepcopy(net.state_dict())
 
@@ -159,6 +250,7 @@ def dnas_sweep(space: SearchSpace, data: Any, lut: np.ndarray, base: float, cfg:
         w_opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=1e-4)
         alpha = torch.zeros(n_layers, width, device=dev, requires_grad=True)
         a_opt = torch.optim.Adam([alpha], lr=cfg.arch_lr, betas=(0.5, 0.999))
+        w_images = a_images = 0
         for epoch in range(cfg.epochs):
             frac = epoch / max(1, cfg.epochs - 1)
             tau = cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** frac
@@ -167,18 +259,23 @@ def dnas_sweep(space: SearchSpace, data: Any, lut: np.ndarray, base: float, cfg:
             for k, idx in enumerate(w_batches):
                 weight_step(net, w_opt, idx, alpha)
                 x, y = batch(a_batches[k % len(a_batches)])
+                w_images += len(idx)
+                a_images += len(y)
                 a_opt.zero_grad(set_to_none=True)
                 mix = F.gumbel_softmax(alpha, tau=tau, hard=False, dim=1)
                 ce = F.cross_entropy(net.forward_mixed(x, mix), y)
-                exp_lat = (torch.softmax(alpha, dim=1) * lut_t).sum()
-                loss = ce + lam * (exp_lat - lo) / span
+                loss = ce + lam * (expected_latency(alpha) - lo) / span
                 loss.backward()
                 a_opt.step()
                 net.zero_grad(set_to_none=True)  # the architecture step leaves the weights alone
         probs = torch.softmax(alpha.detach(), dim=1).cpu().numpy()
         ops = [ch[int(np.argmax(p))] for ch, p in zip(choices, probs, strict=True)]
         arch_id = space.arch_id({"ops": ops})
-        exp_ms = float((probs * lut).sum() + base)
-        results.append(DnasResult(float(lam), arch_id, probs, exp_ms, time.perf_counter() - t0))
+        exp_ms = float(expected_latency(alpha.detach()))
+        sampled = [space.arch_id({"ops": [ch[int(gen.choice(width, p=p / p.sum()))]
+                                          for ch, p in zip(choices, probs, strict=True)]})
+                   for _ in range(cfg.samples)]
+        results.append(DnasResult(float(lam), arch_id, probs, exp_ms, time.perf_counter() - t0, sampled,
+                                  w_images, a_images, warmup_images))
         log.info("dnas lambda %g: %s (expected latency %.3f ms, %.1fs)", lam, arch_id, exp_ms, results[-1].seconds)
     return results

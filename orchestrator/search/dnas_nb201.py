@@ -5,21 +5,27 @@
 its ops, ``none`` adding nothing), ``arch_id`` and ``input_shape``. The same cell is used in every position
 (NB201's definition), so one weight vector per edge mixes all its cells.
 
-The latency term needs a per-edge table: ``edge_latency_table`` fits ``base + sum_e delta[e, op_e]`` by least
-squares on a latency column (the target's measured table, or any additive model's predictions) over the
-architectures given. NB201's latency is not exactly additive per edge (a ``none`` edge can cut a path and
-make other edges dead); the fit's residual is what the expected-latency term cannot see, and the derived
-architectures are judged at their true latency afterwards.
+The latency term needs a per-edge table: ``NB201EdgeView.latency_table`` (what ``search.algorithm: dnas``
+calls; the view is registered as ``dnas.VIEWS['nb201']``) fits it to the latency the search minimises (the
+proxy's predictor, whatever its kind) over the domain's cells; ``edge_latency_table`` fits
+``base + sum_e delta[e, op_e]`` by least squares on a latency column (the target's measured table, or any
+additive model's predictions) over the architectures given. NB201's latency is not exactly additive per edge
+(a ``none`` edge can cut a path and make other edges dead); the fit's residual is what the expected-latency
+term cannot see, and the derived architectures are judged at their true latency afterwards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from orchestrator.errors import ConfigError
 from search_spaces.nb201 import EDGES, N_EDGES, OPS, NB201Space
+
+log = logging.getLogger(__name__)
 
 
 def _mixed_supernet_class() -> type:
@@ -50,6 +56,8 @@ def _mixed_supernet_class() -> type:
 class NB201EdgeView:
     """NB201 seen as a layer-wise space (its 6 edges) for ``dnas_sweep``."""
 
+    needs_additive_latency = False  # the per-edge table is fitted over the domain's cells to any latency
+
     def __init__(self, space: NB201Space) -> None:
         self.space = space
         self.name = space.name
@@ -67,6 +75,36 @@ class NB201EdgeView:
 
     def input_shape(self, batch_size: int = 1) -> tuple[int, ...]:
         return self.space.input_shape(batch_size)
+
+    def latency_cells(self, latency: Callable[[Sequence[str]], np.ndarray],
+                      arch_ids: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
+        """The domain's cells as ``dnas_sweep(cells=...)`` takes them: (n, 6) op indices and ``latency`` (ms,
+        n) of each (None: all 15,625); the exact expected latency of NB201 (dead edges included) needs them."""
+        ids = list(arch_ids) if arch_ids is not None else [self.space.arch_id(a) for a in self.space.enumerate()]
+        index = {op: i for i, op in enumerate(OPS)}
+        idx = np.array([[index[op] for op in self.space.parse(a)["ops"]] for a in ids], dtype=np.int64)
+        lat = np.asarray(latency(ids), dtype=float)
+        if lat.shape != (len(ids),) or not np.isfinite(lat).all():
+            raise ConfigError("search algorithm 'dnas' on nb201: the latency minimised is not finite on every "
+                              "cell of the domain")
+        return idx, lat
+
+    def latency_table(self, model: Any, latency: Callable[[Sequence[str]], np.ndarray],
+                      arch_ids: Sequence[str] | None) -> tuple[np.ndarray, float]:
+        """(6, 5) ms deltas (``none`` 0) and the base ms: ``edge_latency_table`` on ``latency(arch_ids)`` (the
+        domain's cells; None: all 15,625). ``model`` is not needed (NB201's encoding has live-edge features, so
+        an additive model's coefficients are not a per-edge table). ConfigError where the fit is impossible."""
+        ids = list(arch_ids) if arch_ids is not None else [self.space.arch_id(a) for a in self.space.enumerate()]
+        if len(ids) < N_EDGES * (len(OPS) - 1) + 1:
+            raise ConfigError(f"search algorithm 'dnas' on nb201 fits a per-edge latency table over the domain's "
+                              f"cells; {len(ids)} are too few (at least {N_EDGES * (len(OPS) - 1) + 1})")
+        lat = np.asarray(latency(ids), dtype=float)
+        if lat.shape != (len(ids),) or not np.isfinite(lat).all():
+            raise ConfigError("search algorithm 'dnas' on nb201: the latency minimised is not finite on every "
+                              "cell of the domain; the per-edge table cannot be fitted")
+        deltas, base, r2 = edge_latency_table(self.space, ids, lat)
+        log.info("dnas nb201: per-edge latency table over %d cells, R^2 %.3f", len(ids), r2)
+        return deltas, base
 
 
 def edge_onehot(space: NB201Space, arch_ids: Sequence[str]) -> np.ndarray:
