@@ -95,7 +95,7 @@ def _t_pearson_grid() -> np.ndarray:
     return np.sign(RHO_GRID) * np.interp(np.abs(RHO_GRID), sp, rs)
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=4096)  # 32 kB each
 def _null_srcc(k: int, j: int, copula: str = "gaussian") -> np.ndarray:
     """Sorted sample SRCCs of k pairs under ``copula`` (COPULAS) with Spearman correlation RHO_GRID[j]."""
     rho_s = float(RHO_GRID[j])
