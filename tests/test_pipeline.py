@@ -106,6 +106,7 @@ def test_mlflow_parent_and_nested_runs(finished):
     assert {"srcc_k", "srcc_lb", "hv_ratio", "pool_hv_ratio", "hv_ratio_reuse", "igd", "acc_loss_q50",
             "unserved_budgets", "per_device_hv_ratio", "per_device_evaluated", "per_device_s"} <= set(k.data.metrics)
     assert k.data.tags["decision"] in {"reuse", "adapt"} and kids["sim:1"].data.tags["simulated"] == "True"
+    assert kids["edgegpu"].data.tags["simulated"] == "False"
     assert k.data.params["decision_rule"] == "bound"
     assert {"edgegpu.csv", "edgegpu.json", "edgegpu.png"} <= {a.path for a in c.list_artifacts(k.info.run_id)}
     # the link hwnas run prints opens the sweep's saved runs view: its filter selects exactly the device runs
@@ -383,3 +384,30 @@ def test_measured_targets_one_actor_each_closed_and_a_failing_device_costs_no_ot
     assert [n for n, _ in closed] == ["torch-cpu"]
     with pytest.raises(ray_cluster.exceptions.RayActorError):
         ray_cluster.get(closed[0][1].stats.remote())
+
+
+@pytest.mark.slow
+def test_a_device_failing_on_its_front_ends_that_target_alone(tmp_path, ray_cluster):
+    """A DeviceError while a target's front is measured (the ``measure_front`` hook, after the fan-out) ends that
+    target alone, as in rounds 1 and 2: summary.json names it in ``failed_targets`` with the hook and the cause,
+    the other target is recorded, the failed one has no front file. The device is a real command that times its
+    first ``k`` models and then exits with status 3 (so only the front measurement fails)."""
+    script = tmp_path / "phone.sh"
+    count = tmp_path / "count"
+    script.write_text(f'test -s "$1" || exit 2\nn=$(( $(cat {count} 2>/dev/null || echo 0) + 1 ))\n'
+                      f'echo $n > {count}\nif [ $n -le 10 ]; then echo "median_ms=$n.5"; else exit 3; fi\n')
+    cfg = _cfg(tmp_path, name="frontfails",
+               sweep={"targets": ["pixel3", {"name": "command:frontfails",
+                                             "options": {"command": f"sh {script} {{model}}", "local": True}}],
+                      "simulated": 0, "k": 10, "retest": 0, "measure_front": 2, "per_device_search": False},
+               tracking={"enabled": False})
+    summary = run_pipeline(cfg, progress=False)
+    assert [r["target"] for r in summary["targets"]] == ["pixel3"]
+    assert list(summary["failed_targets"]) == ["command:frontfails"]
+    reason = summary["failed_targets"]["command:frontfails"]
+    assert reason.startswith("measure_front: ") and "exited with status 3" in reason, reason
+    assert int(count.read_text()) == 11  # the k rounds' 10 models timed, then the front's first one failed
+    run_dir = cfg.run_dir()
+    assert (run_dir / "fronts" / "pixel3.csv").is_file()
+    assert not (run_dir / "fronts" / "command_frontfails.csv").exists()
+    assert json.loads((run_dir / "summary.json").read_text())["failed_targets"] == summary["failed_targets"]

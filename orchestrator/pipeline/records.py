@@ -105,8 +105,10 @@ def _enc(shared: SweepShared, ids: Sequence[str]) -> np.ndarray:
     return encode_ids(shared.space_spec.build(), ids)
 
 
-def record_target(ctx: Context, shared: SweepShared, rep: TargetReport, export_dir: Path | None) -> dict[str, Any]:
-    """Write the target's files and its nested MLflow run; return its summary row."""
+def record_target(ctx: Context, shared: SweepShared, rep: TargetReport, export_dir: Path | None,
+                  simulated: bool = False) -> dict[str, Any]:
+    """Write the target's files and its nested MLflow run (tag ``simulated``: the device's own property,
+    ``Target.simulated``); return its summary row."""
     rows = front_rows(shared, rep)
     stem = ctx.run_dir / "fronts" / safe_name(rep.name)
     csv_p, json_p = write_front(rows, stem)
@@ -116,7 +118,7 @@ def record_target(ctx: Context, shared: SweepShared, rep: TargetReport, export_d
     png.write_bytes(rep.png)
     summary = rep.summary()
     run = ctx.tracker.child(rep.name, tags={"decision": rep.decision.decision, "method": rep.method,
-                                            "kind": rep.kind, "simulated": rep.kind == "simulated"},
+                                            "kind": rep.kind, "simulated": simulated},
                             seconds=rep.seconds)
     ctx.tracker.record(run, {"kind": rep.kind, "k": rep.k, "srcc_threshold": ctx.cfg.sweep.srcc_threshold,
                              "decision_rule": ctx.cfg.sweep.decision, "reason": rep.decision.reason,
