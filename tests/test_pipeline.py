@@ -118,6 +118,17 @@ def test_mlflow_parent_and_nested_runs(finished):
     assert sorted(r.info.run_id for r in shown) == sorted(r.info.run_id for r in kids.values())
 
 
+def test_int8_of_a_run_without_a_network_is_refused(finished, capsys):
+    """A run whose accuracies come from a table has no network to quantize: a clear error (exit 2), no work."""
+    from orchestrator.cli import main
+
+    _, cfg, _ = finished
+    assert main(["int8", str(cfg.run_dir())]) == 2
+    err = capsys.readouterr().err
+    assert "accuracy.source 'table' gives accuracies without a network" in err and "supernet or predictor" in err
+    assert not (cfg.run_dir() / "int8.json").exists()
+
+
 def test_report_prints_the_tables_with_the_baseline(finished):
     _, cfg, summary = finished
     text = report(cfg.run_dir())
@@ -184,8 +195,8 @@ def test_compare_overlays_two_runs_and_records_it(finished, monkeypatch, capsys)
 
 
 def test_hooks_run_after_the_fan_out_drains(tmp_path, ray_cluster, monkeypatch):
-    """A target's hooks (measure the front, refine, baseline, export, record) run in order, target by target,
-    only after every target task has finished: no front is timed while other target tasks load the host.
+    """A target's hooks (measure the front, refine, baseline, export, int8 accuracy, record) run in order, target
+    by target, only after every target task has finished: no front is timed while other target tasks load the host.
     Each target is judged once, on the driver."""
     from orchestrator.pipeline import extras, targets
 
@@ -218,7 +229,7 @@ def test_hooks_run_after_the_fan_out_drains(tmp_path, ray_cluster, monkeypatch):
     summary = run_pipeline(cfg, progress=False)
     names = ["pixel3", "eyeriss", "sim:0"]
     assert [r["target"] for r in summary["targets"]] == names
-    steps = ["measure_front", "refine", "baseline", "export", "record"]
+    steps = ["measure_front", "refine", "baseline", "export", "int8_accuracy", "record"]
     assert events == [("fan_out_drained", ",".join(names)), *(("judge", n) for n in names),
                       *((s, n) for n in names for s in steps)]
     # the hooks' work (the proxy's own baseline may find every cell in the log already: evaluated 0 is fine)

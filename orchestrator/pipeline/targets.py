@@ -234,11 +234,13 @@ def judge(shared: SweepShared, target: Target, rep: TargetReport) -> None:
 
 @dataclass
 class Finished:
-    """A target whose front is judged: what its hooks read and add to (``export``: the exported front)."""
+    """A target whose front is judged: what its hooks read and add to (``export``: the exported front;
+    ``int8``: its members' int8 accuracy, arch id -> ``orchestrator.supernet.int8.Int8Accuracy``)."""
 
     target: Target
     report: TargetReport
     export: Path | None = None
+    int8: dict[str, Any] | None = None
 
 
 Hook = Callable[[Finished], None]
