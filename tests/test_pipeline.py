@@ -397,6 +397,27 @@ def test_measured_targets_one_actor_each_closed_and_a_failing_device_costs_no_ot
         ray_cluster.get(closed[0][1].stats.remote())
 
 
+def test_a_failure_in_a_ray_actor_is_recorded_as_its_cause():
+    """A measured device's DeviceError reaches the driver wrapped by Ray (a RayTaskError that is also a
+    DeviceError, its str the whole remote traceback): failed_targets keeps the device's own message."""
+    from types import SimpleNamespace
+
+    from ray.exceptions import RayTaskError
+
+    from orchestrator.errors import DeviceError
+    from orchestrator.pipeline.targets import target_failed
+
+    closed = []
+    err = RayTaskError("LatencyService.measure", "Traceback (most recent call last):\n  ...",
+                       DeviceError("device openvino-cpu: measuring |x| failed")).as_instanceof_cause()
+    assert isinstance(err, DeviceError) and "pid=" in str(err)  # Ray's header and traceback, not the message
+    ctx = SimpleNamespace(failed_targets={})
+    target_failed(ctx, SimpleNamespace(name="openvino-cpu", device=SimpleNamespace(close=lambda: closed.append(1))),
+                  err, stage="measure_front")
+    assert ctx.failed_targets == {"openvino-cpu": "measure_front: device openvino-cpu: measuring |x| failed"}
+    assert closed == [1]
+
+
 @pytest.mark.slow
 def test_a_device_failing_on_its_front_ends_that_target_alone(tmp_path, ray_cluster):
     """A DeviceError while a target's front is measured (the ``measure_front`` hook, after the fan-out) ends that
