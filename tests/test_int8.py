@@ -106,3 +106,12 @@ def test_int8_option_validated_and_refused_without_a_network():
                                           r"with weights; accuracy.source 'table' gives accuracies without one"):
         make_plan(cfg)
     make_plan(parse_config({**base, "sweep": {"targets": ["pixel3"], "int8_accuracy": {"enabled": False}}}))
+
+
+def test_int8_command_refuses_bad_input_before_work(tmp_path, capsys):
+    from orchestrator.cli import main
+
+    assert main(["int8", str(tmp_path)]) == 2
+    assert "is not a finished run (no summary.json / pipeline.json)" in capsys.readouterr().err
+    assert main(["int8", str(tmp_path), "--calibration-images", "0"]) == 2
+    assert "--calibration-images: Input should be greater than or equal to 1" in capsys.readouterr().err
