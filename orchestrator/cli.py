@@ -334,12 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_lut_command(lat)
 
     from orchestrator.cli_accuracy import add_accuracy_commands
+    from orchestrator.cli_int8 import add_int8_command
     from orchestrator.cli_run import add_run_commands
     from orchestrator.cli_supernet import add_supernet_commands
 
     add_supernet_commands(sub)
     add_run_commands(sub)
     add_accuracy_commands(sub)
+    add_int8_command(sub)
     return p
 
 

@@ -149,6 +149,20 @@ class SearchSection(_Model):
         return self
 
 
+class Int8AccuracySection(_Model):
+    """int8 as a precision (issue 22): each front member's accuracy after ONNX Runtime static int8 quantization,
+    beside its fp32 accuracy on the same validation images (``orchestrator.supernet.int8``). Needs a network
+    with weights: accuracy.source supernet or predictor."""
+
+    enabled: bool = Field(False, description="evaluate every front member in int8 too (front columns "
+                                             "accuracy_int8, int8_drop)")
+    calibration_images: int = Field(64, ge=1, le=100_000, description="real training images (unaugmented) that "
+                                                                     "calibrate the activation ranges")
+    calibrate_method: Literal["minmax", "entropy", "percentile"] = Field("minmax")
+    per_channel: bool = Field(True, description="int8 weights per output channel")
+    threads: int = Field(1, ge=1, le=MAX_CPUS, description="ONNX Runtime intra-op threads")
+
+
 class TargetSearchSection(_Model):
     algorithm: str = Field(
         "auto", description="the search of each target's front over the whole domain, on its latency predictor "
@@ -210,6 +224,8 @@ class SweepSection(_Model):
                     "it are neither measured nor chosen on that device, and its truth is judged without them")
     per_device_search: bool = Field(False, description="also run a full search per target with ground truth "
                                                        "(the cost baseline)")
+    int8_accuracy: Int8AccuracySection = Field(default_factory=Int8AccuracySection,
+                                               description="front members' int8 accuracy beside fp32")
 
     @model_validator(mode="after")
     def _memory(self) -> SweepSection:

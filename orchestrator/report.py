@@ -15,12 +15,13 @@ from orchestrator.errors import ConfigError
 from search_spaces.costs import COSTS
 
 FRONT_FIELDS = ("arch", "accuracy", "accuracy_from", "predicted_ms", "measured_ms", "true_ms", "proxy_ms")
+INT8_FIELDS = ("accuracy_int8", "int8_drop")  # where int8 accuracy was evaluated (orchestrator.supernet.int8)
 
 
 def write_front(rows: Sequence[Mapping[str, Any]], stem: Path) -> tuple[Path, Path]:
     """``stem``.csv and ``stem``.json with one row per front member (missing values blank / null)."""
     stem.parent.mkdir(parents=True, exist_ok=True)
-    fields = [*FRONT_FIELDS, *(k for k in COSTS if any(k in r for r in rows))]  # costs, where computed
+    fields = [*FRONT_FIELDS, *(k for k in (*INT8_FIELDS, *COSTS) if any(k in r for r in rows))]  # where computed
     clean = [{k: (None if isinstance(r.get(k), float) and math.isnan(r[k]) else r.get(k)) for k in fields}
              for r in rows]
     csv_path, json_path = stem.parent / f"{stem.name}.csv", stem.parent / f"{stem.name}.json"  # v1.5: no suffix

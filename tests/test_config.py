@@ -16,7 +16,16 @@ EXPERIMENTS = sorted((Path(__file__).resolve().parent.parent / "experiments").gl
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.name for p in EXPERIMENTS])
 def test_shipped_experiments_validate(path):
     cfg = load_config(path)
-    assert make_plan(cfg, source=str(path)).cfg is cfg
+    try:
+        plan = make_plan(cfg, source=str(path))
+    except ConfigError as e:  # an example of the optional runtimes, where they are not installed: only that
+        from orchestrator.latency.devices.extras import EXTRA
+
+        problems = str(e).splitlines()[1:]
+        if problems and all(EXTRA in p for p in problems):
+            pytest.skip(f"{path.name} needs the optional extra ({EXTRA})")
+        raise
+    assert plan.cfg is cfg
 
 
 def test_every_schema_error_with_its_path():

@@ -107,6 +107,7 @@ def test_mlflow_parent_and_nested_runs(finished):
     assert {"srcc_k", "srcc_lb", "hv_ratio", "pool_hv_ratio", "hv_ratio_reuse", "igd", "acc_loss_q50",
             "unserved_budgets", "per_device_hv_ratio", "per_device_evaluated", "per_device_s"} <= set(k.data.metrics)
     assert k.data.tags["decision"] in {"reuse", "adapt"} and kids["sim:1"].data.tags["simulated"] == "True"
+    assert kids["edgegpu"].data.tags["simulated"] == "False"
     assert k.data.params["decision_rule"] == "bound"
     assert {"edgegpu.csv", "edgegpu.json", "edgegpu.png"} <= {a.path for a in c.list_artifacts(k.info.run_id)}
     # the link hwnas run prints opens the sweep's saved runs view: its filter selects exactly the device runs
@@ -116,6 +117,17 @@ def test_mlflow_parent_and_nested_runs(finished):
     state = json.loads(json.loads(exp.tags[f"mlflow.sharedViewState.{key}"])["state"])
     shown = c.search_runs([exp.experiment_id], filter_string=state["searchFilter"])
     assert sorted(r.info.run_id for r in shown) == sorted(r.info.run_id for r in kids.values())
+
+
+def test_int8_of_a_run_without_a_network_is_refused(finished, capsys):
+    """A run whose accuracies come from a table has no network to quantize: a clear error (exit 2), no work."""
+    from orchestrator.cli import main
+
+    _, cfg, _ = finished
+    assert main(["int8", str(cfg.run_dir())]) == 2
+    err = capsys.readouterr().err
+    assert "accuracy.source 'table' gives accuracies without a network" in err and "supernet or predictor" in err
+    assert not (cfg.run_dir() / "int8.json").exists()
 
 
 def test_report_prints_the_tables_with_the_baseline(finished):
@@ -184,8 +196,8 @@ def test_compare_overlays_two_runs_and_records_it(finished, monkeypatch, capsys)
 
 
 def test_hooks_run_after_the_fan_out_drains(tmp_path, ray_cluster, monkeypatch):
-    """A target's hooks (measure the front, refine, baseline, export, record) run in order, target by target,
-    only after every target task has finished: no front is timed while other target tasks load the host.
+    """A target's hooks (measure the front, refine, baseline, export, int8 accuracy, record) run in order, target
+    by target, only after every target task has finished: no front is timed while other target tasks load the host.
     Each target is judged once, on the driver."""
     from orchestrator.pipeline import extras, targets
 
@@ -218,7 +230,7 @@ def test_hooks_run_after_the_fan_out_drains(tmp_path, ray_cluster, monkeypatch):
     summary = run_pipeline(cfg, progress=False)
     names = ["pixel3", "eyeriss", "sim:0"]
     assert [r["target"] for r in summary["targets"]] == names
-    steps = ["measure_front", "refine", "baseline", "export", "record"]
+    steps = ["measure_front", "refine", "baseline", "export", "int8_accuracy", "record"]
     assert events == [("fan_out_drained", ",".join(names)), *(("judge", n) for n in names),
                       *((s, n) for n in names for s in steps)]
     # the hooks' work (the proxy's own baseline may find every cell in the log already: evaluated 0 is fine)
@@ -415,3 +427,51 @@ def test_measured_targets_one_actor_each_closed_and_a_failing_device_costs_no_ot
     assert [n for n, _ in closed] == ["torch-cpu"]
     with pytest.raises(ray_cluster.exceptions.RayActorError):
         ray_cluster.get(closed[0][1].stats.remote())
+
+
+def test_a_failure_in_a_ray_actor_is_recorded_as_its_cause():
+    """A measured device's DeviceError reaches the driver wrapped by Ray (a RayTaskError that is also a
+    DeviceError, its str the whole remote traceback): failed_targets keeps the device's own message."""
+    from types import SimpleNamespace
+
+    from ray.exceptions import RayTaskError
+
+    from orchestrator.errors import DeviceError
+    from orchestrator.pipeline.targets import target_failed
+
+    closed = []
+    err = RayTaskError("LatencyService.measure", "Traceback (most recent call last):\n  ...",
+                       DeviceError("device openvino-cpu: measuring |x| failed")).as_instanceof_cause()
+    assert isinstance(err, DeviceError) and "pid=" in str(err)  # Ray's header and traceback, not the message
+    ctx = SimpleNamespace(failed_targets={})
+    target_failed(ctx, SimpleNamespace(name="openvino-cpu", device=SimpleNamespace(close=lambda: closed.append(1))),
+                  err, stage="measure_front")
+    assert ctx.failed_targets == {"openvino-cpu": "measure_front: device openvino-cpu: measuring |x| failed"}
+    assert closed == [1]
+
+
+@pytest.mark.slow
+def test_a_device_failing_on_its_front_ends_that_target_alone(tmp_path, ray_cluster):
+    """A DeviceError while a target's front is measured (the ``measure_front`` hook, after the fan-out) ends that
+    target alone, as in rounds 1 and 2: summary.json names it in ``failed_targets`` with the hook and the cause,
+    the other target is recorded, the failed one has no front file. The device is a real command that times its
+    first ``k`` models and then exits with status 3 (so only the front measurement fails)."""
+    script = tmp_path / "phone.sh"
+    count = tmp_path / "count"
+    script.write_text(f'test -s "$1" || exit 2\nn=$(( $(cat {count} 2>/dev/null || echo 0) + 1 ))\n'
+                      f'echo $n > {count}\nif [ $n -le 10 ]; then echo "median_ms=$n.5"; else exit 3; fi\n')
+    cfg = _cfg(tmp_path, name="frontfails",
+               sweep={"targets": ["pixel3", {"name": "command:frontfails",
+                                             "options": {"command": f"sh {script} {{model}}", "local": True}}],
+                      "simulated": 0, "k": 10, "retest": 0, "measure_front": 2, "per_device_search": False},
+               tracking={"enabled": False})
+    summary = run_pipeline(cfg, progress=False)
+    assert [r["target"] for r in summary["targets"]] == ["pixel3"]
+    assert list(summary["failed_targets"]) == ["command:frontfails"]
+    reason = summary["failed_targets"]["command:frontfails"]
+    assert reason.startswith("measure_front: ") and "exited with status 3" in reason, reason
+    assert int(count.read_text()) == 11  # the k rounds' 10 models timed, then the front's first one failed
+    run_dir = cfg.run_dir()
+    assert (run_dir / "fronts" / "pixel3.csv").is_file()
+    assert not (run_dir / "fronts" / "command_frontfails.csv").exists()
+    assert json.loads((run_dir / "summary.json").read_text())["failed_targets"] == summary["failed_targets"]

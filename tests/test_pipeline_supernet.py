@@ -91,7 +91,8 @@ def test_a_supernet_loaded_from_its_run_dir(tmp_path, ray_cluster):
                                                         "eval": {"calib_batches": 1, "max_val": 60}}},
         "latency": {"table": "nb201-hwnasbench", "proxy": "fpga"},
         "search": {"algorithm": "nsga2", "n_trials": 12, "population": 6, "domain": "table"},
-        "sweep": {"targets": ["pixel3"], "k": 5, "target_search": {"max_new_evaluations": 3}, "export_front": 0},
+        "sweep": {"targets": ["pixel3"], "k": 5, "target_search": {"max_new_evaluations": 3}, "export_front": 0,
+                  "int8_accuracy": {"enabled": True, "calibration_images": 32}},
         "tracking": {"enabled": False},
     })
     summary = run_pipeline(cfg, progress=False)
@@ -104,3 +105,17 @@ def test_a_supernet_loaded_from_its_run_dir(tmp_path, ray_cluster):
     assert 0 < row["hv_ratio"] <= 1 and row["n_reference"] == len(set(logged))  # known: the evaluated cells
     log = (cfg.run_dir() / "run.log").read_text()
     assert "front members chosen on a predicted accuracy" in log
+    # issue 22 item 4: each front member's int8 accuracy beside its fp32 one, on the same validation images
+    for r in front:
+        assert 0 <= r["accuracy_int8"] <= 100 and r["int8_drop"] == pytest.approx(r["accuracy"] - r["accuracy_int8"])
+    assert row["int8_members"] == len(front) and row["int8_drop_max"] == max(r["int8_drop"] for r in front)
+    header = (cfg.run_dir() / "fronts" / "pixel3.csv").read_text().splitlines()[0].split(",")
+    assert {"accuracy_int8", "int8_drop"} <= set(header)
+    # the same from the command on the finished run: the same values, fp32 as the front's
+    from orchestrator.cli import main
+
+    assert main(["int8", str(cfg.run_dir()), "--devices", "pixel3", "--calibration-images", "32"]) == 0
+    done = json.loads((cfg.run_dir() / "int8.json").read_text())
+    assert done["fp32_mismatches"] == 0 and done["fronts"]["pixel3"]["members"] == len(front)
+    again = json.loads((cfg.run_dir() / "fronts" / "pixel3.json").read_text())
+    assert [r["accuracy_int8"] for r in again] == [r["accuracy_int8"] for r in front]

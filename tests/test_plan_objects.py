@@ -51,6 +51,7 @@ def test_targets_are_resolved_once_with_one_answer_to_a_truth():
     # a tabulated device and a simulator know their latency; a measured runtime does not
     assert t["pixel3"].has_truth and t["sim:3"].has_truth and not t["torch-cpu"].has_truth
     assert [t[n].kind for n in t] == ["tabulated", "measured", "simulated"]
+    assert [t[n].simulated for n in t] == [False, False, True]  # the device's own property, not its kind label
     ids = plan.table.archs[:5]
     np.testing.assert_array_equal(t["pixel3"].truth(ids), plan.table.lookup("pixel3", ids))
     assert t["pixel3"].known_truth is not None and t["torch-cpu"].known_truth is None

@@ -116,6 +116,17 @@ def test_openvino_times_the_exported_network(small_space):
     assert [s.n_params for s in samples] == [n_params(small_space, a) for a in (HEAVY, LIGHT)]
 
 
+@pytest.mark.parametrize("device, module", [("openvino-cpu", "openvino"), ("executorch-xnnpack", "executorch")])
+def test_extra_runtimes_measure_a_cell_that_ignores_its_input(small_space, device, module):
+    """A cell whose every path is cut exports to a graph with no input: OpenVINO and ExecuTorch time it as they
+    time any other (OpenVINO's infer({0: x}) failed a sweep's front measurement on such a cell)."""
+    pytest.importorskip(module)
+    opts = {"calibration_images": 2} if device.startswith("executorch") else {}
+    dev = get_device(device, small_space, protocol=FAST, check_images=2, **opts)
+    (sample,) = dev.measure_many([small_space.parse(CUT)])
+    assert sample.median_ms > 0 and sample.n_params == n_params(small_space, CUT)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_executorch_xnnpack_times_the_lowered_program(small_space, precision):

@@ -127,6 +127,7 @@ def supernet_source(ctx: Context) -> tuple[Any, dict[str, Any]]:
     info["evaluator_actors"] = sc.actors
     info["supernet_space"] = spec.key()
     ctx.supernet = (spec, weights_ref)
+    ctx.supernet_data = data_ref
     return SupernetAccuracy(ctx.space, lambda: EvaluatorPool(spec, weights_ref, data_ref, sc.eval,
                                                              n_actors=sc.actors, num_gpus=sc.eval_gpus)), info
 

@@ -43,6 +43,14 @@ def config_problems(cfg: PipelineConfig) -> list[str]:
     if sn.train.device.startswith("cuda") and sn.train_gpus == 0:
         problems.append("accuracy.supernet.train_gpus: 0 while train.device is cuda; Ray hides GPUs from actors "
                         "that ask for none: set train_gpus: 1")
+    if cfg.sweep.int8_accuracy.enabled:
+        from orchestrator.pipeline.accuracy import SOURCES
+
+        src = cfg.accuracy.source
+        if src in SOURCES and not SOURCES.get(src).trains_supernet:
+            problems.append(f"sweep.int8_accuracy: int8 accuracy quantizes and evaluates a network with weights; "
+                            f"accuracy.source {src!r} gives accuracies without one ({SOURCES.get(src).help}): use "
+                            f"accuracy.source supernet or predictor, or set sweep.int8_accuracy.enabled: false")
     if sn.checkpoint:
         from pathlib import Path
 

@@ -38,6 +38,7 @@ class Context:
     timings: dict[str, float] = field(default_factory=dict)
     services: dict[str, Any] = field(default_factory=dict)  # long-lived actors, ended with the run
     supernet: tuple[Any, Any] | None = None  # (space spec, weights ref) when trained or loaded
+    supernet_data: Any = None  # ref of the dataset the supernet's subnets are evaluated on (int8 accuracy)
     proxy_predictor: Any = None
     signals: Any = None  # the run's SignalGuard (records are written inside signals.deferred())
     failed_targets: dict[str, str] = field(default_factory=dict)  # target -> why its device failed (the rest go on)

@@ -1,6 +1,7 @@
 """After a target's front is judged: the named hooks of its life (``target_hooks``), run once the sweep's
 fan-out has drained: measure the front (devices without a truth), refine it with a short real-accuracy
-search, the per-device-search baseline, export the deployed networks; the record comes last."""
+search, the per-device-search baseline, export the deployed networks, the front's int8 accuracy (where
+``sweep.int8_accuracy`` asks for it); the record comes last."""
 
 from __future__ import annotations
 
@@ -48,8 +49,55 @@ def target_hooks(ctx: Context, accuracy: Any, record: Callable[[Finished], None]
         measure_front(ctx, f.target, f.report)
         f.target.device.close()  # the target's last measurement: its measuring actor ends
 
-    return [("measure_front", measure), ("refine", refine),
-            ("baseline", baseline), ("export", export), ("record", record)]
+    int8 = Int8Front(ctx)
+
+    def int8_accuracy(f: Finished) -> None:
+        if ctx.cfg.sweep.int8_accuracy.enabled:
+            f.int8 = int8.of(f.report)
+
+    return [("measure_front", measure), ("refine", refine), ("baseline", baseline), ("export", export),
+            ("int8_accuracy", int8_accuracy), ("record", record)]
+
+
+class Int8Front:
+    """The int8 accuracy of front members beside their fp32 accuracy (``orchestrator.supernet.int8``), on the
+    run's supernet and evaluation data, in this process; each architecture evaluated once for all targets."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.evaluator: Any = None
+        self.done: dict[str, Any] = {}
+
+    def of(self, rep: TargetReport) -> dict[str, Any]:
+        """arch id -> ``Int8Accuracy`` for ``rep``'s front; its summary gets ``int8_drop_mean`` and
+        ``int8_drop_max`` (percentage points) and ``int8_members``."""
+        ctx = self.ctx
+        ids = rep.front_ids()
+        todo = [a for a in dict.fromkeys(ids) if a not in self.done]
+        with ctx.timed("int8_s"):
+            if todo and self.evaluator is None:
+                self.evaluator = self._evaluator()
+            self.done.update(self.evaluator.evaluate_all(todo) if todo else {})
+        out = {a: self.done[a] for a in ids}
+        if out:
+            drops = np.array([r.drop for r in out.values()])
+            rep.metrics.update(int8_drop_mean=float(drops.mean()), int8_drop_max=float(drops.max()),
+                               int8_members=float(len(out)))
+        return out
+
+    def _evaluator(self) -> Any:
+        import ray
+
+        from orchestrator.errors import ConfigError
+        from orchestrator.supernet.int8 import Int8Evaluator
+
+        ctx = self.ctx
+        if ctx.supernet is None or ctx.supernet_data is None:  # the plan's checks refuse such a config
+            raise ConfigError(f"sweep.int8_accuracy: accuracy.source {ctx.cfg.accuracy.source!r} has no network "
+                              "with weights to quantize; use accuracy.source supernet or predictor")
+        spec, weights = ctx.supernet
+        return Int8Evaluator(spec, ray.get(weights), ray.get(ctx.supernet_data), ctx.cfg.accuracy.supernet.eval,
+                             ctx.cfg.sweep.int8_accuracy)
 
 
 def measure_front(ctx: Context, target: Target, rep: TargetReport) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -87,7 +87,9 @@ def front_volume(acc: np.ndarray, lat: np.ndarray, extra: np.ndarray) -> float:
     return hypervolume_nd(pts, ref) / float(np.prod(ref - pts.min(axis=0)))
 
 
-def front_rows(shared: SweepShared, rep: TargetReport) -> list[dict[str, Any]]:
+def front_rows(shared: SweepShared, rep: TargetReport, int8: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per front member; ``int8`` (arch id -> ``Int8Accuracy``), where evaluated, adds its int8
+    accuracy and its drop from fp32 (percentage points, on the same validation images)."""
     proxy = np.asarray(shared.proxy_predictor.predict(_enc(shared, rep.front_ids())), dtype=float) \
         if rep.front else np.zeros(0)
     costs = shared.costs.of(rep.front_ids()) if shared.costs is not None else None
@@ -95,8 +97,14 @@ def front_rows(shared: SweepShared, rep: TargetReport) -> list[dict[str, Any]]:
              "accuracy_from": shared.oracle.label(rep.options[i]), "predicted_ms": float(rep.predicted[i]),
              "measured_ms": rep.measured_front.get(rep.options[i]),
              "true_ms": None if rep.true_ms is None or np.isnan(rep.true_ms[i]) else float(rep.true_ms[i]),
-             "proxy_ms": float(p), **(asdict(costs[n]) if costs is not None else {})}
+             "proxy_ms": float(p), **_int8_columns(int8, rep.options[i]),
+             **(asdict(costs[n]) if costs is not None else {})}
             for n, (i, p) in enumerate(zip(rep.front, proxy, strict=True))]
+
+
+def _int8_columns(int8: Mapping[str, Any] | None, arch: str) -> dict[str, float]:
+    r = None if int8 is None else int8.get(arch)
+    return {} if r is None else {"accuracy_int8": float(r.accuracy_int8), "int8_drop": float(r.drop)}
 
 
 def _enc(shared: SweepShared, ids: Sequence[str]) -> np.ndarray:
@@ -105,9 +113,11 @@ def _enc(shared: SweepShared, ids: Sequence[str]) -> np.ndarray:
     return encode_ids(shared.space_spec.build(), ids)
 
 
-def record_target(ctx: Context, shared: SweepShared, rep: TargetReport, export_dir: Path | None) -> dict[str, Any]:
-    """Write the target's files and its nested MLflow run; return its summary row."""
-    rows = front_rows(shared, rep)
+def record_target(ctx: Context, shared: SweepShared, rep: TargetReport, export_dir: Path | None,
+                  simulated: bool = False, int8: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Write the target's files and its nested MLflow run (tag ``simulated``: the device's own property,
+    ``Target.simulated``; ``int8``: its front's int8 accuracies, columns of the front); return its summary row."""
+    rows = front_rows(shared, rep, int8)
     stem = ctx.run_dir / "fronts" / safe_name(rep.name)
     csv_p, json_p = write_front(rows, stem)
     png = stem.parent / f"{stem.name}.png"
@@ -116,7 +126,7 @@ def record_target(ctx: Context, shared: SweepShared, rep: TargetReport, export_d
     png.write_bytes(rep.png)
     summary = rep.summary()
     run = ctx.tracker.child(rep.name, tags={"decision": rep.decision.decision, "method": rep.method,
-                                            "kind": rep.kind, "simulated": rep.kind == "simulated"},
+                                            "kind": rep.kind, "simulated": simulated},
                             seconds=rep.seconds)
     ctx.tracker.record(run, {"kind": rep.kind, "k": rep.k, "srcc_threshold": ctx.cfg.sweep.srcc_threshold,
                              "decision_rule": ctx.cfg.sweep.decision, "reason": rep.decision.reason,

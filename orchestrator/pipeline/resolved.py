@@ -118,6 +118,12 @@ class Target:
         return self.device.kind
 
     @property
+    def simulated(self) -> bool:
+        """Whether the device's latencies come from a model of hardware (its optional ``simulated`` attribute;
+        False for a device that does not say, e.g. a plug-in)."""
+        return bool(getattr(self.device, "simulated", False))
+
+    @property
     def options(self) -> dict[str, Any]:
         return self.spec.options
 

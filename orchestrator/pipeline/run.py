@@ -127,7 +127,8 @@ def _run(ctx: Context, resume: bool, t_start: float) -> dict[str, Any]:
 
     def record(f: Finished) -> None:
         with ctx.record():
-            rows[f.target.name] = records.record_target(ctx, shared, f.report, f.export)
+            rows[f.target.name] = records.record_target(ctx, shared, f.report, f.export,
+                                                              simulated=f.target.simulated, int8=f.int8)
         if bar is not None:
             bar.update(1)
 

@@ -170,9 +170,13 @@ def measure_all(ctx: Context, shared: SweepShared, todo: Sequence[Target], k: in
     return out
 
 
-def target_failed(ctx: Context, target: Target, error: DeviceError) -> None:
-    """Record that ``target`` failed (summary.json ``failed_targets``: its reason) and release its device."""
-    ctx.failed_targets[target.name] = str(error)
+def target_failed(ctx: Context, target: Target, error: DeviceError, stage: str | None = None) -> None:
+    """Record that ``target`` failed (summary.json ``failed_targets``: its reason, prefixed with the hook it
+    failed in, ``stage``, where that was after the rounds) and release its device. An error raised in a Ray
+    actor or task is recorded as its cause (the device's own message), without Ray's traceback."""
+    while isinstance(getattr(error, "cause", None), BaseException) and error.cause is not error:
+        error = error.cause  # type: ignore[assignment]
+    ctx.failed_targets[target.name] = f"{stage}: {error}" if stage else str(error)
     log.error("target %s failed and is left out of the sweep: %s", target.name, error)
     target.device.close()
 
@@ -233,11 +237,13 @@ def judge(shared: SweepShared, target: Target, rep: TargetReport) -> None:
 
 @dataclass
 class Finished:
-    """A target whose front is judged: what its hooks read and add to (``export``: the exported front)."""
+    """A target whose front is judged: what its hooks read and add to (``export``: the exported front;
+    ``int8``: its members' int8 accuracy, arch id -> ``orchestrator.supernet.int8.Int8Accuracy``)."""
 
     target: Target
     report: TargetReport
     export: Path | None = None
+    int8: dict[str, Any] | None = None
 
 
 Hook = Callable[[Finished], None]
@@ -250,7 +256,8 @@ def sweep_stage(ctx: Context, accuracy: Any, shared: SweepShared, proxy_table: L
     members chosen on a provisional accuracy, one judgement per target on the final accuracies, and then,
     once the fan-out has drained (no target task loads the host while a front is timed), the named
     ``hooks`` in order, target by target (``extras.target_hooks``: measure the front, refine, baseline,
-    export; then the record)."""
+    export; then the record). A DeviceError in any round or hook ends that target alone (``target_failed``:
+    summary.json ``failed_targets``; a target failed in a hook is not recorded); the finished ones are returned."""
     k1, k2 = rounds(ctx).split()
     inputs = measure_all(ctx, shared, todo, k1)
     todo = [t for t in todo if t.name not in ctx.failed_targets]  # a failed device ends its target alone
@@ -275,6 +282,10 @@ def sweep_stage(ctx: Context, accuracy: Any, shared: SweepShared, proxy_table: L
             rep.metrics["new_evaluations"] = float(sum(a in new for a in rep.options))
         done.append(Finished(target, rep))
     for f in done:
-        for _, hook in hooks:
-            hook(f)
-    return done
+        for name, hook in hooks:
+            try:
+                hook(f)
+            except DeviceError as e:  # as in rounds 1 and 2: this target ends (its later hooks skipped), not the run
+                target_failed(ctx, f.target, e, stage=name)
+                break
+    return [f for f in done if f.target.name not in ctx.failed_targets]

@@ -10,6 +10,8 @@ runtime on the Ray node carrying ``device:<name>``), *command*, *lookup* and
 - ``truth(arch_ids)``: the latency where it is known without cost (tables, simulators), else ``None``;
 - ``domain()``: the architectures it can report at all (a table's rows), ``None`` for any;
 - ``deterministic``: whether a second measurement would give the same numbers (no noise check needed);
+- ``simulated`` (optional, default False): whether its latencies come from a model of hardware, not from
+  hardware or a table of real measurements (``resolved.Target.simulated`` reads it);
 - ``cluster_resources()``: what the Ray cluster must carry for it (a GPU, ``device:<name>``);
 - ``spec()``: a :class:`DeviceSpec` that rebuilds it in another process (``catalog.make_device``);
 - ``close()``: release what it holds (a measured device's actor); the device's owner calls it when done.

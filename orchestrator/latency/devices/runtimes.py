@@ -174,6 +174,32 @@ class _Reader:
         pass
 
 
+def quantize_onnx_static(fp32: bytes, batches: list[np.ndarray], per_channel: bool = True,
+                         calibrate_method: str = "minmax") -> bytes:
+    """The int8 ONNX model of the fp32 ONNX model ``fp32``: ``onnxruntime.quantization.quantize_static`` (QDQ,
+    int8 weights, per output channel where ``per_channel``, symmetric; int8 activations, asymmetric), its
+    activation ranges calibrated (``minmax``, ``entropy`` or ``percentile``) on ``batches`` (float32 arrays of
+    the model's fixed input shape: real images). A graph with no input (an NB201 cell whose every path is cut:
+    its output is a constant) has nothing to calibrate: ``fp32`` itself is returned."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[calibrate_method]
+    names = input_names(ort_session(fp32, 1))
+    if not names:
+        return fp32
+    with tempfile.TemporaryDirectory(prefix="hwnas-int8-") as tmp, warnings.catch_warnings(), _quiet_root():
+        warnings.simplefilter("ignore")
+        src, pre, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
+        src.write_bytes(fp32)
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)  # folds constants, infers shapes
+        quantize_static(str(pre), str(dst), _Reader(batches, names), quant_format=QuantFormat.QDQ,
+                        per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=method, extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        return dst.read_bytes()
+
+
 class OnnxRuntimeInt8Device(RuntimeDevice):
     runtime = "onnxrt-int8"
     options: OnnxInt8Options
@@ -181,27 +207,14 @@ class OnnxRuntimeInt8Device(RuntimeDevice):
     def quantize(self, model: Any) -> bytes:
         """The int8 ONNX model of ``model`` (static QDQ quantization calibrated on real images)."""
         import torch
-        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-        from onnxruntime.quantization.shape_inference import quant_pre_process
 
         cal, _ = self.images()
-        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                  "percentile": CalibrationMethod.Percentile}[self.options.calibrate_method]
         fp32 = export_onnx(model, torch.randn(*self.space.input_shape(self.options.batch_size)))
-        with tempfile.TemporaryDirectory(prefix="hwnas-int8-") as tmp, warnings.catch_warnings(), _quiet_root():
-            warnings.simplefilter("ignore")
-            src, pre, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
-            src.write_bytes(fp32)
-            names = input_names(ort_session(fp32, 1))  # none where the network ignores its input
-            if not names:  # its output is a constant: no activation to calibrate, nothing to quantize
-                log.info("%s: the network ignores its input (every path cut); timed as exported", self.name)
-                return fp32
-            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)  # folds constants, infers shapes
-            quantize_static(str(pre), str(dst), _Reader(self.batches(cal), names), quant_format=QuantFormat.QDQ,
-                            per_channel=self.options.per_channel, activation_type=QuantType.QInt8,
-                            weight_type=QuantType.QInt8, calibrate_method=method,
-                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
-            return dst.read_bytes()
+        q = quantize_onnx_static(fp32, self.batches(cal), per_channel=self.options.per_channel,
+                                 calibrate_method=self.options.calibrate_method)
+        if q is fp32:
+            log.info("%s: the network ignores its input (every path cut); timed as exported", self.name)
+        return q
 
     def prepare(self, arch_id: str, model: Any) -> Callable[[np.ndarray], Any]:
         sess = ort_session(self.quantize(model), self.options.threads)

@@ -154,6 +154,7 @@ class SimulatedDevice:
 
     kind = "simulated"
     deterministic = True
+    simulated = True  # its latencies come from a model, not from hardware (the MLflow tag ``simulated``)
 
     def __init__(self, seed: int, space: SearchSpace) -> None:
         if seed < 0:
