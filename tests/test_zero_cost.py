@@ -159,3 +159,31 @@ def test_zero_cost_source_in_the_pipeline(tmp_path, ray_cluster):
     with (cfg.run_dir() / "fronts" / "proxy.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert rows and all(r["accuracy_from"] == "zero_cost" and float(r["accuracy"]) >= 1.0 for r in rows)
+
+
+def test_naswot_on_a_cell_equals_the_two_kernel_form_and_leaves_the_network_as_it_was(tiny):
+    """naswot's one +-1 matmul per ReLU gives exactly C C^T + (1 - C)(1 - C)^T summed over ReLUs (Mellor et
+    al.'s kernel, computed here in float64 with two matmuls on a copy in train mode), and the network handed
+    in keeps its mode and its BatchNorm statistics."""
+    import copy
+
+    space, x, y = tiny
+    torch.manual_seed(0)
+    net = space.build(space.parse(
+        "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_3x3~1|nor_conv_1x1~2|")).eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    k = torch.zeros(len(x), len(x), dtype=torch.float64)
+
+    def hook(_m, inp, _out):
+        c = (inp[0].reshape(len(x), -1) > 0).double()
+        k.add_(c @ c.T + (1 - c) @ (1 - c).T)
+
+    ref = copy.deepcopy(net).train()
+    for m in ref.modules():
+        if isinstance(m, nn.ReLU):
+            m.register_forward_hook(hook)
+    with torch.no_grad():
+        ref(x)
+    assert PROXIES.get("naswot")(net, x, y) == torch.linalg.slogdet(k)[1].item()
+    assert not any(m.training for m in net.modules())
+    assert all(torch.equal(v, before[n]) for n, v in net.state_dict().items())

@@ -92,17 +92,29 @@ def naswot(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     k = torch.zeros(n, n, dtype=torch.float64)
 
     def hook(_m: nn.Module, inp: tuple[torch.Tensor, ...], _out: Any) -> None:
-        c = (inp[0].detach().reshape(n, -1) > 0).double()
-        k.add_(c @ c.T + (1 - c) @ (1 - c).T)
+        # C C^T + (1 - C)(1 - C)^T = (D + S S^T) / 2 with S = 2 C - 1 (+-1 codes), D codes per image: one matmul.
+        # Exact in float32: every entry is an integer of magnitude <= D < 2^24.
+        s = torch.where(inp[0].detach().reshape(n, -1) > 0, 1.0, -1.0)
+        if s.shape[1] >= 1 << 24:
+            raise ValueError(f"naswot: a ReLU with {s.shape[1]} inputs per image; float32 codes are exact below 2^24")
+        k.add_((s @ s.T).double().add_(s.shape[1]).mul_(0.5))
 
-    net = copy.deepcopy(net).train()
+    # train mode as in Mellor et al.; the caller's network is left as it was (modes and BatchNorm buffers restored)
+    modes = {m: m.training for m in net.modules()}
+    buffers = [(b, b.clone()) for b in net.buffers()]
     handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.ReLU)]
     try:
+        net.train()
         with torch.no_grad():
             net(x)
     finally:
         for h in handles:
             h.remove()
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
+        for m, mode in modes.items():
+            m.training = mode
     sign, logdet = torch.linalg.slogdet(k)
     return float(logdet) if float(sign) != 0 else -math.inf
 
