@@ -172,9 +172,12 @@ class SupernetTrainer:
 
     # -- training ---------------------------------------------------------------
     def sandwich(self) -> list[dict[str, Any]]:
-        """The subnets of one step: largest, smallest, then ``n_random`` random ones."""
-        return [self.space.largest(), self.space.smallest()] + [self.space.sample(self.rng)
-                                                                for _ in range(self.cfg.n_random)]
+        """The subnets of one step: largest, smallest, then ``n_random`` random ones; a supernet split into
+        sub-supernets (few-shot: ``restrict``) keeps one step's subnets inside one of them."""
+        archs = [self.space.largest(), self.space.smallest()] + [self.space.sample(self.rng)
+                                                                 for _ in range(self.cfg.n_random)]
+        restrict = getattr(self.net, "restrict", None)
+        return archs if restrict is None else restrict(archs, self.rng)
 
     def _autocast(self) -> Any:
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp)
