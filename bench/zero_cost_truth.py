@@ -137,7 +137,7 @@ def main() -> None:
         pub = PUBLISHED.get(n)
         print(f"{n:<10} {int(ok.sum()):>5} {rho:>6.3f} {tau:>6.3f} {'' if pub is None else f'{pub:.2f}':>15} "
               f"{sec:>7.2f}")
-    print(f"\nensemble = mean z-score of log synflow, naswot, log params, standardised on 32 reference cells "
+    print(f"\nensemble = lowest z-score of log synflow, naswot, log params, standardised on 32 reference cells "
           f"(scored in {ref_s:.0f} s)")
     twelve = np.array([twelve_epoch[a] for a in ids])
     print(f"reference row: NB201's own 12-epoch accuracy, SRCC {spearmanr(twelve, t)[0]:.3f}, "

@@ -90,11 +90,28 @@ def test_scorer_standardises_on_reference_cells_and_floors_dead_cells(tiny):
     z = sc.zscores(raw)
     assert z["synflow"][0] == ZeroCostScorer.FLOOR and z["synflow"][1] > z["synflow"][0]
     ens = sc.scores([dead, best])
-    assert ens == pytest.approx(50 + 10 * np.mean([z[n] for n in ("synflow", "naswot", "params")], axis=0))
+    # ensemble: the lowest of the three z-scores (the dead cell: synflow's floor); ensemble_mean: their mean
+    zs = np.array([z[n] for n in ("synflow", "naswot", "params")])
+    assert ens == pytest.approx(np.maximum(50 + 10 * zs.min(axis=0), 1.0)) and ens[0] == 1.0
+    assert ens[1] == pytest.approx(50 + 10 * min(z["synflow"][1], z["naswot"][1], z["params"][1]))
+    mean = ZeroCostScorer(space, "ensemble_mean", x, y, seed=0, reference=8)
+    assert mean.names == sc.names == ["synflow", "naswot", "params"]
+    assert mean.scores([dead, best]) == pytest.approx(np.maximum(50 + 10 * zs.mean(axis=0), 1.0))
     # a cell's value does not depend on the others scored with it; scoring is deterministic
     assert sc.scores([best])[0] == pytest.approx(ens[1])
     again = ZeroCostScorer(space, "ensemble", x, y, seed=0, reference=8)
     assert again.scores([dead, best]) == pytest.approx(ens)
+
+
+def test_the_default_zero_cost_proxy_is_the_min_ensemble_and_every_choice_is_accepted():
+    from orchestrator.config import AccuracySection, ZeroCostSection
+    from orchestrator.search.zero_cost import ENSEMBLES, proxy_names
+
+    assert ZeroCostSection().proxy == "ensemble" and ENSEMBLES["ensemble"] is np.min
+    assert AccuracySection().zero_cost.proxy == "ensemble"
+    assert set(proxy_names()) == {"synflow", "naswot", "snip", "grad_norm", "params", "ensemble", "ensemble_mean"}
+    for name in proxy_names():
+        assert ZeroCostSection(proxy=name).proxy == name
 
 
 def test_zero_cost_source_and_its_oracle(tiny):
