@@ -12,6 +12,7 @@ lost at the budgets).
 
     python bench/oneshot_truth.py --images 20000 --epochs 5 --random 300 --top 100     # the issue's size
     python bench/oneshot_truth.py --images 2000 --epochs 1 --random 40 --top 20         # minutes on 2 cores
+    python bench/oneshot_truth.py ... --few-shot-edge 2     # few-shot: 5 sub-supernets split on edge (2<-1)
 """
 
 from __future__ import annotations
@@ -66,17 +67,22 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu, cuda ('auto': CUDA if present; AMP + channels_last)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--few-shot-edge", type=int, help="few-shot supernet: split on this edge's op (0-5) into 5 "
+                    "sub-supernets (Few-shot NAS, ICML 2021); unset: one supernet")
     ap.add_argument("--out", default="runs/oneshot_truth.csv")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
-    spec = SpaceSpec(name="nb201", options={"channels": args.channels, "cells_per_stage": args.cells,
-                                            "num_classes": 10})
+    options = {"channels": args.channels, "cells_per_stage": args.cells, "num_classes": 10}
+    if args.few_shot_edge is not None:
+        options["few_shot_edge"] = args.few_shot_edge
+    spec = SpaceSpec(name="nb201", options=options)
     space = one_shot_space(spec)
     ids, truth, lat = read_truth(space)
     data = load_dataset(DataConfig(name="npz", root=args.data, val_fraction=0.1, max_train=args.images,
                                    seed=args.seed))
-    print(f"{data}; supernet NB201 C={args.channels} N={args.cells}, {args.epochs} epochs, batch "
+    few = "" if args.few_shot_edge is None else f", few-shot: 5 sub-supernets split on edge {args.few_shot_edge}"
+    print(f"{data}; supernet NB201 C={args.channels} N={args.cells}{few}, {args.epochs} epochs, batch "
           f"{args.batch_size}", flush=True)
     t0 = time.perf_counter()
     tr = SupernetTrainer(space, data, TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,

@@ -206,7 +206,7 @@ def add_accuracy_commands(sub: argparse._SubParsersAction) -> None:
                    help="default (the pipeline's default), table (shipped NB201), supernet (--run), predictor "
                         "(--run; fit on --samples evaluated subnets), zero_cost (--proxy, --data)")
     e.add_argument("--proxy", default="ensemble",
-                   choices=["synflow", "naswot", "snip", "grad_norm", "params", "ensemble"],
+                   choices=["synflow", "naswot", "snip", "grad_norm", "params", "ensemble", "ensemble_mean"],
                    help="zero_cost: the proxy (T-score: 50 + 10 standard deviations over reference cells)")
     e.add_argument("--run", help="supernet/predictor: a 'hwnas supernet train' run directory")
     e.add_argument("--data", help="zero_cost (and predictor --features zero_cost/both): a .npz file, a CIFAR "

@@ -61,9 +61,10 @@ class SupernetSection(_Model):
 
 
 class ZeroCostSection(_Model):
-    proxy: Literal["synflow", "naswot", "snip", "grad_norm", "params", "ensemble"] = Field(
+    proxy: Literal["synflow", "naswot", "snip", "grad_norm", "params", "ensemble", "ensemble_mean"] = Field(
         "ensemble", description="zero_cost source: the proxy scored at initialisation (no training); 'ensemble' "
-                                "= mean of the standardised synflow, naswot and params")
+                                "= the lowest of the standardised synflow, naswot and params, 'ensemble_mean' "
+                                "= their mean")
     data: DataConfig = Field(default_factory=DataConfig,
                              description="the training images of the proxies' batch (resolution: the space's)")
     batch_size: int = Field(64, ge=2, le=MAX_COUNT, description="images in the proxies' batch")

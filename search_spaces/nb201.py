@@ -49,12 +49,17 @@ class NB201Space:
     edges = EDGES
 
     def __init__(self, channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10,
-                 resolution: int = 32) -> None:
+                 resolution: int = 32, few_shot_edge: int | None = None) -> None:
         if channels < 1 or cells_per_stage < 1 or num_classes < 1 or resolution < 8:
             raise SpaceError(
                 f"NB201 needs positive channels, cells_per_stage and num_classes and resolution >= 8, got "
                 f"{channels}, {cells_per_stage}, {num_classes}, {resolution}"
             )
+        if few_shot_edge is not None and not 0 <= few_shot_edge < N_EDGES:
+            raise SpaceError(f"NB201 few_shot_edge must be 0-{N_EDGES - 1} (the edge whose op splits the supernet "
+                             f"into {len(OPS)} sub-supernets; edge order (1<-0), (2<-0), (2<-1), (3<-0), (3<-1), "
+                             f"(3<-2)) or unset, got {few_shot_edge}")
+        self.few_shot_edge = None if few_shot_edge is None else int(few_shot_edge)
         self.channels = int(channels)
         self.cells_per_stage = int(cells_per_stage)
         self.num_classes = int(num_classes)
@@ -62,8 +67,11 @@ class NB201Space:
 
     def spec(self) -> SpaceSpec:
         """Everything that rebuilds this space (``spec().build()``), e.g. in a Ray actor."""
-        return SpaceSpec(name=self.name, options={"channels": self.channels, "cells_per_stage": self.cells_per_stage,
-                                                  "num_classes": self.num_classes, "resolution": self.resolution})
+        options = {"channels": self.channels, "cells_per_stage": self.cells_per_stage,
+                   "num_classes": self.num_classes, "resolution": self.resolution}
+        if self.few_shot_edge is not None:
+            options["few_shot_edge"] = self.few_shot_edge
+        return SpaceSpec(name=self.name, options=options)
 
     # -- identity -----------------------------------------------------------
     @property
@@ -265,9 +273,12 @@ class NB201Space:
         return {"ops": ["none"] * N_EDGES}
 
     def build_supernet(self) -> Any:
-        """The one-shot network: every edge holds its five ops; ``forward(x, arch)`` activates one per edge."""
-        from search_spaces.nb201_torch import NB201SuperNetwork
+        """The one-shot network: every edge holds its five ops; ``forward(x, arch)`` activates one per edge.
+        With ``few_shot_edge``: five independent sub-supernets, one per op on that edge (Few-shot NAS)."""
+        from search_spaces.nb201_torch import FewShotNB201SuperNetwork, NB201SuperNetwork
 
+        if self.few_shot_edge is not None:
+            return FewShotNB201SuperNetwork(self.few_shot_edge, self.channels, self.cells_per_stage, self.num_classes)
         return NB201SuperNetwork(self.channels, self.cells_per_stage, self.num_classes)
 
     def extract(self, supernet: Any, arch: Mapping[str, Any]) -> Any:

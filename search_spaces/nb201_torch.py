@@ -8,8 +8,10 @@ latency is what gets measured.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -143,9 +145,56 @@ class NB201SuperNetwork(NB201Network):
         return self.classifier(torch.flatten(self.pool(x), 1))
 
 
+class FewShotNB201SuperNetwork(nn.Module):
+    """Few-shot NAS (Zhao et al., ICML 2021) on NB201: the one-shot supernet split on one edge's operation into
+    ``len(OPS)`` = 5 independent sub-supernets; ``forward(x, arch)`` runs the sub-supernet whose op on edge
+    ``split_edge`` (0-5, NB201's edge order) is ``arch``'s op there, so a cell is trained and evaluated only with
+    the weights of cells sharing that op. Sub-supernet ``k`` serves ``OPS[k]``; all start from the same
+    initialisation (a split at the start of training), or from a trained one-shot supernet
+    (:meth:`load_one_shot`, the paper's split after one-shot training)."""
+
+    def __init__(self, split_edge: int, channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10) -> None:
+        super().__init__()
+        if not 0 <= split_edge < len(EDGES):
+            raise ValueError(f"few-shot split edge must be 0-{len(EDGES) - 1} (NB201's edge order), got {split_edge}")
+        self.split_edge = int(split_edge)
+        first = NB201SuperNetwork(channels, cells_per_stage, num_classes)
+        self.subnets = nn.ModuleList([first] + [copy.deepcopy(first) for _ in OPS[1:]])
+
+    def sub_supernet(self, arch: dict) -> NB201SuperNetwork:
+        """The sub-supernet that serves ``arch`` (its op on the split edge)."""
+        return self.subnets[OPS.index(arch["ops"][self.split_edge])]  # type: ignore[return-value]
+
+    def forward(self, x: torch.Tensor, arch: dict | None = None) -> torch.Tensor:
+        arch = arch or {"ops": ["nor_conv_3x3"] * len(EDGES)}
+        return self.sub_supernet(arch)(x, arch)
+
+    def restrict(self, archs: list[dict], rng: np.random.Generator) -> list[dict]:
+        """One training step's subnets within one sub-supernet drawn uniformly: ``archs`` (the sandwich: largest,
+        smallest, random) with the split edge's op set to that sub-supernet's op, so each step's sandwich and
+        distillation stay inside one sub-supernet and every sub-supernet gets the same share of steps."""
+        op = OPS[int(rng.integers(len(OPS)))]
+        out = []
+        for a in archs:
+            ops = list(a["ops"])
+            ops[self.split_edge] = op
+            out.append({**a, "ops": ops})
+        return out
+
+    @torch.no_grad()
+    def load_one_shot(self, supernet: NB201SuperNetwork) -> None:
+        """Every sub-supernet starts from ``supernet``'s weights (the split after one-shot training)."""
+        for sub in self.subnets:
+            sub.load_state_dict(supernet.state_dict())
+
+
 @torch.no_grad()
-def extract_nb201(net: NB201Network, supernet: NB201SuperNetwork, ops: Sequence[str]) -> NB201Network:
-    """Copy the supernet's weights of ``ops`` into the standalone ``net`` (same shapes)."""
+def extract_nb201(net: NB201Network, supernet: NB201SuperNetwork | FewShotNB201SuperNetwork,
+                  ops: Sequence[str]) -> NB201Network:
+    """Copy the supernet's weights of ``ops`` into the standalone ``net`` (same shapes); from a few-shot
+    supernet, the weights of the sub-supernet that serves ``ops``."""
+    if isinstance(supernet, FewShotNB201SuperNetwork):
+        supernet = supernet.sub_supernet({"ops": list(ops)})
     src = supernet.state_dict()
     dst = net.state_dict()
     op_of_edge = {f"{j}_{i}": op for (j, i), op in zip(EDGES, ops, strict=True)}

@@ -90,11 +90,28 @@ def test_scorer_standardises_on_reference_cells_and_floors_dead_cells(tiny):
     z = sc.zscores(raw)
     assert z["synflow"][0] == ZeroCostScorer.FLOOR and z["synflow"][1] > z["synflow"][0]
     ens = sc.scores([dead, best])
-    assert ens == pytest.approx(50 + 10 * np.mean([z[n] for n in ("synflow", "naswot", "params")], axis=0))
+    # ensemble: the lowest of the three z-scores (the dead cell: synflow's floor); ensemble_mean: their mean
+    zs = np.array([z[n] for n in ("synflow", "naswot", "params")])
+    assert ens == pytest.approx(np.maximum(50 + 10 * zs.min(axis=0), 1.0)) and ens[0] == 1.0
+    assert ens[1] == pytest.approx(50 + 10 * min(z["synflow"][1], z["naswot"][1], z["params"][1]))
+    mean = ZeroCostScorer(space, "ensemble_mean", x, y, seed=0, reference=8)
+    assert mean.names == sc.names == ["synflow", "naswot", "params"]
+    assert mean.scores([dead, best]) == pytest.approx(np.maximum(50 + 10 * zs.mean(axis=0), 1.0))
     # a cell's value does not depend on the others scored with it; scoring is deterministic
     assert sc.scores([best])[0] == pytest.approx(ens[1])
     again = ZeroCostScorer(space, "ensemble", x, y, seed=0, reference=8)
     assert again.scores([dead, best]) == pytest.approx(ens)
+
+
+def test_the_default_zero_cost_proxy_is_the_min_ensemble_and_every_choice_is_accepted():
+    from orchestrator.config import AccuracySection, ZeroCostSection
+    from orchestrator.search.zero_cost import ENSEMBLES, proxy_names
+
+    assert ZeroCostSection().proxy == "ensemble" and ENSEMBLES["ensemble"] is np.min
+    assert AccuracySection().zero_cost.proxy == "ensemble"
+    assert set(proxy_names()) == {"synflow", "naswot", "snip", "grad_norm", "params", "ensemble", "ensemble_mean"}
+    for name in proxy_names():
+        assert ZeroCostSection(proxy=name).proxy == name
 
 
 def test_zero_cost_source_and_its_oracle(tiny):
@@ -159,3 +176,31 @@ def test_zero_cost_source_in_the_pipeline(tmp_path, ray_cluster):
     with (cfg.run_dir() / "fronts" / "proxy.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert rows and all(r["accuracy_from"] == "zero_cost" and float(r["accuracy"]) >= 1.0 for r in rows)
+
+
+def test_naswot_on_a_cell_equals_the_two_kernel_form_and_leaves_the_network_as_it_was(tiny):
+    """naswot's one +-1 matmul per ReLU gives exactly C C^T + (1 - C)(1 - C)^T summed over ReLUs (Mellor et
+    al.'s kernel, computed here in float64 with two matmuls on a copy in train mode), and the network handed
+    in keeps its mode and its BatchNorm statistics."""
+    import copy
+
+    space, x, y = tiny
+    torch.manual_seed(0)
+    net = space.build(space.parse(
+        "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_3x3~1|nor_conv_1x1~2|")).eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    k = torch.zeros(len(x), len(x), dtype=torch.float64)
+
+    def hook(_m, inp, _out):
+        c = (inp[0].reshape(len(x), -1) > 0).double()
+        k.add_(c @ c.T + (1 - c) @ (1 - c).T)
+
+    ref = copy.deepcopy(net).train()
+    for m in ref.modules():
+        if isinstance(m, nn.ReLU):
+            m.register_forward_hook(hook)
+    with torch.no_grad():
+        ref(x)
+    assert PROXIES.get("naswot")(net, x, y) == torch.linalg.slogdet(k)[1].item()
+    assert not any(m.training for m in net.modules())
+    assert all(torch.equal(v, before[n]) for n, v in net.state_dict().items())

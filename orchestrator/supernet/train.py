@@ -175,10 +175,14 @@ class SupernetTrainer:
 
     # -- training ---------------------------------------------------------------
     def sandwich(self) -> list[dict[str, Any]]:
-        """The subnets of one step: largest, smallest, then ``n_random`` random ones; with elastic resolution
-        all at one resolution drawn for the step (from the trainer's generator, after the subnets)."""
+        """The subnets of one step: largest, smallest, then ``n_random`` random ones; a supernet split into
+        sub-supernets (few-shot: ``restrict``) keeps one step's subnets inside one of them; with elastic
+        resolution all at one resolution drawn for the step (from the trainer's generator, after the subnets)."""
         archs = [self.space.largest(), self.space.smallest()] + [self.space.sample(self.rng)
                                                                  for _ in range(self.cfg.n_random)]
+        restrict = getattr(self.net, "restrict", None)
+        if restrict is not None:
+            archs = restrict(archs, self.rng)
         if getattr(self.space, "elastic_resolution", False):
             r = int(self.rng.choice(self.space.resolutions))
             archs = [{**a, "r": r} for a in archs]
