@@ -116,6 +116,16 @@ def source_choices() -> list[str]:
     return [DEFAULT, *SOURCES.names()]
 
 
+def zero_cost_proxy_choices() -> list[str]:
+    """The ``--proxy`` names: those the config's ``accuracy.zero_cost.proxy`` accepts (read from its schema, so
+    parsing imports no torch); a test checks they are exactly the registered proxies and ensembles."""
+    from typing import get_args
+
+    from orchestrator.config import ZeroCostSection
+
+    return list(get_args(ZeroCostSection.model_fields["proxy"].annotation))
+
+
 def resolve(args: argparse.Namespace) -> tuple[str, Estimator]:
     """The source ``--source`` names (``default``: the config's default) and its estimator; refuses a --proxy
     the source does not take."""
@@ -206,7 +216,7 @@ def add_accuracy_commands(sub: argparse._SubParsersAction) -> None:
                    help="default (the pipeline's default), table (shipped NB201), supernet (--run), predictor "
                         "(--run; fit on --samples evaluated subnets), zero_cost (--proxy, --data)")
     e.add_argument("--proxy", default="ensemble",
-                   choices=["synflow", "naswot", "snip", "grad_norm", "params", "ensemble", "ensemble_mean"],
+                   choices=zero_cost_proxy_choices(),
                    help="zero_cost: the proxy (T-score: 50 + 10 standard deviations over reference cells)")
     e.add_argument("--run", help="supernet/predictor: a 'hwnas supernet train' run directory")
     e.add_argument("--data", help="zero_cost (and predictor --features zero_cost/both): a .npz file, a CIFAR "

@@ -112,6 +112,9 @@ def test_the_default_zero_cost_proxy_is_the_min_ensemble_and_every_choice_is_acc
     assert set(proxy_names()) == {"synflow", "naswot", "snip", "grad_norm", "params", "ensemble", "ensemble_mean"}
     for name in proxy_names():
         assert ZeroCostSection(proxy=name).proxy == name
+    from orchestrator.cli_accuracy import zero_cost_proxy_choices
+
+    assert sorted(zero_cost_proxy_choices()) == sorted(proxy_names())  # the CLI's --proxy, the config, the registry
 
 
 def test_zero_cost_source_and_its_oracle(tiny):
