@@ -93,6 +93,36 @@ def judge(ref, truth_of: dict[str, float], lat_of: dict[str, float], ids: Sequen
     return front_quality(ref, [truth_of[a] for a in ids], [lat_of[a] for a in ids])
 
 
+def nsga_rows(args, space, data, seed, latency, pred, ref, truth_of, lat_of, rows: list) -> None:
+    """NSGA-II on the product's supernet: train it, search, append its row (front judged at the truth)."""
+    t0 = time.perf_counter()
+    tr = SupernetTrainer(space, data, TrainConfig(epochs=args.nsga_epochs, batch_size=args.batch_size,
+                                                  lr=0.1, n_random=args.n_random, seed=seed, device="cpu"))
+    tr.fit(save=False)
+    train_s = time.perf_counter() - t0
+    n_train = len(data.y_train)
+    nsga_images = args.nsga_epochs * (n_train // args.batch_size) * args.batch_size * (2 + args.n_random)
+    acc_src = OneShotAccuracy(space, tr.net, data, EvalConfig(calib_batches=args.calib_batches,
+                                                              max_val=args.max_val, batch_size=256))
+    problem = SearchProblem(space, acc_src, latency, latency_model=pred, label="nsga2 bench")
+    t0 = time.perf_counter()
+    res = run_search(problem, "nsga2", SearchSettings(n_trials=args.trials, population=args.population,
+                                                      seed=seed))
+    search_s = time.perf_counter() - t0
+    cands = list({c.arch_id: c for c in res.candidates}.values())
+    est = np.array([c.accuracy for c in cands])
+    plat = np.array([c.latency_ms for c in cands])
+    chosen = [cands[i].arch_id for i in pareto_front(est, plat)[0]]
+    q = judge(ref, truth_of, lat_of, chosen)
+    pool = judge(ref, truth_of, lat_of, [c.arch_id for c in cands])
+    rows.append({"seed": seed, "method": "nsga2", "train_images": nsga_images, "eval_images": acc_src.images,
+                 "train_s": train_s, "search_s": search_s, "n_front": len(chosen), **q,
+                 "pool_hv_ratio": pool["hv_ratio"]})
+    print(f"  nsga2: train {nsga_images} images {train_s:.0f}s; {len(cands)} cells evaluated "
+          f"({acc_src.images} images, {search_s:.0f}s); front {len(chosen)}: hv_ratio {q['hv_ratio']:.3f} "
+          f"(its evaluated pool at truth: {pool['hv_ratio']:.3f})", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(NPZ))
@@ -115,8 +145,17 @@ def main() -> None:
                     help="DNAS training images as shares of NSGA-II's")
     ap.add_argument("--expectation", choices=["table", "cells"], nargs="+", default=["table", "cells"],
                     help="DNAS latency term: the per-edge table's sum, or the exact expectation over all cells")
+    ap.add_argument("--skip-penalty", type=float, default=0.0, help="DnasConfig.skip_penalty (0 = off)")
+    ap.add_argument("--collapse-ops", nargs="+", default=None, help="DnasConfig.collapse_ops (None: none, "
+                                                                    "skip_connect)")
+    ap.add_argument("--aux-skip", action="store_true", help="DnasConfig.aux_skip (DARTS-'s auxiliary skip)")
+    ap.add_argument("--nsga2-hv", type=float, nargs="+", default=None,
+                    help="reuse NSGA-II's hv_ratio per seed (docs' figures, one per --seeds) instead of rerunning "
+                         "it; its training images are then the formula's (same data and settings)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    if args.nsga2_hv is not None and len(args.nsga2_hv) != len(args.seeds):
+        ap.error(f"--nsga2-hv needs one figure per seed ({len(args.seeds)}), got {len(args.nsga2_hv)}")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
 
@@ -149,32 +188,15 @@ def main() -> None:
         n_train = len(data.y_train)
         print(f"\nseed {seed}: {data}", flush=True)
 
-        # NSGA-II on the product's supernet
-        t0 = time.perf_counter()
-        tr = SupernetTrainer(space, data, TrainConfig(epochs=args.nsga_epochs, batch_size=args.batch_size,
-                                                      lr=0.1, n_random=args.n_random, seed=seed, device="cpu"))
-        tr.fit(save=False)
-        train_s = time.perf_counter() - t0
         nsga_images = args.nsga_epochs * (n_train // args.batch_size) * args.batch_size * (2 + args.n_random)
-        acc_src = OneShotAccuracy(space, tr.net, data, EvalConfig(calib_batches=args.calib_batches,
-                                                                  max_val=args.max_val, batch_size=256))
-        problem = SearchProblem(space, acc_src, latency, latency_model=pred, label="nsga2 bench")
-        t0 = time.perf_counter()
-        res = run_search(problem, "nsga2", SearchSettings(n_trials=args.trials, population=args.population,
-                                                          seed=seed))
-        search_s = time.perf_counter() - t0
-        cands = list({c.arch_id: c for c in res.candidates}.values())
-        est = np.array([c.accuracy for c in cands])
-        plat = np.array([c.latency_ms for c in cands])
-        chosen = [cands[i].arch_id for i in pareto_front(est, plat)[0]]
-        q = judge(ref, truth_of, lat_of, chosen)
-        pool = judge(ref, truth_of, lat_of, [c.arch_id for c in cands])
-        rows.append({"seed": seed, "method": "nsga2", "train_images": nsga_images, "eval_images": acc_src.images,
-                     "train_s": train_s, "search_s": search_s, "n_front": len(chosen), **q,
-                     "pool_hv_ratio": pool["hv_ratio"]})
-        print(f"  nsga2: train {nsga_images} images {train_s:.0f}s; {len(cands)} cells evaluated "
-              f"({acc_src.images} images, {search_s:.0f}s); front {len(chosen)}: hv_ratio {q['hv_ratio']:.3f} "
-              f"(its evaluated pool at truth: {pool['hv_ratio']:.3f})", flush=True)
+        if args.nsga2_hv is not None:
+            hv = args.nsga2_hv[args.seeds.index(seed)]
+            rows.append({"seed": seed, "method": "nsga2 (given)", "train_images": nsga_images, "eval_images": 0,
+                         "train_s": 0.0, "search_s": 0.0, "n_front": 0, "hv_ratio": hv,
+                         **{f"acc_loss_q{p}": float("nan") for p in (25, 50, 75)}})
+            print(f"  nsga2: not rerun, hv_ratio {hv:.3f} given; {nsga_images} training images", flush=True)
+        else:
+            nsga_rows(args, space, data, seed, latency, pred, ref, truth_of, lat_of, rows)
 
         # DNAS at shares of NSGA-II's training images: a warm-up epoch, then per lambda the same number of steps
         n_w = int(round((1 - 0.2) * n_train))
@@ -186,7 +208,8 @@ def main() -> None:
             epochs = max(1, int(np.ceil(steps / (n_w // args.batch_size))))
             cfg = DnasConfig(lambdas=list(args.lambdas), warmup_epochs=1, epochs=epochs,
                              max_steps=int(np.ceil(steps / epochs)), batch_size=args.batch_size, lr=0.05,
-                             arch_lr=args.arch_lr, arch_fraction=0.2, tau_start=5.0, tau_end=0.5, device="cpu")
+                             arch_lr=args.arch_lr, arch_fraction=0.2, tau_start=5.0, tau_end=0.5, device="cpu",
+                             skip_penalty=args.skip_penalty, collapse_ops=args.collapse_ops, aux_skip=args.aux_skip)
             t0 = time.perf_counter()
             out = dnas_sweep(view, data, lut, base, cfg, seed=seed, cells=cells if term == "cells" else None)
             dnas_s = time.perf_counter() - t0
@@ -210,7 +233,7 @@ def main() -> None:
         print(f"{r['method']:<16} {r['seed']:>4} {r['train_images']:>12} {r['eval_images']:>11} "
               f"{r['train_s']:>7.0f} {r['search_s']:>8.0f} {r['n_front']:>5} {r['hv_ratio']:>8.3f} {loss:>22}")
     print("\nmean over seeds (hv_ratio; DNAS / NSGA-II):")
-    base_hv = np.mean([r["hv_ratio"] for r in rows if r["method"] == "nsga2"])
+    base_hv = np.mean([r["hv_ratio"] for r in rows if r["method"].startswith("nsga2")])
     for m in dict.fromkeys(r["method"] for r in rows):
         hv = np.mean([r["hv_ratio"] for r in rows if r["method"] == m])
         print(f"  {m:<16} {hv:.3f}  ratio to nsga2 {hv / base_hv:.3f}")

@@ -83,3 +83,63 @@ def test_exact_expected_latency_over_the_cells(tiny, rng):
     assert (res.weight_images, res.arch_images, res.warmup_images) == (16, 8, 0)
     uniform = float(ms.mean())
     assert res.expected_latency_ms < uniform  # the latency weight moved the distribution to faster cells
+
+
+def test_skip_penalty_gradient_lowers_the_pass_through_logits():
+    """``collapse_penalty``'s gradient is positive on none / skip_connect logits and negative on the others, so
+    a descent step moves probability off the pass-through ops; the mask follows the view's collapse_ops."""
+    from orchestrator.search.dnas import collapse_mask, collapse_penalty
+
+    view = NB201EdgeView(NB201Space(channels=4, cells_per_stage=1))
+    mask = torch.tensor(collapse_mask(view, view.choices()), dtype=torch.float32)
+    assert mask[0].tolist() == [1.0 if op in ("none", "skip_connect") else 0.0 for op in OPS]
+    alpha = torch.randn(6, len(OPS), generator=torch.Generator().manual_seed(0), requires_grad=True)
+    collapse_penalty(alpha, mask, 0.7).backward()
+    g = alpha.grad
+    assert (g[mask.bool()] > 0).all() and (g[~mask.bool()] < 0).all()
+    pool = collapse_mask(view, view.choices(), ["avg_pool_3x3"])
+    assert pool[:, OPS.index("avg_pool_3x3")].all() and pool.sum() == 6
+    from orchestrator.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="max_pool"):
+        collapse_mask(view, view.choices(), ["max_pool"])
+    # the loss moves by mu: the same gradient scaled
+    alpha2 = alpha.detach().clone().requires_grad_(True)
+    collapse_penalty(alpha2, mask, 1.4).backward()
+    torch.testing.assert_close(alpha2.grad, 2 * g)
+
+
+@pytest.mark.slow
+def test_skip_penalty_keeps_a_heavy_latency_weight_off_pass_through_ops(tiny):
+    """Where a heavy latency weight alone ends on the all-``none`` cell, a heavier pass-through penalty ends
+    on a cell without none or skip_connect (the cheapest remaining op, avg_pool, on every edge)."""
+    lut = np.tile(np.array([0.0, 0.2, 1.0, 3.0, 0.5]), (6, 1))
+    g = torch.Generator().manual_seed(0)
+    data = SimpleNamespace(x_train=torch.randn(64, *tiny.input_shape()[1:], generator=g),
+                           y_train=torch.randint(0, 10, (64,), generator=g))
+    cfg = DnasConfig(lambdas=[5.0], warmup_epochs=0, epochs=2, batch_size=32, arch_lr=0.5, skip_penalty=20.0)
+    ops = tiny.parse(dnas_sweep(NB201EdgeView(tiny), data, lut, 1.0, cfg, seed=0)[0].arch_id)["ops"]
+    assert not {"none", "skip_connect"} & set(ops)
+
+
+def test_aux_skip_adds_beta_times_the_identity_on_every_edge(tiny, rng):
+    """DARTS-'s auxiliary skip: ``forward_mixed(x, w, aux_skip=b)`` equals ``forward_mixed`` with b added to
+    each edge's skip_connect weight (NB201's skip is the identity inside a cell); fbnet-like views without it
+    are refused with the setting named."""
+    from orchestrator.errors import ConfigError
+
+    net = NB201EdgeView(tiny).build_supernet().eval()
+    x = torch.randn(2, *tiny.input_shape()[1:])
+    w = torch.softmax(torch.randn(6, len(OPS)), dim=1)
+    w2 = w.clone()
+    w2[:, OPS.index("skip_connect")] += 0.3
+    with torch.no_grad():
+        torch.testing.assert_close(net.forward_mixed(x, w, aux_skip=0.3), net.forward_mixed(x, w2))
+        assert not torch.allclose(net.forward_mixed(x, w, aux_skip=0.3), net.forward_mixed(x, w))
+
+    class NoAux(NB201EdgeView):
+        supports_aux_skip = False
+
+    data = SimpleNamespace(x_train=torch.randn(8, *tiny.input_shape()[1:]), y_train=torch.randint(0, 10, (8,)))
+    with pytest.raises(ConfigError, match="aux_skip"):
+        dnas_sweep(NoAux(tiny), data, np.zeros((6, len(OPS))), 0.0, DnasConfig(aux_skip=True))

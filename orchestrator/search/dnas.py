@@ -14,6 +14,15 @@ weights and the logits are trained in turn on two disjoint parts of the training
   one-hot encoding). The penalty is scaled to [0, 1] over the space's latency range, so ``lambda`` is
   unit-free: 0 ignores latency, large values ask for the fastest network.
 
+Against the collapse of gradient search onto parameter-free ops (NAS-Bench-201 reports DARTS's all-skip cell,
+54.3 % on CIFAR-10; Dong & Yang, ICLR 2020), two remedies from the literature, both off by default:
+``skip_penalty`` (mu) adds ``mu * mean_l sum_{o in collapse_ops} softmax(alpha[l])_o`` to the architecture loss
+(``collapse_penalty``: a soft form of P-DARTS's / DARTS+'s cap on the number of skip connections, Chen et al.
+ICCV 2019, Liang et al. 2019), and ``aux_skip`` adds DARTS-'s auxiliary skip connection ``beta * x`` to every
+edge of the mixed forward, beta decaying linearly from 1 to 0 over each lambda's architecture steps (Chu et al.,
+ICLR 2021: it takes over the residual benefit that otherwise goes to the learnable skip op). Measured on NB201
+in docs/benchmarks.md ("Issue 21 (turn 6b): DNAS collapse remedies").
+
 ``tau`` decays exponentially from ``tau_start`` to ``tau_end`` over the search epochs. After ``warmup_epochs``
 of weight training (shared by every lambda), each lambda of the sweep continues from a copy of the warmed-up
 supernet; its architecture is the most likely block of each layer, plus ``samples`` architectures drawn from
@@ -66,6 +75,16 @@ class DnasConfig(BaseModel):
     max_steps: int | None = Field(None, ge=1, description="cap on the steps of an epoch (quick runs)")
     samples: int = Field(0, ge=0, description="architectures sampled from each lambda's final distribution "
                                               "besides its most likely one (FBNet samples 6)")
+    skip_penalty: float = Field(0.0, ge=0, description="weight mu of mu * mean over layers of the probability of "
+                                                        "the view's pass-through ops (collapse_ops: nb201 none "
+                                                        "and skip_connect, fbnet skip), added to the "
+                                                        "architecture loss against the collapse onto them; 0 = off")
+    collapse_ops: list[str] | None = Field(None, description="the ops skip_penalty penalises; None = the view's "
+                                                               "(nb201: none, skip_connect; else skip, "
+                                                               "skip_connect, none)")
+    aux_skip: bool = Field(False, description="DARTS- (Chu et al., ICLR 2021): an auxiliary skip connection "
+                                              "beta * x on every edge of the architecture step's mixed forward, "
+                                              "beta decaying linearly 1 -> 0 over each lambda's steps; nb201 only")
     device: str = Field("cpu", description="torch device: cpu, cuda, auto")
     data: DataConfig | None = Field(None, description="training data; None = accuracy.supernet.data")
     supernet_options: dict[str, Any] | None = Field(None, description="space options of the searched supernet "
@@ -104,6 +123,26 @@ def latency_table(space: SearchSpace, model: Any) -> tuple[np.ndarray, float]:
         raise ConfigError(f"search algorithm 'dnas': the latency model has {coef.size} coefficients; space "
                           f"{space.name!r} needs one per (layer, block)")
     return coef.reshape(len(choices), -1), float(model.intercept_)
+
+
+def collapse_mask(space: Any, choices: list[tuple[str, ...]], ops: list[str] | None = None) -> np.ndarray:
+    """(layers, choices) 0/1 mask of ``ops`` (None: the view's ``collapse_ops``, default ops named ``skip``,
+    ``skip_connect`` or ``none``) in each layer's choices. ConfigError for a name no layer offers."""
+    names = set(ops if ops is not None else getattr(space, "collapse_ops", ("skip", "skip_connect", "none")))
+    unknown = names - {op for ch in choices for op in ch}
+    if ops is not None and unknown:
+        raise ConfigError(f"dnas: collapse_ops {sorted(unknown)} are not ops of space {space.name!r}; its ops: "
+                          f"{', '.join(dict.fromkeys(op for ch in choices for op in ch))}")
+    return np.array([[1.0 if op in names else 0.0 for op in ch] for ch in choices])
+
+
+def collapse_penalty(alpha: Any, mask: Any, mu: float) -> Any:
+    """``mu * mean_l sum_o mask[l, o] softmax(alpha[l])_o``: the expected share of pass-through ops per layer,
+    weighted; its gradient lowers those ops' logits and raises the others' (``DnasConfig.skip_penalty``).
+    ``alpha`` and ``mask``: (layers, choices) tensors."""
+    import torch
+
+    return mu * (torch.softmax(alpha, dim=1) * mask).sum(dim=1).mean()
 
 
 def layerwise_choices(space: SearchSpace) -> list[tuple[str, ...]]:
@@ -191,6 +230,13 @@ def dnas_sweep(space: SearchSpace, data: Any, lut: np.ndarray, base: float, cfg:
         raise ConfigError(f"dnas: the data's images are {tuple(x_all.shape[1:])}, the supernet takes "
                           f"{tuple(space.input_shape()[1:])}; set search.dnas.data.resolution (or the supernet's "
                           f"resolution option) to match")
+    mask_np = collapse_mask(space, choices, cfg.collapse_ops)
+    if cfg.skip_penalty > 0 and not mask_np.any():
+        raise ConfigError(f"dnas: skip_penalty > 0 but space {space.name!r} has no pass-through op "
+                          f"(skip, skip_connect, none) to penalise; set search.dnas.skip_penalty: 0")
+    if cfg.aux_skip and not getattr(space, "supports_aux_skip", False):
+        raise ConfigError(f"dnas: aux_skip (DARTS-) needs a mixed forward that takes aux_skip; space "
+                          f"{space.name!r}'s does not (it has nb201's); set search.dnas.aux_skip: false")
     dev = resolve_device(cfg.device)
     torch.manual_seed(seed)
     gen = np.random.default_rng(seed)
@@ -209,6 +255,7 @@ def dnas_sweep(space: SearchSpace, data: Any, lut: np.ndarray, base: float, cfg:
                               f"{tuple(cell_idx.shape)} and {len(cell_ms)}")
         lo, hi = float(cell_ms.min()), float(cell_ms.max())
     span = max(hi - lo, 1e-9)
+    mask_t = torch.tensor(mask_np, dtype=torch.float32, device=dev)
     layer_ix = torch.arange(n_layers, device=dev)[None, :]
 
     def expected_latency(logits: Any) -> Any:
@@ -251,6 +298,9 @@ def dnas_sweep(space: SearchSpace, data: Any, lut: np.ndarray, base: float, cfg:
         alpha = torch.zeros(n_layers, width, device=dev, requires_grad=True)
         a_opt = torch.optim.Adam([alpha], lr=cfg.arch_lr, betas=(0.5, 0.999))
         w_images = a_images = 0
+        per_epoch = max(1, len(w_idx) // cfg.batch_size)  # what _batches gives, without drawing from gen
+        n_steps = cfg.epochs * (min(per_epoch, cfg.max_steps) if cfg.max_steps else per_epoch)  # aux_skip's decay
+        step = 0
         for epoch in range(cfg.epochs):
             frac = epoch / max(1, cfg.epochs - 1)
             tau = cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** frac
@@ -263,8 +313,15 @@ def dnas_sweep(space: SearchSpace, data: Any, lut: np.ndarray, base: float, cfg:
                 a_images += len(y)
                 a_opt.zero_grad(set_to_none=True)
                 mix = F.gumbel_softmax(alpha, tau=tau, hard=False, dim=1)
-                ce = F.cross_entropy(net.forward_mixed(x, mix), y)
+                if cfg.aux_skip:
+                    logits = net.forward_mixed(x, mix, aux_skip=1.0 - step / max(1, n_steps))
+                else:
+                    logits = net.forward_mixed(x, mix)
+                step += 1
+                ce = F.cross_entropy(logits, y)
                 loss = ce + lam * (expected_latency(alpha) - lo) / span
+                if cfg.skip_penalty > 0:
+                    loss = loss + collapse_penalty(alpha, mask_t, cfg.skip_penalty)
                 loss.backward()
                 a_opt.step()
                 net.zero_grad(set_to_none=True)  # the architecture step leaves the weights alone

@@ -34,13 +34,20 @@ def _mixed_supernet_class() -> type:
     from search_spaces.nb201_torch import NB201SuperCell, NB201SuperNetwork, _cell_forward
 
     class NB201MixedSuperNetwork(NB201SuperNetwork):
-        """NB201's supernet with ``forward_mixed(x, weights)``: weights (6, 5), one row per edge over ``OPS``."""
+        """NB201's supernet with ``forward_mixed(x, weights, aux_skip)``: weights (6, 5), one row per edge over
+        ``OPS``; ``aux_skip`` (float) adds ``aux_skip * z`` to every edge's output (DARTS-'s auxiliary skip
+        connection, Chu et al., ICLR 2021; 0 = none)."""
 
-        def forward_mixed(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        def forward_mixed(self, x: torch.Tensor, weights: torch.Tensor, aux_skip: float = 0.0) -> torch.Tensor:
             def cell(layer: NB201SuperCell, h: torch.Tensor) -> torch.Tensor:
                 def edge(e: int, key: str) -> Any:
                     ops = layer.edges[key]
-                    return lambda z: sum(weights[e, o] * ops[op](z) for o, op in enumerate(OPS) if op != "none")
+
+                    def mixed(z: torch.Tensor) -> Any:
+                        out = sum(weights[e, o] * ops[op](z) for o, op in enumerate(OPS) if op != "none")
+                        return out + aux_skip * z if aux_skip else out
+
+                    return mixed
 
                 return _cell_forward(h, edge)
 
@@ -57,6 +64,8 @@ class NB201EdgeView:
     """NB201 seen as a layer-wise space (its 6 edges) for ``dnas_sweep``."""
 
     needs_additive_latency = False  # the per-edge table is fitted over the domain's cells to any latency
+    supports_aux_skip = True  # forward_mixed takes aux_skip (DnasConfig.aux_skip)
+    collapse_ops = ("none", "skip_connect")  # the parameter-free ops gradient search collapses onto (skip_penalty)
 
     def __init__(self, space: NB201Space) -> None:
         self.space = space
