@@ -146,8 +146,8 @@ def main() -> None:
     ap.add_argument("--expectation", choices=["table", "cells"], nargs="+", default=["table", "cells"],
                     help="DNAS latency term: the per-edge table's sum, or the exact expectation over all cells")
     ap.add_argument("--skip-penalty", type=float, default=0.0, help="DnasConfig.skip_penalty (0 = off)")
-    ap.add_argument("--collapse-ops", nargs="+", default=None, help="DnasConfig.collapse_ops (None: none, "
-                                                                    "skip_connect)")
+    ap.add_argument("--collapse-ops", nargs="+", default=None, help="DnasConfig.collapse_ops (None: the "
+                                                                    "view's: none, skip_connect, avg_pool_3x3)")
     ap.add_argument("--aux-skip", action="store_true", help="DnasConfig.aux_skip (DARTS-'s auxiliary skip)")
     ap.add_argument("--nsga2-hv", type=float, nargs="+", default=None,
                     help="reuse NSGA-II's hv_ratio per seed (docs' figures, one per --seeds) instead of rerunning "

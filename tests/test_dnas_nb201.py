@@ -92,13 +92,14 @@ def test_skip_penalty_gradient_lowers_the_pass_through_logits():
 
     view = NB201EdgeView(NB201Space(channels=4, cells_per_stage=1))
     mask = torch.tensor(collapse_mask(view, view.choices()), dtype=torch.float32)
-    assert mask[0].tolist() == [1.0 if op in ("none", "skip_connect") else 0.0 for op in OPS]
+    assert mask[0].tolist() == [0.0 if op.startswith("nor_conv") else 1.0 for op in OPS]  # the parameter-free
+    assert mask.shape == (6, len(OPS)) and (mask == mask[0]).all()
     alpha = torch.randn(6, len(OPS), generator=torch.Generator().manual_seed(0), requires_grad=True)
     collapse_penalty(alpha, mask, 0.7).backward()
     g = alpha.grad
     assert (g[mask.bool()] > 0).all() and (g[~mask.bool()] < 0).all()
-    pool = collapse_mask(view, view.choices(), ["avg_pool_3x3"])
-    assert pool[:, OPS.index("avg_pool_3x3")].all() and pool.sum() == 6
+    pool = collapse_mask(view, view.choices(), ["skip_connect"])
+    assert pool[:, OPS.index("skip_connect")].all() and pool.sum() == 6
     from orchestrator.errors import ConfigError
 
     with pytest.raises(ConfigError, match="max_pool"):
@@ -112,14 +113,14 @@ def test_skip_penalty_gradient_lowers_the_pass_through_logits():
 @pytest.mark.slow
 def test_skip_penalty_keeps_a_heavy_latency_weight_off_pass_through_ops(tiny):
     """Where a heavy latency weight alone ends on the all-``none`` cell, a heavier pass-through penalty ends
-    on a cell without none or skip_connect (the cheapest remaining op, avg_pool, on every edge)."""
+    on a cell of convolutions only (none, skip_connect and avg_pool_3x3 penalised)."""
     lut = np.tile(np.array([0.0, 0.2, 1.0, 3.0, 0.5]), (6, 1))
     g = torch.Generator().manual_seed(0)
     data = SimpleNamespace(x_train=torch.randn(64, *tiny.input_shape()[1:], generator=g),
                            y_train=torch.randint(0, 10, (64,), generator=g))
     cfg = DnasConfig(lambdas=[5.0], warmup_epochs=0, epochs=2, batch_size=32, arch_lr=0.5, skip_penalty=20.0)
     ops = tiny.parse(dnas_sweep(NB201EdgeView(tiny), data, lut, 1.0, cfg, seed=0)[0].arch_id)["ops"]
-    assert not {"none", "skip_connect"} & set(ops)
+    assert not {"none", "skip_connect", "avg_pool_3x3"} & set(ops)
 
 
 def test_aux_skip_adds_beta_times_the_identity_on_every_edge(tiny, rng):

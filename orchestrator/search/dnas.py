@@ -16,7 +16,8 @@ weights and the logits are trained in turn on two disjoint parts of the training
 
 Against the collapse of gradient search onto parameter-free ops (NAS-Bench-201 reports DARTS's all-skip cell,
 54.3 % on CIFAR-10; Dong & Yang, ICLR 2020), two remedies from the literature, both off by default:
-``skip_penalty`` (mu) adds ``mu * mean_l sum_{o in collapse_ops} softmax(alpha[l])_o`` to the architecture loss
+``skip_penalty`` (mu) adds ``mu * mean_l sum_{o in collapse_ops} softmax(alpha[l])_o`` (the parameter-free ops'
+expected share per layer) to the architecture loss
 (``collapse_penalty``: a soft form of P-DARTS's / DARTS+'s cap on the number of skip connections, Chen et al.
 ICCV 2019, Liang et al. 2019), and ``aux_skip`` adds DARTS-'s auxiliary skip connection ``beta * x`` to every
 edge of the mixed forward, beta decaying linearly from 1 to 0 over each lambda's architecture steps (Chu et al.,
@@ -76,11 +77,12 @@ class DnasConfig(BaseModel):
     samples: int = Field(0, ge=0, description="architectures sampled from each lambda's final distribution "
                                               "besides its most likely one (FBNet samples 6)")
     skip_penalty: float = Field(0.0, ge=0, description="weight mu of mu * mean over layers of the probability of "
-                                                        "the view's pass-through ops (collapse_ops: nb201 none "
-                                                        "and skip_connect, fbnet skip), added to the "
+                                                        "the view's parameter-free ops (collapse_ops: nb201 none, "
+                                                        "skip_connect, avg_pool_3x3; fbnet skip), added to the "
                                                         "architecture loss against the collapse onto them; 0 = off")
     collapse_ops: list[str] | None = Field(None, description="the ops skip_penalty penalises; None = the view's "
-                                                               "(nb201: none, skip_connect; else skip, "
+                                                               "(nb201: none, skip_connect, avg_pool_3x3; "
+                                                               "else skip, "
                                                                "skip_connect, none)")
     aux_skip: bool = Field(False, description="DARTS- (Chu et al., ICLR 2021): an auxiliary skip connection "
                                               "beta * x on every edge of the architecture step's mixed forward, "

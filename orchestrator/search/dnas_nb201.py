@@ -65,7 +65,9 @@ class NB201EdgeView:
 
     needs_additive_latency = False  # the per-edge table is fitted over the domain's cells to any latency
     supports_aux_skip = True  # forward_mixed takes aux_skip (DnasConfig.aux_skip)
-    collapse_ops = ("none", "skip_connect")  # the parameter-free ops gradient search collapses onto (skip_penalty)
+    # the parameter-free ops gradient search collapses onto (skip_penalty); avg_pool too: with none and
+    # skip_connect alone penalised, the search collapsed onto avg_pool_3x3 (docs/benchmarks.md, issue 21 turn 6b)
+    collapse_ops = ("none", "skip_connect", "avg_pool_3x3")
 
     def __init__(self, space: NB201Space) -> None:
         self.space = space
