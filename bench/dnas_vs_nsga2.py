@@ -23,6 +23,9 @@ against the true front of all 15,625 cells (``front_quality``: hv_ratio, accurac
 
     OPENBLAS_NUM_THREADS=1 nice python bench/dnas_vs_nsga2.py --seeds 0 1 --lambdas 0 0.02 0.05 0.1 0.2 0.5
                                             # the docs' figures (docs/benchmarks.md, issue 21 turn 6): ~10 min
+
+DNAS's collapse remedies: ``--skip-penalty MU [--collapse-ops ...]``, ``--aux-skip``; ``--nsga2-hv H0 H1`` reuses
+NSGA-II's per-seed figures instead of rerunning it (docs/benchmarks.md, issue 21 turn 6b).
 """
 
 from __future__ import annotations
