@@ -149,6 +149,32 @@ def test_rerun_needs_resume_and_same_config(finished):
         run_pipeline(other, resume=True, progress=False)
 
 
+def test_resume_accepts_a_run_begun_before_a_setting_was_added(tmp_path):
+    """A run dir written by an older hwnas (its stored config lacks a setting added since, at its default)
+    resumes; a setting that differs, or one this version does not know, is still refused."""
+    import json
+
+    from orchestrator.pipeline.context import STATE_FILE, check_run_dir, public_config
+
+    cfg = _cfg(tmp_path)
+    d = tmp_path / "runs" / "t"
+    d.mkdir(parents=True)
+    stored = public_config(cfg)
+    assert "int8_accuracy" in stored["sweep"]
+    del stored["sweep"]["int8_accuracy"]  # as written before that setting existed
+    (d / STATE_FILE).write_text(json.dumps({"config": stored}))
+    assert check_run_dir(cfg, True, d) == d
+    stored["search"]["n_trials"] = 61
+    (d / STATE_FILE).write_text(json.dumps({"config": stored}))
+    with pytest.raises(ConfigError, match=r"another config.*\['search'\]"):
+        check_run_dir(cfg, True, d)
+    stored["search"]["n_trials"] = cfg.search.n_trials
+    stored["search"]["a_removed_setting"] = 1
+    (d / STATE_FILE).write_text(json.dumps({"config": stored}))
+    with pytest.raises(ConfigError, match="another config"):
+        check_run_dir(cfg, True, d)
+
+
 def test_resume_of_a_finished_run_redoes_nothing(finished):
     tmp_path, cfg, summary = finished
     run_dir = cfg.run_dir()

@@ -94,6 +94,19 @@ def start_over_hint(cfg: PipelineConfig, d: Path) -> str:
     return f"to start over under this name (its run dir keeps the config it began with), delete its state: {cmd}"
 
 
+def _with_current_defaults(old: dict[str, Any]) -> dict[str, Any]:
+    """A run dir's stored config as this version writes it: a setting added since the run began (absent from
+    ``old``) takes its default, so upgrading hwnas between a crash and ``--resume`` does not refuse the resume.
+    A stored config this schema rejects (a setting since removed or renamed) is returned as it is, and so
+    differs."""
+    from pydantic import ValidationError
+
+    try:
+        return public_config(PipelineConfig.model_validate(old))
+    except (ValidationError, TypeError, ValueError):
+        return old
+
+
 def check_run_dir(cfg: PipelineConfig, resume: bool, d: Path) -> Path:
     """The run dir ``d``, checked: a run there needs --resume and the same config. Creates nothing. A
     refusal names what to delete to start over (a refused or crashed run never blocks a corrected config)."""
@@ -102,7 +115,7 @@ def check_run_dir(cfg: PipelineConfig, resume: bool, d: Path) -> Path:
         if not resume:
             raise ConfigError(f"{d} already holds a run; pass --resume to continue it, or change 'name', or "
                               f"{start_over_hint(cfg, d)}")
-        old = json.loads(state.read_text())["config"]
+        old = _with_current_defaults(json.loads(state.read_text())["config"])
         mine = public_config(cfg)
         if old != mine:
             diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k))
