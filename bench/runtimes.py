@@ -1,18 +1,28 @@
-"""Real runtimes on this machine (issue 22): NB201 cells measured on each runtime twice (the second pass in
-another order), with the median latency per cell, the test-retest SRCC per runtime, the SRCC matrix between
-runtimes, and the seconds per architecture of preparing (export, quantization, compilation, output check)
-and of the whole measurement (prepare + warm-up + timing).
+"""Real runtimes on this machine (issue 22): architectures measured on each runtime twice (the second pass in
+reverse order), with the median latency per architecture, the test-retest SRCC per runtime, the SRCC matrix
+between runtimes, and the seconds per architecture of preparing (export, quantization, compilation, output
+check) and of the whole measurement (prepare + warm-up + timing).
 
     nice python bench/runtimes.py --n 10 --runtimes torch-cpu onnxrt-cpu onnxrt-int8 openvino-cpu
+    nice python bench/runtimes.py --n 200 --channels 16 --cells-per-stage 1 --budget 300 --out runs/rt_nb201.csv
+    nice python bench/runtimes.py --space mobilenetv3 --width 0.35 --resolution 64 --n 100 --out runs/rt_mbv3.csv
+    python bench/runtimes.py --report runs/rt_nb201.csv          # the tables again, from the CSV
 
-Runtimes of the extra [runtimes] are skipped (with a note) where it is not installed. In process, no Ray.
+With ``--out`` every measurement is appended to a CSV as it is made (runtime, pass, architecture, median ms,
+prepare s, measure s, 1-minute load average), and a rerun with the same ``--out`` skips what it holds, so an
+interrupted run counts and can be continued. ``--budget`` caps the seconds per runtime (first pass: half of
+it; the second pass re-measures, in reverse order, the architectures of the first). Runtimes of the extra
+[runtimes] are skipped (with a note) where it is not installed. In process, no Ray.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import logging
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -20,54 +30,140 @@ from scipy.stats import spearmanr
 from orchestrator.errors import DeviceError
 from orchestrator.latency.devices import get_device
 from orchestrator.latency.measurement import MeasurementProtocol
-from search_spaces.nb201 import NB201Space
+
+FIELDS = ["runtime", "pass", "arch", "median_ms", "prepare_s", "measure_s", "load1"]
 
 
-def run_pass(dev, space, ids):
-    ms, wall, prep = {}, {}, {}
+def make_space(args: argparse.Namespace):
+    if args.space == "nb201":
+        from search_spaces.nb201 import NB201Space
+
+        return NB201Space(channels=args.channels, cells_per_stage=args.cells_per_stage)
+    from search_spaces.mobilenet import MobileNetV3Space
+
+    return MobileNetV3Space(width_mult=args.width, resolution=args.resolution, num_classes=10)
+
+
+def read_rows(path: Path | None) -> list[dict]:
+    if path is None or not path.exists():
+        return []
+    with path.open() as f:
+        return [{**r, "pass": int(r["pass"]), **{k: float(r[k]) for k in FIELDS[3:]}} for r in csv.DictReader(f)]
+
+
+def report(rows: list[dict], ids: list[str] | None = None) -> None:
+    """Per runtime: median of medians (first pass), test-retest SRCC on the architectures measured in both
+    passes, median prepare and measure seconds; then the SRCC matrix between runtimes on their common
+    architectures (mean of the passes where both exist)."""
+    runtimes = list(dict.fromkeys(r["runtime"] for r in rows))
+    per: dict[str, dict[int, dict[str, dict]]] = {n: {1: {}, 2: {}} for n in runtimes}
+    for r in rows:
+        per[r["runtime"]][r["pass"]][r["arch"]] = r
+    print("| runtime | archs (pass 1 / both) | median of medians (ms) | test-retest SRCC | prepare s/arch (median) "
+          "| measure s/arch (median) | load1 (min-max) | p90/p10 of medians | retest |diff| (median %) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    mean: dict[str, dict[str, float]] = {}
+    for n in runtimes:
+        a, b = per[n][1], per[n][2]
+        both = [i for i in a if i in b]
+        srcc = spearmanr([a[i]["median_ms"] for i in both], [b[i]["median_ms"] for i in both]).statistic \
+            if len(both) > 2 else float("nan")
+        loads = [r["load1"] for r in rows if r["runtime"] == n]
+        prep = [r["prepare_s"] for r in a.values()]
+        ms = np.array([r["median_ms"] for r in a.values()])
+        x, y = (np.array([p[i]["median_ms"] for i in both]) for p in (a, b))
+        diff = float(np.median(200 * np.abs(x - y) / (x + y))) if both else float("nan")
+        print(f"| {n} | {len(a)} / {len(both)} | {np.median([r['median_ms'] for r in a.values()]):.3f} | {srcc:.3f} "
+              f"| {np.nanmedian(prep) if not np.all(np.isnan(prep)) else float('nan'):.2f} "
+              f"| {np.median([r['measure_s'] for r in a.values()]):.2f} | {min(loads):.1f}-{max(loads):.1f} "
+              f"| {np.percentile(ms, 90) / np.percentile(ms, 10):.2f} | {diff:.1f} |")
+        mean[n] = {i: (a[i]["median_ms"] + b[i]["median_ms"]) / 2 if i in b else a[i]["median_ms"] for i in a}
+    print("\nSRCC between runtimes (mean of the two passes; common architectures in brackets):")
+    print("| | " + " | ".join(runtimes) + " |")
+    print("| --- |" + " --- |" * len(runtimes))
+    for r in runtimes:
+        cells = []
+        for c in runtimes:
+            common = [i for i in mean[r] if i in mean[c]]
+            s = spearmanr([mean[r][i] for i in common], [mean[c][i] for i in common]).statistic \
+                if len(common) > 2 else float("nan")
+            cells.append(f"{s:.3f} ({len(common)})")
+        print(f"| {r} | " + " | ".join(cells) + " |")
+
+
+def run_pass(dev, space, name: str, p: int, ids: list[str], done: dict, deadline: float, writer) -> None:
     for a in ids:
+        if (name, p, a) in done:
+            continue
+        if time.monotonic() > deadline:
+            break
         t0 = time.perf_counter()
-        ms[a] = dev.measure(space.parse(a)).median_ms
-        wall[a] = time.perf_counter() - t0
-        prep[a] = getattr(dev, "prepare_seconds", {}).get(a, float("nan"))
-    return ms, wall, prep
+        try:
+            ms = dev.measure(space.parse(a)).median_ms
+        except DeviceError as e:
+            logging.warning("%s", e)
+            continue
+        row = {"runtime": name, "pass": p, "arch": a, "median_ms": ms,
+               "prepare_s": getattr(dev, "prepare_seconds", {}).get(a, float("nan")),
+               "measure_s": time.perf_counter() - t0, "load1": os.getloadavg()[0]}
+        done[(name, p, a)] = row
+        if writer is not None:
+            writer(row)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=10, help="NB201 cells (sampled with --seed)")
+    ap.add_argument("--space", choices=["nb201", "mobilenetv3"], default="nb201")
+    ap.add_argument("--n", type=int, default=10, help="architectures (sampled with --seed)")
+    ap.add_argument("--channels", type=int, default=16, help="NB201: channels of the first stage")
+    ap.add_argument("--cells-per-stage", type=int, default=5, help="NB201: cells per stage (N)")
+    ap.add_argument("--width", type=float, default=1.0, help="MobileNetV3: width multiplier")
+    ap.add_argument("--resolution", type=int, default=224, help="MobileNetV3: input resolution (multiple of 32)")
     ap.add_argument("--runtimes", nargs="+", default=["torch-cpu", "onnxrt-cpu", "onnxrt-int8", "openvino-cpu"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--budget", type=float, default=float("inf"), help="seconds per runtime (both passes)")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--min-repeat-ms", type=float, default=10.0)
+    ap.add_argument("--out", type=Path, help="CSV appended per measurement; a rerun skips what it holds")
+    ap.add_argument("--report", type=Path, help="only print the tables of this CSV")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    space = NB201Space()
+    if args.report:
+        report(read_rows(args.report))
+        return
+    space = make_space(args)
     rng = np.random.default_rng(args.seed)
     ids = list(dict.fromkeys(space.arch_id(space.sample(rng)) for _ in range(args.n)))
-    proto = MeasurementProtocol(warmup=3, repeats=10, min_repeat_ms=10.0)
-    first: dict[str, np.ndarray] = {}
-    print(f"{len(ids)} NB201 cells (C=16, N=5, batch 1, {args.threads} thread), protocol {proto.model_dump()}")
-    print("| runtime | median of medians (ms) | test-retest SRCC | prepare s/arch (median) | measure s/arch (median) |")
-    print("| --- | --- | --- | --- | --- |")
+    proto = MeasurementProtocol(warmup=args.warmup, repeats=args.repeats, min_repeat_ms=args.min_repeat_ms)
+    done = {(r["runtime"], r["pass"], r["arch"]): r for r in read_rows(args.out)}
+    writer = None
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        new = not args.out.exists()
+        fh = args.out.open("a", newline="")
+        w = csv.DictWriter(fh, fieldnames=FIELDS)
+        if new:
+            w.writeheader()
+
+        def writer(row: dict) -> None:
+            w.writerow(row)
+            fh.flush()
+    print(f"{len(ids)} {space.name} architectures ({space.spec().options}, batch 1, {args.threads} thread), "
+          f"protocol {proto.model_dump()}, budget {args.budget} s per runtime", flush=True)
     for name in args.runtimes:
         try:
             dev = get_device(name, space, threads=args.threads, protocol=proto)
         except DeviceError as e:
-            print(f"| {name} | skipped: {e} | | | |", flush=True)
+            print(f"{name}: skipped: {e}", flush=True)
             continue
-        a, wall, prep = run_pass(dev, space, ids)
-        b, _, _ = run_pass(dev, space, ids[::-1])
-        x, y = np.array([a[i] for i in ids]), np.array([b[i] for i in ids])
-        first[name] = (x + y) / 2
-        srcc = spearmanr(x, y).statistic
-        print(f"| {name} | {np.median(x):.3f} | {srcc:.3f} | {np.nanmedian(list(prep.values())):.2f} | "
-              f"{np.median(list(wall.values())):.2f} |", flush=True)
-    names = list(first)
-    print("\nSRCC between runtimes (mean of the two passes):")
-    print("| | " + " | ".join(names) + " |")
-    print("| --- |" + " --- |" * len(names))
-    for r in names:
-        print(f"| {r} | " + " | ".join(f"{spearmanr(first[r], first[c]).statistic:.3f}" for c in names) + " |")
+        t0 = time.monotonic()
+        run_pass(dev, space, name, 1, ids, done, t0 + args.budget / 2, writer)
+        first = [a for a in ids if (name, 1, a) in done]
+        run_pass(dev, space, name, 2, first[::-1], done, t0 + args.budget, writer)
+        print(f"{name}: {len(first)} measured, {time.monotonic() - t0:.0f} s", flush=True)
+    report([done[k] for k in done if k[2] in set(ids)])
 
 
 if __name__ == "__main__":
