@@ -50,6 +50,7 @@ def int8_fronts(run_dir: str | Path, options: Any = None, devices: Sequence[str]
     import numpy as np
 
     from orchestrator.config import PipelineConfig
+    from orchestrator.confirm import front_names
     from orchestrator.pipeline.accuracy import SOURCES
     from orchestrator.report import safe_name, write_front
     from orchestrator.supernet.int8 import Int8Evaluator
@@ -64,13 +65,7 @@ def int8_fronts(run_dir: str | Path, options: Any = None, devices: Sequence[str]
                           f"({SOURCES.get(src).help}); int8 accuracy quantizes and evaluates a network with weights: "
                           f"only runs with accuracy.source supernet or predictor have one")
     options = options if options is not None else cfg.sweep.int8_accuracy
-    summary = json.loads((run / "summary.json").read_text())
-    names = ["proxy", *(r["target"] for r in summary["targets"])]
-    if devices:
-        unknown = sorted(set(devices) - set(names))
-        if unknown:
-            raise ConfigError(f"int8: no front for {unknown} in {run}; fronts: {', '.join(names)}")
-        names = [n for n in names if n in set(devices)]
+    names = front_names(run, devices, "int8")
     fronts = {n: json.loads(f.read_text()) for n in names if (f := run / "fronts" / f"{safe_name(n)}.json").is_file()}
     archs = list(dict.fromkeys(r["arch"] for rows in fronts.values() for r in rows))
     if not archs:

@@ -89,17 +89,24 @@ def _train(config: dict[str, Any]) -> None:
                          "epoch": epoch + 1}, checkpoint=tune.Checkpoint.from_directory(d))
 
 
-def front_archs(run_dir: Path, top: int = 0, devices: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-    """arch id -> {one-shot accuracy, the devices whose front holds it} over the run's fronts."""
-    from orchestrator.report import safe_name
-
+def front_names(run_dir: Path, devices: Sequence[str] | None, command: str) -> list[str]:
+    """The run's front names (proxy, then its targets), narrowed to ``devices`` where given; ConfigError (naming
+    ``command``) for a device without a front in the run."""
     summary = json.loads((run_dir / "summary.json").read_text())
     names = ["proxy", *(r["target"] for r in summary["targets"])]
     if devices:
         unknown = sorted(set(devices) - set(names))
         if unknown:
-            raise ConfigError(f"confirm: no front for {unknown} in {run_dir}; fronts: {', '.join(names)}")
+            raise ConfigError(f"{command}: no front for {unknown} in {run_dir}; fronts: {', '.join(names)}")
         names = [n for n in names if n in set(devices)]
+    return names
+
+
+def front_archs(run_dir: Path, top: int = 0, devices: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    """arch id -> {one-shot accuracy, the devices whose front holds it} over the run's fronts."""
+    from orchestrator.report import safe_name
+
+    names = front_names(run_dir, devices, "confirm")
     out: dict[str, dict[str, Any]] = {}
     for name in names:
         f = run_dir / "fronts" / f"{safe_name(name)}.json"
