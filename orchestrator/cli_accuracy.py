@@ -126,12 +126,25 @@ def zero_cost_proxy_choices() -> list[str]:
     return list(get_args(ZeroCostSection.model_fields["proxy"].annotation))
 
 
-def resolve(args: argparse.Namespace) -> tuple[str, Estimator]:
-    """The source ``--source`` names (``default``: the config's default) and its estimator; refuses a --proxy
-    the source does not take."""
-    from orchestrator.config import AccuracySection
+def default_choice(args: argparse.Namespace) -> Any:
+    """What ``--source default`` resolves to: the pipeline's own resolution (``default_source.choose_source``)
+    of a config for ``--space`` whose images are ``--data`` (digits when absent) and whose supernet
+    checkpoint is ``--run``: a SourceChoice (source, reason)."""
+    from orchestrator.config import AccuracySection, SupernetSection, ZeroCostSection
+    from orchestrator.pipeline.default_source import choose_source
 
-    source = AccuracySection().source if args.source == DEFAULT else args.source
+    given: dict[str, Any] = {}
+    if args.data is not None:
+        given["zero_cost"] = ZeroCostSection(proxy=args.proxy, data=data_config(args.data, args.data_format))
+    if args.run is not None:
+        given["supernet"] = SupernetSection(checkpoint=args.run)
+    return choose_source(args.space, AccuracySection(**given))
+
+
+def resolve(args: argparse.Namespace) -> tuple[str, Estimator]:
+    """The source ``--source`` names (``default``: the pipeline's default for the space and data,
+    ``default_choice``) and its estimator; refuses a --proxy the source does not take."""
+    source = default_choice(args).source if args.source == DEFAULT else args.source
     if source not in ESTIMATORS:
         raise ConfigError(f"--source {source}: 'hwnas accuracy estimate' cannot build it yet; use one of "
                           f"{', '.join(ESTIMATORS)}")
@@ -176,7 +189,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from orchestrator.latency.table import read_archs
     from search_spaces.base import get_space
 
-    resolve(args)  # an unknown source or a --proxy it does not take: refused before any work
+    name, _ = resolve(args)  # an unknown source or a --proxy it does not take: refused before any work
+    if args.source == DEFAULT:
+        print(f"--source default: {default_choice(args).describe()}", file=sys.stderr)
     space = get_space(args.space)
     ids = read_archs(args.archs, space)
     if not ids:
@@ -201,7 +216,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         for a in ids:
             w.writerow([a, f"{values[a]:.6g}"])
     dt = time.perf_counter() - t0
-    print(f"{len(todo)} architectures, {column} from {args.source} in {dt:.1f}s ({dt / len(todo):.2f} s each); "
+    print(f"{len(todo)} architectures, {column} from {name} in {dt:.1f}s ({dt / len(todo):.2f} s each); "
           f"wrote {out}")
     return 0
 

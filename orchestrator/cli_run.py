@@ -30,11 +30,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
             bad += 1
             continue
         print(f"ok      {path}: {cfg.name}: {cfg.space.name} on the {plan.domain.kind} domain, accuracy from "
-              f"{cfg.accuracy.source}, {cfg.search.algorithm} x {cfg.search.n_trials} trials, proxy {plan.proxy}, "
+              f"{plan.cfg.accuracy.source}, {cfg.search.algorithm} x {cfg.search.n_trials} trials, proxy {plan.proxy}, "
               f"{len(plan.targets)} targets, k={cfg.sweep.k}"
               + (f", extra objectives {', '.join(cfg.search.objectives)}" if cfg.search.objectives else "")
               + (f", limits {cfg.search.constraints}" if cfg.search.constraints else "")
               + (f", memory {cfg.sweep.memory_mb}" if cfg.sweep.memory_mb else ""))
+        if plan.accuracy_choice is not None and plan.accuracy_choice.by_default:
+            print(f"        accuracy source {plan.accuracy_choice.describe()}")
         for w in plan.warnings:
             print(f"warning {w}")
     return 2 if bad else 0

@@ -72,7 +72,9 @@ class ZeroCostSection(_Model):
 
 
 class AccuracySection(_Model):
-    source: Literal["supernet", "table", "predictor", "zero_cost"] = "supernet"
+    source: Literal["default", "supernet", "table", "predictor", "zero_cost"] = Field(
+        "default", description="'default': the space's default for its data (orchestrator/pipeline/"
+                               "default_source.py: NB201 on real images -> zero_cost, else supernet), or a source")
     table: str | None = Field(None, description="table source: a CSV path with columns arch and accuracies (top-1 "
                                                 "%), or a shipped table's name (shipped = nb201-full, "
                                                 "nb201-hwnasbench); None: the latency table in use")

@@ -25,7 +25,7 @@ def test_shipped_experiments_validate(path):
         if problems and all(EXTRA in p for p in problems):
             pytest.skip(f"{path.name} needs the optional extra ({EXTRA})")
         raise
-    assert plan.cfg is cfg
+    assert plan.given is cfg  # plan.cfg: the same, with accuracy.source resolved (default_source.py)
 
 
 def test_every_schema_error_with_its_path():
@@ -201,7 +201,7 @@ def test_run_pipeline_makes_its_plan_once(monkeypatch, tmp_path):
     cfg = parse_config({"name": "once", "output_dir": str(tmp_path), "sweep": {"targets": ["sim:0"]},
                         "latency": {"proxy": "sim:1"}})
     assert run_mod.run_pipeline(cfg, progress=False) == {"stopped": "before the work"}
-    assert builds == ["once"] and seen[0].cfg is cfg and [t.name for t in seen[0].targets] == ["sim:0"]
+    assert builds == ["once"] and seen[0].given is cfg and [t.name for t in seen[0].targets] == ["sim:0"]
     plan = seen[0]
     assert run_mod.run_pipeline(plan, progress=False) == {"stopped": "before the work"}
     assert builds == ["once"] and seen[1] is plan  # the plan given is the plan run

@@ -49,8 +49,15 @@ SOURCES: Registry[AccuracySourceKind] = Registry("accuracy source")
 
 
 def accuracy_stage(ctx: Context) -> tuple[Any, dict[str, Any]]:
-    """The accuracy source and what to record about it."""
-    return SOURCES.get(ctx.cfg.accuracy.source).build(ctx)
+    """The accuracy source and what to record about it (the config's resolved source; the choice and its
+    reason logged, ``accuracy_source_by``: 'config' or 'default')."""
+    choice = ctx.plan.accuracy_choice
+    if choice is not None:
+        log.info("accuracy source: %s", choice.describe())
+    source, info = SOURCES.get(ctx.cfg.accuracy.source).build(ctx)
+    if choice is not None:
+        info["accuracy_source_by"] = "default" if choice.by_default else "config"
+    return source, info
 
 
 def table_source(ctx: Context) -> tuple[Any, dict[str, Any]]:

@@ -16,6 +16,7 @@ from orchestrator.errors import ConfigError, HwnasError
 from orchestrator.latency.devices.catalog import DeviceCatalog
 from orchestrator.latency.devices.protocol import DeviceSpec
 from orchestrator.latency.table import LatencyTable
+from orchestrator.pipeline.default_source import SourceChoice, resolve_config
 from orchestrator.pipeline.resolved import SPACE, TABLE, Domain, Target
 from search_spaces.base import SearchSpace
 
@@ -38,6 +39,8 @@ class Plan:
     warnings: list[str] = field(default_factory=list)  # allowed, but probably not what was meant
     table_failed: bool = False  # latency.table did not load (its problems reported; what follows from it not)
     accuracy: dict[str, float] | None = None  # accuracy.source 'table': its values (%), validated, by arch id
+    given: PipelineConfig | None = None  # the config as written (cfg: its accuracy.source resolved)
+    accuracy_choice: SourceChoice | None = None  # the source cfg resolved to, and why
 
     def device_defaults(self) -> dict[str, Any]:
         """Options every device type that has them takes from the latency section."""
@@ -230,10 +233,18 @@ def make_plan(cfg: PipelineConfig, source: str | None = None) -> Plan:
     see. The single validator: ``hwnas validate``, ``run_pipeline`` and tests call it, once per run;
     ``parse_config`` checks the schema alone. ``source`` names the config in the error (a file's path; default
     the config's name)."""
+    from orchestrator.pipeline.accuracy import SOURCES
     from orchestrator.pipeline.checks import plan_checks
 
+    given = cfg
+    cfg, choice = resolve_config(cfg)  # accuracy.source 'default' -> the space's source for its data
     plan, problems = _build(cfg)
     if plan is not None:
+        plan.given, plan.accuracy_choice = given, choice
+        unused = sorted(given.accuracy.supernet.model_fields_set - {"data"})
+        if choice.by_default and not SOURCES.get(choice.source).trains_supernet and unused:
+            plan.warnings.append(f"accuracy.supernet.{', '.join(unused)} unused: accuracy.source resolved to "
+                                 f"{choice.source} by default; set accuracy.source: supernet to train the supernet")
         problems += plan_checks(plan)
     if problems or plan is None:
         head = source if source is not None else f"config {cfg.name!r}"

@@ -55,7 +55,25 @@ def run_pipeline(cfg: PipelineConfig | Plan, *, resume: bool = False, progress: 
         return _locked(plan, run_dir, resume, progress, t_start)
 
 
+def _keep_begun_source(plan: Plan, run_dir: Path, resume: bool) -> Plan:
+    """On ``--resume`` of a run that began under another default accuracy source (its config named none), the
+    plan of the source it began with, so it goes on as it started (``default_source.began_with``)."""
+    from orchestrator.pipeline.context import STATE_FILE
+    from orchestrator.pipeline.default_source import began_with
+
+    began = began_with(run_dir / STATE_FILE, plan.accuracy_choice, plan.cfg.accuracy.source) if resume else None
+    if began is None or plan.given is None:
+        return plan
+    assert plan.accuracy_choice is not None
+    plan.close()
+    log.info("--resume: %s began with accuracy.source %s; it goes on with it (a new run of this config would use "
+             "%s)", run_dir, began, plan.accuracy_choice.describe())
+    given = plan.given
+    return make_plan(given.model_copy(update={"accuracy": given.accuracy.model_copy(update={"source": began})}))
+
+
 def _locked(plan: Plan, run_dir: Path, resume: bool, progress: bool, t_start: float) -> dict[str, Any]:
+    plan = _keep_begun_source(plan, run_dir, resume)
     cfg = plan.cfg
     check_run_dir(cfg, resume, run_dir)
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.enabled)  # a bad store: refused here
