@@ -144,7 +144,17 @@ def default_choice(args: argparse.Namespace) -> Any:
 def resolve(args: argparse.Namespace) -> tuple[str, Estimator]:
     """The source ``--source`` names (``default``: the pipeline's default for the space and data,
     ``default_choice``) and its estimator; refuses a --proxy the source does not take."""
-    source = default_choice(args).source if args.source == DEFAULT else args.source
+    source = args.source
+    if source == DEFAULT:
+        from orchestrator.pipeline.default_source import REAL_IMAGES, rules
+
+        choice = default_choice(args)
+        source = choice.source
+        if source in ("supernet", "predictor") and args.run is None:
+            alt = (f", or --data with real images ({', '.join(sorted(REAL_IMAGES))}) for the zero-cost default"
+                   if rules(args.space) else "")
+            raise ConfigError(f"--source default is {choice.describe()}; it needs --run: a supernet run "
+                              f"directory of 'hwnas supernet train'{alt}")
     if source not in ESTIMATORS:
         raise ConfigError(f"--source {source}: 'hwnas accuracy estimate' cannot build it yet; use one of "
                           f"{', '.join(ESTIMATORS)}")

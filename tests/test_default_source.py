@@ -198,3 +198,19 @@ def test_the_pipeline_uses_the_default_source(tmp_path, ray_cluster):
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     run = client.search_runs([client.get_experiment_by_name("test").experiment_id], "tags.mlflow.runName = 'dflt'")
     assert run and run[0].data.params.get("accuracy_source_by") == "default"
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([], "--source default is supernet (the default: nb201 on digits"),
+    (["--space", "mobilenetv3", "--data", "digits"], "no measurement supports another source for this space"),
+])
+def test_estimate_source_default_without_a_run_says_what_it_resolved_to(tmp_path, capsys, extra, message):
+    from orchestrator.cli import main
+
+    archs = tmp_path / "a.csv"
+    archs.write_text("arch\n")
+    assert main(["accuracy", "estimate", "--source", "default", *extra, "--archs", str(archs),
+                 "--out", str(tmp_path / "o.csv")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "needs --run" in err
+    assert ("--data with real images" in err) == (not extra)
