@@ -52,6 +52,7 @@ def int8_fronts(run_dir: str | Path, options: Any = None, devices: Sequence[str]
     from orchestrator.config import PipelineConfig
     from orchestrator.confirm import front_names
     from orchestrator.pipeline.accuracy import SOURCES
+    from orchestrator.pipeline.default_source import resolve_config
     from orchestrator.report import safe_name, write_front
     from orchestrator.supernet.int8 import Int8Evaluator
 
@@ -59,7 +60,7 @@ def int8_fronts(run_dir: str | Path, options: Any = None, devices: Sequence[str]
     if not (run / "summary.json").is_file() or not (run / "pipeline.json").is_file():
         raise ConfigError(f"{run} is not a finished run (no summary.json / pipeline.json): hwnas run CONFIG first")
     cfg = PipelineConfig.model_validate(json.loads((run / "pipeline.json").read_text())["config"])
-    src = cfg.accuracy.source
+    src = resolve_config(cfg)[1].source  # a run's stored config has its source resolved; an older hand-made one may not
     if not SOURCES.get(src).trains_supernet:
         raise ConfigError(f"{run}: accuracy.source {src!r} gives accuracies without a network "
                           f"({SOURCES.get(src).help}); int8 accuracy quantizes and evaluates a network with weights: "
