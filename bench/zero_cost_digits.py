@@ -6,7 +6,7 @@ of sample 1 (random, held out from the ensemble's choice); scores them again on 
 upscaled to 32, the pipeline's scorer: same seed, 32 reference cells), and prints both ensembles' SRCC with
 the truth and with each other.
 
-    python bench/zero_cost_digits.py runs/zero_cost_scores_t6.csv --n 150
+    python bench/zero_cost_digits.py bench/data/zero_cost_scores_t6.csv --n 150
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,10 +25,14 @@ from orchestrator.search.zero_cost import ENSEMBLE, make_scorer
 from orchestrator.supernet.data import DataConfig
 from search_spaces.nb201 import NB201Space
 
+SCORES = Path(__file__).resolve().parent / "data" / "zero_cost_scores_t6.csv"
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("scores", help="CSV of bench/zero_cost_truth.py (arch, sample, truth, params, synflow, naswot)")
+    ap.add_argument("scores", nargs="?", default=str(SCORES),
+                    help="CSV of bench/zero_cost_truth.py (arch, sample, truth, params, synflow, naswot); default: "
+                         "the 2,127 cells of turn 6 (bench/data)")
     ap.add_argument("--n", type=int, default=150)
     ap.add_argument("--sample", default="1")
     args = ap.parse_args()

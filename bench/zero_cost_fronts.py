@@ -12,7 +12,7 @@ reference cells as the pipeline, on the same batch of CIFAR-10 training images).
 cells drawn from the scored ones (how many cells a run scores), and, with ``--run``, a pipeline run's own
 fronts (``fronts/<device>.csv``) and the cells it scored (``evaluations.jsonl``).
 
-    python bench/zero_cost_fronts.py runs/zero_cost_scores_t6.csv [--run runs/e2e/nb201_cifar_default]
+    python bench/zero_cost_fronts.py bench/data/zero_cost_scores_t6.csv [--run runs/e2e/nb201_cifar_default]
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from orchestrator.search.quality import reference_front
 from orchestrator.search.zero_cost import ENSEMBLE, ZeroCostScorer, proxy_batch, transform
 from orchestrator.supernet.data import DataConfig, load_dataset
 from search_spaces.nb201 import NB201Space
+
+SCORES = Path(__file__).resolve().parent / "data" / "zero_cost_scores_t6.csv"
 
 DEVICES = ("pixel3", "gold_6240", "titanxp_1")  # a phone, a server CPU, a GPU (batch 1)
 TRUTH = "test_acc_cifar10_200ep"
@@ -110,7 +112,9 @@ def run_fronts(run: Path, space: NB201Space, index: dict[str, int], truth: np.nd
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("scores", help="CSV of bench/zero_cost_truth.py (arch, sample, params, synflow, naswot)")
+    ap.add_argument("scores", nargs="?", default=str(SCORES),
+                    help="CSV of bench/zero_cost_truth.py (arch, sample, params, synflow, naswot); default: the "
+                         "2,127 cells of turn 6 (bench/data)")
     ap.add_argument("--devices", nargs="+", default=list(DEVICES))
     ap.add_argument("--data", default=str(NPZ), help="the images of the proxies' batch (the scores' own)")
     ap.add_argument("--seed", type=int, default=0, help="the proxies' seed (batch, reference cells)")
