@@ -219,3 +219,55 @@ def test_int8_actors_raise_the_configurations_error(ray_cluster):
     with pytest.raises(DataError, match="calibration_images 100000 > the 64 training images"):
         evaluate_parallel(spec, weights, data, EvalConfig(calib_batches=1),
                           Int8AccuracySection(enabled=True, calibration_images=100_000), ARCHS)
+
+
+@pytest.mark.slow
+def test_the_sweeps_int8_hook_counts_a_failed_member_and_goes_on(tmp_path, ray_cluster, caplog):
+    """``extras.Int8Front`` (the sweep's int8 hook) on Ray actors: a front member whose evaluation fails for real
+    in its actor (an id the supernet cannot build) is counted and named (target metric ``int8_failed``, the
+    run's ``int8_failures``, a warning), its front row gets ``int8_error``; the others are evaluated, and a
+    second target's front evaluates only the members not done yet."""
+    import logging
+
+    import ray
+
+    from orchestrator.pipeline.context import Context
+    from orchestrator.pipeline.extras import Int8Front
+    from orchestrator.pipeline.plan import make_plan
+    from orchestrator.pipeline.records import _int8_columns
+    from orchestrator.sweep.decision import Decision
+    from orchestrator.sweep.target import TargetReport
+    from orchestrator.tracking import Tracker
+
+    spec, weights, data = _untrained()
+    cfg = parse_config({"name": "x", "output_dir": str(tmp_path), "space": {"name": "nb201"},
+                        "accuracy": {"source": "supernet", "supernet": {"eval": {"calib_batches": 1, "max_val": 32}}},
+                        "sweep": {"targets": ["pixel3"], "int8_accuracy": {"enabled": True, "calibration_images": 16}},
+                        "tracking": {"enabled": False}})
+    ctx = Context(make_plan(cfg), tmp_path, Tracker(None, "x", enabled=False), progress=False)
+    ctx.supernet, ctx.supernet_data = (spec, ray.put(dict(weights))), ray.put(data)
+    bad = "|nor_conv_5x5~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+
+    def report(name, ids):
+        return TargetReport(name, "table", 5, Decision("adapt", "test", 0.5, 0.1), "search", list(ids),
+                            np.zeros(len(ids)), np.arange(len(ids), dtype=float), list(range(len(ids))))
+
+    int8 = Int8Front(ctx)
+    first = report("pixel3", [ARCHS[0], bad, ARCHS[2]])
+    with caplog.at_level(logging.INFO, logger="orchestrator"):
+        got = int8.of(first)
+    assert list(got) == [ARCHS[0], bad, ARCHS[2]]
+    assert first.metrics["int8_failed"] == 1 and first.metrics["int8_members"] == 2
+    assert first.metrics["int8_drop_max"] == max(got[a].drop for a in (ARCHS[0], ARCHS[2]))
+    assert list(ctx.int8_failures) == [bad] and ctx.int8_failures[bad].startswith("fp32: ArchError: ")
+    assert any(r.levelno == logging.WARNING and r.getMessage().startswith("int8: 1 of 3 front members of pixel3 "
+                                                                          "failed: " + bad) for r in caplog.records)
+    assert _int8_columns(got, bad) == {"accuracy_int8": None, "int8_drop": None, "int8_error": ctx.int8_failures[bad]}
+    assert _int8_columns(got, ARCHS[0])["int8_error"] is None
+    caplog.clear()
+    second = report("eyeriss", [ARCHS[2], ARCHS[1]])
+    with caplog.at_level(logging.INFO, logger="orchestrator"):
+        again = int8.of(second)
+    assert again[ARCHS[2]] is got[ARCHS[2]] and again[ARCHS[1]].ok  # only ARCHS[1] evaluated
+    assert any(r.getMessage().startswith("int8: 1 architectures on 1 Ray actors") for r in caplog.records)
+    assert second.metrics["int8_failed"] == 0 and second.metrics["int8_members"] == 2
