@@ -47,7 +47,8 @@ def int8_fronts(run_dir: str | Path, options: Any = None, devices: Sequence[str]
     ``options``: an ``Int8AccuracySection`` (default: the run's ``sweep.int8_accuracy``). Where the run was
     tracked (``tracking.enabled``) and ``tracking`` is True, the figures go into the run's own MLflow runs
     (:func:`record_int8`). Returns {"fronts": {name: {members, failed, int8_drop_mean, int8_drop_max}},
-    "architectures": {arch: Int8Accuracy as a dict}, "fp32_mismatches": n, "failed": {arch: reason}}.
+    "architectures": {arch: Int8Accuracy as a dict}, "fp32_mismatches": n, "failed": {arch: reason},
+    "failed_by_step": {step: n}}.
 
     Raises ConfigError, before any evaluation, for a directory that is not a finished run, an accuracy source
     without a network (a table, a zero-cost proxy), a missing supernet, unknown ``devices``, a front member
@@ -57,6 +58,7 @@ def int8_fronts(run_dir: str | Path, options: Any = None, devices: Sequence[str]
     from orchestrator.pipeline.accuracy import SOURCES
     from orchestrator.ray_connect import cluster_address, connect
     from orchestrator.report import safe_name, write_front
+    from orchestrator.supernet.int8 import failure_counts
     from orchestrator.supernet.int8_pool import evaluate_parallel
 
     run = Path(run_dir).resolve()
@@ -90,7 +92,8 @@ def int8_fronts(run_dir: str | Path, options: Any = None, devices: Sequence[str]
     connect(cluster_address(cfg.ray.address), cfg.ray.num_cpus, log_to_driver=False)
     results = evaluate_parallel(spec, weights, data, cfg.accuracy.supernet.eval, options, archs)
     out: dict[str, Any] = {"fronts": {}, "architectures": {a: r.as_dict() for a, r in results.items()},
-                           "fp32_mismatches": 0, "failed": {a: r.error for a, r in results.items() if not r.ok}}
+                           "fp32_mismatches": 0, "failed": {a: r.error for a, r in results.items() if not r.ok},
+                           "failed_by_step": failure_counts(list(results.values()))}
     for name, rows in fronts.items():
         for r in rows:
             res = results[r["arch"]]

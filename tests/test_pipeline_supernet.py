@@ -126,7 +126,7 @@ def test_a_supernet_loaded_from_its_run_dir(tmp_path, ray_cluster, capsys):
     assert main(cmd) == 0
     done = json.loads((cfg.run_dir() / "int8.json").read_text())
     assert done["fp32_mismatches"] == 0 and done["fronts"]["pixel3"]["members"] == len(front)
-    assert done["failed"] == {} and done["fronts"]["pixel3"]["failed"] == 0
+    assert done["failed"] == {} and done["failed_by_step"] == {} and done["fronts"]["pixel3"]["failed"] == 0
     again = json.loads((cfg.run_dir() / "fronts" / "pixel3.json").read_text())
     assert [r["accuracy_int8"] for r in again] == [r["accuracy_int8"] for r in front]
     runs = client.search_runs([exp])
