@@ -115,6 +115,8 @@ def test_int8_command_refuses_bad_input_before_work(tmp_path, capsys):
     assert "is not a finished run (no summary.json / pipeline.json)" in capsys.readouterr().err
     assert main(["int8", str(tmp_path), "--calibration-images", "0"]) == 2
     assert "--calibration-images: Input should be greater than or equal to 1" in capsys.readouterr().err
+    assert main(["int8", str(tmp_path), "--actors", "0"]) == 2
+    assert "--actors: Input should be greater than or equal to 1" in capsys.readouterr().err
 
 
 def _untrained(max_train: int = 64):
