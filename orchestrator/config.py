@@ -164,6 +164,8 @@ class Int8AccuracySection(_Model):
     calibrate_method: Literal["minmax", "entropy", "percentile"] = Field("minmax")
     per_channel: bool = Field(True, description="int8 weights per output channel")
     threads: int = Field(1, ge=1, le=MAX_CPUS, description="ONNX Runtime intra-op threads")
+    actors: int = Field(2, ge=1, le=MAX_CPUS, description="Ray actors evaluating front members at once (each "
+                                                          "holds `threads` CPUs; at most the cluster's)")
 
 
 class TargetSearchSection(_Model):

@@ -15,7 +15,8 @@ from orchestrator.errors import ConfigError
 from search_spaces.costs import COSTS
 
 FRONT_FIELDS = ("arch", "accuracy", "accuracy_from", "predicted_ms", "measured_ms", "true_ms", "proxy_ms")
-INT8_FIELDS = ("accuracy_int8", "int8_drop")  # where int8 accuracy was evaluated (orchestrator.supernet.int8)
+INT8_FIELDS = ("accuracy_int8", "int8_drop", "int8_error")  # where int8 accuracy was evaluated
+# (orchestrator.supernet.int8; int8_error: why a member's evaluation failed, blank where it did not)
 
 
 def write_front(rows: Sequence[Mapping[str, Any]], stem: Path) -> tuple[Path, Path]:

@@ -404,6 +404,46 @@ class Tracker:
             self.client.log_artifact(run_id, str(p))
 
 
+def recorded_sweep(run_dir: Path, uri: str | None, experiment: str) -> Tracker:
+    """A Tracker on the MLflow runs a finished sweep recorded, to add figures to them later (``hwnas int8``):
+    ``parent_id`` its parent run (the latest of ``run_dir``), ``children`` device -> its finished device run.
+    Creates no run and changes no run's status, so a second call finds the same runs. ``uri``: the run's
+    ``tracking.uri`` (the URI the run recorded at, from ``pipeline.json``, comes first: ``run_tracking_uri``).
+
+    Raises ConfigError, before anything is written, where the SQLite store is gone, the store holds no
+    ``experiment``, or no run of ``run_dir``."""
+    from orchestrator.errors import ConfigError
+
+    full = resolve_uri(run_tracking_uri(run_dir, uri))
+    fix = "restore it, or pass --no-tracking to write the run dir's files only"
+    db = _sqlite_path(full)
+    if db is not None and not db.is_file():
+        raise ConfigError(f"the MLflow store {db} that run {run_dir} recorded to is gone; {fix}")
+    try:
+        from mlflow.tracking import MlflowClient
+
+        exp = MlflowClient(tracking_uri=full).get_experiment_by_name(experiment)
+    except Exception as e:  # noqa: BLE001 - MLflow and its database drivers raise many types
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        raise ConfigError(redact(f"the MLflow store {full} cannot be read ({type(e).__name__}: {first}); "
+                                 f"{fix}")) from None
+    if exp is None:
+        raise ConfigError(redact(f"the MLflow store {full} has no experiment {experiment!r} (the run's "
+                                 f"tracking.experiment): it was deleted or is another store; {fix}"))
+    tracker = Tracker(full, experiment)
+    runs = [r for r in tracker.client.search_runs([tracker.experiment_id], filter_string=tag_filter(
+        RUN_DIR_TAG, run_dir), max_results=1000) if r.data.tags.get(RUN_DIR_TAG) == str(run_dir)]
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    if not parents:
+        raise ConfigError(redact(f"the MLflow store {full} holds no run of {run_dir} in experiment "
+                                 f"{experiment!r} (deleted, or the run was made with tracking off); {fix}"))
+    tracker.parent_id = max(parents, key=lambda r: r.info.start_time).info.run_id
+    for r in sorted(runs, key=lambda r: r.info.start_time):
+        if r.data.tags.get("mlflow.parentRunId") == tracker.parent_id and r.info.status == "FINISHED":
+            tracker.children[r.data.tags.get(DEVICE_TAG, "")] = r.info.run_id
+    return tracker
+
+
 def runs_view_state(run_dir: Path) -> dict[str, Any]:
     """The runs-table state of a sweep's saved view (MLflow UI 3.x, ``ExperimentPageUIState`` and search
     facets): only this sweep's device runs, flat (a filter un-nests them), best ``hv_ratio`` first, with the

@@ -72,7 +72,7 @@ def test_mobilenet_end_to_end_with_a_measured_target(tmp_path, ray_cluster):
     assert np.allclose(got, want, atol=1e-5)
 
 
-def test_a_supernet_loaded_from_its_run_dir(tmp_path, ray_cluster):
+def test_a_supernet_loaded_from_its_run_dir(tmp_path, ray_cluster, capsys):
     from orchestrator.supernet.data import DataConfig, load_dataset
     from orchestrator.supernet.runs import create_run
     from orchestrator.supernet.spec import one_shot_space, with_classes
@@ -93,7 +93,7 @@ def test_a_supernet_loaded_from_its_run_dir(tmp_path, ray_cluster):
         "search": {"algorithm": "nsga2", "n_trials": 12, "population": 6, "domain": "table"},
         "sweep": {"targets": ["pixel3"], "k": 5, "target_search": {"max_new_evaluations": 3}, "export_front": 0,
                   "int8_accuracy": {"enabled": True, "calibration_images": 32}},
-        "tracking": {"enabled": False},
+        "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "ck"},
     })
     summary = run_pipeline(cfg, progress=False)
     (row,) = summary["targets"]
@@ -106,16 +106,52 @@ def test_a_supernet_loaded_from_its_run_dir(tmp_path, ray_cluster):
     log = (cfg.run_dir() / "run.log").read_text()
     assert "front members chosen on a predicted accuracy" in log
     # issue 22 item 4: each front member's int8 accuracy beside its fp32 one, on the same validation images
+    # (evaluated on Ray actors; none failed: int8_error blank)
     for r in front:
         assert 0 <= r["accuracy_int8"] <= 100 and r["int8_drop"] == pytest.approx(r["accuracy"] - r["accuracy_int8"])
+        assert r["int8_error"] is None
     assert row["int8_members"] == len(front) and row["int8_drop_max"] == max(r["int8_drop"] for r in front)
+    assert row["int8_failed"] == 0 and "int8_failures" not in summary
     header = (cfg.run_dir() / "fronts" / "pixel3.csv").read_text().splitlines()[0].split(",")
-    assert {"accuracy_int8", "int8_drop"} <= set(header)
-    # the same from the command on the finished run: the same values, fp32 as the front's
+    assert {"accuracy_int8", "int8_drop", "int8_error"} <= set(header)
+    # the same from the command on the finished run: the same values, fp32 as the front's, into MLflow
+    from mlflow.tracking import MlflowClient
+
     from orchestrator.cli import main
 
-    assert main(["int8", str(cfg.run_dir()), "--devices", "pixel3", "--calibration-images", "32"]) == 0
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name("ck").experiment_id
+    n_runs = len(client.search_runs([exp]))
+    cmd = ["int8", str(cfg.run_dir()), "--devices", "proxy", "pixel3", "--calibration-images", "32"]
+    assert main(cmd) == 0
     done = json.loads((cfg.run_dir() / "int8.json").read_text())
     assert done["fp32_mismatches"] == 0 and done["fronts"]["pixel3"]["members"] == len(front)
+    assert done["failed"] == {} and done["failed_by_step"] == {} and done["fronts"]["pixel3"]["failed"] == 0
     again = json.loads((cfg.run_dir() / "fronts" / "pixel3.json").read_text())
     assert [r["accuracy_int8"] for r in again] == [r["accuracy_int8"] for r in front]
+    runs = client.search_runs([exp])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    (child,) = [r for r in runs if r.data.tags.get("hwnas.device") == "pixel3"]
+    proxy = done["fronts"]["proxy"]
+    assert proxy["members"] >= 1
+    assert parent.data.metrics["proxy_int8_drop_mean"] == pytest.approx(proxy["int8_drop_mean"])
+    assert parent.data.metrics["proxy_int8_members"] == proxy["members"]
+    assert parent.data.metrics["proxy_int8_failed"] == 0
+    assert child.data.metrics["int8_drop_max"] == pytest.approx(done["fronts"]["pixel3"]["int8_drop_max"])
+    assert "int8.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    from pathlib import Path
+
+    logged = json.loads(Path(client.download_artifacts(child.info.run_id, "pixel3.json",
+                                                       str(tmp_path / "dl"))).read_text())
+    assert [r["accuracy_int8"] for r in logged] == [r["accuracy_int8"] for r in again]
+    # a second call: no new run, no repeated metric value
+    assert main(cmd) == 0
+    assert len(client.search_runs([exp])) == n_runs
+    assert len(client.get_metric_history(parent.info.run_id, "proxy_int8_drop_mean")) == 1
+    assert len(client.get_metric_history(child.info.run_id, "int8_drop_max")) == 1
+    # the store gone: a clear error before any work, and no new store made
+    (tmp_path / "mlflow.db").rename(tmp_path / "moved.db")
+    assert main(cmd) == 2
+    err = capsys.readouterr().err
+    assert f"the MLflow store {tmp_path / 'mlflow.db'} that run {cfg.run_dir()} recorded to is gone" in err
+    assert "--no-tracking" in err and not (tmp_path / "mlflow.db").exists()

@@ -99,3 +99,37 @@ def test_the_sweeps_runs_view_opens_on_its_device_runs(tmp_path):
     assert save_runs_view(tr, run_dir, "r") == link  # saved again (a resume): the same view, not a second one
     assert sum(k.startswith(VIEW_TAG_PREFIX) for k in tr.client.get_experiment(tr.experiment_id).tags) == 1
     assert save_runs_view(Tracker(None, "exp", enabled=False), run_dir, "r") is None
+
+
+def test_a_finished_sweeps_runs_found_again_without_a_new_run(tmp_path):
+    """``recorded_sweep`` (``hwnas int8``'s way into a finished sweep's runs): the parent and its finished device
+    runs, no run created and no status changed; a clear error where the store, the experiment or the sweep's
+    runs are gone, and no store made in their place."""
+    from orchestrator.errors import ConfigError
+    from orchestrator.tracking import recorded_sweep
+
+    uri = resolve_uri(None, tmp_path)
+    run_dir = tmp_path / "runs" / "r"
+    tr = Tracker(uri, "exp")
+    tr.start(run_dir, "r", resume=False)
+    done = tr.child("pixel3")
+    tr.finish(done)
+    tr.child("edgegpu")  # left open: not a finished device run
+    tr.finish(tr.parent_id)
+    n_runs = len(tr.client.search_runs([tr.experiment_id]))
+    for _ in range(2):
+        found = recorded_sweep(run_dir, uri, "exp")
+        assert found.parent_id == tr.parent_id and found.children == {"pixel3": done}
+    assert len(tr.client.search_runs([tr.experiment_id])) == n_runs
+    assert tr.client.get_run(tr.parent_id).info.status == "FINISHED"
+    with pytest.raises(ConfigError, match=r"holds no run of .*other in experiment 'exp' .*--no-tracking"):
+        recorded_sweep(tmp_path / "runs" / "other", uri, "exp")
+    with pytest.raises(ConfigError, match=r"has no experiment 'gone' .*--no-tracking"):
+        recorded_sweep(run_dir, uri, "gone")
+    assert tr.client.get_experiment_by_name("gone") is None
+    db = tmp_path / "mlflow.db"
+    db.rename(tmp_path / "elsewhere.db")
+    with pytest.raises(ConfigError, match=rf"the MLflow store {db} that run {run_dir} recorded to is gone; restore "
+                                          r"it, or pass --no-tracking"):
+        recorded_sweep(run_dir, uri, "exp")
+    assert not db.exists()

@@ -61,43 +61,50 @@ def target_hooks(ctx: Context, accuracy: Any, record: Callable[[Finished], None]
 
 class Int8Front:
     """The int8 accuracy of front members beside their fp32 accuracy (``orchestrator.supernet.int8``), on the
-    run's supernet and evaluation data, in this process; each architecture evaluated once for all targets."""
+    run's supernet and evaluation data, on Ray actors (``int8_pool.evaluate_parallel``: several members at
+    once, the actors ended after each target's front, so none holds CPUs while the next target is timed);
+    each architecture evaluated once for all targets. A member whose evaluation fails is that member alone:
+    its row gets ``int8_error``, ``ctx.int8_failures`` (summary.json) the reason."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.evaluator: Any = None
         self.done: dict[str, Any] = {}
 
     def of(self, rep: TargetReport) -> dict[str, Any]:
         """arch id -> ``Int8Accuracy`` for ``rep``'s front; its summary gets ``int8_drop_mean`` and
-        ``int8_drop_max`` (percentage points) and ``int8_members``."""
+        ``int8_drop_max`` (percentage points, over the members evaluated), ``int8_members`` (those) and
+        ``int8_failed`` (the members whose evaluation failed)."""
         ctx = self.ctx
         ids = rep.front_ids()
         todo = [a for a in dict.fromkeys(ids) if a not in self.done]
         with ctx.timed("int8_s"):
-            if todo and self.evaluator is None:
-                self.evaluator = self._evaluator()
-            self.done.update(self.evaluator.evaluate_all(todo) if todo else {})
+            if todo:
+                self.done.update(self._evaluate(todo))
         out = {a: self.done[a] for a in ids}
+        ok = [r for r in out.values() if r.ok]
+        failed = {a: r.error for a, r in out.items() if not r.ok}
+        if ok:
+            drops = np.array([r.drop for r in ok])
+            rep.metrics.update(int8_drop_mean=float(drops.mean()), int8_drop_max=float(drops.max()))
         if out:
-            drops = np.array([r.drop for r in out.values()])
-            rep.metrics.update(int8_drop_mean=float(drops.mean()), int8_drop_max=float(drops.max()),
-                               int8_members=float(len(out)))
+            rep.metrics.update(int8_members=float(len(ok)), int8_failed=float(len(failed)))
+        if failed:
+            ctx.int8_failures.update(failed)
+            log.warning("int8: %d of %d front members of %s failed: %s", len(failed), len(out), rep.name,
+                        "; ".join(f"{a}: {e}" for a, e in failed.items()))
         return out
 
-    def _evaluator(self) -> Any:
-        import ray
-
+    def _evaluate(self, ids: list[str]) -> dict[str, Any]:
         from orchestrator.errors import ConfigError
-        from orchestrator.supernet.int8 import Int8Evaluator
+        from orchestrator.supernet.int8_pool import evaluate_parallel
 
         ctx = self.ctx
         if ctx.supernet is None or ctx.supernet_data is None:  # the plan's checks refuse such a config
             raise ConfigError(f"sweep.int8_accuracy: accuracy.source {ctx.cfg.accuracy.source!r} has no network "
                               "with weights to quantize; use accuracy.source supernet or predictor")
         spec, weights = ctx.supernet
-        return Int8Evaluator(spec, ray.get(weights), ray.get(ctx.supernet_data), ctx.cfg.accuracy.supernet.eval,
-                             ctx.cfg.sweep.int8_accuracy)
+        return evaluate_parallel(spec, weights, ctx.supernet_data, ctx.cfg.accuracy.supernet.eval,
+                                 ctx.cfg.sweep.int8_accuracy, ids)
 
 
 def measure_front(ctx: Context, target: Target, rep: TargetReport) -> None:

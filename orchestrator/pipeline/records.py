@@ -102,9 +102,11 @@ def front_rows(shared: SweepShared, rep: TargetReport, int8: Mapping[str, Any] |
             for n, (i, p) in enumerate(zip(rep.front, proxy, strict=True))]
 
 
-def _int8_columns(int8: Mapping[str, Any] | None, arch: str) -> dict[str, float]:
+def _int8_columns(int8: Mapping[str, Any] | None, arch: str) -> dict[str, Any]:
+    """``accuracy_int8``, ``int8_drop`` and ``int8_error`` (None but where the member's evaluation failed; the
+    accuracy and drop are None then)."""
     r = None if int8 is None else int8.get(arch)
-    return {} if r is None else {"accuracy_int8": float(r.accuracy_int8), "int8_drop": float(r.drop)}
+    return {} if r is None else {"accuracy_int8": r.accuracy_int8, "int8_drop": r.drop, "int8_error": r.error}
 
 
 def _enc(shared: SweepShared, ids: Sequence[str]) -> np.ndarray:
@@ -199,6 +201,7 @@ def summarize(ctx: Context, pool_size: int, rows: list[dict[str, Any]], t_start:
         "target_measurements": int(sum(r["n_measurements"] for r in rows)),
         "unreliable_targets": [r["target"] for r in rows if r.get("retest_reliable") == 0.0],
         "failed_targets": dict(ctx.failed_targets),
+        **({"int8_failures": dict(ctx.int8_failures)} if ctx.int8_failures else {}),
         "timings": ctx.timings, "wall_s": time.perf_counter() - t_start,
         **({"mlflow_view": ctx.tracker.view_link} if ctx.tracker.view_link else {}),
     }

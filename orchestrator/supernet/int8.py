@@ -10,6 +10,11 @@ channel, int8 activations) calibrated on ``calibration_images`` real training im
 same fixed draw as the recalibration's), and evaluated with ONNX Runtime's CPU provider on the same validation
 images (the first ``eval.max_val``), top-1. Accuracies are percentages, as the pipeline's; ``drop`` is fp32
 minus int8 in percentage points (negative where int8 happens to classify more images correctly).
+
+A failure of one member's evaluation (its extraction or fp32 evaluation, the ONNX export, the quantization,
+ONNX Runtime's session or inference) is that member's alone: :meth:`Int8Evaluator.evaluate` returns it with
+``error`` (``"<step>: <exception type>: <message>"``) and no int8 accuracy, and the other members go on.
+``orchestrator.supernet.int8_pool`` runs the same evaluation on Ray actors, several members at once.
 """
 
 from __future__ import annotations
@@ -31,23 +36,52 @@ from search_spaces.base import SpaceSpec
 log = logging.getLogger(__name__)
 
 
+ERROR_CHARS = 300  # of a failed member's reason (``Int8Accuracy.error``)
+STEPS = ("fp32", "export", "quantize", "inference")  # a failed member's step: the first word of its error
+
+
 @dataclass(frozen=True)
 class Int8Accuracy:
-    """One subnet's top-1 accuracy (%) in fp32 and in int8 on the same ``n_val`` validation images."""
+    """One subnet's top-1 accuracy (%) in fp32 and in int8 on the same ``n_val`` validation images; where its
+    evaluation failed, ``error`` says at which step and why (``accuracy_int8`` is then None, and
+    ``accuracy_fp32`` too where the failure came before it)."""
 
     arch_id: str
-    accuracy_fp32: float
-    accuracy_int8: float
+    accuracy_fp32: float | None
+    accuracy_int8: float | None
     n_val: int
     seconds: float  # extraction, recalibration, both evaluations, export and quantization
+    error: str | None = None
 
     @property
-    def drop(self) -> float:
-        """fp32 minus int8 accuracy, in percentage points."""
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def drop(self) -> float | None:
+        """fp32 minus int8 accuracy, in percentage points (None where the evaluation failed)."""
+        if self.accuracy_fp32 is None or self.accuracy_int8 is None:
+            return None
         return self.accuracy_fp32 - self.accuracy_int8
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "int8_drop": self.drop}
+
+
+def failure_reason(step: str, e: BaseException) -> str:
+    """``"<step>: <type>: <first words of the message>"``, one line of at most ``ERROR_CHARS`` characters."""
+    msg = " ".join(str(e).split())
+    return (f"{step}: {type(e).__name__}" + (f": {msg}" if msg else ""))[:ERROR_CHARS]
+
+
+def failure_counts(results: Sequence[Int8Accuracy]) -> dict[str, int]:
+    """How many of ``results`` failed at each step (``STEPS``, or another first word), failed ones only."""
+    out: dict[str, int] = {}
+    for r in results:
+        if r.error is not None:
+            step = r.error.split(":", 1)[0]
+            out[step] = out.get(step, 0) + 1
+    return out
 
 
 def _fixed_batches(x: torch.Tensor, batch: int) -> list[tuple[np.ndarray, int]]:
@@ -103,34 +137,54 @@ class Int8Evaluator:
         self.batch = max(2, min(eval_cfg.batch_size, self.n_val))
 
     def evaluate(self, arch_id: str) -> Int8Accuracy:
-        """fp32 and int8 top-1 accuracy (%) of ``arch_id`` on the same validation images."""
+        """fp32 and int8 top-1 accuracy (%) of ``arch_id`` on the same validation images. Any failure
+        (``Exception``) is returned as the member's ``error``, not raised (see the module doc)."""
         from orchestrator.latency.devices.measured import export_onnx
         from orchestrator.latency.devices.runtimes import ort_session, quantize_onnx_static
 
         t0 = time.perf_counter()
-        cpu = torch.device("cpu")
-        net = self.space.extract(self.supernet, self.space.parse(arch_id)).to(cpu)
-        recalibrate_bn(net, self.calib, cpu)
-        d = self.data
-        fp32 = accuracy(net, d.x_val, d.y_val, self.cfg.batch_size, cpu, d.workers, self.n_val)
-        shape = (self.batch, *d.x_val[:1].shape[1:]) if isinstance(d.x_val, torch.Tensor) \
-            else (self.batch, d.in_channels, d.resolution, d.resolution)
-        with torch.no_grad():
-            onnx = export_onnx(net, torch.zeros(shape))
-        q = quantize_onnx_static(onnx, [b for b, _ in _fixed_batches(self.int8_calib, self.batch)],
-                                 per_channel=self.options.per_channel,
-                                 calibrate_method=self.options.calibrate_method)
-        int8 = _onnx_top1(ort_session(q, self.options.threads), d, self.batch, self.n_val)
-        return Int8Accuracy(arch_id, 100.0 * fp32, 100.0 * int8, self.n_val, time.perf_counter() - t0)
+        step, fp32 = "fp32", None
+        try:
+            cpu = torch.device("cpu")
+            net = self.space.extract(self.supernet, self.space.parse(arch_id)).to(cpu)
+            recalibrate_bn(net, self.calib, cpu)
+            d = self.data
+            fp32 = 100.0 * accuracy(net, d.x_val, d.y_val, self.cfg.batch_size, cpu, d.workers, self.n_val)
+            shape = (self.batch, *d.x_val[:1].shape[1:]) if isinstance(d.x_val, torch.Tensor) \
+                else (self.batch, d.in_channels, d.resolution, d.resolution)
+            step = "export"
+            with torch.no_grad():
+                onnx = export_onnx(net, torch.zeros(shape))
+            step = "quantize"
+            q = quantize_onnx_static(onnx, [b for b, _ in _fixed_batches(self.int8_calib, self.batch)],
+                                     per_channel=self.options.per_channel,
+                                     calibrate_method=self.options.calibrate_method)
+            step = "inference"
+            int8 = 100.0 * _onnx_top1(ort_session(q, self.options.threads), d, self.batch, self.n_val)
+        except Exception as e:  # noqa: BLE001 - exporters, quantizers and runtimes raise many types
+            err = failure_reason(step, e)
+            log.warning("int8: %s failed (%s); the other members go on", arch_id, err)
+            return Int8Accuracy(arch_id, fp32, None, self.n_val, time.perf_counter() - t0, err)
+        return Int8Accuracy(arch_id, fp32, int8, self.n_val, time.perf_counter() - t0)
 
     def evaluate_all(self, arch_ids: Sequence[str],
                      progress: Callable[[Int8Accuracy], None] | None = None) -> dict[str, Int8Accuracy]:
-        """Each distinct id of ``arch_ids`` evaluated once."""
+        """Each distinct id of ``arch_ids`` evaluated once, one after another in this process (the sequential
+        path; ``int8_pool.evaluate_parallel`` gives the same values on Ray actors)."""
         out: dict[str, Int8Accuracy] = {}
-        for a in dict.fromkeys(arch_ids):
+        ids = list(dict.fromkeys(arch_ids))
+        for n, a in enumerate(ids, 1):
             out[a] = r = self.evaluate(a)
-            log.info("int8: %s fp32 %.2f %% int8 %.2f %% (drop %.2f points, %.1fs)", a, r.accuracy_fp32,
-                     r.accuracy_int8, r.drop, r.seconds)
+            log_result(r, n, len(ids))
             if progress is not None:
                 progress(r)
         return out
+
+
+def log_result(r: Int8Accuracy, n: int, total: int) -> None:
+    """The progress line of one evaluated member (``n`` of ``total``)."""
+    if r.ok:
+        log.info("int8 %d/%d: %s fp32 %.2f %% int8 %.2f %% (drop %.2f points, %.1fs)", n, total, r.arch_id,
+                 r.accuracy_fp32, r.accuracy_int8, r.drop, r.seconds)
+    else:
+        log.info("int8 %d/%d: %s failed (%s)", n, total, r.arch_id, r.error)
