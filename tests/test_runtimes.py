@@ -230,3 +230,31 @@ def test_runtime_reuses_its_checked_artefact_when_measuring_again(small_space):
         assert dev.reused == (1 if cache == 16 else 0)
     assert calls == [LIGHT, CUT] + [LIGHT, LIGHT] + [LIGHT, CUT, LIGHT]  # cache 1: the least recently used out
     assert list(dev._artefacts) == [LIGHT]
+
+
+@pytest.mark.slow
+def test_executorch_int8_conversion_equals_torchaos_convert_pt2e(small_space):
+    """``convert_ptq`` skips only convert_pt2e's search for QAT conv-BN patterns (none in a PTQ-prepared model):
+    the converted graph and its outputs are convert_pt2e's own."""
+    pytest.importorskip("executorch")
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from orchestrator.latency.devices.extras import convert_ptq
+
+    net = small_space.build(small_space.parse(HEAVY)).eval()
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    out = []
+    for convert in (convert_pt2e, convert_ptq):
+        q = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+        prepared = prepare_pt2e(torch.export.export(net, (x,)).module(), q)
+        for i in range(4):
+            prepared(torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(i + 1)))
+        m = convert(prepared)
+        out.append((m.code, m(x)))
+    assert any(n.op == "call_function" and "batch_norm" in str(n.target) for n in prepared.graph.nodes)
+    assert out[0][0] == out[1][0]
+    assert torch.equal(out[0][1], out[1][1])

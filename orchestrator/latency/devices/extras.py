@@ -77,6 +77,38 @@ class ExtraRuntimeDevice(RuntimeDevice):
                               f"{float(np.abs(y - ref).max()):.3g} (rtol {o.rtol}, atol {o.atol})")  # type: ignore[attr-defined]
 
 
+def convert_ptq(prepared: Any) -> Any:
+    """``torchao``'s ``convert_pt2e`` of a model prepared for post-training quantization (``prepare_pt2e``),
+    without its search for quantization-aware-training conv-BN patterns.
+
+    ``convert_pt2e`` always runs ``_fold_conv_bn_qat`` when the graph holds a batch norm (NB201's last one
+    follows a sum, not a convolution, so it stays after ``prepare_pt2e`` folds the others): that exports its 96
+    QAT pattern graphs anew on every call (about 20 s on this VM, 40 s under load: the bulk of an int8
+    architecture's cost). A model prepared by ``prepare_pt2e`` holds none of those patterns (they come from
+    ``prepare_qat_pt2e``), so the pass only applies its graph clean-ups here, which this keeps: the converted
+    graph is the same (tested against ``convert_pt2e``)."""
+    from torchao.quantization.pt2e import qat_utils, quantize_pt2e
+
+    def fold_without_qat_patterns(m: Any) -> Any:
+        if not any(qat_utils._is_bn_node(n) for n in m.graph.nodes):
+            return m
+        m.graph.eliminate_dead_code()
+        m.recompile()
+        qat_utils._duplicate_dequantize_node(m)
+        m.recompile()
+        qat_utils._remove_extra_dequantize(m)
+        m.graph.eliminate_dead_code()
+        m.recompile()
+        return m
+
+    real = quantize_pt2e._fold_conv_bn_qat
+    quantize_pt2e._fold_conv_bn_qat = fold_without_qat_patterns
+    try:
+        return quantize_pt2e.convert_pt2e(prepared)
+    finally:
+        quantize_pt2e._fold_conv_bn_qat = real
+
+
 class ExecuTorchOptions(RuntimeOptions):
     precision: Literal["fp32", "int8"] = Field("fp32", description="int8: PT2E post-training quantization")
     data: ImageData = Field(default_factory=ImageData, description="real images that calibrate and check")
@@ -106,14 +138,14 @@ class ExecuTorchXnnpackDevice(ExtraRuntimeDevice):
                 XNNPACKQuantizer,
                 get_symmetric_quantization_config,
             )
-            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+            from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
             quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
             prepared = prepare_pt2e(ep.module(), quantizer)
             cal, _ = self.images(arch_id)
             for b in self.batches(cal):
                 prepared(torch.from_numpy(b))
-            ep = torch.export.export(convert_pt2e(prepared), (example,))
+            ep = torch.export.export(convert_ptq(prepared), (example,))
         return to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
 
     def prepare(self, arch_id: str, model: Any) -> Callable[[np.ndarray], Any]:
