@@ -6,11 +6,18 @@ check) and of the whole measurement (prepare + warm-up + timing).
     nice python bench/runtimes.py --n 10 --runtimes torch-cpu onnxrt-cpu onnxrt-int8 openvino-cpu
     nice python bench/runtimes.py --n 200 --channels 16 --cells-per-stage 1 --budget 300 --out runs/rt_nb201.csv
     nice python bench/runtimes.py --space mobilenetv3 --width 0.35 --resolution 64 --n 100 --out runs/rt_mbv3.csv
+    nice python bench/runtimes.py --space mobilenetv3 --width 0.35 --resolutions 32 48 64 --n 20 \
+        --runtimes onnxrt-int8 executorch-xnnpack --option executorch-xnnpack:precision=int8
     python bench/runtimes.py --report runs/rt_nb201.csv          # the tables again, from the CSV
 
 With ``--out`` every measurement is appended to a CSV as it is made (runtime, pass, architecture, median ms,
 prepare s, measure s, 1-minute load average), and a rerun with the same ``--out`` skips what it holds, so an
-interrupted run counts and can be continued. ``--budget`` caps the seconds per runtime (first pass: half of
+interrupted run counts and can be continued. ``--option RUNTIME:KEY=VALUE`` sets a device option (the value
+read as JSON where it parses, e.g. ``executorch-xnnpack:precision=int8``; such a runtime is labelled
+``executorch-xnnpack[precision=int8]``). ``--resolutions`` makes MobileNetV3 search the input resolution (each
+subnet measured at its own). A runtime device keeps the artefacts it prepared, so the second pass times
+the artefact of the first (its prepare seconds are then ~0; torch-compile compiles again from inductor's FX graph
+cache). ``--budget`` caps the seconds per runtime (first pass: half of
 it; the second pass re-measures, in reverse order, the architectures of the first). Runtimes of the extra
 [runtimes] are skipped (with a note) where it is not installed. In process, no Ray.
 """
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import os
 import time
@@ -34,6 +42,25 @@ from orchestrator.latency.measurement import MeasurementProtocol
 FIELDS = ["runtime", "pass", "arch", "median_ms", "prepare_s", "measure_s", "load1"]
 
 
+def parse_options(specs: list[str]) -> dict[str, dict]:
+    """``RUNTIME:KEY=VALUE`` strings as {runtime: {key: value}}, values read as JSON where they parse."""
+    out: dict[str, dict] = {}
+    for spec in specs:
+        name, sep, kv = spec.partition(":")
+        key, eq, value = kv.partition("=")
+        if not (sep and eq and key):
+            raise SystemExit(f"--option {spec!r}: write RUNTIME:KEY=VALUE, e.g. executorch-xnnpack:precision=int8")
+        try:
+            out.setdefault(name, {})[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out.setdefault(name, {})[key] = value
+    return out
+
+
+def label(name: str, options: dict) -> str:
+    return name if not options else f"{name}[{','.join(f'{k}={v}' for k, v in options.items())}]"
+
+
 def make_space(args: argparse.Namespace):
     if args.space == "nb201":
         from search_spaces.nb201 import NB201Space
@@ -41,6 +68,8 @@ def make_space(args: argparse.Namespace):
         return NB201Space(channels=args.channels, cells_per_stage=args.cells_per_stage)
     from search_spaces.mobilenet import MobileNetV3Space
 
+    if args.resolutions:
+        return MobileNetV3Space(width_mult=args.width, resolutions=args.resolutions, num_classes=10)
     return MobileNetV3Space(width_mult=args.width, resolution=args.resolution, num_classes=10)
 
 
@@ -53,15 +82,17 @@ def read_rows(path: Path | None) -> list[dict]:
 
 def report(rows: list[dict], ids: list[str] | None = None) -> None:
     """Per runtime: median of medians (first pass), test-retest SRCC on the architectures measured in both
-    passes, median prepare and measure seconds; then the SRCC matrix between runtimes on their common
+    passes, median prepare and measure seconds (first pass; and the second pass's measure seconds, where the
+    runtime reuses its artefact); then the SRCC matrix between runtimes on their common
     architectures (mean of the passes where both exist)."""
     runtimes = list(dict.fromkeys(r["runtime"] for r in rows))
     per: dict[str, dict[int, dict[str, dict]]] = {n: {1: {}, 2: {}} for n in runtimes}
     for r in rows:
         per[r["runtime"]][r["pass"]][r["arch"]] = r
     print("| runtime | archs (pass 1 / both) | median of medians (ms) | test-retest SRCC | prepare s/arch (median) "
-          "| measure s/arch (median) | load1 (min-max) | p90/p10 of medians | retest |diff| (median %) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| measure s/arch (median) | 2nd pass measure s/arch | load1 (min-max) | p90/p10 of medians "
+          "| retest |diff| (median %) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     mean: dict[str, dict[str, float]] = {}
     for n in runtimes:
         a, b = per[n][1], per[n][2]
@@ -75,7 +106,9 @@ def report(rows: list[dict], ids: list[str] | None = None) -> None:
         diff = float(np.median(200 * np.abs(x - y) / (x + y))) if both else float("nan")
         print(f"| {n} | {len(a)} / {len(both)} | {np.median([r['median_ms'] for r in a.values()]):.3f} | {srcc:.3f} "
               f"| {np.nanmedian(prep) if not np.all(np.isnan(prep)) else float('nan'):.2f} "
-              f"| {np.median([r['measure_s'] for r in a.values()]):.2f} | {min(loads):.1f}-{max(loads):.1f} "
+              f"| {np.median([r['measure_s'] for r in a.values()]):.2f} "
+              f"| {np.median([r['measure_s'] for r in b.values()]) if b else float('nan'):.2f} "
+              f"| {min(loads):.1f}-{max(loads):.1f} "
               f"| {np.percentile(ms, 90) / np.percentile(ms, 10):.2f} | {diff:.1f} |")
         mean[n] = {i: (a[i]["median_ms"] + b[i]["median_ms"]) / 2 if i in b else a[i]["median_ms"] for i in a}
     print("\nSRCC between runtimes (mean of the two passes; common architectures in brackets):")
@@ -119,7 +152,11 @@ def main() -> None:
     ap.add_argument("--cells-per-stage", type=int, default=5, help="NB201: cells per stage (N)")
     ap.add_argument("--width", type=float, default=1.0, help="MobileNetV3: width multiplier")
     ap.add_argument("--resolution", type=int, default=224, help="MobileNetV3: input resolution (multiple of 32)")
-    ap.add_argument("--runtimes", nargs="+", default=["torch-cpu", "onnxrt-cpu", "onnxrt-int8", "openvino-cpu"])
+    ap.add_argument("--resolutions", type=int, nargs="+", help="MobileNetV3: search these input resolutions")
+    ap.add_argument("--option", action="append", default=[], metavar="RUNTIME:KEY=VALUE",
+                    help="a device option of one runtime (repeatable)")
+    ap.add_argument("--runtimes", nargs="+", default=["torch-cpu", "onnxrt-cpu", "onnxrt-int8", "openvino-cpu",
+                                                      "executorch-xnnpack"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--budget", type=float, default=float("inf"), help="seconds per runtime (both passes)")
@@ -152,9 +189,14 @@ def main() -> None:
             fh.flush()
     print(f"{len(ids)} {space.name} architectures ({space.spec().options}, batch 1, {args.threads} thread), "
           f"protocol {proto.model_dump()}, budget {args.budget} s per runtime", flush=True)
-    for name in args.runtimes:
+    options = parse_options(args.option)
+    unknown = set(options) - set(args.runtimes)
+    if unknown:
+        raise SystemExit(f"--option names runtimes not in --runtimes: {sorted(unknown)}")
+    for runtime in args.runtimes:
+        name = label(runtime, options.get(runtime, {}))
         try:
-            dev = get_device(name, space, threads=args.threads, protocol=proto)
+            dev = get_device(runtime, space, threads=args.threads, protocol=proto, **options.get(runtime, {}))
         except DeviceError as e:
             print(f"{name}: skipped: {e}", flush=True)
             continue

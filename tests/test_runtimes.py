@@ -152,3 +152,109 @@ def test_a_runtime_failure_is_a_device_error_naming_the_architecture(small_space
     with pytest.raises(DeviceError, match=r"device onnxrt-int8: measuring \|nor_conv_3x3~0\|.* failed: "
                                           r"ValueError: the quantizer broke"):
         dev.measure_many([small_space.parse(HEAVY)])
+
+
+# -- elastic resolution (issue 22, turn 7): each subnet exported, checked and timed at its own resolution ---------
+
+ELASTIC_RUNTIMES = [("onnxrt-int8", "onnxruntime"), ("openvino-cpu", "openvino"),
+                    ("executorch-xnnpack", "executorch"), ("torch-compile", None)]
+
+
+@pytest.fixture(scope="module")
+def elastic_space():
+    from search_spaces.mobilenet import MobileNetV3Space
+
+    return MobileNetV3Space(width_mult=0.35, resolutions=[32, 64], num_classes=10)
+
+
+def smallest(space, r):
+    """The smallest subnet (depth 2, kernel 3, expand 3 everywhere) at resolution ``r``."""
+    d = [2] * 5
+    return space.parse(space.arch_id({"d": d, "ks": [[3] * n for n in d], "e": [[3] * n for n in d], "r": r}))
+
+
+@pytest.mark.parametrize("device, module", [pytest.param(d, m, marks=pytest.mark.slow) if d in
+                                            ("executorch-xnnpack", "torch-compile") else (d, m)
+                                            for d, m in ELASTIC_RUNTIMES])
+def test_runtimes_measure_an_elastic_subnet_at_its_own_resolution(elastic_space, device, module):
+    """A space that searches the input resolution: the artefact of a 32 px subnet (the space's resolution is 64)
+    takes (1, 3, 32, 32), read back from the artefact itself, and is checked against PyTorch on real images
+    resized to 32 px (each resolution's images cached once)."""
+    if module:
+        pytest.importorskip(module)
+    if device == "torch-compile" and cxx_compiler() is None:
+        pytest.skip("inductor needs a C++ compiler")
+    opts = {"calibration_images": 4} if device in ("onnxrt-int8", "executorch-xnnpack") else {}
+    dev = get_device(device, elastic_space, protocol=FAST, check_images=2, **opts)
+    arch = smallest(elastic_space, 32)
+    arch_id = elastic_space.arch_id(arch)
+    (sample,) = dev.measure_many([arch])
+    assert sample.median_ms > 0
+    assert sample.n_params == sum(p.numel() for p in elastic_space.build(arch).parameters())
+    assert dev.input_shapes[arch_id] == (1, 3, 32, 32)
+    assert elastic_space.input_shape(1) == (1, 3, 64, 64)
+    assert list(dev._images) == [(3, 32, 32)]
+    cal, chk = dev.images(arch_id)
+    assert chk.shape == (2, 3, 32, 32) and (device not in opts or cal.shape == (4, 3, 32, 32))
+
+
+def test_onnxrt_int8_images_per_resolution_are_the_resized_real_images(elastic_space):
+    """Calibration / check images at each subnet's resolution: the dataset's images (loaded once at the space's
+    64 px) resized bilinearly, as the supernet's training resizes them; cached per resolution."""
+    from orchestrator.supernet.data import at_resolution
+
+    dev = get_device("onnxrt-int8", elastic_space, protocol=FAST, calibration_images=4, check_images=2)
+    a32, a64 = (elastic_space.arch_id(smallest(elastic_space, r)) for r in (32, 64))
+    cal64, chk64 = dev.images(a64)
+    cal32, chk32 = dev.images(a32)
+    assert cal64.shape == (4, 3, 64, 64) and chk32.shape == (2, 3, 32, 32)
+    np.testing.assert_allclose(chk32, at_resolution(torch.from_numpy(chk64), 32).numpy(), rtol=0, atol=1e-6)
+    assert dev.images(a32)[0] is cal32  # cached
+    assert not np.allclose(chk32[0], chk32[1])  # real, distinct images
+    dev.measure_many([smallest(elastic_space, 64), smallest(elastic_space, 32)])
+    assert dev.input_shapes == {a64: (1, 3, 64, 64), a32: (1, 3, 32, 32)}
+
+
+def test_runtime_reuses_its_checked_artefact_when_measuring_again(small_space):
+    """Measuring an architecture again times the artefact already exported and checked (the last
+    ``artefact_cache`` ones are kept); with ``artefact_cache: 0`` each measurement prepares anew."""
+    calls = []
+    for cache, order in ((16, (LIGHT, CUT, LIGHT)), (0, (LIGHT, LIGHT)), (1, (LIGHT, CUT, LIGHT))):
+        dev = get_device("onnxrt-int8", small_space, protocol=FAST, calibration_images=2, check_images=2,
+                         artefact_cache=cache)
+        prepare = dev.prepare
+        dev.prepare = lambda a, m, _p=prepare: calls.append(a) or _p(a, m)  # counts the real preparations
+        samples = dev.measure_many([small_space.parse(a) for a in order])
+        assert [s.arch for s in samples] == list(order) and samples[-1].median_ms > 0
+        assert samples[-1].n_params == n_params(small_space, LIGHT)
+        assert dev.reused == (1 if cache == 16 else 0)
+    assert calls == [LIGHT, CUT] + [LIGHT, LIGHT] + [LIGHT, CUT, LIGHT]  # cache 1: the least recently used out
+    assert list(dev._artefacts) == [LIGHT]
+
+
+@pytest.mark.slow
+def test_executorch_int8_conversion_equals_torchaos_convert_pt2e(small_space):
+    """``convert_ptq`` skips only convert_pt2e's search for QAT conv-BN patterns (none in a PTQ-prepared model):
+    the converted graph and its outputs are convert_pt2e's own."""
+    pytest.importorskip("executorch")
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from orchestrator.latency.devices.extras import convert_ptq
+
+    net = small_space.build(small_space.parse(HEAVY)).eval()
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    out = []
+    for convert in (convert_pt2e, convert_ptq):
+        q = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+        prepared = prepare_pt2e(torch.export.export(net, (x,)).module(), q)
+        for i in range(4):
+            prepared(torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(i + 1)))
+        m = convert(prepared)
+        out.append((m.code, m(x)))
+    assert any(n.op == "call_function" and "batch_norm" in str(n.target) for n in prepared.graph.nodes)
+    assert out[0][0] == out[1][0]
+    assert torch.equal(out[0][1], out[1][1])

@@ -32,7 +32,7 @@ from pydantic import Field
 
 from orchestrator.errors import DeviceError
 from orchestrator.latency.devices.measured import MeasuredDevice, MeasuredOptions, export_onnx, register_measured
-from orchestrator.latency.devices.runtimes import ImageData, RuntimeDevice, relative_error
+from orchestrator.latency.devices.runtimes import ImageData, RuntimeDevice, RuntimeOptions, relative_error
 from search_spaces.base import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class ExtraRuntimeDevice(RuntimeDevice):
     def check_outputs(self, arch_id: str, run: Callable[[np.ndarray], np.ndarray], model: Any, int8: bool) -> None:
         import torch
 
-        _, chk = self.images()
+        _, chk = self.images(arch_id)
         ys, refs = [], []
         with torch.inference_mode():
             for b in self.batches(chk):
@@ -77,7 +77,39 @@ class ExtraRuntimeDevice(RuntimeDevice):
                               f"{float(np.abs(y - ref).max()):.3g} (rtol {o.rtol}, atol {o.atol})")  # type: ignore[attr-defined]
 
 
-class ExecuTorchOptions(MeasuredOptions):
+def convert_ptq(prepared: Any) -> Any:
+    """``torchao``'s ``convert_pt2e`` of a model prepared for post-training quantization (``prepare_pt2e``),
+    without its search for quantization-aware-training conv-BN patterns.
+
+    ``convert_pt2e`` always runs ``_fold_conv_bn_qat`` when the graph holds a batch norm (NB201's last one
+    follows a sum, not a convolution, so it stays after ``prepare_pt2e`` folds the others): that exports its 96
+    QAT pattern graphs anew on every call (about 20 s on this VM, 40 s under load: the bulk of an int8
+    architecture's cost). A model prepared by ``prepare_pt2e`` holds none of those patterns (they come from
+    ``prepare_qat_pt2e``), so the pass only applies its graph clean-ups here, which this keeps: the converted
+    graph is the same (tested against ``convert_pt2e``)."""
+    from torchao.quantization.pt2e import qat_utils, quantize_pt2e
+
+    def fold_without_qat_patterns(m: Any) -> Any:
+        if not any(qat_utils._is_bn_node(n) for n in m.graph.nodes):
+            return m
+        m.graph.eliminate_dead_code()
+        m.recompile()
+        qat_utils._duplicate_dequantize_node(m)
+        m.recompile()
+        qat_utils._remove_extra_dequantize(m)
+        m.graph.eliminate_dead_code()
+        m.recompile()
+        return m
+
+    real = quantize_pt2e._fold_conv_bn_qat
+    quantize_pt2e._fold_conv_bn_qat = fold_without_qat_patterns
+    try:
+        return quantize_pt2e.convert_pt2e(prepared)
+    finally:
+        quantize_pt2e._fold_conv_bn_qat = real
+
+
+class ExecuTorchOptions(RuntimeOptions):
     precision: Literal["fp32", "int8"] = Field("fp32", description="int8: PT2E post-training quantization")
     data: ImageData = Field(default_factory=ImageData, description="real images that calibrate and check")
     calibration_images: int = Field(32, ge=1, description="int8: images that calibrate the activation ranges")
@@ -91,27 +123,29 @@ class ExecuTorchXnnpackDevice(ExtraRuntimeDevice):
     runtime = "executorch-xnnpack"
     options: ExecuTorchOptions
 
-    def program(self, model: Any) -> bytes:
-        """The ``.pte`` program of ``model`` lowered to XNNPACK (int8: quantized first)."""
+    def program(self, model: Any, arch_id: str | None = None) -> bytes:
+        """The ``.pte`` program of ``model``, the network of ``arch_id`` (None: at the space's resolution),
+        exported at its input shape and lowered to XNNPACK (int8: quantized first, calibrated at its
+        resolution)."""
         import torch
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
-        example = torch.randn(*self.space.input_shape(self.options.batch_size))
+        example = torch.randn(*self.input_shape(arch_id))
         ep = torch.export.export(model, (example,))
         if self.options.precision == "int8":
             from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
                 XNNPACKQuantizer,
                 get_symmetric_quantization_config,
             )
-            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+            from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
             quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
             prepared = prepare_pt2e(ep.module(), quantizer)
-            cal, _ = self.images()
+            cal, _ = self.images(arch_id)
             for b in self.batches(cal):
                 prepared(torch.from_numpy(b))
-            ep = torch.export.export(convert_pt2e(prepared), (example,))
+            ep = torch.export.export(convert_ptq(prepared), (example,))
         return to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
 
     def prepare(self, arch_id: str, model: Any) -> Callable[[np.ndarray], Any]:
@@ -119,7 +153,7 @@ class ExecuTorchXnnpackDevice(ExtraRuntimeDevice):
         from executorch.extension.pybindings import portable_lib
         from executorch.runtime import Runtime
 
-        pte = self.program(model)
+        pte = self.program(model, arch_id)
         if portable_lib._threadpool_get_thread_count() != self.options.threads:
             portable_lib._unsafe_reset_threadpool(self.options.threads)
         program = Runtime.get().load_program(pte)
@@ -127,6 +161,9 @@ class ExecuTorchXnnpackDevice(ExtraRuntimeDevice):
         if method is None:
             raise DeviceError(f"{self.name}: the ExecuTorch program of {arch_id} has no forward method")
         keep = (pte, program)  # the method runs on the program's buffer: both must outlive it
+        meta = method.metadata
+        if meta.num_inputs():
+            self.input_shapes[arch_id] = tuple(meta.input_tensor_meta(0).sizes())
 
         def run(x: np.ndarray) -> np.ndarray:
             assert keep
@@ -136,7 +173,7 @@ class ExecuTorchXnnpackDevice(ExtraRuntimeDevice):
         return run
 
 
-class OpenVinoOptions(MeasuredOptions):
+class OpenVinoOptions(RuntimeOptions):
     data: ImageData = Field(default_factory=ImageData, description="real images the output is checked on")
     check_images: int = Field(4, ge=1, description="validation images on which the output is checked")
     rtol: float = Field(1e-3, gt=0)
@@ -151,7 +188,7 @@ class OpenVinoCPUDevice(ExtraRuntimeDevice):
         import openvino as ov
         import torch
 
-        onnx_bytes = export_onnx(model, torch.randn(*self.space.input_shape(self.options.batch_size)))
+        onnx_bytes = export_onnx(model, torch.randn(*self.input_shape(arch_id)))
         core = ov.Core()
         with tempfile.TemporaryDirectory(prefix="hwnas-ov-") as tmp:
             path = Path(tmp) / "model.onnx"
@@ -162,6 +199,8 @@ class OpenVinoCPUDevice(ExtraRuntimeDevice):
                                                    "INFERENCE_PRECISION_HINT": "f32"})
         request = compiled.create_infer_request()
         has_input = len(compiled.inputs) > 0  # none where the network ignores it (every NB201 path cut)
+        if has_input:
+            self.input_shapes[arch_id] = tuple(compiled.inputs[0].get_shape())
 
         def run(x: np.ndarray) -> np.ndarray:
             return request.infer({0: x} if has_input else {})[0]

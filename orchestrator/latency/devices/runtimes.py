@@ -5,11 +5,14 @@ the artefact timed is that network: its output on real validation images is comp
 network's (fp32: ``torch-compile`` within ``rtol`` / ``atol``; int8: the relative L2 error of the outputs
 ``||y_int8 - y_fp32|| / ||y_fp32||`` within ``tolerance``, default 0.25) and the sample carries the PyTorch
 network's parameter count. A mismatch is a :class:`DeviceError` naming the architecture and the error found.
+Each architecture is exported, checked and timed at its own input resolution (a space that searches the
+resolution, e.g. ``mobilenetv3`` with ``resolutions``, gives each subnet its own; the real images are resized to
+it), and a re-measurement reuses the artefact already checked (``artefact_cache``).
 
 - ``onnxrt-int8``: the network exported to ONNX (opset 17), quantized with
   ``onnxruntime.quantization.quantize_static`` (QDQ, int8 weights per channel, int8 activations) calibrated
   on ``calibration_images`` real images of ``data`` (default: scikit-learn's handwritten digits, shipped
-  with scikit-learn, resized to the space's resolution; ``cifar10`` with a ``root`` for CIFAR), timed with
+  with scikit-learn, resized to the architecture's resolution; ``cifar10`` with a ``root`` for CIFAR), timed with
   ONNX Runtime's CPU execution provider.
 - ``torch-compile``: ``torch.compile(network, backend="inductor", mode=...)`` on the CPU, compiled and
   warmed before timing; inductor's CPU code generation needs a C++ compiler (``g++``, or ``$CXX``): its
@@ -29,9 +32,10 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,13 +49,13 @@ from orchestrator.latency.devices.measured import (
     register_measured,
 )
 from orchestrator.latency.measurement import LatencySample, time_callable
-from search_spaces.base import SearchSpace
+from search_spaces.base import SearchSpace, arch_input_shape
 
 log = logging.getLogger(__name__)
 
 
 class ImageData(BaseModel):
-    """Where the real images come from (orchestrator.supernet.data; the resolution is the space's)."""
+    """Where the real images come from (orchestrator.supernet.data; resized to each architecture's resolution)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -81,25 +85,62 @@ def ort_session(onnx_model: bytes | str, threads: int) -> Any:
     return ort.InferenceSession(onnx_model, opts, providers=["CPUExecutionProvider"])
 
 
+class RuntimeOptions(MeasuredOptions):
+    artefact_cache: int = Field(16, ge=0, description="prepared (exported, checked) artefacts kept, least recently "
+                                                      "used out: measuring an architecture again reuses its "
+                                                      "artefact; 0: prepare it anew each time")
+
+
 class RuntimeDevice(MeasuredDevice):
-    """A measured device that prepares an artefact per architecture (export, quantize, compile) and checks it."""
+    """A measured device that prepares an artefact per architecture (export, quantize, compile) and checks it.
+
+    Each architecture is exported, checked and timed at its own input resolution (``arch_input_shape``; a space
+    that searches the resolution gives each its own): the real images that calibrate and check are the
+    dataset's, loaded once at the space's resolution and resized (bilinear, as the supernet's training does)
+    per resolution, cached per resolution. ``input_shapes`` (architecture id -> shape) holds the input shape as
+    read back from each prepared artefact (the exported graph's, the lowered program's, the compiled model's).
+    The last ``artefact_cache`` prepared artefacts are kept: measuring an architecture again times the artefact
+    already checked, as a deployment would run it, without exporting it again."""
+
+    reuses_artefacts: ClassVar[bool] = True
 
     def __init__(self, name: str, space: SearchSpace, options: MeasuredOptions) -> None:
-        if getattr(space, "elastic_resolution", False):  # its check images have one resolution
-            raise DeviceError(f"device {name}: checks its artefact on real images at one input resolution; the "
-                              f"space searches the resolution (resolutions), which {name} does not support yet: "
-                              f"time it with torch-cpu, onnxrt-cpu, cuda or command:<name>")
         super().__init__(name, space, options)
         self.prepare_seconds: dict[str, float] = {}
-        self._images: tuple[np.ndarray, np.ndarray] | None = None
+        self.input_shapes: dict[str, tuple[int, ...]] = {}
+        self.reused = 0  # measurements that reused a prepared artefact
+        self._source: tuple[Any, Any] | None = None  # (calibration, check) images at the space's resolution
+        self._images: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
+        self._artefacts: OrderedDict[str, Callable[[np.ndarray], Any]] = OrderedDict()
 
-    def images(self) -> tuple[np.ndarray, np.ndarray]:
-        """(calibration, check) images, float32 (N, C, H, W) at the space's resolution, from ``data``."""
-        if self._images is None:
+    def input_shape(self, arch_id: str | None = None) -> tuple[int, ...]:
+        """``(batch_size, channels, r, r)``: the input of ``arch_id``'s network at its own resolution ``r``
+        (``arch_input_shape``); None: the space's input shape."""
+        if arch_id is None:
+            return tuple(self.space.input_shape(self.options.batch_size))
+        return arch_input_shape(self.space, arch_id, self.options.batch_size)
+
+    def images(self, arch_id: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(calibration, check) images, float32 ``(N, C, r, r)`` at ``arch_id``'s resolution (None: the space's),
+        from ``data``: loaded once at the space's resolution, resized per resolution and cached."""
+        shape = self.input_shape(arch_id)
+        if shape[1:] not in self._images:
+            from orchestrator.supernet.data import at_resolution
+
+            cal, chk = self._load()
+            cal, chk = (at_resolution(x, int(shape[-1])) for x in (cal, chk))
+            if tuple(cal.shape[1:]) != tuple(shape[1:]):
+                raise DeviceError(f"{self.name}: images of {self.options.data.name!r} are "  # type: ignore[attr-defined]
+                                  f"{tuple(cal.shape[1:])}, the network takes {tuple(shape[1:])}")
+            self._images[shape[1:]] = (cal.numpy(), chk.numpy())
+        return self._images[shape[1:]]
+
+    def _load(self) -> tuple[Any, Any]:
+        if self._source is None:
             from orchestrator.supernet.data import DataConfig, load_dataset
 
-            shape = self.space.input_shape(1)
-            cfg = DataConfig(**self.options.data.model_dump(), resolution=int(shape[-1]))  # type: ignore[attr-defined]
+            res = int(self.space.input_shape(1)[-1])
+            cfg = DataConfig(**self.options.data.model_dump(), resolution=res)  # type: ignore[attr-defined]
             data = load_dataset(cfg)
             n_cal = getattr(self.options, "calibration_images", 0)
             n_chk = self.options.check_images  # type: ignore[attr-defined]
@@ -107,11 +148,8 @@ class RuntimeDevice(MeasuredDevice):
                 raise DeviceError(f"{self.name}: dataset {cfg.name!r} has {len(data.x_train)} training and "
                                   f"{len(data.x_val)} validation images; calibration_images={n_cal} and "
                                   f"check_images={n_chk} need fewer")
-            if tuple(data.x_train.shape[1:]) != tuple(shape[1:]):
-                raise DeviceError(f"{self.name}: images of {cfg.name!r} are {tuple(data.x_train.shape[1:])}, the "
-                                  f"network takes {tuple(shape[1:])}")
-            self._images = (data.x_train[:n_cal].numpy(), data.x_val[:n_chk].numpy())
-        return self._images
+            self._source = (data.x_train[:n_cal], data.x_val[:n_chk])
+        return self._source
 
     def batches(self, x: np.ndarray) -> list[np.ndarray]:
         """``x`` in batches of ``batch_size`` (the exported network's fixed batch); a short last batch is
@@ -122,22 +160,31 @@ class RuntimeDevice(MeasuredDevice):
         return [x[i:i + b] for i in range(0, n, b)]
 
     def _measure(self, arch_id: str, model: Any) -> LatencySample:
-        t0 = time.perf_counter()
-        run = self.prepare(arch_id, model)
-        self.prepare_seconds[arch_id] = time.perf_counter() - t0
-        shape = self.space.input_shape(self.options.batch_size)
-        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        run = self._artefacts.pop(arch_id, None)
+        if run is None:
+            t0 = time.perf_counter()
+            run = self.prepare(arch_id, model)
+            self.prepare_seconds[arch_id] = time.perf_counter() - t0
+        else:
+            self.reused += 1
+        keep = getattr(self.options, "artefact_cache", 0) if self.reuses_artefacts else 0
+        if keep:
+            self._artefacts[arch_id] = run
+            while len(self._artefacts) > keep:
+                self._artefacts.popitem(last=False)
+        x = np.random.default_rng(0).standard_normal(self.input_shape(arch_id)).astype(np.float32)
         return time_callable(arch_id, lambda: run(x), self.options.protocol)
 
     def prepare(self, arch_id: str, model: Any) -> Callable[[np.ndarray], Any]:
-        """The artefact for ``model``, checked against it, as a callable on a float32 batch."""
+        """The artefact for ``model``, checked against it, as a callable on a float32 batch of
+        ``input_shape(arch_id)``; records ``input_shapes[arch_id]``."""
         raise NotImplementedError
 
 
 # -- ONNX Runtime int8 ------------------------------------------------------------------------------------------
 
 
-class OnnxInt8Options(MeasuredOptions):
+class OnnxInt8Options(RuntimeOptions):
     data: ImageData = Field(default_factory=ImageData, description="the real images that calibrate and check "
                                                                      "(resolution: the space's)")
     calibration_images: int = Field(32, ge=1, description="images that calibrate the activation ranges")
@@ -204,12 +251,13 @@ class OnnxRuntimeInt8Device(RuntimeDevice):
     runtime = "onnxrt-int8"
     options: OnnxInt8Options
 
-    def quantize(self, model: Any) -> bytes:
-        """The int8 ONNX model of ``model`` (static QDQ quantization calibrated on real images)."""
+    def quantize(self, model: Any, arch_id: str | None = None) -> bytes:
+        """The int8 ONNX model of ``model``, the network of ``arch_id`` (None: at the space's resolution),
+        exported at its input shape and quantized statically, calibrated on real images at its resolution."""
         import torch
 
-        cal, _ = self.images()
-        fp32 = export_onnx(model, torch.randn(*self.space.input_shape(self.options.batch_size)))
+        cal, _ = self.images(arch_id)
+        fp32 = export_onnx(model, torch.randn(*self.input_shape(arch_id)))
         q = quantize_onnx_static(fp32, self.batches(cal), per_channel=self.options.per_channel,
                                  calibrate_method=self.options.calibrate_method)
         if q is fp32:
@@ -217,8 +265,10 @@ class OnnxRuntimeInt8Device(RuntimeDevice):
         return q
 
     def prepare(self, arch_id: str, model: Any) -> Callable[[np.ndarray], Any]:
-        sess = ort_session(self.quantize(model), self.options.threads)
-        _, chk = self.images()
+        sess = ort_session(self.quantize(model, arch_id), self.options.threads)
+        if sess.get_inputs():
+            self.input_shapes[arch_id] = tuple(sess.get_inputs()[0].shape)
+        _, chk = self.images(arch_id)
         err = self.check(sess, model, chk)
         if err > self.options.tolerance:
             raise DeviceError(f"{self.name}: the int8 network of {arch_id} is {err:.3f} off the PyTorch network "
@@ -264,6 +314,10 @@ def cxx_compiler() -> str | None:
 class TorchCompileDevice(RuntimeDevice):
     runtime = "torch-compile"
     options: CompileOptions
+    # dynamo's caches are reset before each compilation (above), which drops every earlier compiled graph's
+    # entry: a kept artefact would recompile when called. A re-measurement compiles again and loads inductor's
+    # FX graph cache (on disk, on by default: about 1 s instead of 10 s on this VM; docs/benchmarks.md).
+    reuses_artefacts = False
 
     def _setup(self) -> None:
         import torch
@@ -280,16 +334,18 @@ class TorchCompileDevice(RuntimeDevice):
         import torch._dynamo
 
         torch._dynamo.reset()  # a fresh compile per network: no silent fallback after the recompile limit
-        compiled = torch.compile(model, backend="inductor", mode=self.options.mode)
+        # static shapes: the graph is specialised to this architecture's input, as a deployment compiles it
+        compiled = torch.compile(model, backend="inductor", mode=self.options.mode, dynamic=False)
         from orchestrator.latency.devices.measured import n_params
 
         if n_params(compiled) != n_params(model):
             raise DeviceError(f"{self.name}: the compiled network of {arch_id} has {n_params(compiled)} "
                               f"parameters, the network {n_params(model)}")
-        _, chk = self.images()
+        _, chk = self.images(arch_id)
         with torch.inference_mode():
             for b in self.batches(chk):
                 xb = torch.from_numpy(b)
+                self.input_shapes.setdefault(arch_id, tuple(xb.shape))  # the shape the graph was compiled for
                 got, ref = compiled(xb), model(xb)
                 if not torch.allclose(got, ref, rtol=self.options.rtol, atol=self.options.atol):
                     d = float((got - ref).abs().max())
