@@ -233,7 +233,7 @@ def test_runtime_reuses_its_checked_artefact_when_measuring_again(small_space):
 
 
 @pytest.mark.slow
-def test_executorch_int8_conversion_equals_torchaos_convert_pt2e(small_space):
+def test_executorch_int8_conversion_equals_torchaos_convert_pt2e(small_space, monkeypatch):
     """``convert_ptq`` skips only convert_pt2e's search for QAT conv-BN patterns (none in a PTQ-prepared model):
     the converted graph and its outputs are convert_pt2e's own."""
     pytest.importorskip("executorch")
@@ -258,3 +258,11 @@ def test_executorch_int8_conversion_equals_torchaos_convert_pt2e(small_space):
     assert any(n.op == "call_function" and "batch_norm" in str(n.target) for n in prepared.graph.nodes)
     assert out[0][0] == out[1][0]
     assert torch.equal(out[0][1], out[1][1])
+    from orchestrator.latency.devices import extras  # a torchao without the private pass: convert_pt2e as is
+
+    monkeypatch.setattr(extras, "_private_pass_available", lambda *a: False)
+    q = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(torch.export.export(net, (x,)).module(), q)
+    for i in range(4):
+        prepared(torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(i + 1)))
+    assert convert_ptq(prepared).code == out[0][0]

@@ -77,6 +77,13 @@ class ExtraRuntimeDevice(RuntimeDevice):
                               f"{float(np.abs(y - ref).max()):.3g} (rtol {o.rtol}, atol {o.atol})")  # type: ignore[attr-defined]
 
 
+def _private_pass_available(quantize_pt2e: Any, qat_utils: Any) -> bool:
+    """Whether this torchao has the private pass ``convert_ptq`` replaces, and the helpers it calls."""
+    return (hasattr(quantize_pt2e, "_fold_conv_bn_qat")
+            and all(hasattr(qat_utils, n) for n in ("_is_bn_node", "_duplicate_dequantize_node",
+                                                    "_remove_extra_dequantize")))
+
+
 def convert_ptq(prepared: Any) -> Any:
     """``torchao``'s ``convert_pt2e`` of a model prepared for post-training quantization (``prepare_pt2e``),
     without its search for quantization-aware-training conv-BN patterns.
@@ -88,6 +95,11 @@ def convert_ptq(prepared: Any) -> Any:
     ``prepare_qat_pt2e``), so the pass only applies its graph clean-ups here, which this keeps: the converted
     graph is the same (tested against ``convert_pt2e``)."""
     from torchao.quantization.pt2e import qat_utils, quantize_pt2e
+
+    if not _private_pass_available(quantize_pt2e, qat_utils):  # another torchao: its own convert, slower
+        log.warning("convert_ptq: torchao %s lacks the private pass this skips; using convert_pt2e as is",
+                    getattr(__import__("torchao"), "__version__", "?"))
+        return quantize_pt2e.convert_pt2e(prepared)
 
     def fold_without_qat_patterns(m: Any) -> Any:
         if not any(qat_utils._is_bn_node(n) for n in m.graph.nodes):
