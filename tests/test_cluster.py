@@ -128,7 +128,7 @@ def _stop_head(head: subprocess.Popen, ray_tmp: str) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(head.pid, signal.SIGTERM)
     try:
-        head.wait(30)
+        head.wait(10)  # it did not end in 30 s either (measured, turn 7): the group's SIGKILL ends it
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(head.pid, signal.SIGKILL)
@@ -137,63 +137,48 @@ def _stop_head(head: subprocess.Popen, ray_tmp: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_run_py_against_a_started_head(tmp_path):
+def test_run_py_against_a_started_head(tmp_path, token_head):
     """As `ray submit` runs it: a head started with token auth and a device resource, then run.py in a fresh
     process, from another cwd, with nothing exported by hand (only the token file, as cluster.yaml mounts)."""
-    ray_tmp = tempfile.mkdtemp(prefix="hwc", dir="/tmp")
-    port = _free_port()
-    home = tmp_path / "home"
-    home.mkdir()
+    addr, _, _, home = token_head
+    assert (home / ".ray" / "auth_token").is_file()
     base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
     base.update(HOME=str(home), PYTHONUNBUFFERED="1")
-    subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "get-auth-token", "--generate"], env=base,
-                   check=True, capture_output=True, timeout=120)
-    assert (home / ".ray" / "auth_token").is_file()
-    head = subprocess.Popen(
-        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}",
-         "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false", f"--temp-dir={ray_tmp}",
-         '--resources={"device:testhost": 1}'],
-        env={**base, "RAY_AUTH_MODE": "token"}, start_new_session=True, stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT)
     env = base  # run.py: no RAY_AUTH_MODE exported
-    try:
-        cfg = {"name": "c", "output_dir": str(tmp_path / "runs"),
-               "accuracy": {"source": "table", "table_column": "test_acc_cifar10_12ep"},
-               "latency": {"proxy": "fpga", "table": "nb201-hwnasbench"},
-               "search": {"n_trials": 24, "population": 8, "domain": "table"},
-               "sweep": {"targets": [{"name": "remote:testhost", "options": {"inner": "torch-cpu"}}, "pixel3"],
-                         "k": 4, "measure_front": 2, "export_front": 0}}
-        cfg["latency"]["protocol"] = {"warmup": 1, "repeats": 3, "min_repeat_ms": 1}
-        cfg["tracking"] = {"uri": f"sqlite:///{tmp_path}/mlflow.db"}
-        path = tmp_path / "c.yaml"
-        path.write_text(yaml.safe_dump(cfg))
-        bad = tmp_path / "bad.yaml"
-        bad.write_text(yaml.safe_dump({**cfg, "name": "bad", "sweep": {"targets": ["remote:nothere"]}}))
-        addr = f"127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        script = str(ROOT / "experiments" / "run.py")
-        while True:  # the head is up once a client can connect
-            probe = subprocess.run([sys.executable, script, str(bad), "--address", addr], env=env, cwd=tmp_path,
-                                   capture_output=True, text=True, timeout=120)
-            if "cannot run this config" in probe.stderr or time.monotonic() > deadline:
-                break
-            time.sleep(1)
-        assert probe.returncode == 2 and "device:nothere" in probe.stderr, probe.stderr
-        assert not (tmp_path / "runs" / "bad").exists()  # refused before any work
-        ok = subprocess.run([sys.executable, script, str(path), "--address", addr], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=400)
-        assert ok.returncode == 0, ok.stdout + ok.stderr
-        assert "\ndone in " in ok.stdout and "Pareto tables: hwnas report" in ok.stdout  # as `hwnas run` closes
-        assert "INFO onnx_ir" not in ok.stderr and "INFO orchestrator" in ok.stderr
-        assert "remote:testhost" in ok.stdout and "remote" in ok.stdout and "retest" in ok.stdout
-        assert (tmp_path / "runs" / "c" / "fronts" / "remote_testhost.csv").is_file()
-        summary = json.loads((tmp_path / "runs" / "c" / "summary.json").read_text())
-        remote = next(r for r in summary["targets"] if r["target"] == "remote:testhost")
-        # k = 3 in the first round + 1 along its own front, all 4 measured again (retest), 2 front members
-        assert remote["k"] == 4 and remote["retest_n"] == 4 and remote["n_measurements"] == 4 + 4 + 2
-        assert remote["front_mape_pct"] == remote["front_mape_pct"] and "retest_srcc" in remote  # not NaN
-    finally:
-        _stop_head(head, ray_tmp)
+    cfg = {"name": "c", "output_dir": str(tmp_path / "runs"),
+           "accuracy": {"source": "table", "table_column": "test_acc_cifar10_12ep"},
+           "latency": {"proxy": "fpga", "table": "nb201-hwnasbench"},
+           "search": {"n_trials": 24, "population": 8, "domain": "table"},
+           "sweep": {"targets": [{"name": "remote:testhost", "options": {"inner": "torch-cpu"}}, "pixel3"],
+                     "k": 4, "measure_front": 2, "export_front": 0}}
+    cfg["latency"]["protocol"] = {"warmup": 1, "repeats": 3, "min_repeat_ms": 1}
+    cfg["tracking"] = {"uri": f"sqlite:///{tmp_path}/mlflow.db"}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**cfg, "name": "bad", "sweep": {"targets": ["remote:nothere"]}}))
+    deadline = time.monotonic() + 60
+    script = str(ROOT / "experiments" / "run.py")
+    while True:  # the head is up once a client can connect
+        probe = subprocess.run([sys.executable, script, str(bad), "--address", addr], env=env, cwd=tmp_path,
+                               capture_output=True, text=True, timeout=120)
+        if "cannot run this config" in probe.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert probe.returncode == 2 and "device:nothere" in probe.stderr, probe.stderr
+    assert not (tmp_path / "runs" / "bad").exists()  # refused before any work
+    ok = subprocess.run([sys.executable, script, str(path), "--address", addr], env=env, cwd=tmp_path,
+                        capture_output=True, text=True, timeout=400)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "\ndone in " in ok.stdout and "Pareto tables: hwnas report" in ok.stdout  # as `hwnas run` closes
+    assert "INFO onnx_ir" not in ok.stderr and "INFO orchestrator" in ok.stderr
+    assert "remote:testhost" in ok.stdout and "remote" in ok.stdout and "retest" in ok.stdout
+    assert (tmp_path / "runs" / "c" / "fronts" / "remote_testhost.csv").is_file()
+    summary = json.loads((tmp_path / "runs" / "c" / "summary.json").read_text())
+    remote = next(r for r in summary["targets"] if r["target"] == "remote:testhost")
+    # k = 3 in the first round + 1 along its own front, all 4 measured again (retest), 2 front members
+    assert remote["k"] == 4 and remote["retest_n"] == 4 and remote["n_measurements"] == 4 + 4 + 2
+    assert remote["front_mape_pct"] == remote["front_mape_pct"] and "retest_srcc" in remote  # not NaN
 
 
 def test_run_py_logs_like_hwnas_run(monkeypatch):
@@ -245,13 +230,15 @@ def test_a_run_goes_to_ray_address_and_a_token_file_turns_token_auth_on(tmp_path
     check_token_file({"RAY_AUTH_MODE": "disabled", "RAY_AUTH_TOKEN_PATH": str(missing)})  # not used: no error
 
 
-@contextlib.contextmanager
-def _token_head(tmp_path: Path):
-    """A `ray start` head with token auth on 127.0.0.1, its token in ``tmp_path/home/.ray/auth_token``; yields
-    (address, its temp dir, an environment without RAY_AUTH* and RAY_ADDRESS) once its GCS listens."""
+@pytest.fixture(scope="module")
+def token_head(tmp_path_factory):
+    """A `ray start` head with token auth on 127.0.0.1 and a ``device:testhost`` resource, its token in
+    ``HOME/.ray/auth_token``; yields (address, its temp dir, an environment without RAY_AUTH* and RAY_ADDRESS,
+    HOME) once its GCS listens. One head for this module's three cluster tests (each run is its own Ray job and
+    finds its driver log by its pid): starting and stopping a head took about 15-20 s each."""
     ray_tmp = tempfile.mkdtemp(prefix="hwt", dir="/tmp")
     port = _free_port()
-    home = tmp_path / "home"
+    home = tmp_path_factory.mktemp("token") / "home"
     home.mkdir()
     base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH") and k != "RAY_ADDRESS"}
     base.update(PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
@@ -259,7 +246,8 @@ def _token_head(tmp_path: Path):
                    env={**base, "HOME": str(home)}, check=True, capture_output=True, timeout=120)
     head = subprocess.Popen(
         [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}",
-         "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false", f"--temp-dir={ray_tmp}"],
+         "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false", f"--temp-dir={ray_tmp}",
+         '--resources={"device:testhost": 1}'],
         env={**base, "HOME": str(home), "RAY_AUTH_MODE": "token"}, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
@@ -270,83 +258,83 @@ def _token_head(tmp_path: Path):
                     break
             assert time.monotonic() < deadline and head.poll() is None, "the Ray head did not start"
             time.sleep(0.5)
-        yield f"127.0.0.1:{port}", ray_tmp, base
+        yield f"127.0.0.1:{port}", ray_tmp, base, home
     finally:
         _stop_head(head, ray_tmp)
 
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_hwnas_run_on_a_token_cluster_from_ray_address(tmp_path):
+def test_hwnas_run_on_a_token_cluster_from_ray_address(tmp_path, token_head):
     """Issue 23 item 5, as a user meets it: a head started with token auth, RAY_ADDRESS set, the token in
     ~/.ray/auth_token and RAY_AUTH_MODE unset: `hwnas run` connects to that cluster (its driver log is in the
     head's session) although the config sets ray.num_cpus (local Ray only). Without the token, or with another
     one, `hwnas run` and run.py end with one error line naming the fix, no traceback, and no run dir."""
-    with _token_head(tmp_path) as (addr, ray_tmp, base):
-        home, bare, wrong = (tmp_path / n for n in ("home", "bare", "wrong"))
-        for h in (bare, wrong):
-            h.mkdir()
-        (wrong / ".ray").mkdir()
-        (wrong / ".ray" / "auth_token").write_text("0" * 64)  # a token, not the cluster's
-        cfg = {"name": "tok", "output_dir": str(tmp_path / "runs"), "ray": {"num_cpus": 1},
-               "accuracy": {"source": "table", "table_column": "test_acc_cifar10_12ep"},
-               "latency": {"proxy": "fpga", "table": "nb201-hwnasbench"},
-               "search": {"n_trials": 16, "population": 8, "domain": "table"},
-               "sweep": {"targets": ["pixel3"], "k": 4, "measure_front": 0, "export_front": 0},
-               "tracking": {"enabled": False}}
-        path = tmp_path / "tok.yaml"
-        path.write_text(yaml.safe_dump(cfg))
-        hwnas = [sys.executable, "-m", "orchestrator.cli", "run", str(path), "--no-progress"]
-        run = subprocess.Popen(hwnas, env={**base, "HOME": str(home), "RAY_ADDRESS": addr}, cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        out, err = run.communicate(timeout=400)
-        assert run.returncode == 0, out + err
-        assert "Traceback" not in err and "ray.num_cpus (1) applies to a local Ray only" in err
-        assert (tmp_path / "runs" / "tok" / "summary.json").is_file() and "pixel3" in out
-        drivers = list(Path(ray_tmp).glob(f"session_*/logs/python-core-driver-*_{run.pid}.log"))
-        assert drivers, "hwnas run did not connect to the token cluster"  # not a local Ray of its own
-        fast = {"RAY_gcs_server_port_wait_time_s": "2"}  # Ray's connect retries (default ~20 s): fewer here
-        for h, entry, said in ((bare, hwnas, "needs a token and this machine has none"),
-                               (wrong, hwnas, "refused the token from ~/.ray/auth_token"),
-                               (bare, [sys.executable, str(ROOT / "experiments" / "run.py"), str(path), "--address",
-                                       addr], "needs a token and this machine has none")):
-            cfg_name = f"tok_{h.name}_{len(entry)}"
-            p = tmp_path / f"{cfg_name}.yaml"
-            p.write_text(yaml.safe_dump({**cfg, "name": cfg_name}))
-            args = [str(p) if a == str(path) else a for a in entry]
-            res = subprocess.run(args, env={**base, **fast, "HOME": str(h), "RAY_ADDRESS": addr}, cwd=tmp_path,
-                                 capture_output=True, text=True, timeout=300)
-            assert res.returncode == 2, res.stdout + res.stderr
-            errors = [ln for ln in res.stderr.splitlines() if ln.startswith(("hwnas: error:", "run.py:"))]
-            assert len(errors) == 1 and said in errors[0] and addr in errors[0], res.stderr
-            assert "~/.ray/auth_token" in errors[0] and "ray get-auth-token" in errors[0]
-            assert "Traceback" not in res.stderr
-            assert not (tmp_path / "runs" / cfg_name).exists()  # refused before any work
+    addr, ray_tmp, base, home = token_head
+    bare, wrong = (tmp_path / n for n in ("bare", "wrong"))
+    for h in (bare, wrong):
+        h.mkdir()
+    (wrong / ".ray").mkdir()
+    (wrong / ".ray" / "auth_token").write_text("0" * 64)  # a token, not the cluster's
+    cfg = {"name": "tok", "output_dir": str(tmp_path / "runs"), "ray": {"num_cpus": 1},
+           "accuracy": {"source": "table", "table_column": "test_acc_cifar10_12ep"},
+           "latency": {"proxy": "fpga", "table": "nb201-hwnasbench"},
+           "search": {"n_trials": 16, "population": 8, "domain": "table"},
+           "sweep": {"targets": ["pixel3"], "k": 4, "measure_front": 0, "export_front": 0},
+           "tracking": {"enabled": False}}
+    path = tmp_path / "tok.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    hwnas = [sys.executable, "-m", "orchestrator.cli", "run", str(path), "--no-progress"]
+    run = subprocess.Popen(hwnas, env={**base, "HOME": str(home), "RAY_ADDRESS": addr}, cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = run.communicate(timeout=400)
+    assert run.returncode == 0, out + err
+    assert "Traceback" not in err and "ray.num_cpus (1) applies to a local Ray only" in err
+    assert (tmp_path / "runs" / "tok" / "summary.json").is_file() and "pixel3" in out
+    drivers = list(Path(ray_tmp).glob(f"session_*/logs/python-core-driver-*_{run.pid}.log"))
+    assert drivers, "hwnas run did not connect to the token cluster"  # not a local Ray of its own
+    fast = {"RAY_gcs_server_port_wait_time_s": "2"}  # Ray's connect retries (default ~20 s): fewer here
+    for h, entry, said in ((bare, hwnas, "needs a token and this machine has none"),
+                           (wrong, hwnas, "refused the token from ~/.ray/auth_token"),
+                           (bare, [sys.executable, str(ROOT / "experiments" / "run.py"), str(path), "--address",
+                                   addr], "needs a token and this machine has none")):
+        cfg_name = f"tok_{h.name}_{len(entry)}"
+        p = tmp_path / f"{cfg_name}.yaml"
+        p.write_text(yaml.safe_dump({**cfg, "name": cfg_name}))
+        args = [str(p) if a == str(path) else a for a in entry]
+        res = subprocess.run(args, env={**base, **fast, "HOME": str(h), "RAY_ADDRESS": addr}, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 2, res.stdout + res.stderr
+        errors = [ln for ln in res.stderr.splitlines() if ln.startswith(("hwnas: error:", "run.py:"))]
+        assert len(errors) == 1 and said in errors[0] and addr in errors[0], res.stderr
+        assert "~/.ray/auth_token" in errors[0] and "ray get-auth-token" in errors[0]
+        assert "Traceback" not in res.stderr
+        assert not (tmp_path / "runs" / cfg_name).exists()  # refused before any work
 
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_hwnas_supernet_on_a_token_cluster_from_ray_address(tmp_path):
+def test_hwnas_supernet_on_a_token_cluster_from_ray_address(tmp_path, token_head):
     """Issue 23 item 5 for `hwnas supernet` (it called ray.init itself): with RAY_ADDRESS and the token file it
     trains on the token cluster (its driver log is in the head's session); without a token, one error line."""
-    with _token_head(tmp_path) as (addr, ray_tmp, base):
-        bare = tmp_path / "bare"
-        bare.mkdir()
-        train = [sys.executable, "-m", "orchestrator.cli", "supernet", "train", "--option", "width_mult=0.25",
-                 "--option", "resolution=32", "--option", "feature_dim=64", "--epochs", "1", "--max-train", "64",
-                 "--batch-size", "32", "--threads", "1"]
-        p = subprocess.Popen([*train, "--out", str(tmp_path / "sn")], cwd=tmp_path, text=True,
-                             env={**base, "HOME": str(tmp_path / "home"), "RAY_ADDRESS": addr},
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        out, err = p.communicate(timeout=400)
-        assert p.returncode == 0 and "trained 1 epochs" in out, out + err
-        assert list(Path(ray_tmp).glob(f"session_*/logs/python-core-driver-*_{p.pid}.log")), "not on the cluster"
-        res = subprocess.run([*train, "--out", str(tmp_path / "sn2")], cwd=tmp_path, capture_output=True, text=True,
-                             env={**base, "HOME": str(bare), "RAY_ADDRESS": addr,
-                                  "RAY_gcs_server_port_wait_time_s": "2"}, timeout=300)
-        errors = [ln for ln in res.stderr.splitlines() if ln.startswith("hwnas: error:")]
-        assert res.returncode == 2 and len(errors) == 1, res.stdout + res.stderr
-        assert "needs a token and this machine has none" in errors[0] and "Traceback" not in res.stderr
+    addr, ray_tmp, base, home = token_head
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    train = [sys.executable, "-m", "orchestrator.cli", "supernet", "train", "--option", "width_mult=0.25",
+             "--option", "resolution=32", "--option", "feature_dim=64", "--epochs", "1", "--max-train", "64",
+             "--batch-size", "32", "--threads", "1"]
+    p = subprocess.Popen([*train, "--out", str(tmp_path / "sn")], cwd=tmp_path, text=True,
+                         env={**base, "HOME": str(home), "RAY_ADDRESS": addr},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate(timeout=400)
+    assert p.returncode == 0 and "trained 1 epochs" in out, out + err
+    assert list(Path(ray_tmp).glob(f"session_*/logs/python-core-driver-*_{p.pid}.log")), "not on the cluster"
+    res = subprocess.run([*train, "--out", str(tmp_path / "sn2")], cwd=tmp_path, capture_output=True, text=True,
+                         env={**base, "HOME": str(bare), "RAY_ADDRESS": addr,
+                              "RAY_gcs_server_port_wait_time_s": "2"}, timeout=300)
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("hwnas: error:")]
+    assert res.returncode == 2 and len(errors) == 1, res.stdout + res.stderr
+    assert "needs a token and this machine has none" in errors[0] and "Traceback" not in res.stderr
 
 
 def _listening(pids: set[int]) -> list[tuple[int, str, int]]:

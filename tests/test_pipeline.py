@@ -33,6 +33,12 @@ def _cfg(tmp_path, **over):
     return parse_config(data)
 
 
+# The transfer learns from the proxy alone: one source set to meta-learn, not one per target (each took seconds
+# per bucket of k: most of a small run's time). For the runs that test something else; the module's run
+# (`finished`) keeps the default, every tabulated device but the target.
+PROXY_SOURCES = {"sources": "proxy"}
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, ray_cluster):
     tmp_path = tmp_path_factory.mktemp("pipe")
@@ -197,7 +203,7 @@ def test_compare_overlays_two_runs_and_records_it(finished, monkeypatch, capsys)
 
     tmp_path, cfg, summary = finished
     other = _cfg(tmp_path, name="t_seed1", seed=1, sweep={"targets": ["pixel3", "edgegpu"], "simulated": 0,
-                                                            "per_device_search": False})
+                                                            "per_device_search": False, **PROXY_SOURCES})
     s2 = run_pipeline(other, progress=False)
     monkeypatch.chdir(tmp_path.parent)  # elsewhere: a default tracking URI would point at another store
     assert main(["compare", str(cfg.run_dir()), str(other.run_dir()), "--out", str(tmp_path / "cmp")]) == 0
@@ -274,7 +280,8 @@ def test_a_users_table_column_is_a_target(tmp_path, shipped, ray_cluster):
     path = tmp_path / "mine.csv"
     write_table(path, LatencyTable(shipped.archs, ["lat_ms_fpga", "lat_ms_pixel3", "lat_ms_eagle_gtx"], vals))
     cfg = _cfg(tmp_path, name="mine", latency={"table": str(path), "proxy": "fpga"},
-               sweep={"targets": ["eagle_gtx"], "simulated": 0, "k": 8, "per_device_search": False},
+               sweep={"targets": ["eagle_gtx"], "simulated": 0, "k": 8, "per_device_search": False,
+                      **PROXY_SOURCES},
                tracking={"enabled": False})
     summary = run_pipeline(cfg, progress=False)
     (row,) = summary["targets"]
@@ -294,7 +301,8 @@ def test_a_users_table_column_is_a_target(tmp_path, shipped, ray_cluster):
 def test_milp_search_in_the_pipeline(tmp_path, ray_cluster):
     """search.algorithm milp: the exact front of additive models, evaluated like any candidates."""
     cfg = _cfg(tmp_path, name="m", search={"algorithm": "milp", "n_trials": 40},
-               sweep={"targets": ["edgegpu", "pixel3"], "simulated": 0, "k": 10, "per_device_search": False})
+               sweep={"targets": ["edgegpu", "pixel3"], "simulated": 0, "k": 10, "per_device_search": False,
+                      **PROXY_SOURCES})
     summary = run_pipeline(cfg, progress=False)
     assert 3 <= summary["n_candidates"] <= 40
     assert summary["timings"]["search_milp_solves"] >= summary["n_candidates"]
@@ -311,7 +319,8 @@ def test_dnas_on_nb201_in_the_pipeline(tmp_path, ray_cluster):
             "arch_lr": 0.3, "samples": 2, "data": {"name": "digits", "resolution": 8, "max_train": 128},
             "supernet_options": {"channels": 4, "cells_per_stage": 1, "resolution": 8}}
     cfg = _cfg(tmp_path, name="d", search={"algorithm": "dnas", "dnas": dnas},
-               sweep={"targets": ["edgegpu"], "simulated": 0, "k": 10, "per_device_search": False})
+               sweep={"targets": ["edgegpu"], "simulated": 0, "k": 10, "per_device_search": False,
+                      **PROXY_SOURCES})
     summary = run_pipeline(cfg, progress=False)
     t = summary["timings"]
     assert t["search_dnas_lambdas"] == 3 and t["search_dnas_images"] == 3 * 2 * (16 + 16)
@@ -346,7 +355,8 @@ def test_extra_objective_and_cost_limit_through_the_sweep(tmp_path, shipped, ray
     costs = CostModel(SpaceSpec(name="nb201"))
     limit = float(np.quantile(costs.values(list(shipped.archs), "params_m"), 0.6))
     cfg = _cfg(tmp_path, name="cost", search={"objectives": ["params_m"], "constraints": {"params_m": limit}},
-               sweep={"targets": ["pixel3", "edgegpu"], "simulated": 0, "k": 10, "per_device_search": False},
+               sweep={"targets": ["pixel3", "edgegpu"], "simulated": 0, "k": 10, "per_device_search": False,
+                      **PROXY_SOURCES},
                tracking={"enabled": False})
     summary = run_pipeline(cfg, progress=False)
     with open(cfg.run_dir() / "candidates.csv") as f:
@@ -385,7 +395,7 @@ def test_refinement_and_budget_on_adapted_targets(tmp_path, ray_cluster):
     predictor with the latency budget, and its front is judged against the same reference."""
     cfg = _cfg(tmp_path, name="r", search={"latency_budget_ms": 5.0},
                sweep={"targets": ["edgegpu", "pixel3"], "simulated": 0, "k": 10, "srcc_threshold": 1.0,
-                      "decision": "point", "refine_trials": 20, "per_device_search": True})
+                      "decision": "point", "refine_trials": 20, "per_device_search": True, **PROXY_SOURCES})
     summary = run_pipeline(cfg, progress=False)
     for r in summary["targets"][:1]:
         # the per-device baseline ran and was judged against the same reference (how many budgets it serves is
@@ -442,7 +452,8 @@ def test_measured_targets_one_actor_each_closed_and_a_failing_device_costs_no_ot
                sweep={"targets": ["pixel3", {"name": "command:broken", "options": {"command": "false {model}",
                                                                                    "local": True}},
                                   {"name": "torch-cpu", "options": {"threads": 1}}],
-                      "simulated": 0, "k": 10, "retest": 3, "measure_front": 2, "per_device_search": False})
+                      "simulated": 0, "k": 10, "retest": 3, "measure_front": 2, "per_device_search": False,
+                      **PROXY_SOURCES})
     summary = run_pipeline(cfg, progress=False)
     assert [r["target"] for r in summary["targets"]] == ["pixel3", "torch-cpu"]
     assert list(summary["failed_targets"]) == ["command:broken"]
@@ -489,7 +500,8 @@ def test_a_device_failing_on_its_front_ends_that_target_alone(tmp_path, ray_clus
     cfg = _cfg(tmp_path, name="frontfails",
                sweep={"targets": ["pixel3", {"name": "command:frontfails",
                                              "options": {"command": f"sh {script} {{model}}", "local": True}}],
-                      "simulated": 0, "k": 10, "retest": 0, "measure_front": 2, "per_device_search": False},
+                      "simulated": 0, "k": 10, "retest": 0, "measure_front": 2, "per_device_search": False,
+                      **PROXY_SOURCES},
                tracking={"enabled": False})
     summary = run_pipeline(cfg, progress=False)
     assert [r["target"] for r in summary["targets"]] == ["pixel3"]

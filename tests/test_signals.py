@@ -1,6 +1,6 @@
-"""Stop a real `hwnas run` with SIGTERM (mid-search) or Ctrl-C (SIGINT to its process group, mid-sweep): one line
-that says the run stopped and how to resume, exit 128 + the signal, the MLflow run KILLED, every file whole;
-then `--resume` finishes the run."""
+"""Stop a real `hwnas run` with SIGTERM (mid-search), then its resume with Ctrl-C (SIGINT to its process group,
+mid-sweep): each time one line that says the run stopped and how to resume, exit 128 + the signal, the MLflow run
+KILLED, every file whole; then `--resume` finishes the run."""
 
 from __future__ import annotations
 
@@ -66,14 +66,20 @@ def _check_stopped(out: str, rc: int, sig: int, tmp_path: Path, run_dir: Path) -
                 json.loads(line)
 
 
-def test_sigterm_mid_search_then_resume(tmp_path, ray_tmp):  # noqa: F811
+def test_sigterm_mid_search_then_ctrl_c_mid_sweep_then_resume(tmp_path, ray_tmp):  # noqa: F811
+    """One run stopped twice: SIGTERM to the driver mid-search, then its resume stopped by Ctrl-C mid-sweep, then
+    resumed to the end (one run and its resumes: a second fresh run to stop mid-sweep repeated the whole search)."""
     cfg = _config(tmp_path)
     run_dir = tmp_path / "runs" / "kr"
     evals = run_dir / "evaluations.jsonl"
     proc = _hwnas(["run", str(cfg)], tmp_path, ray_tmp)
     out = _stop_when(proc, lambda: len(_lines(evals)) >= 8, signal.SIGTERM, group=False)
     _check_stopped(out, proc.returncode, signal.SIGTERM, tmp_path, run_dir)
-    assert not (run_dir / "summary.json").exists()
+    assert not (run_dir / "summary.json").exists() and not (run_dir / "candidates.csv").exists()
+
+    proc = _hwnas(["run", str(cfg), "--resume"], tmp_path, ray_tmp)
+    out = _stop_when(proc, lambda: (run_dir / "candidates.csv").is_file(), signal.SIGINT, group=True)
+    _check_stopped(out, proc.returncode, signal.SIGINT, tmp_path, run_dir)
 
     res = _hwnas(["run", str(cfg), "--resume"], tmp_path, ray_tmp)
     try:
@@ -85,11 +91,3 @@ def test_sigterm_mid_search_then_resume(tmp_path, ray_tmp):  # noqa: F811
     assert json.loads((run_dir / "summary.json").read_text())["targets"][0]["target"] == "sim:0"
     parents = [r for r in _runs(tmp_path) if "mlflow.parentRunId" not in r.data.tags]
     assert [r.info.status for r in parents] == ["FINISHED"]
-
-
-def test_ctrl_c_mid_sweep(tmp_path, ray_tmp):  # noqa: F811
-    cfg = _config(tmp_path)
-    run_dir = tmp_path / "runs" / "kr"
-    proc = _hwnas(["run", str(cfg)], tmp_path, ray_tmp)
-    out = _stop_when(proc, lambda: (run_dir / "candidates.csv").is_file(), signal.SIGINT, group=True)
-    _check_stopped(out, proc.returncode, signal.SIGINT, tmp_path, run_dir)
