@@ -144,3 +144,49 @@ def test_aux_skip_adds_beta_times_the_identity_on_every_edge(tiny, rng):
     data = SimpleNamespace(x_train=torch.randn(8, *tiny.input_shape()[1:]), y_train=torch.randint(0, 10, (8,)))
     with pytest.raises(ConfigError, match="aux_skip"):
         dnas_sweep(NoAux(tiny), data, np.zeros((6, len(OPS))), 0.0, DnasConfig(aux_skip=True))
+
+
+def test_skip_penalty_default_is_the_views(tiny):
+    """``skip_penalty`` unset: the view's default (nb201 0.1, fbnet 0, a view without one 0); set, as given (0
+    turns nb201's off)."""
+    from orchestrator.search.dnas import LayerwiseView, resolved_skip_penalty
+    from search_spaces import get_space
+
+    nb201, fbnet = NB201EdgeView(tiny), LayerwiseView(get_space("fbnet"))
+    assert DnasConfig().skip_penalty is None
+    assert resolved_skip_penalty(nb201, DnasConfig()) == 0.1
+    assert resolved_skip_penalty(fbnet, DnasConfig()) == 0.0
+    assert resolved_skip_penalty(SimpleNamespace(), DnasConfig()) == 0.0
+    assert resolved_skip_penalty(nb201, DnasConfig(skip_penalty=0)) == 0.0
+    assert resolved_skip_penalty(fbnet, DnasConfig(skip_penalty=0.3)) == 0.3
+    with pytest.raises(ValueError):
+        DnasConfig(skip_penalty=-0.1)
+
+
+def test_the_default_penalty_changes_the_architecture_gradient(tiny, monkeypatch):
+    """The sweep's first architecture gradient with nb201's default differs from the one with ``skip_penalty:
+    0`` by exactly the penalty's gradient at alpha = 0 (the same seed: the same batch and Gumbel noise):
+    mu / 6 * p (mask - sum(mask p)), p = 1/5, three of five ops penalised: +mu/75 per pass-through logit,
+    -mu/50 per convolution's."""
+    grads: list[torch.Tensor] = []
+    step = torch.optim.Adam.step
+
+    def record(self, *args, **kwargs):
+        grads.append(self.param_groups[0]["params"][0].grad.detach().clone())
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", record)
+    g = torch.Generator().manual_seed(0)
+    data = SimpleNamespace(x_train=torch.randn(20, *tiny.input_shape()[1:], generator=g),
+                           y_train=torch.randint(0, 10, (20,), generator=g))
+    lut = np.tile(np.array([0.0, 0.2, 1.0, 3.0, 0.5]), (6, 1))
+    firsts = []
+    for mu in (None, 0.0):
+        grads.clear()
+        cfg = DnasConfig(lambdas=[1.0], warmup_epochs=0, epochs=1, batch_size=8, max_steps=1, skip_penalty=mu)
+        dnas_sweep(NB201EdgeView(tiny), data, lut, 1.0, cfg, seed=0)
+        firsts.append(grads[0])
+    diff = firsts[0] - firsts[1]
+    passthrough = torch.tensor([op in ("none", "skip_connect", "avg_pool_3x3") for op in OPS])
+    torch.testing.assert_close(diff[:, passthrough], torch.full((6, 3), 0.1 / 75))
+    torch.testing.assert_close(diff[:, ~passthrough], torch.full((6, 2), -0.1 / 50))

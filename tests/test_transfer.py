@@ -202,3 +202,40 @@ def test_a_noise_source_does_not_hurt(space, shipped, sources_without):
             diffs.append(b - a)
     # within noise: two standard errors of the mean of the paired differences (at least 0.01)
     assert np.mean(diffs) > -max(0.01, 2 * np.std(diffs, ddof=1) / np.sqrt(len(diffs))), diffs
+
+
+def _additive_devices(n_devices: int, noise: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(X one-hot (600, 8 layers x 4 choices), Y (600, n_devices)): additive devices (a shared per-block cost
+    scaled per device) with ``noise``: "ms" rounds each device to its own whole milliseconds (a phone's report);
+    "interaction" adds a large non-additive term every device shares (two layers' blocks together)."""
+    rng = np.random.default_rng(seed)
+    ops = rng.integers(0, 4, size=(600, 8))
+    X = np.zeros((600, 32), dtype=np.float32)
+    X[np.arange(600)[:, None], np.arange(8) * 4 + ops] = 1.0
+    base = rng.uniform(0.5, 2.0, size=32)
+    Y = np.empty((600, n_devices))
+    for s in range(n_devices):
+        w = base * rng.uniform(0.6, 1.4, size=32)
+        y = 5.0 + X @ w
+        if noise == "ms":
+            y = np.round(y / rng.uniform(1.5, 3.0)) + 1.0
+        else:
+            y = y + 6.0 * ((ops[:, 0] == ops[:, 1]) & (ops[:, 2] == 3)) + rng.normal(0, 0.05, 600)
+        Y[:, s] = y
+    return X, Y
+
+
+@pytest.mark.parametrize("noise, smooth", [("ms", True), ("interaction", False)])
+def test_multi_uses_smoothed_sources_only_where_the_sources_say_so(noise, smooth):
+    """The meta-learning on the sources picks the sources' additive fits as columns where the sources are additive
+    but report whole milliseconds, and their measurements where a shared non-additive term carries the ranking;
+    the target's predictor follows the choice."""
+    from orchestrator.latency.transfer import select_multi
+
+    X, Y = _additive_devices(7, noise)
+    src = SourceSet([f"d{i}" for i in range(6)], X, Y[:, :6])
+    assert select_multi(src, 10)[2] is smooth
+    pick = np.random.default_rng(1).choice(len(X), 10, replace=False)
+    pred = adapt("multi", src, X[pick], Y[pick, 6])
+    assert pred.smooth is smooth
+    np.testing.assert_allclose(src.smoothed(X[:5]), np.stack([lin.predict(X[:5]) for lin in src.linear], 1))

@@ -16,7 +16,10 @@ are never mutated, so one :class:`SourceSet` serves any number of targets.
   target with k samples, predicted from the others, and the penalties that rank
   those pseudo-targets best are used (cached per bucket of k, so many targets
   share it) unless they do not clearly beat per-target leave-one-out selection,
-  or, with k >= 10, the target's own LOO error vetoes them.
+  or, with k >= 10, the target's own LOO error vetoes them. The source columns are
+  the sources' measured latencies or their additive fits' predictions
+  (``SourceSet.smoothed``: the measurement noise of sources that report whole
+  milliseconds left out), whichever ranks the same pseudo-targets better.
 - ``auto``: chooses one of the above per target by K-fold cross-validation on
   its k samples (pooled out-of-fold SRCC).
 
@@ -79,10 +82,11 @@ class SourceSet:
                 )
             self.linear.append(AdditivePredictor(alpha).fit(X[ok], Y[ok, s]))
         self._row = {r.tobytes(): i for i, r in enumerate(X)}
+        self.floor = 0.05 * np.nanmin(np.where(np.isnan(self.Y), np.inf, self.Y), axis=0)
         self.filled = self._fill(X, np.arange(len(X)))
         self.scale = np.nanmean(self.filled, axis=0)
         self._cache: dict[bytes, np.ndarray] = {}
-        self._hparams: dict[tuple[int, int], tuple[tuple[float, float, float] | str, int]] = {}
+        self._hparams: dict[tuple[int, int], tuple[tuple[float, float, float] | str, int, bool]] = {}
 
     @classmethod
     def from_table(cls, table: LatencyTable, space: SearchSpace, seed: int = 0) -> SourceSet:
@@ -99,8 +103,7 @@ class SourceSet:
             sub = out[known]
             np.copyto(sub, meas, where=~np.isnan(meas))
             out[known] = sub
-        floor = 0.05 * np.nanmin(np.where(np.isnan(self.Y), np.inf, self.Y), axis=0)
-        return np.maximum(out, floor)
+        return np.maximum(out, self.floor)
 
     def rows(self, X: np.ndarray) -> np.ndarray:
         """Index of each row of ``X`` in the sources' table, -1 where absent."""
@@ -114,6 +117,19 @@ class SourceSet:
         hit = self._cache.get(key)
         if hit is None:
             hit = self._fill(X, self.rows(X))
+            if len(self._cache) > 16:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = hit
+        return hit
+
+    def smoothed(self, X: np.ndarray) -> np.ndarray:
+        """(n, n_sources) latencies in ms of each source's additive fit (measured or not; floored like
+        ``latency``): a source's measurement noise (whole milliseconds, jitter) left out."""
+        X = np.asarray(X, dtype=np.float32)
+        key = b"s" + hashlib.blake2b(X.tobytes() + str(X.shape).encode(), digest_size=16).digest()
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._fill(X, np.full(len(X), -1))
             if len(self._cache) > 16:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[key] = hit
@@ -176,6 +192,7 @@ class MultiSourcePredictor:
     shares: dict[str, float] | None = None  # each used source's share of the fitted combination on the k samples
     log_fit: bool = False  # fitted in log latency (the fit in ms predicted zero or less)
     linear_min_ms: float | None = None  # where log_fit: the lowest latency the fit in ms predicted
+    smooth: bool = False  # source columns: the sources' additive fits (SourceSet.smoothed), not their measurements
 
     def describe(self, top: int = 5) -> str:
         """The sources it uses, most weight first (e.g. ``raspi4 0.61, fpga 0.22``)."""
@@ -186,7 +203,7 @@ class MultiSourcePredictor:
         raise TransferError("transferred predictors are fitted by adapt(); call a transfer method instead")
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        z = _multi_design(self.sources, X, keep=self.selected, log=self.log_fit) @ self.theta
+        z = _multi_design(self.sources, X, keep=self.selected, log=self.log_fit, smooth=self.smooth) @ self.theta
         return (np.exp(z) if self.log_fit else z) * self.y_scale
 
 
@@ -322,8 +339,8 @@ def adaproxy(sources: SourceSet, X: np.ndarray, y: np.ndarray, rng: np.random.Ge
 
 
 def _multi_design(sources: SourceSet, X: np.ndarray, exclude: int | None = None,
-                  keep: np.ndarray | None = None, log: bool = False) -> np.ndarray:
-    L = sources.latency(X) / sources.scale
+                  keep: np.ndarray | None = None, log: bool = False, smooth: bool = False) -> np.ndarray:
+    L = (sources.smoothed(X) if smooth else sources.latency(X)) / sources.scale
     if log:  # the fit in log latency: log source latencies (positive: SourceSet floors them)
         L = np.log(L)
     if exclude is not None:
@@ -423,7 +440,8 @@ def select_multi_hparams(sources: SourceSet, k: int, draws: int = 16
     return select_multi(sources, k, draws)[0]
 
 
-def select_multi(sources: SourceSet, k: int, draws: int = 16) -> tuple[tuple[float, float, float] | str, int]:
+def select_multi(sources: SourceSet, k: int, draws: int = 16
+                 ) -> tuple[tuple[float, float, float] | str, int, bool]:
     """Meta-learn the multi method's penalties and source selection for k samples on the sources themselves.
 
     Each source that another source can predict (``predictable``) in turn is a
@@ -434,9 +452,15 @@ def select_multi(sources: SourceSet, k: int, draws: int = 16) -> tuple[tuple[flo
     standard error, else ``"loo"``. Then, with that choice, the number of
     sources ``m`` (TOP_M: the m that agree best with the pseudo-target's k
     samples) that ranks the same pseudo-targets best, if it beats using all of
-    them by more than a standard error. Returns (choice, m); cached per bucket
-    of k (see ``k_bucket``). With fewer than two usable pseudo-targets:
-    (DEFAULT_HPARAMS, DEFAULT_TOP_M).
+    them by more than a standard error. Returns (choice, m, smooth); cached per
+    bucket of k (see ``k_bucket``). With fewer than two usable pseudo-targets:
+    (DEFAULT_HPARAMS, DEFAULT_TOP_M, False).
+
+    ``smooth``: the same pseudo-target draws are also predicted with the other
+    sources' additive fits as source columns (``SourceSet.smoothed``) instead of
+    their measurements; that choice (its penalties chosen as above) is used if
+    its pseudo-target SRCC beats the measured columns' by more than a standard
+    error of the paired difference (the measured columns otherwise, as before).
     """
     k = k_bucket(k)
     key = (k, draws)
@@ -449,8 +473,9 @@ def select_multi(sources: SourceSet, k: int, draws: int = 16) -> tuple[tuple[flo
     n_coarse = 0 if sources.groups is None else len(sources.groups)
     d = sources.X.shape[1]
     pens = np.stack([_multi_pen(S - 1, n_coarse, d, hp) for hp in MULTI_GRID])
-    rows: list[np.ndarray] = []
-    seen: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = []  # for the selection pass
+    modes = (False, True)  # source columns: measured, smoothed
+    rows: dict[bool, list[np.ndarray]] = {m: [] for m in modes}
+    seen: dict[bool, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]]] = {m: [] for m in modes}
     usable = predictable(sources)
     # bounded in the number of sources: about META_DRAWS pseudo-target draws in all (16 each up to 8 sources)
     draws = min(draws, max(4, -(-META_DRAWS // max(1, int(usable.sum())))))
@@ -458,33 +483,50 @@ def select_multi(sources: SourceSet, k: int, draws: int = 16) -> tuple[tuple[flo
         ok = np.where(~np.isnan(sources.Y[:, t]))[0]
         if len(ok) <= k + 2 or not usable[t]:
             continue
-        Fall = _multi_design(sources, sources.X[ok], exclude=t)
+        Falls = {m: _multi_design(sources, sources.X[ok], exclude=t, smooth=m) for m in modes}
         yall = sources.Y[ok, t]
+        ry = None
         for _ in range(draws):
             pick = rng.choice(len(ok), size=k, replace=False)
-            Fk, yk = Fall[pick], yall[pick] / yall[pick].mean()
-            thetas, loo = _ridge_many(Fk, yk, pens)
             rest = np.setdiff1d(np.arange(len(ok)), pick)
             if len(rest) > META_REST:  # scored on a random subset: bounded on a large table (the whole NB201 space)
                 rest = np.sort(rng.choice(rest, size=META_REST, replace=False))
-            r = _corr_with(_rank_columns(Fall[rest] @ thetas.T), average_ranks(yall[rest]))
-            j = int(np.argmin(np.mean(loo**2, axis=1)))
-            rows.append(np.r_[r, r[j]])
-            seen.append((Fall, yall, pick, rest, j))
+            ry = average_ranks(yall[rest])
+            yk = yall[pick] / yall[pick].mean()
+            for mode, Fall in Falls.items():
+                thetas, loo = _ridge_many(Fall[pick], yk, pens)
+                r = _corr_with(_rank_columns(Fall[rest] @ thetas.T), ry)
+                j = int(np.argmin(np.mean(loo**2, axis=1)))
+                rows[mode].append(np.r_[r, r[j]])
+                seen[mode].append((Fall, yall, pick, rest, j))
     best: tuple[float, float, float] | str = DEFAULT_HPARAMS
     m = DEFAULT_TOP_M
-    if len(rows) >= 2:
-        R = np.stack(rows)
-        i = int(np.argmax(R[:, :-1].mean(0)))
-        # A fixed triple must beat the target's own LOO choice by more than one
-        # standard error of the paired difference: when the sources are alike
-        # and the target is not, their consensus is weak evidence.
-        diff = R[:, i] - R[:, -1]
-        best = MULTI_GRID[i] if diff.mean() > diff.std(ddof=1) / np.sqrt(len(diff)) else LOO
-        m = _select_top_m(seen, best, S - 1, n_coarse, d) if S >= 3 else 0
-    log.debug("multi penalties for k=%d: %s, sources: %s", k, best, f"the best {m}" if m else "all")
-    sources._hparams[key] = (best, m)
-    return best, m
+    smooth = False
+    if len(rows[False]) >= 2:
+        choice: dict[bool, tuple[float, float, float] | str] = {}
+        score: dict[bool, np.ndarray] = {}
+        for mode in modes:
+            R = np.stack(rows[mode])
+            i = int(np.argmax(R[:, :-1].mean(0)))
+            # A fixed triple must beat the target's own LOO choice by more than one
+            # standard error of the paired difference: when the sources are alike
+            # and the target is not, their consensus is weak evidence.
+            diff = R[:, i] - R[:, -1]
+            choice[mode] = MULTI_GRID[i] if _beats(diff) else LOO
+            score[mode] = R[:, i] if choice[mode] != LOO else R[:, -1]
+        smooth = _beats(score[True] - score[False])
+        best = choice[smooth]
+        m = _select_top_m(seen[smooth], best, S - 1, n_coarse, d) if S >= 3 else 0
+    log.debug("multi penalties for k=%d: %s, sources: %s, columns: %s", k, best, f"the best {m}" if m else "all",
+              "smoothed" if smooth else "measured")
+    sources._hparams[key] = (best, m, smooth)
+    return best, m, smooth
+
+
+def _beats(diff: np.ndarray) -> bool:
+    """Whether paired differences are positive by more than one standard error of their mean."""
+    diff = np.nan_to_num(np.asarray(diff, dtype=float), nan=0.0)
+    return bool(len(diff) >= 2 and diff.mean() > diff.std(ddof=1) / np.sqrt(len(diff)))
 
 
 def _select_top_m(seen: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]],
@@ -520,11 +562,11 @@ def multi(sources: SourceSet, X: np.ndarray, y: np.ndarray, rng: np.random.Gener
     X, y = _check(sources, X, y)
     S = len(sources.names)
     n_coarse = 0 if sources.groups is None else len(sources.groups)
-    F = _multi_design(sources, X)
+    # With one source there is nothing to meta-learn from: leave-one-out on the samples.
+    choice, m, smooth = select_multi(sources, len(y)) if S >= 2 else (LOO, 0, False)
+    F = _multi_design(sources, X, smooth=smooth)
     scale = float(y.mean())
     yy = y / scale
-    # With one source there is nothing to meta-learn from: leave-one-out on the samples.
-    choice, m = select_multi(sources, len(y)) if S >= 2 else (LOO, 0)
     keep = top_sources(source_agreement(F[:, 1:1 + S], y), m)
     F = F[:, _design_columns(keep, S, F.shape[1])]
     S = len(keep)
@@ -544,12 +586,13 @@ def multi(sources: SourceSet, X: np.ndarray, y: np.ndarray, rng: np.random.Gener
     shares = contrib / contrib.sum() if contrib.sum() > 0 else np.full(S, 1.0 / S)
     names = [sources.names[i] for i in keep]
     selected = None if m == 0 else keep
-    out = MultiSourcePredictor(sources, theta, scale, hp, selected, dict(zip(names, map(float, shares), strict=True)))
+    out = MultiSourcePredictor(sources, theta, scale, hp, selected, dict(zip(names, map(float, shares), strict=True)),
+                               smooth=smooth)
     low = float(out.predict(sources.X).min())
     if low <= 0:
         # The fit in ms goes to zero or below on the sources' own architectures (noisy samples with a small range
         # extrapolate to negative latencies): fit in log latency, positive by construction, and say so.
-        Fl = _multi_design(sources, X, log=True)
+        Fl = _multi_design(sources, X, log=True, smooth=smooth)
         Fl = Fl[:, _design_columns(keep, len(sources.names), Fl.shape[1])]
         zz = np.log(y / scale)
         j = int(np.argmin(_loo_mses(Fl, zz, pens)))
@@ -557,7 +600,7 @@ def multi(sources: SourceSet, X: np.ndarray, y: np.ndarray, rng: np.random.Gener
         log.warning("multi: the fit in ms predicts down to %.3g ms on the sources' architectures (fastest sample "
                     "%.3g ms); fitted in log latency instead", low, float(y.min()))
         out = MultiSourcePredictor(sources, theta_l, scale, MULTI_GRID[j], selected, out.shares, log_fit=True,
-                                   linear_min_ms=low)
+                                   linear_min_ms=low, smooth=smooth)
     return out
 
 

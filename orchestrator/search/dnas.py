@@ -15,7 +15,8 @@ weights and the logits are trained in turn on two disjoint parts of the training
   unit-free: 0 ignores latency, large values ask for the fastest network.
 
 Against the collapse of gradient search onto parameter-free ops (NAS-Bench-201 reports DARTS's all-skip cell,
-54.3 % on CIFAR-10; Dong & Yang, ICLR 2020), two remedies from the literature, both off by default:
+54.3 % on CIFAR-10; Dong & Yang, ICLR 2020), two remedies from the literature (``skip_penalty`` on by default
+for nb201, at the view's ``default_skip_penalty`` 0.1; everything else off by default):
 ``skip_penalty`` (mu) adds ``mu * mean_l sum_{o in collapse_ops} softmax(alpha[l])_o`` (the parameter-free ops'
 expected share per layer) to the architecture loss
 (``collapse_penalty``: a soft form of P-DARTS's / DARTS+'s cap on the number of skip connections, Chen et al.
@@ -76,10 +77,13 @@ class DnasConfig(BaseModel):
     max_steps: int | None = Field(None, ge=1, description="cap on the steps of an epoch (quick runs)")
     samples: int = Field(0, ge=0, description="architectures sampled from each lambda's final distribution "
                                               "besides its most likely one (FBNet samples 6)")
-    skip_penalty: float = Field(0.0, ge=0, description="weight mu of mu * mean over layers of the probability of "
-                                                        "the view's parameter-free ops (collapse_ops: nb201 none, "
-                                                        "skip_connect, avg_pool_3x3; fbnet skip), added to the "
-                                                        "architecture loss against the collapse onto them; 0 = off")
+    skip_penalty: float | None = Field(None, ge=0, description="weight mu of mu * mean over layers of the "
+                                                               "probability of the view's parameter-free ops "
+                                                               "(collapse_ops: nb201 none, skip_connect, "
+                                                               "avg_pool_3x3; fbnet skip), added to the "
+                                                               "architecture loss against the collapse onto them; "
+                                                               "None = the view's default_skip_penalty (nb201 "
+                                                               "0.1, fbnet 0); 0 = off")
     collapse_ops: list[str] | None = Field(None, description="the ops skip_penalty penalises; None = the view's "
                                                                "(nb201: none, skip_connect, avg_pool_3x3; "
                                                                "else skip, "
@@ -147,6 +151,14 @@ def collapse_penalty(alpha: Any, mask: Any, mu: float) -> Any:
     return mu * (torch.softmax(alpha, dim=1) * mask).sum(dim=1).mean()
 
 
+def resolved_skip_penalty(space: Any, cfg: DnasConfig) -> float:
+    """The ``skip_penalty`` mu a sweep of ``space`` (a DNAS view) uses: ``cfg.skip_penalty`` where set (0 = off),
+    else the view's ``default_skip_penalty`` (0 where the view has none)."""
+    if cfg.skip_penalty is not None:
+        return float(cfg.skip_penalty)
+    return float(getattr(space, "default_skip_penalty", 0.0))
+
+
 def layerwise_choices(space: SearchSpace) -> list[tuple[str, ...]]:
     if not hasattr(space, "choices") or not hasattr(space, "build_supernet"):
         raise ConfigError(f"search algorithm 'dnas' needs a layer-wise one-shot space (one block per layer, e.g. "
@@ -159,6 +171,10 @@ class LayerwiseView:
     fbnet); its latency table is the additive model's coefficients (``latency_table``)."""
 
     needs_additive_latency = True
+    # skip_penalty off by default: fbnet's ``skip`` is the identity only where a layer keeps its channels (else a
+    # 1x1 conv), FBNet's own search keeps it as a real choice, and no measurement of the penalty on fbnet exists
+    # (docs/benchmarks.md, issue 21 turn 7)
+    default_skip_penalty = 0.0
 
     def __init__(self, space: SearchSpace) -> None:
         layerwise_choices(space)
@@ -233,7 +249,8 @@ def dnas_sweep(space: SearchSpace, data: Any, lut: np.ndarray, base: float, cfg:
                           f"{tuple(space.input_shape()[1:])}; set search.dnas.data.resolution (or the supernet's "
                           f"resolution option) to match")
     mask_np = collapse_mask(space, choices, cfg.collapse_ops)
-    if cfg.skip_penalty > 0 and not mask_np.any():
+    mu = resolved_skip_penalty(space, cfg)
+    if mu > 0 and not mask_np.any():
         raise ConfigError(f"dnas: skip_penalty > 0 but space {space.name!r} has no pass-through op "
                           f"(skip, skip_connect, none) to penalise; set search.dnas.skip_penalty: 0")
     if cfg.aux_skip and not getattr(space, "supports_aux_skip", False):
@@ -322,8 +339,8 @@ def dnas_sweep(space: SearchSpace, data: Any, lut: np.ndarray, base: float, cfg:
                 step += 1
                 ce = F.cross_entropy(logits, y)
                 loss = ce + lam * (expected_latency(alpha) - lo) / span
-                if cfg.skip_penalty > 0:
-                    loss = loss + collapse_penalty(alpha, mask_t, cfg.skip_penalty)
+                if mu > 0:
+                    loss = loss + collapse_penalty(alpha, mask_t, mu)
                 loss.backward()
                 a_opt.step()
                 net.zero_grad(set_to_none=True)  # the architecture step leaves the weights alone

@@ -68,6 +68,9 @@ class NB201EdgeView:
     # the parameter-free ops gradient search collapses onto (skip_penalty); avg_pool too: with none and
     # skip_connect alone penalised, the search collapsed onto avg_pool_3x3 (docs/benchmarks.md, issue 21 turn 6b)
     collapse_ops = ("none", "skip_connect", "avg_pool_3x3")
+    # DnasConfig.skip_penalty's default here: mu 0.1 reached 1.007 of NSGA-II's hypervolume at 0.44x its compute
+    # where plain DNAS reached 0.944 (4 seeds; docs/benchmarks.md, issue 21 turn 6b)
+    default_skip_penalty = 0.1
 
     def __init__(self, space: NB201Space) -> None:
         self.space = space
