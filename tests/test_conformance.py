@@ -42,6 +42,7 @@ KITS = {
     "MILP space model": "tests/test_conformance.py::test_every_space_has_a_milp_model",
     "dataset": "tests/test_conformance.py (DATASET_CASES)",
     "DNAS space": "tests/test_conformance.py (DNAS_VIEW_OPTIONS)",
+    "space with a default accuracy source": "tests/test_conformance.py::test_every_default_source_rule_resolves",
 }
 
 
@@ -307,8 +308,34 @@ def registered_accuracy_sources() -> list[str]:
 
 
 def test_the_config_offers_exactly_the_registered_accuracy_sources():
+    from orchestrator.pipeline.default_source import DEFAULT
+
     offered = set(typing.get_args(AccuracySection.model_fields["source"].annotation))
-    assert offered == set(registered_accuracy_sources())
+    assert offered == {DEFAULT, *registered_accuracy_sources()}
+    assert DEFAULT not in registered_accuracy_sources()  # 'default' resolves to a source, it is none itself
+
+
+def test_every_default_source_rule_resolves():
+    """Every space's default rules name a registered space, source and datasets, and a config naming no source
+    with each of those datasets resolves to the rule's source (a dataset outside every rule: the fallback)."""
+    from orchestrator.pipeline.default_source import DEFAULT, DEFAULTS, FALLBACK, choose_source
+    from search_spaces.base import SPACES
+
+    assert DEFAULTS.names(), "no space declares a default accuracy source"
+    for space in DEFAULTS.names():
+        assert space in SPACES.names()
+        covered = set()
+        for rule in DEFAULTS.get(space):
+            assert rule.source in registered_accuracy_sources() and rule.data <= set(DATASETS.names())
+            assert rule.evidence
+            for data in sorted(rule.data - covered):
+                acc = AccuracySection.model_validate({"source": DEFAULT, "supernet": {"data": {"name": data}}})
+                choice = choose_source(space, acc)
+                assert (choice.source, choice.by_default) == (rule.source, True), (space, data, choice)
+            covered |= rule.data
+        for data in sorted(set(DATASETS.names()) - covered):
+            acc = AccuracySection.model_validate({"source": DEFAULT, "supernet": {"data": {"name": data}}})
+            assert choose_source(space, acc).source == FALLBACK
 
 
 @dataclass
