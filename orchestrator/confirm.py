@@ -121,8 +121,9 @@ def front_archs(run_dir: Path, top: int = 0, devices: Sequence[str] | None = Non
 
 def _cause(err: BaseException) -> str:
     """The error a trial raised, without Ray's wrapping (a RayTaskError holds it as ``cause``)."""
-    while getattr(err, "cause", None) is not None and err.cause is not err:
-        err = err.cause
+    from orchestrator.ray_connect import ray_cause
+
+    err = ray_cause(err)
     return f"{type(err).__name__}: {err}"[:500]
 
 

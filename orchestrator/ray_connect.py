@@ -31,6 +31,14 @@ class RayConnectError(HwnasError, ConnectionError):
     message names the address and the fix."""
 
 
+def ray_cause(error: BaseException) -> BaseException:
+    """The exception a Ray task or actor raised, without Ray's wrapping (a ``RayTaskError`` holds it as
+    ``cause``, possibly nested); ``error`` itself where it wraps nothing."""
+    while isinstance(getattr(error, "cause", None), BaseException) and error.cause is not error:  # type: ignore[attr-defined]
+        error = error.cause  # type: ignore[attr-defined]
+    return error
+
+
 def token_auth_env(environ: MutableMapping[str, str] = os.environ) -> bool:  # type: ignore[assignment]
     """Turn token authentication on (``RAY_AUTH_MODE=token`` in ``environ``) when a token is at hand
     (``RAY_AUTH_TOKEN``, the file ``RAY_AUTH_TOKEN_PATH``, or ``~/.ray/auth_token``) and ``RAY_AUTH_MODE`` is

@@ -174,8 +174,9 @@ def target_failed(ctx: Context, target: Target, error: DeviceError, stage: str |
     """Record that ``target`` failed (summary.json ``failed_targets``: its reason, prefixed with the hook it
     failed in, ``stage``, where that was after the rounds) and release its device. An error raised in a Ray
     actor or task is recorded as its cause (the device's own message), without Ray's traceback."""
-    while isinstance(getattr(error, "cause", None), BaseException) and error.cause is not error:
-        error = error.cause  # type: ignore[assignment]
+    from orchestrator.ray_connect import ray_cause
+
+    error = ray_cause(error)  # type: ignore[assignment]
     ctx.failed_targets[target.name] = f"{stage}: {error}" if stage else str(error)
     log.error("target %s failed and is left out of the sweep: %s", target.name, error)
     target.device.close()

@@ -23,6 +23,7 @@ import ray
 import torch
 
 from orchestrator.errors import HwnasError
+from orchestrator.ray_connect import ray_cause
 from orchestrator.supernet.data import Dataset
 from orchestrator.supernet.evaluate import EvalConfig
 from orchestrator.supernet.int8 import Int8Accuracy, Int8Evaluator, failure_reason, log_result
@@ -45,13 +46,6 @@ class Int8Actor:
             weights, data = ray.get(state)
             self.evaluator = Int8Evaluator(self.spec, weights, data, self.cfg, self.options)
         return self.evaluator.evaluate(arch_id)
-
-
-def _cause(e: BaseException) -> BaseException:
-    """The exception a Ray task raised, without Ray's wrapping."""
-    while getattr(e, "cause", None) is not None and e.cause is not e:  # type: ignore[attr-defined]
-        e = e.cause  # type: ignore[attr-defined]
-    return e
 
 
 def evaluate_parallel(spec: SpaceSpec, weights: Mapping[str, torch.Tensor] | ray.ObjectRef,
@@ -98,7 +92,7 @@ def evaluate_parallel(spec: SpaceSpec, weights: Mapping[str, torch.Tensor] | ray
                 ray.kill(pool[slot])
                 pool[slot] = start()
             except ray.exceptions.RayTaskError as e:
-                cause = _cause(e)
+                cause = ray_cause(e)
                 if isinstance(cause, HwnasError):
                     raise cause from None
                 raise
