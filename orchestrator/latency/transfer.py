@@ -112,24 +112,21 @@ class SourceSet:
 
     def latency(self, X: np.ndarray) -> np.ndarray:
         """(n, n_sources) latencies in ms: measured where known, predicted elsewhere."""
-        X = np.asarray(X, dtype=np.float32)
-        key = hashlib.blake2b(X.tobytes() + str(X.shape).encode(), digest_size=16).digest()
-        hit = self._cache.get(key)
-        if hit is None:
-            hit = self._fill(X, self.rows(X))
-            if len(self._cache) > 16:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = hit
-        return hit
+        return self._cached(X, measured=True)
 
     def smoothed(self, X: np.ndarray) -> np.ndarray:
         """(n, n_sources) latencies in ms of each source's additive fit (measured or not; floored like
         ``latency``): a source's measurement noise (whole milliseconds, jitter) left out."""
+        return self._cached(X, measured=False)
+
+    def _cached(self, X: np.ndarray, measured: bool) -> np.ndarray:
+        """``_fill`` of ``X`` (with the measurements where ``measured``), kept for the last 17 inputs."""
         X = np.asarray(X, dtype=np.float32)
-        key = b"s" + hashlib.blake2b(X.tobytes() + str(X.shape).encode(), digest_size=16).digest()
+        key = (b"" if measured else b"s") + hashlib.blake2b(X.tobytes() + str(X.shape).encode(),
+                                                            digest_size=16).digest()
         hit = self._cache.get(key)
         if hit is None:
-            hit = self._fill(X, np.full(len(X), -1))
+            hit = self._fill(X, self.rows(X) if measured else np.full(len(X), -1))
             if len(self._cache) > 16:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[key] = hit
