@@ -249,11 +249,8 @@ class Tracker:
         """The sweep's parent run: found again on resume (dangling runs marked KILLED), else created."""
         if not self.enabled:
             return
-        runs = [r for r in self.client.search_runs([self.experiment_id], filter_string=tag_filter(RUN_DIR_TAG, run_dir),
-                                                   max_results=1000) if r.data.tags.get(RUN_DIR_TAG) == str(run_dir)]
-        parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-        if resume and parents:
-            parent = sorted(parents, key=lambda r: r.info.start_time)[-1]
+        runs, parent = self.runs_of(run_dir)
+        if resume and parent is not None:
             self.parent_id = parent.info.run_id
             killed = 0
             for r in runs:
@@ -273,6 +270,14 @@ class Tracker:
         run = self.client.create_run(self.experiment_id, run_name=name, tags={RUN_DIR_TAG: str(run_dir),
                                                                                **source_tags()})
         self.parent_id = run.info.run_id
+
+    def runs_of(self, run_dir: Path) -> tuple[list[Any], Any]:
+        """Every run of ``run_dir`` in the experiment (its tag, matched exactly), and its latest parent run
+        (None where it has none)."""
+        runs = [r for r in self.client.search_runs([self.experiment_id], filter_string=tag_filter(RUN_DIR_TAG, run_dir),
+                                                   max_results=1000) if r.data.tags.get(RUN_DIR_TAG) == str(run_dir)]
+        parents = sorted((r for r in runs if "mlflow.parentRunId" not in r.data.tags), key=lambda r: r.info.start_time)
+        return runs, parents[-1] if parents else None
 
     @_critical
     def child(self, device: str, tags: Mapping[str, Any] | None = None, seconds: float = 0.0) -> str | None:
@@ -431,13 +436,11 @@ def recorded_sweep(run_dir: Path, uri: str | None, experiment: str) -> Tracker:
         raise ConfigError(redact(f"the MLflow store {full} has no experiment {experiment!r} (the run's "
                                  f"tracking.experiment): it was deleted or is another store; {fix}"))
     tracker = Tracker(full, experiment)
-    runs = [r for r in tracker.client.search_runs([tracker.experiment_id], filter_string=tag_filter(
-        RUN_DIR_TAG, run_dir), max_results=1000) if r.data.tags.get(RUN_DIR_TAG) == str(run_dir)]
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    if not parents:
+    runs, parent = tracker.runs_of(run_dir)
+    if parent is None:
         raise ConfigError(redact(f"the MLflow store {full} holds no run of {run_dir} in experiment "
                                  f"{experiment!r} (deleted, or the run was made with tracking off); {fix}"))
-    tracker.parent_id = max(parents, key=lambda r: r.info.start_time).info.run_id
+    tracker.parent_id = parent.info.run_id
     for r in sorted(runs, key=lambda r: r.info.start_time):
         if r.data.tags.get("mlflow.parentRunId") == tracker.parent_id and r.info.status == "FINISHED":
             tracker.children[r.data.tags.get(DEVICE_TAG, "")] = r.info.run_id
