@@ -143,3 +143,19 @@ def test_cuda_graph_measurement_is_reliable(space, rng):
     ids = [space.arch_id(space.sample(rng)) for _ in range(12)]
     rep = reliability_check(dev, ids, rng)
     assert rep.srcc >= 0.8, rep
+
+
+def test_the_network_of_an_architecture_is_the_same_in_every_build(small_space):
+    """A measured device's network for one architecture has the same weights in every build (so an artefact's
+    output check repeats its verdict), different architectures differ, and the caller's RNG is left alone."""
+    dev = get_device("torch-cpu", small_space, threads=1, protocol=FAST)
+    a, b = small_space.parse(CELLS[0]), small_space.parse(CELLS[2])
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first, again, other = dev.network(a), dev.network(a), dev.network(b)
+    assert torch.equal(torch.get_rng_state(), before)
+    sa, sg = first.state_dict(), again.state_dict()
+    assert sa.keys() == sg.keys() and all(torch.equal(sa[k], sg[k]) for k in sa)
+    stem_a = next(v for k, v in sa.items() if k.endswith("weight"))
+    stem_b = next(v for k, v in other.state_dict().items() if k.endswith("weight"))
+    assert stem_a.shape == stem_b.shape and not torch.equal(stem_a, stem_b)

@@ -216,10 +216,10 @@ class CommandDevice(SampledDevice):
 
     def measure(self, arch: Mapping[str, Any]) -> LatencySample:
         """One architecture, on this host: export, push, run ``runs`` times, parse."""
-        from orchestrator.latency.devices.measured import n_params
+        from orchestrator.latency.devices.measured import arch_network, n_params
 
         arch_id = self.space.arch_id(arch)
-        model = self.space.build(arch).eval()
+        model = arch_network(self.space, arch)
         suffix = ".onnx" if self.options.format == "onnx" else ".pt"
         name = "hwnas-" + hashlib.sha1(arch_id.encode()).hexdigest()[:16] + suffix
         with tempfile.TemporaryDirectory(prefix="hwnas-cmd-") as tmp:
