@@ -146,11 +146,12 @@ def resolve(args: argparse.Namespace) -> tuple[str, Estimator]:
     ``default_choice``) and its estimator; refuses a --proxy the source does not take."""
     source = args.source
     if source == DEFAULT:
+        from orchestrator.pipeline.accuracy import SOURCES
         from orchestrator.pipeline.default_source import REAL_IMAGES, rules
 
         choice = default_choice(args)
         source = choice.source
-        if source in ("supernet", "predictor") and args.run is None:
+        if SOURCES.get(source).trains_supernet and args.run is None:  # its network: a supernet run's
             alt = (f", or --data with real images ({', '.join(sorted(REAL_IMAGES))}) for the zero-cost default"
                    if rules(args.space) else "")
             raise ConfigError(f"--source default is {choice.describe()}; it needs --run: a supernet run "

@@ -122,7 +122,8 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     over = {k: v for k, v in {"top": args.top, "devices": args.devices, "epochs": args.epochs,
                               "max_concurrent": args.concurrent, "gpus_per_trial": args.gpus_per_trial,
                               "cpus_per_trial": args.cpus_per_trial}.items() if v is not None}
-    out = confirm(run, cfg.model_validate({**cfg.model_dump(), **over}), progress=not args.no_progress)
+    out = confirm(run, cfg.model_validate({**cfg.model_dump(), **over}), progress=not args.no_progress,
+                  tracking=not args.no_tracking)
     print(f"{'arch':<90} {'one-shot':>9} {'scratch':>8} {'epochs':>6}  status")
     for r in sorted(out["architectures"], key=lambda r: -(r["confirmed"] or -1)):
         print(f"{r['arch']:<90} {r['one_shot'] or float('nan'):9.2f} {r['confirmed'] or float('nan'):8.2f} "
@@ -162,6 +163,8 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--cpus-per-trial", type=float)
     c.add_argument("--gpus-per-trial", type=float)
     c.add_argument("--no-progress", action="store_true")
+    c.add_argument("--no-tracking", action="store_true",
+                   help="do not record in the run's MLflow runs (the run dir's files only)")
     c.set_defaults(func=cmd_confirm)
     p = sub.add_parser("report", help="print the Pareto tables of a run dir")
     p.add_argument("run")

@@ -14,8 +14,11 @@ Tune trial per architecture:
 - a trial whose loss turns NaN, or that runs out of memory, fails with its error; the others go on.
 
 Results: ``<run>/confirm/confirm.json`` (per architecture: confirmed accuracy, epochs, status, error) and
-``confirm.png`` (one-shot vs confirmed accuracy, Kendall tau); in MLflow, the sweep's parent run gets the tau
-and the files, each device's nested run the confirmed accuracy of its front.
+``confirm.png`` (one-shot vs confirmed accuracy, Kendall tau); in MLflow, in the sweep's own runs
+(``tracking.recorded_sweep``: never a new store or a second parent run), the parent gets the tau and the files,
+each device's nested run the confirmed accuracy of its front. A tracked run whose store or runs are gone is
+refused before any training (the error names ``--no-tracking``); the files are written before MLflow, so a
+store lost during training loses nothing (a second ``hwnas confirm`` restores the finished trials and records).
 """
 
 from __future__ import annotations
@@ -134,9 +137,13 @@ def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def confirm(run_dir: str | Path, cfg: ConfirmConfig | None = None, progress: bool = False,
-            name: str = CONFIRM_DIR) -> dict[str, Any]:
+            name: str = CONFIRM_DIR, tracking: bool = True) -> dict[str, Any]:
     """Train the run's chosen architectures from scratch with Ray Tune (see the module doc); returns the results
-    also written to ``<run>/<name>/confirm.json``."""
+    also written to ``<run>/<name>/confirm.json``. Where the run was tracked (``tracking.enabled``) and
+    ``tracking`` is True, the results go into the run's own MLflow runs (:func:`record_confirm`).
+
+    Raises ConfigError, before any training, for a directory that is not a finished run, fronts without an
+    architecture, unknown ``devices``, or a tracked run whose MLflow store, experiment or runs are gone."""
     import os
 
     # Tune warns when a trial checkpoints every few seconds (our epochs are short on small data): expected here
@@ -153,6 +160,11 @@ def confirm(run_dir: str | Path, cfg: ConfirmConfig | None = None, progress: boo
     archs = front_archs(run, cfg.top, cfg.devices)
     if len(archs) < 1:
         raise ConfigError(f"confirm: the run's fronts in {run / 'fronts'} hold no architecture")
+    tracked = tracking and pcfg.tracking.enabled
+    if tracked:  # the store and the sweep's runs are there, checked before any work (recorded_sweep writes nothing)
+        from orchestrator.tracking import recorded_sweep
+
+        recorded_sweep(run, pcfg.tracking.uri, pcfg.tracking.experiment)
     from orchestrator.ray_connect import cluster_address, connect
 
     connect(cluster_address(pcfg.ray.address), pcfg.ray.num_cpus, log_to_driver=False)
@@ -198,7 +210,8 @@ def confirm(run_dir: str | Path, cfg: ConfirmConfig | None = None, progress: boo
            "n_errors": sum(r["status"] == "error" for r in rows), "architectures": rows}
     (storage / RESULTS_FILE).write_text(json.dumps(out, indent=2, default=float))
     _plot(storage / "confirm.png", ok, out["kendall_tau"])
-    _record(run, pcfg, out, storage)
+    if tracked:
+        record_confirm(run, pcfg, out, storage)
     log.info("confirm: %d architectures in %.0fs, Kendall tau one-shot vs from scratch %.3f", len(rows), seconds,
              out["kendall_tau"])
     return out
@@ -223,25 +236,32 @@ def _plot(path: Path, rows: list[dict[str, Any]], tau: float) -> None:
     plt.close(fig)
 
 
-def _record(run: Path, pcfg: Any, out: dict[str, Any], storage: Path) -> None:
-    """Into the sweep's MLflow runs: the parent gets tau and the files, each device's run its front's best."""
-    from orchestrator.tracking import Tracker, run_tracking_uri
+def record_confirm(run: Path, pcfg: PipelineConfig, out: dict[str, Any], storage: Path) -> None:
+    """Into the sweep's own MLflow runs (``recorded_sweep``: no run created, no status changed): the parent gets
+    the tau and the files, each device's finished run its front's best confirmed accuracy. A metric already
+    holding the value is not logged again and the files replace their namesakes, so recording the same results
+    twice adds nothing. Raises ConfigError where the store or the sweep's runs are gone (the results stay in
+    ``storage``: restore the store and run confirm again, or pass --no-tracking)."""
+    from orchestrator.tracking import recorded_sweep
 
-    if not pcfg.tracking.enabled:
-        return
-    tracker = Tracker(run_tracking_uri(run, pcfg.tracking.uri), pcfg.tracking.experiment)
-    tracker.start(run, pcfg.name, resume=True)
-    parent = tracker.parent_id
-    tracker.metrics(parent, {"confirm_kendall_tau": out["kendall_tau"], "confirm_n": out["n"],
-                             "confirm_seconds": out["seconds"], "confirm_errors": out["n_errors"]})
-    for f in (storage / RESULTS_FILE, storage / "confirm.png"):
-        tracker.artifact(parent, f, "confirm")
+    try:
+        tracker = recorded_sweep(run, pcfg.tracking.uri, pcfg.tracking.experiment)
+    except ConfigError as e:
+        raise ConfigError(f"{e}. The results are in {storage / RESULTS_FILE}: `hwnas confirm {run}` again records "
+                          f"them (its finished trials are restored, not retrained)") from None
     best: dict[str, float] = {}
     for r in out["architectures"]:
         for d in r["devices"]:
             if r["confirmed"] is not None:
                 best[d] = max(best.get(d, -1.0), r["confirmed"])
+    figures = {tracker.parent_id: {"confirm_kendall_tau": out["kendall_tau"], "confirm_n": out["n"],
+                                   "confirm_seconds": out["seconds"], "confirm_errors": out["n_errors"]}}
     for device, acc in best.items():
         if device in tracker.children:
-            tracker.metrics(tracker.children[device], {"confirmed_accuracy_best": acc})
-    tracker.finish(parent)
+            figures[tracker.children[device]] = {"confirmed_accuracy_best": acc}
+    for run_id, values in figures.items():
+        have = tracker.client.get_run(run_id).data.metrics
+        tracker.metrics(run_id, {k: v for k, v in values.items() if v is not None and have.get(k) != v})
+    for f in (storage / RESULTS_FILE, storage / "confirm.png"):
+        tracker.artifact(tracker.parent_id, f, "confirm")
+    log.info("confirm: recorded in MLflow (%s)", tracker.uri)

@@ -246,7 +246,8 @@ class Tracker:
     # -- runs -------------------------------------------------------------------
     @_critical
     def start(self, run_dir: Path, name: str, resume: bool) -> None:
-        """The sweep's parent run: found again on resume (dangling runs marked KILLED), else created."""
+        """The sweep's parent run: found again on resume (dangling runs marked KILLED), else created (on resume,
+        with a warning: the run's earlier records are not in this store)."""
         if not self.enabled:
             return
         runs, parent = self.runs_of(run_dir)
@@ -267,6 +268,10 @@ class Tracker:
                 log.warning("MLflow: %d run(s) left RUNNING by the killed driver marked KILLED", killed)
             self.client.update_run(self.parent_id, status="RUNNING")
             return
+        if resume:  # a run dir that began tracked, its records gone: said, not silently replaced
+            log.warning("MLflow: %s holds no run of %s to continue (its store was replaced or moved, or its runs "
+                        "deleted): a new parent run is made, without what was recorded before (the run dir's "
+                        "files keep it)", redact(self.uri), run_dir)
         run = self.client.create_run(self.experiment_id, run_name=name, tags={RUN_DIR_TAG: str(run_dir),
                                                                                **source_tags()})
         self.parent_id = run.info.run_id

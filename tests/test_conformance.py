@@ -338,6 +338,48 @@ def test_every_default_source_rule_resolves():
             assert choose_source(space, acc).source == FALLBACK
 
 
+def test_every_accuracy_source_names_where_its_front_accuracies_come_from():
+    """``accuracy_from`` (the proxy front's column): a word per source, no two sources alike."""
+    from orchestrator.pipeline.accuracy import SOURCES
+
+    words = [SOURCES.get(n).accuracy_from for n in registered_accuracy_sources()]
+    assert all(w and w == w.strip() and " " not in w for w in words), words
+    assert len(set(words)) == len(words), words
+
+
+@pytest.mark.parametrize("name", registered_accuracy_sources())
+def test_a_source_chosen_by_default_reads_the_configs_images(name, tmp_path, monkeypatch):
+    """A source chosen by default (here by a space rule naming it) and declaring an ``images_section`` gets the
+    config's images as that section's ``data``, whichever section the config gave them in; a source without one
+    gets the accuracy section as written, only its ``source`` set. The resolved config is a valid config."""
+    from orchestrator.config import PipelineConfig, parse_config
+    from orchestrator.pipeline.accuracy import SOURCES
+    from orchestrator.pipeline.default_source import DEFAULTS, REAL_IMAGES, DefaultRule, resolve_config
+
+    section = SOURCES.get(name).images_section
+    if section is not None:
+        assert section in AccuracySection.model_fields, f"{name}: images_section {section!r} is no accuracy field"
+        assert "data" in type(getattr(AccuracySection(), section)).model_fields, f"{name}: {section} has no data"
+    monkeypatch.setitem(DEFAULTS._items, "nb201", (DefaultRule(name, REAL_IMAGES, "conformance"),))
+    images = {"name": "npz", "root": str(tmp_path / "x.npz")}
+    givens = [{"supernet": {"data": images}}]
+    if section is not None:
+        givens.append({section: {"data": images}})
+    for given in givens:
+        cfg = parse_config({"name": "c", "output_dir": str(tmp_path), "space": {"name": "nb201"},
+                            "accuracy": given, "latency": {"table": "nb201-hwnasbench", "proxy": "fpga"},
+                            "sweep": {"targets": ["edgegpu"]}, "tracking": {"enabled": False}})
+        resolved, choice = resolve_config(cfg)
+        assert (choice.source, choice.by_default) == (name, True)
+        acc = resolved.accuracy
+        assert acc.source == name
+        if section is not None:
+            assert getattr(acc, section).data == DataConfig(**images), (name, given)
+        else:
+            assert acc.model_copy(update={"source": cfg.accuracy.source}) == cfg.accuracy
+        PipelineConfig.model_validate(resolved.model_dump())
+
+
 @dataclass
 class AccuracyCase:
     space: Any

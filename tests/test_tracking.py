@@ -133,3 +133,26 @@ def test_a_finished_sweeps_runs_found_again_without_a_new_run(tmp_path):
                                           r"it, or pass --no-tracking"):
         recorded_sweep(run_dir, uri, "exp")
     assert not db.exists()
+
+
+def test_a_resume_whose_records_are_gone_says_so(tmp_path, caplog):
+    """``start(resume=True)`` where the store holds no run of the run dir (a replaced or moved store, deleted
+    runs) makes a new parent, with a warning naming the store and the run dir; a resume that finds its parent
+    and a fresh start say nothing."""
+    import logging
+
+    uri = resolve_uri(None, tmp_path)
+    run_dir = tmp_path / "runs" / "r"
+    with caplog.at_level(logging.WARNING, logger="orchestrator.tracking"):
+        tr = Tracker(uri, "exp")
+        tr.start(run_dir, "r", resume=False)
+        tr.finish(tr.parent_id)
+        again = Tracker(uri, "exp")
+        again.start(run_dir, "r", resume=True)
+        assert again.parent_id == tr.parent_id and not caplog.records
+        moved = Tracker(resolve_uri(None, tmp_path / "elsewhere"), "exp")
+        moved.start(run_dir, "r", resume=True)
+    assert moved.parent_id not in (None, tr.parent_id)
+    (rec,) = caplog.records
+    assert f"{tmp_path}/elsewhere/mlflow.db holds no run of {run_dir} to continue" in rec.getMessage()
+    assert "a new parent run is made" in rec.getMessage()

@@ -38,11 +38,16 @@ class AccuracySourceKind:
 
     build: Callable[[Context], tuple[Any, dict[str, Any]]]
     help: str
+    accuracy_from: str  # the proxy front's ``accuracy_from`` column: where its accuracies come from, in a word
     trains_supernet: bool = False  # trains (or loads) the one-shot supernet: accuracy.supernet's options, GPUs
     reads_table: bool = False  # its values are read from an accuracy table when the plan is made
     additive: Callable[[AccuracySection], bool] = field(default=_no)  # an additive accuracy model (the MILP)
     subnets: Callable[[AccuracySection], dict[str, int]] = field(default=_none)  # distinct subnets asked, by field
     label: Callable[[dict[str, Any], str], str] = field(default=lambda acc, net: net)  # a run's source, in words
+    # the accuracy section (a field of AccuracySection with a ``data``) holding the images the source reads: set
+    # to the config's images (``default_source.images_of``) when the source is chosen by default; None: it
+    # reads none of its own
+    images_section: str | None = None
 
 
 SOURCES: Registry[AccuracySourceKind] = Registry("accuracy source")
@@ -140,18 +145,18 @@ def supernet_source(ctx: Context) -> tuple[Any, dict[str, Any]]:
 
 
 SOURCES.add("table", AccuracySourceKind(
-    table_source, "an accuracy table (accuracy.table)", reads_table=True, additive=lambda acc: True,
+    table_source, "an accuracy table (accuracy.table)", "table", reads_table=True, additive=lambda acc: True,
     label=lambda acc, net: f"table {acc.get('table_column', 'acc_cifar10')}"),
     help="an accuracy table (accuracy.table)")
-SOURCES.add("supernet", AccuracySourceKind(supernet_source, "a one-shot supernet's evaluated subnets",
+SOURCES.add("supernet", AccuracySourceKind(supernet_source, "a one-shot supernet's evaluated subnets", "evaluated",
                                            trains_supernet=True), help="a one-shot supernet's evaluated subnets")
 SOURCES.add("predictor", AccuracySourceKind(
-    predictor_source, "a predictor fit on the supernet's evaluated subnets", trains_supernet=True,
+    predictor_source, "a predictor fit on the supernet's evaluated subnets", "predicted", trains_supernet=True,
     additive=lambda acc: acc.predictor == "additive",
     subnets=lambda acc: {"accuracy.predictor_samples": acc.predictor_samples},
     label=lambda acc, net: f"predictor ({acc.get('predictor', 'mlp')}) of {net}"),
     help="a predictor fit on the supernet's evaluated subnets")
 SOURCES.add("zero_cost", AccuracySourceKind(
-    zero_cost_source, "a zero-cost proxy at initialisation",
+    zero_cost_source, "a zero-cost proxy at initialisation", "zero_cost", images_section="zero_cost",
     label=lambda acc, net: f"zero_cost {(acc.get('zero_cost') or {}).get('proxy', 'ensemble')}"),
             help="a zero-cost proxy at initialisation (no training)")

@@ -71,9 +71,16 @@ def rules(space: str) -> tuple[DefaultRule, ...]:
 
 
 def images_of(acc: AccuracySection) -> Any:
-    """The images a config gives its accuracy source: ``zero_cost.data`` where the config sets it, else
+    """The images a config gives its accuracy source: the ``data`` of a source's images section
+    (``AccuracySourceKind.images_section``: ``zero_cost.data``) where the config sets it, else
     ``supernet.data`` (the default source's data until now; digits when neither is set)."""
-    return acc.zero_cost.data if "data" in acc.zero_cost.model_fields_set else acc.supernet.data
+    from orchestrator.pipeline.accuracy import SOURCES
+
+    for name in SOURCES.names():
+        section = SOURCES.get(name).images_section
+        if section is not None and "data" in getattr(acc, section).model_fields_set:
+            return getattr(acc, section).data
+    return acc.supernet.data
 
 
 def choose_source(space: str, acc: AccuracySection, needs_weights: bool = False) -> SourceChoice:
@@ -104,16 +111,19 @@ def choose_source(space: str, acc: AccuracySection, needs_weights: bool = False)
 
 
 def resolve_config(cfg: PipelineConfig) -> tuple[PipelineConfig, SourceChoice]:
-    """``cfg`` with ``accuracy.source`` resolved (``choose_source``), and the choice. A default resolved to
-    zero_cost takes the config's images (``images_of``) as ``zero_cost.data``. A named source: ``cfg`` as
-    it is."""
+    """``cfg`` with ``accuracy.source`` resolved (``choose_source``), and the choice. A default resolved to a
+    source that reads images of its own (its ``images_section``, e.g. zero_cost's) takes the config's images
+    (``images_of``) as that section's ``data``. A named source: ``cfg`` as it is."""
+    from orchestrator.pipeline.accuracy import SOURCES
+
     acc = cfg.accuracy
     choice = choose_source(cfg.space.name, acc, needs_weights=cfg.sweep.int8_accuracy.enabled)
     if not choice.by_default:
         return cfg, choice
     update: dict[str, Any] = {"source": choice.source}
-    if choice.source == "zero_cost":
-        update["zero_cost"] = acc.zero_cost.model_copy(update={"data": images_of(acc)})
+    section = SOURCES.get(choice.source).images_section
+    if section is not None:
+        update[section] = getattr(acc, section).model_copy(update={"data": images_of(acc)})
     return cfg.model_copy(update={"accuracy": acc.model_copy(update=update)}), choice
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator.latency.table import LatencyTable
+from orchestrator.pipeline.accuracy import SOURCES
 from orchestrator.pipeline.context import STATE_FILE, Context, atomic_write, public_config
 from orchestrator.report import plot_hv_history, plot_projections, safe_name, write_front
 from orchestrator.search.driver import Candidate, extra_matrix, hypervolume_history
@@ -33,9 +34,6 @@ def record_start(ctx: Context) -> None:
     save_runs_view(t, ctx.run_dir, ctx.cfg.name)  # the UI opens this sweep's device runs with their figures
 
 
-SOURCE_LABEL = {"table": "table", "supernet": "evaluated", "predictor": "predicted", "zero_cost": "zero_cost"}
-
-
 def record_search(ctx: Context, found: Sequence[Candidate], pool: Sequence[Candidate]) -> None:
     """candidates.csv, the proxy's front, the hypervolume over trials."""
     parent = ctx.tracker.parent_id
@@ -52,7 +50,7 @@ def record_search(ctx: Context, found: Sequence[Candidate], pool: Sequence[Candi
     lat = np.array([c.latency_ms for c in pool])
     extra = extra_matrix(pool)  # (n, 0) without extra objectives
     front = front_of(acc, lat, extra)
-    label = SOURCE_LABEL[ctx.cfg.accuracy.source]
+    label = SOURCES.get(ctx.cfg.accuracy.source).accuracy_from
     rows = [{"arch": pool[i].arch_id, "accuracy": float(acc[i]), "accuracy_from": label,
              "predicted_ms": float(lat[i]), "proxy_ms": float(lat[i]),
              **{o: float(v) for o, v in zip(objectives, extra[i], strict=True)}}

@@ -22,6 +22,7 @@ from orchestrator.config import PipelineConfig
 from orchestrator.pipeline import extras, records
 from orchestrator.pipeline.accuracy import accuracy_stage
 from orchestrator.pipeline.context import (
+    STATE_FILE,
     Context,
     RunStopped,
     SignalGuard,
@@ -58,7 +59,6 @@ def run_pipeline(cfg: PipelineConfig | Plan, *, resume: bool = False, progress: 
 def _keep_begun_source(plan: Plan, run_dir: Path, resume: bool) -> Plan:
     """On ``--resume`` of a run that began under another default accuracy source (its config named none), the
     plan of the source it began with, so it goes on as it started (``default_source.began_with``)."""
-    from orchestrator.pipeline.context import STATE_FILE
     from orchestrator.pipeline.default_source import began_with
 
     began = began_with(run_dir / STATE_FILE, plan.accuracy_choice, plan.cfg.accuracy.source) if resume else None
@@ -76,6 +76,7 @@ def _locked(plan: Plan, run_dir: Path, resume: bool, progress: bool, t_start: fl
     plan = _keep_begun_source(plan, run_dir, resume)
     cfg = plan.cfg
     check_run_dir(cfg, resume, run_dir)
+    begun = (run_dir / STATE_FILE).is_file()  # before claim_run_dir writes it: a run to continue, records and all
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.enabled)  # a bad store: refused here
     init_ray(cfg)
     import ray
@@ -93,7 +94,7 @@ def _locked(plan: Plan, run_dir: Path, resume: bool, progress: bool, t_start: fl
             ctx = Context(plan, run_dir, tracker, progress, signals=guard)
             try:
                 with guard.deferred():
-                    tracker.start(run_dir, cfg.name, resume)
+                    tracker.start(run_dir, cfg.name, resume and begun)
                 return _run(ctx, resume, t_start)
             except RunStopped:
                 tracker.end_all("KILLED")
