@@ -48,15 +48,19 @@ def average_ranks(P: np.ndarray, axis: int = 0, rtol: float = RTOL) -> np.ndarra
     n = P.shape[0]
     if n == 0:
         return np.empty(P.shape)
-    order = np.argsort(P, axis=0, kind="stable")
-    s = np.take_along_axis(P, order, axis=0)
-    new = np.ones(P.shape, dtype=bool)  # where a run of equal values starts, in sorted order
-    new[1:] = np.diff(s, axis=0) > rtol * np.maximum(np.abs(s[1:]), np.abs(s[:-1]))
-    pos = np.arange(n, dtype=float)[:, None]
-    start = np.maximum.accumulate(np.where(new, pos, 0.0), axis=0)
-    end_mark = np.ones(P.shape, dtype=bool)  # where a run ends
-    end_mark[:-1] = new[1:]
-    end = np.minimum.accumulate(np.where(end_mark, pos, float(n))[::-1], axis=0)[::-1]
-    R = np.empty(P.shape)
-    np.put_along_axis(R, order, (start + end) / 2 + 1, axis=0)
-    return R
+    # Each column sorted as a contiguous row of the transpose (argsort along axis 0 of a C-order array strides
+    # through memory), with the default (unstable) sort: the order among equal values does not matter, every
+    # member of a run of equal values gets the run's average rank. The meta-learning of the multi transfer ranks
+    # 2,000 x 100 blocks hundreds of times per source set: this was most of its time.
+    Q = np.ascontiguousarray(P.T)
+    order = np.argsort(Q, axis=1)
+    s = np.take_along_axis(Q, order, axis=1)
+    a = np.abs(s)
+    new = np.ones(Q.shape, dtype=bool)  # where a run of equal values starts, in sorted order
+    np.greater(s[:, 1:] - s[:, :-1], rtol * np.maximum(a[:, 1:], a[:, :-1]), out=new[:, 1:])
+    starts = np.flatnonzero(new)  # flat index of each run's first member (every row begins with one)
+    lengths = np.diff(starts, append=new.size)
+    rank = np.repeat(starts % n + (lengths - 1) / 2 + 1, lengths)  # each run's average rank, in sorted order
+    R = np.empty(Q.shape)
+    R.ravel()[(order + (np.arange(Q.shape[0]) * n)[:, None]).ravel()] = rank
+    return np.ascontiguousarray(R.T)

@@ -197,6 +197,26 @@ def test_agreement_with_ties_is_spearman_with_average_ranks():
     np.testing.assert_array_equal(average_ranks(x), [1.0, 3.5, 3.5, 3.5, 3.5])
 
 
+
+def test_average_ranks_of_a_matrix_are_each_columns_spearman_ranks():
+    """Column by column: scipy's average ranks of the values snapped within rounding, whatever the order of the
+    rows (many exact ties, ties within float rounding, distinct values; 1-D, axis 0 and axis 1 alike)."""
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(5)
+    P = rng.normal(size=(400, 7))
+    P[:150] = np.round(P[:150], 1)  # exact ties
+    P[150:200] = P[:50] * (1 + 1e-12)  # equal within rounding to rows 0-49
+    P[:, 3] = 2.0  # a constant column
+    R = average_ranks(P)
+    want = np.column_stack([rankdata(snap(P[:, j])) for j in range(P.shape[1])])
+    np.testing.assert_array_equal(R, want)
+    assert R.flags.c_contiguous and np.all(R[:, 3] == 200.5)
+    perm = rng.permutation(len(P))
+    np.testing.assert_array_equal(average_ranks(P[perm]), R[perm])
+    np.testing.assert_array_equal(average_ranks(P.T, axis=1), R.T)
+    np.testing.assert_array_equal(average_ranks(P[:, 0]), R[:, 0])
+
 @pytest.mark.slow
 def test_transfer_does_not_depend_on_the_order_of_the_samples(space, shipped):
     # a source that reports whole milliseconds (as HELP's phone columns do) among the shipped devices
