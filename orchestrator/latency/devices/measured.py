@@ -42,8 +42,8 @@ def arch_network(space: SearchSpace, arch: Mapping[str, Any]) -> Any:
     Every build of one architecture is then the same network, in any process: an artefact's output check (an int8
     network's error against the fp32 one, a runtime's tolerance) and so its verdict repeat from one measurement
     to the next. Unseeded, cells near an int8 tolerance passed in one pass and were refused in the next (22 of
-    the 180 NB201 cells onnxrt-int8 accepted in a first pass; docs/benchmarks.md, issue 22 turn 8). The caller's global RNG state is left as
-    it was. Latency does not depend on the weights' values, only on the network's shapes.
+    the 180 NB201 cells onnxrt-int8 accepted in a first pass; docs/benchmarks.md, issue 22 turn 8). The caller's
+    global RNG state is left as it was. Latency does not depend on the weights' values, only on the network's shapes.
     """
     import torch
 
