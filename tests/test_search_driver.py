@@ -179,6 +179,28 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_search(space, shipped,
     assert proposals(resumed.study) == proposals(whole.study)
 
 
+@pytest.mark.parametrize("algorithm", ["nsga2", "random"])
+def test_a_shorter_search_is_a_prefix_of_a_longer_one(space, shipped, acc_table, algorithm):
+    """What a search of n trials proposes is the first n trials of a longer one with the same seed, and a
+    budget grown one batch at a time (bench/zero_cost_search_fronts.py judges each budget on one long search's
+    first cells) is the same search as the whole budget at once."""
+
+    def trials(n, steps=1):
+        study = optuna.create_study(directions=["maximize", "minimize"])
+        study.sampler = make_sampler(algorithm, 3, 12)
+        driver = SearchDriver(study, space, TableAccuracy(space, acc_table), _latency(shipped), n_trials=n // steps,
+                              batch_size=12, domain=TableDomain(space, shipped.archs))
+        for _ in range(steps):
+            driver.run()
+            driver.n_trials += n // steps
+        return [c.arch_id for c in candidates(study)]
+
+    whole = trials(48)
+    assert len(whole) == 48 and len(set(whole)) > 12  # past NSGA-II's random first generation
+    assert trials(24) == whole[:24]
+    assert trials(48, steps=4) == whole
+
+
 def test_unknown_sampler_names_the_choices():
     with pytest.raises(Exception, match="nsga2"):
         SAMPLERS.get("nsga3")

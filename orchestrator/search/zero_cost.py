@@ -201,7 +201,7 @@ class ZeroCostScorer:
             from search_spaces.base import distinct_sample
 
             ids = distinct_sample(self.space, self.n_reference, np.random.default_rng([self.seed, 17]))
-            raw = score_cells(self.space, ids, self.x, self.y, self.names, self.seed)
+            raw = self.raw(ids)  # a subclass's cache of raw scores serves the reference cells too
             self._ref = {}
             for n in self.names:
                 v = transform(n, raw[n])
