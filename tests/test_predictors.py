@@ -40,8 +40,20 @@ def test_contract(name, data, tmp_path):
         p.predict(Xte[:, :10])
     with pytest.raises(PredictorError, match="one latency per row"):
         make_predictor(name).fit(Xtr, ytr[:-1])
-    with pytest.raises(PredictorError, match="positive"):
+    with pytest.raises(PredictorError, match="finite"):
         make_predictor(name).fit(Xtr[:3], np.array([1.0, np.nan, 2.0]))
+
+
+def test_a_value_of_zero_fits_the_additive_model_and_is_refused_by_the_log_scale_one(data):
+    """An accuracy predictor's targets can be 0 (a subnet at 0 % after a short training): the additive (linear)
+    model fits them; the MLP, fitted on log values, refuses them naming the additive one."""
+    Xtr, ytr = data[0], data[1]
+    y = np.asarray(ytr, dtype=float).copy()
+    y[0] = 0.0
+    p = make_predictor("additive").fit(Xtr, y)
+    assert np.all(np.isfinite(p.predict(Xtr)))
+    with pytest.raises(PredictorError, match="positive for this model.*additive"):
+        make_predictor("mlp").fit(Xtr, y)
 
 
 def test_load_errors(tmp_path, data):

@@ -32,7 +32,10 @@ class LatencyPredictor(Protocol):
 PREDICTORS: Registry[type] = Registry("predictor")
 
 
-def _check_xy(X: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def _check_xy(X: np.ndarray, y: np.ndarray | None = None,
+              positive: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """``X`` as a float (n, d) matrix and ``y`` as n finite values, positive where ``positive`` (a model fitted
+    on log values); raises PredictorError naming the problem."""
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
         raise PredictorError(f"X must be a 2-D matrix of encodings (n, d), got shape {X.shape}")
@@ -43,8 +46,11 @@ def _check_xy(X: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, n
         raise PredictorError(f"X has {len(X)} rows but latency_ms has {len(y)} values; pass one latency per row")
     if len(y) == 0:
         raise PredictorError("no training rows; pass at least one measured architecture")
-    if not np.all(np.isfinite(y)) or np.any(y <= 0):
-        raise PredictorError("latency_ms must be positive and finite; drop unmeasured (NaN) rows before fit")
+    if not np.all(np.isfinite(y)):
+        raise PredictorError("latency_ms must be finite; drop unmeasured (NaN) rows before fit")
+    if positive and np.any(y <= 0):
+        raise PredictorError(f"latency_ms must be positive for this model (it fits log values), got "
+                             f"{float(y.min())}; use the additive predictor for values that can be 0 (an accuracy)")
     return X, y
 
 
@@ -85,7 +91,7 @@ class AdditivePredictor(_Base):
     def fit(self, X: np.ndarray, latency_ms: np.ndarray) -> AdditivePredictor:
         if self.alpha < 0:
             raise PredictorError(f"alpha must be >= 0, got {self.alpha}")
-        X, y = _check_xy(X, latency_ms)
+        X, y = _check_xy(X, latency_ms, positive=False)  # linear: a value of 0 (a subnet's 0 % accuracy) is fine
         assert y is not None
         self.intercept_ = float(y.mean())
         A = X.T @ X + self.alpha * np.eye(X.shape[1])
