@@ -154,6 +154,7 @@ def cmd_int8(args: argparse.Namespace) -> int:
     try:
         opts = Int8AccuracySection(enabled=True, calibration_images=args.calibration_images,
                                    calibrate_method=args.calibrate_method, per_channel=not args.per_tensor,
+                                   reduce_range={"on": True, "off": False}.get(args.reduce_range, "auto"),
                                    threads=args.threads, actors=args.actors)
     except ValidationError as e:
         err = e.errors()[0]
@@ -187,6 +188,8 @@ def add_int8_command(sub: argparse._SubParsersAction) -> None:
                    help="real training images that calibrate the activation ranges")
     p.add_argument("--calibrate-method", default="minmax", choices=["minmax", "entropy", "percentile"])
     p.add_argument("--per-tensor", action="store_true", help="int8 weights per tensor (default: per channel)")
+    p.add_argument("--reduce-range", default="auto", choices=["auto", "on", "off"],
+                   help="7-bit int8 weights; auto: where this host's CPU saturates 8-bit ones (x86-64 without VNNI)")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime and PyTorch threads per actor")
     p.add_argument("--actors", type=int, default=2, help="Ray actors evaluating members at once")
     p.add_argument("--no-tracking", action="store_true",

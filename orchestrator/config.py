@@ -163,6 +163,9 @@ class Int8AccuracySection(_Model):
                                                                      "calibrate the activation ranges")
     calibrate_method: Literal["minmax", "entropy", "percentile"] = Field("minmax")
     per_channel: bool = Field(True, description="int8 weights per output channel")
+    reduce_range: Literal["auto"] | bool = Field("auto", description="7-bit int8 weights: 'auto' = where the "
+                                                 "evaluating host's CPU saturates 8-bit ones (x86-64 without VNNI; "
+                                                 "orchestrator.latency.devices.runtimes.int8_saturates)")
     threads: int = Field(1, ge=1, le=MAX_CPUS, description="ONNX Runtime intra-op threads")
     actors: int = Field(2, ge=1, le=MAX_CPUS, description="Ray actors evaluating front members at once (each "
                                                           "holds `threads` CPUs; at most the cluster's)")

@@ -162,10 +162,9 @@ DEVICE_CASES: dict[str, Callable[[], DeviceCase]] = {
     "<column>": lambda: DeviceCase("pixel3"),
     "torch-cpu": lambda: DeviceCase("torch-cpu", MEASURED, "small"),
     "onnxrt-cpu": lambda: DeviceCase("onnxrt-cpu", MEASURED, "small"),
-    # The contract is the measuring interface; the int8 output check has its own accept/refuse tests
-    # (test_runtimes.py). The seeded random weights of one of this kit's cells are 0.70 off in int8 (about one
-    # in five random-weight NB201 cells is refused at the default 0.25: docs/benchmarks.md, issue 22 turn 8).
-    "onnxrt-int8": lambda: DeviceCase("onnxrt-int8", {**MEASURED, "tolerance": 2.0}, "small"),
+    # at the default tolerance (0.25): before 7-bit weights on CPUs whose int8 kernels saturate (int8_saturates),
+    # one of this kit's cells was 0.70 off and needed a looser one
+    "onnxrt-int8": lambda: DeviceCase("onnxrt-int8", MEASURED, "small"),
     "torch-compile": lambda: DeviceCase("torch-compile", MEASURED, "small", measure="slow"),
     "executorch-xnnpack": lambda: DeviceCase("executorch-xnnpack", MEASURED, "small", "slow", "executorch"),
     "openvino-cpu": lambda: DeviceCase("openvino-cpu", MEASURED, "small", "slow", "openvino"),

@@ -68,7 +68,7 @@ def test_int8_is_really_quantized():
     import onnx
 
     from orchestrator.latency.devices.measured import export_onnx
-    from orchestrator.latency.devices.runtimes import OnnxInt8Options, ort_session, quantize_onnx_static
+    from orchestrator.latency.devices.runtimes import ort_session, quantize_onnx_static
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(),
@@ -80,11 +80,11 @@ def test_int8_is_really_quantized():
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     y8 = ort_session(q, 1).run(None, {"x": x})[0]
     y32 = net(torch.from_numpy(x)).detach().numpy()
-    # within the int8 devices' documented tolerance (relative L2 error 0.25, OnnxInt8Options.tolerance): with
-    # onnx 1.23.2 / onnxruntime 1.32 / onnxscript 0.7.2 this tiny network is 0.156 off (per-channel weights),
-    # which broke the earlier ad-hoc bound (max error < 10 % of the largest output)
+    # int8 rounding only: 0.01 relative L2 error. On an x86-64 CPU without VNNI (this project's AVX2 host) full
+    # 8-bit weights saturated ONNX Runtime's u8 x s8 kernels and this network was 0.156 off; 7-bit weights there
+    # (reduce_range "auto", int8_saturates) bring it back
     rel = np.linalg.norm(y8 - y32) / np.linalg.norm(y32)
-    assert not np.array_equal(y8, y32) and rel < OnnxInt8Options().tolerance, rel
+    assert not np.array_equal(y8, y32) and rel < 0.05, rel
 
 
 def test_int8_calibration_needs_the_images():

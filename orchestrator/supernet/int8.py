@@ -6,8 +6,9 @@ Each subnet is extracted from the trained supernet and its BatchNorm recalibrate
 accuracy here is the one the sweep's front reports. The network is then exported to ONNX (opset 17, a fixed
 batch of ``eval.batch_size`` images, or fewer where the evaluation has fewer), quantized with ONNX Runtime's
 static quantization (:func:`orchestrator.latency.devices.runtimes.quantize_onnx_static`: QDQ, int8 weights per
-channel, int8 activations) calibrated on ``calibration_images`` real training images (unaugmented; the
-same fixed draw as the recalibration's), and evaluated with ONNX Runtime's CPU provider on the same validation
+channel, 7-bit on a CPU whose int8 kernels saturate 8-bit ones (``reduce_range``), int8 activations)
+calibrated on ``calibration_images`` real training images (unaugmented; the same fixed draw as the
+recalibration's), and evaluated with ONNX Runtime's CPU provider on the same validation
 images (the first ``eval.max_val``), top-1. Accuracies are percentages, as the pipeline's; ``drop`` is fp32
 minus int8 in percentage points (negative where int8 happens to classify more images correctly).
 
@@ -158,7 +159,8 @@ class Int8Evaluator:
             step = "quantize"
             q = quantize_onnx_static(onnx, [b for b, _ in _fixed_batches(self.int8_calib, self.batch)],
                                      per_channel=self.options.per_channel,
-                                     calibrate_method=self.options.calibrate_method)
+                                     calibrate_method=self.options.calibrate_method,
+                                     reduce_range=self.options.reduce_range)
             step = "inference"
             int8 = 100.0 * _onnx_top1(ort_session(q, self.options.threads), d, self.batch, self.n_val)
         except Exception as e:  # noqa: BLE001 - exporters, quantizers and runtimes raise many types

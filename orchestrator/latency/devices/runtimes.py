@@ -13,7 +13,9 @@ it), and a re-measurement reuses the artefact already checked (``artefact_cache`
   ``onnxruntime.quantization.quantize_static`` (QDQ, int8 weights per channel, int8 activations) calibrated
   on ``calibration_images`` real images of ``data`` (default: scikit-learn's handwritten digits, shipped
   with scikit-learn, resized to the architecture's resolution; ``cifar10`` with a ``root`` for CIFAR), timed with
-  ONNX Runtime's CPU execution provider.
+  ONNX Runtime's CPU execution provider. On an x86-64 CPU without VNNI (AVX2 or AVX-512 only) the weights are
+  quantized to 7 bits (``reduce_range``, "auto"): ONNX Runtime's int8 kernels there multiply u8 by s8 with
+  ``VPMADDUBSW``, whose 16-bit pair sums saturate with full 8-bit weights; see :func:`int8_saturates`.
 - ``torch-compile``: ``torch.compile(network, backend="inductor", mode=...)`` on the CPU, compiled and
   warmed before timing; inductor's CPU code generation needs a C++ compiler (``g++``, or ``$CXX``): its
   absence is an error naming the fix before any compilation. Dynamo's caches are reset per architecture, so
@@ -184,6 +186,34 @@ class RuntimeDevice(MeasuredDevice):
 # -- ONNX Runtime int8 ------------------------------------------------------------------------------------------
 
 
+REDUCE_RANGE_DOC = ("7-bit int8 weights: 'auto' = where the measuring host's CPU saturates 8-bit ones "
+                    "(x86-64 without VNNI: int8_saturates())")
+
+
+def int8_saturates(capabilities: dict[str, Any] | None = None) -> bool:
+    """Whether ONNX Runtime's int8 convolutions and matrix products saturate with full 8-bit weights on this CPU
+    (``capabilities``: ``torch.cpu.get_capabilities()`` where None).
+
+    On x86-64 without VNNI (AVX2, AVX-512F/BW only) ONNX Runtime's MLAS kernels multiply u8 activations by s8
+    weights with ``VPMADDUBSW``, which adds two 8x8-bit products into a saturating int16: large weights times large
+    activations overflow, and the int8 network's output is wrong (on this project's AMD EPYC AVX2 host: relative
+    L2 error 0.12 for a two-convolution network and up to 1.2 for NB201 cells, against 0.01 with 7-bit weights).
+    ONNX Runtime's documented workaround is ``reduce_range`` (7-bit weights). CPUs with AVX-VNNI, AVX512-VNNI or
+    AMX-INT8 accumulate in int32 (no saturation); so do Arm CPUs (SDOT/UDOT): False there."""
+    if capabilities is None:
+        import torch
+
+        capabilities = dict(torch.cpu.get_capabilities())
+    if capabilities.get("architecture") not in ("x86_64", "AMD64"):
+        return False
+    return not any(capabilities.get(k, False) for k in ("avx_vnni", "avx512_vnni", "amx_int8"))
+
+
+def resolve_reduce_range(reduce_range: Literal["auto"] | bool) -> bool:
+    """``reduce_range`` with "auto" resolved on this host (:func:`int8_saturates`)."""
+    return int8_saturates() if reduce_range == "auto" else bool(reduce_range)
+
+
 class OnnxInt8Options(RuntimeOptions):
     data: ImageData = Field(default_factory=ImageData, description="the real images that calibrate and check "
                                                                      "(resolution: the space's)")
@@ -193,6 +223,7 @@ class OnnxInt8Options(RuntimeOptions):
     per_channel: bool = Field(True, description="int8 weights per output channel")
     tolerance: float = Field(0.25, gt=0, description="the largest relative L2 error of the int8 network's output "
                                                      "against the PyTorch fp32 network's")
+    reduce_range: Literal["auto"] | bool = Field("auto", description=REDUCE_RANGE_DOC)
 
 
 @contextlib.contextmanager
@@ -222,9 +253,10 @@ class _Reader:
 
 
 def quantize_onnx_static(fp32: bytes, batches: list[np.ndarray], per_channel: bool = True,
-                         calibrate_method: str = "minmax") -> bytes:
+                         calibrate_method: str = "minmax", reduce_range: Literal["auto"] | bool = "auto") -> bytes:
     """The int8 ONNX model of the fp32 ONNX model ``fp32``: ``onnxruntime.quantization.quantize_static`` (QDQ,
-    int8 weights, per output channel where ``per_channel``, symmetric; int8 activations, asymmetric), its
+    int8 weights, per output channel where ``per_channel``, symmetric, 7-bit where ``reduce_range`` ("auto": on
+    a host whose CPU saturates 8-bit ones, :func:`int8_saturates`); int8 activations, asymmetric), its
     activation ranges calibrated (``minmax``, ``entropy`` or ``percentile``) on ``batches`` (float32 arrays of
     the model's fixed input shape: real images). A graph with no input (an NB201 cell whose every path is cut:
     its output is a constant) has nothing to calibrate: ``fp32`` itself is returned."""
@@ -242,7 +274,8 @@ def quantize_onnx_static(fp32: bytes, batches: list[np.ndarray], per_channel: bo
         src.write_bytes(fp32)
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)  # folds constants, infers shapes
         quantize_static(str(pre), str(dst), _Reader(batches, names), quant_format=QuantFormat.QDQ,
-                        per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        per_channel=per_channel, reduce_range=resolve_reduce_range(reduce_range),
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         calibrate_method=method, extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
         return dst.read_bytes()
 
@@ -259,7 +292,8 @@ class OnnxRuntimeInt8Device(RuntimeDevice):
         cal, _ = self.images(arch_id)
         fp32 = export_onnx(model, torch.randn(*self.input_shape(arch_id)))
         q = quantize_onnx_static(fp32, self.batches(cal), per_channel=self.options.per_channel,
-                                 calibrate_method=self.options.calibrate_method)
+                                 calibrate_method=self.options.calibrate_method,
+                                 reduce_range=self.options.reduce_range)
         if q is fp32:
             log.info("%s: the network ignores its input (every path cut); timed as exported", self.name)
         return q
