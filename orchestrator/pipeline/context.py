@@ -43,6 +43,8 @@ class Context:
     signals: Any = None  # the run's SignalGuard (records are written inside signals.deferred())
     failed_targets: dict[str, str] = field(default_factory=dict)  # target -> why its device failed (the rest go on)
     int8_failures: dict[str, str] = field(default_factory=dict)  # arch -> why its int8 evaluation failed
+    # target -> {arch: why} for the architectures its device refused (ArchitectureRefused; the sweep went on)
+    refused: dict[str, dict[str, str]] = field(default_factory=dict)
     pool_id: str = ""  # fingerprint of the proxy search's candidate pool (a target's result is valid for it only)
 
     @property

@@ -18,7 +18,7 @@ from orchestrator.latency.predictors import make_predictor
 from orchestrator.pipeline.context import Context
 from orchestrator.pipeline.resolved import Target
 from orchestrator.pipeline.search import table_domain
-from orchestrator.pipeline.targets import Finished, Hook
+from orchestrator.pipeline.targets import Finished, Hook, measure_ids
 from orchestrator.report import safe_name, write_front
 from orchestrator.search.algorithms import SearchProblem, SearchSettings, run_search
 from orchestrator.search.driver import extra_matrix
@@ -116,10 +116,16 @@ def measure_front(ctx: Context, target: Target, rep: TargetReport) -> None:
     chosen = [rep.front[p] for p in pos]
     ids = [rep.options[i] for i in chosen]
     t0 = time.perf_counter()
-    y = target.device.latency_ms(ids)
+    got, y = measure_ids(ctx, target, ids)  # a refused member is skipped (ctx.refused names it)
     rep.seconds += time.perf_counter() - t0
-    rep.measured_front = dict(zip(ids, map(float, y), strict=True))
-    rep.n_measurements += len(ids)
+    rep.measured_front = dict(zip(got, map(float, y), strict=True))
+    rep.n_measurements += len(got)
+    if ctx.refused.get(target.name):
+        rep.metrics["refused_architectures"] = float(len(ctx.refused[target.name]))
+    if not got:
+        return
+    measured = set(got)
+    chosen = [i for i, a in zip(chosen, ids, strict=True) if a in measured]
     pred = rep.predicted[chosen]
     rep.metrics["front_mape_pct"] = float(100 * np.mean(np.abs(pred - y) / y))
     if len(y) >= 3:

@@ -200,6 +200,8 @@ def summarize(ctx: Context, pool_size: int, rows: list[dict[str, Any]], t_start:
         "unreliable_targets": [r["target"] for r in rows if r.get("retest_reliable") == 0.0],
         "failed_targets": dict(ctx.failed_targets),
         **({"int8_failures": dict(ctx.int8_failures)} if ctx.int8_failures else {}),
+        **({"refused_architectures": {t: dict(r) for t, r in ctx.refused.items() if r}}
+           if any(ctx.refused.values()) else {}),
         "timings": ctx.timings, "wall_s": time.perf_counter() - t_start,
         **({"mlflow_view": ctx.tracker.view_link} if ctx.tracker.view_link else {}),
     }

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.errors import DeviceError
+from orchestrator.errors import ArchitectureRefused, DeviceError
 from orchestrator.latency.devices.reliability import reliability_check
 from orchestrator.latency.table import LatencyTable
 from orchestrator.latency.transfer import SourceSet
@@ -138,13 +138,86 @@ def rounds(ctx: Context) -> Rounds:
                   retest=sw.retest)
 
 
+REFUSED_SHARE = 0.5  # a target whose device refuses more than this share of sweep.k architectures ends
+
+
+def refusal_limit(ctx: Context) -> int:
+    """How many architectures a target's device may refuse (``ArchitectureRefused``) before the target ends:
+    half of ``sweep.k``, at least 1. A device that refuses more is broken (or its output check too strict)."""
+    return max(1, int(REFUSED_SHARE * ctx.cfg.sweep.k))
+
+
+def measure_ids(ctx: Context, target: Target, ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """``ids`` measured on ``target``: (the ids measured, in order, and their latencies). An architecture the
+    device refuses (``ArchitectureRefused``: its artefact failed an output check) is skipped, what the same call
+    measured before it kept, and the rest measured; each refusal is recorded (``ctx.refused[target]``, a
+    warning naming it). More refusals than ``refusal_limit`` on one target raise a DeviceError: the target ends
+    (``target_failed``), as for any device failure."""
+    from orchestrator.latency.devices.measured import refusal
+
+    done: list[str] = []
+    ys: list[float] = []
+    rest = list(ids)
+    refused = ctx.refused.setdefault(target.name, {})
+    while rest:
+        try:
+            y = target.device.latency_ms(rest)
+        except ArchitectureRefused as e:
+            r = refusal(e) or e
+            n = len(r.partial)
+            done += rest[:n]
+            ys += [float(p.median_ms) for p in r.partial]
+            at = n if n < len(rest) and rest[n] == r.arch_id else (rest.index(r.arch_id) if r.arch_id in rest
+                                                                   else n)
+            refused[rest[at] if at < len(rest) else r.arch_id] = str(r)
+            log.warning("target %s: its device refused %s, skipped (%d refused so far: %s): %s", target.name,
+                        r.arch_id, len(refused), ", ".join(refused), r)
+            limit = refusal_limit(ctx)
+            if len(refused) > limit:
+                raise DeviceError(f"{target.name}: the device refused {len(refused)} architectures, more than "
+                                  f"{limit} (half of sweep.k = {ctx.cfg.sweep.k}): a device that refuses this "
+                                  "many cannot be trusted to measure the rest; fix its check or its options "
+                                  f"(summary.json refused_architectures lists them). Last refusal: {r}") from None
+            rest = rest[at + 1:]
+            continue
+        done += rest
+        ys += [float(v) for v in np.asarray(y, dtype=float)]
+        break
+    return done, np.asarray(ys, dtype=float)
+
+
+def measure_first_round(ctx: Context, shared: SweepShared, target: Target, k: int) -> tuple[list[str], np.ndarray]:
+    """The first round's k measurements on ``target`` (``first_round``). Each architecture its device refuses
+    is replaced: the round is chosen again without the refused ones and its next picks not measured yet fill
+    it up to k (fewer only where the domain runs out)."""
+    front_share = rounds(ctx).front_share
+    k_ids, _ = first_round(shared, target.name, target.domain, k, front_share)
+    got: list[str] = []
+    ys: list[np.ndarray] = []
+    todo = k_ids
+    while todo:
+        ids, y = measure_ids(ctx, target, todo)
+        got += ids
+        ys.append(y)
+        refused = ctx.refused.get(target.name, {})
+        if len(got) >= k or len(ids) == len(todo):
+            break
+        again, _ = first_round(shared, target.name, target.domain, k, front_share, exclude=refused)
+        measured = set(got)
+        todo = [a for a in again if a not in measured and a not in refused][:k - len(got)]
+    return got, np.concatenate(ys) if ys else np.zeros(0)
+
+
 def target_input(ctx: Context, shared: SweepShared, target: Target, k: int) -> TargetInput:
     """The first round's k measurements on the target (and its truth where it has one)."""
     t0 = time.perf_counter()
-    k_ids, n_refs = first_round(shared, target.name, target.domain, k, rounds(ctx).front_share)
-    y = np.asarray(target.device.latency_ms(k_ids), dtype=float)
+    k_ids, y = measure_first_round(ctx, shared, target, k)
     truth = target.truth(shared.truth_ids) if target.has_truth else None
-    metrics = {"reference_cells": float(n_refs)} if shared.reference_ids else {}
+    refs = set(shared.reference_ids)
+    metrics = {"reference_cells": float(sum(a in refs for a in k_ids))} if shared.reference_ids else {}
+    refused = ctx.refused.get(target.name)
+    if refused:
+        metrics["refused_architectures"] = float(len(refused))
     return TargetInput(target.name, target.kind, k_ids, y, truth, time.perf_counter() - t0, metrics,
                        None if target.domain is None else list(target.domain))
 
@@ -188,9 +261,11 @@ def measure_more(ctx: Context, target: Target, inp: TargetInput, ids: Sequence[s
     t0 = time.perf_counter()
     device = target.device
     if ids:
-        y = device.latency_ms(list(ids))
-        inp.k_ids = [*inp.k_ids, *ids]
-        inp.k_latency = np.concatenate([inp.k_latency, np.asarray(y, dtype=float)])
+        got, y = measure_ids(ctx, target, list(ids))  # a refused architecture is skipped (not replaced)
+        inp.k_ids = [*inp.k_ids, *got]
+        inp.k_latency = np.concatenate([inp.k_latency, y])
+        if ctx.refused.get(target.name):
+            inp.metrics["refused_architectures"] = float(len(ctx.refused[target.name]))
     n = rounds(ctx).retest_n(len(inp.k_ids), device.deterministic)
     if n:
         rep = reliability_check(device, inp.k_ids[:n], np.random.default_rng([ctx.cfg.seed, 5]),
@@ -258,7 +333,9 @@ def sweep_stage(ctx: Context, accuracy: Any, shared: SweepShared, proxy_table: L
     once the fan-out has drained (no target task loads the host while a front is timed), the named
     ``hooks`` in order, target by target (``extras.target_hooks``: measure the front, refine, baseline,
     export; then the record). A DeviceError in any round or hook ends that target alone (``target_failed``:
-    summary.json ``failed_targets``; a target failed in a hook is not recorded); the finished ones are returned."""
+    summary.json ``failed_targets``; a target failed in a hook is not recorded); the finished ones are returned.
+    An architecture the device refuses (``ArchitectureRefused``) is skipped instead (``measure_ids``; in the
+    first round replaced), unless the target's refusals pass ``refusal_limit``."""
     k1, k2 = rounds(ctx).split()
     inputs = measure_all(ctx, shared, todo, k1)
     todo = [t for t in todo if t.name not in ctx.failed_targets]  # a failed device ends its target alone

@@ -10,6 +10,10 @@ over the whole domain, evenly from its fastest to its most accurate member (both
 a wrong ranking costs whole budgets); the rest at evenly spaced ranks of the proxy's predicted latency over
 what the target can be measured on (its domain, within its cost limits).
 
+**Refusals**: a device that refuses one architecture (``ArchitectureRefused``: its artefact failed an output
+check) measures the rest; the first round is then chosen again without the refused ones (``exclude``) and the
+next of its picks not measured yet fill the round up to its k (``pipeline/targets.measure_first_round``).
+
 **The second round** (``propose``, in the target's Ray task): where the front the target's own first-round
 predictor finds lives, its fast end twice.
 
@@ -19,7 +23,7 @@ again in another order (the test-retest SRCC); at least 3, else none.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,15 +82,19 @@ def pick_k(ids: Sequence[str], proxy_ms: np.ndarray, k: int, front_ids: Sequence
 
 
 def first_round(shared: SweepShared, name: str, domain: Sequence[str] | None, k: int,
-                front_share: float) -> tuple[list[str], int]:
+                front_share: float, exclude: Collection[str] = ()) -> tuple[list[str], int]:
     """The first round's ``k`` architectures for target ``name`` (``domain``: what it can be measured on, None
     for any) and how many of them are reference cells: from the shared search domain (or the pool and the
-    proxy's front where the domain cannot be listed), within the target's cost limits."""
+    proxy's front where the domain cannot be listed), within the target's cost limits. ``exclude``: what the
+    target's device refused (``ArchitectureRefused``): the round is chosen as if they did not exist."""
     base = shared.search_ids if shared.search_ids is not None else \
         list(dict.fromkeys([*shared.pool_ids, *shared.proxy_front_ids]))
     if domain is not None:
         allowed = set(domain)
         base = [a for a in base if a in allowed]
+    if exclude:
+        gone = set(exclude)
+        base = [a for a in base if a not in gone]
     fits = shared.allowed(base, name)  # what exceeds the device's memory or a cost limit cannot be measured
     base = [a for a, f in zip(base, fits, strict=True) if f]
     ok = set(base)

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from orchestrator.errors import DeviceError
+from orchestrator.errors import ArchitectureRefused, DeviceError
 from orchestrator.latency.devices.protocol import DeviceType, SampledDevice
 from orchestrator.latency.devices.registry import PREFIXES
 from orchestrator.latency.measurement import LatencySample, summarize
@@ -243,17 +243,22 @@ class CommandDevice(SampledDevice):
             out = self._run("command", self._argv(self.options.command, values), arch_id)
             ms = parse_latency_ms(out, self.options.regex)
             if ms is None:
-                raise DeviceError(f"{self.name}: the output of {self.options.command!r} for {arch_id} has no "
-                                  f"latency matching regex {self.options.regex!r} (set option regex); "
-                                  f"output: {_tail(out)!r}")
+                # the command ran and exited 0: this architecture's output, not the device, is at fault (a
+                # device whose every output fails the regex is ended by the sweep's bound on refusals)
+                raise ArchitectureRefused(f"{self.name}: the output of {self.options.command!r} for {arch_id} has "
+                                          f"no latency matching regex {self.options.regex!r} (set option regex); "
+                                          f"output: {_tail(out)!r}", arch_id)
             times.append(ms)
         return times
 
     def measure_many(self, archs: Sequence[Mapping[str, Any]],
                      progress: Callable[[int], None] | None = None) -> list[LatencySample]:
-        out = []
+        out: list[LatencySample] = []
         for arch in archs:
-            out.append(self.measure(arch))
+            try:
+                out.append(self.measure(arch))
+            except ArchitectureRefused as e:  # with what this call measured before it
+                raise e.after(out) from None
             if progress is not None:
                 progress(1)
         return out
@@ -289,6 +294,13 @@ class CommandDevice(SampledDevice):
         except ray.exceptions.RayTaskError as e:
             for ref in refs:
                 ray.cancel(ref)
+            from orchestrator.latency.devices.measured import refusal
+
+            refused = refusal(e)
+            if refused is not None:  # one architecture: with the chunks measured before it
+                if progress is not None:
+                    progress(len(refused.partial))
+                raise refused.after(out) from None
             cause = e.cause if isinstance(e.cause, DeviceError) else None
             raise (DeviceError(str(cause)) if cause else DeviceError(f"{self.name}: measurement failed: {e}")) \
                 from None
@@ -299,7 +311,7 @@ def _command_task(space_spec: Any, resource_name: str, options: dict[str, Any], 
                   ) -> list[dict[str, Any]]:
     space = space_spec.build()
     device = CommandDevice(resource_name, space, CommandOptions.model_validate({**options, "local": True}))
-    return [device.measure(space.parse(a)).to_dict() for a in arch_ids]
+    return [s.to_dict() for s in device.measure_many([space.parse(a) for a in arch_ids])]
 
 
 def _build(name: str, space: SearchSpace, options: Any) -> CommandDevice:

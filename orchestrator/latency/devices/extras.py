@@ -30,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from orchestrator.errors import DeviceError
+from orchestrator.errors import ArchitectureRefused, DeviceError
 from orchestrator.latency.devices.measured import MeasuredDevice, MeasuredOptions, export_onnx, register_measured
 from orchestrator.latency.devices.runtimes import ImageData, RuntimeDevice, RuntimeOptions, relative_error
 from search_spaces.base import SearchSpace
@@ -69,12 +69,14 @@ class ExtraRuntimeDevice(RuntimeDevice):
         if int8:
             err = relative_error(y, ref)
             if err > o.tolerance:  # type: ignore[attr-defined]
-                raise DeviceError(f"{self.name}: the int8 network of {arch_id} is {err:.3f} off the PyTorch "
-                                  f"network (relative L2 error on {len(chk)} validation images; tolerance "
-                                  f"{o.tolerance}): raise option tolerance or calibrate on more images")  # type: ignore[attr-defined]
+                raise ArchitectureRefused(f"{self.name}: the int8 network of {arch_id} is {err:.3f} off the "
+                                          f"PyTorch network (relative L2 error on {len(chk)} validation images; "
+                                          f"tolerance {o.tolerance}): raise option tolerance or calibrate on "  # type: ignore[attr-defined]
+                                          "more images", arch_id)
         elif not np.allclose(y, ref, rtol=o.rtol, atol=o.atol):  # type: ignore[attr-defined]
-            raise DeviceError(f"{self.name}: the exported network of {arch_id} differs from PyTorch by up to "
-                              f"{float(np.abs(y - ref).max()):.3g} (rtol {o.rtol}, atol {o.atol})")  # type: ignore[attr-defined]
+            raise ArchitectureRefused(f"{self.name}: the exported network of {arch_id} differs from PyTorch by "
+                                      f"up to {float(np.abs(y - ref).max()):.3g} (rtol {o.rtol}, atol "  # type: ignore[attr-defined]
+                                      f"{o.atol})", arch_id)  # type: ignore[attr-defined]
 
 
 def _private_pass_available(quantize_pt2e: Any, qat_utils: Any) -> bool:
@@ -171,7 +173,8 @@ class ExecuTorchXnnpackDevice(ExtraRuntimeDevice):
         program = Runtime.get().load_program(pte)
         method = program.load_method("forward")
         if method is None:
-            raise DeviceError(f"{self.name}: the ExecuTorch program of {arch_id} has no forward method")
+            raise ArchitectureRefused(f"{self.name}: the ExecuTorch program of {arch_id} has no forward method",
+                                      arch_id)
         keep = (pte, program)  # the method runs on the program's buffer: both must outlive it
         meta = method.metadata
         if meta.num_inputs():

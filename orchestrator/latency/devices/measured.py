@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.errors import DeviceError, HwnasError
+from orchestrator.errors import ArchitectureRefused, DeviceError, HwnasError
 from orchestrator.latency.devices.protocol import DeviceType, SampledDevice
 from orchestrator.latency.devices.registry import DEVICES
 from orchestrator.latency.measurement import LatencySample, MeasurementProtocol, pin_cores, summarize, time_callable
@@ -51,6 +51,18 @@ def arch_network(space: SearchSpace, arch: Mapping[str, Any]) -> Any:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return space.build(arch).eval()
+
+def refusal(error: BaseException) -> ArchitectureRefused | None:
+    """The :class:`ArchitectureRefused` that ``error`` is or that a Ray task or actor raised (Ray's wrapping
+    removed, its partial samples as ``LatencySample`` objects), else None."""
+    from orchestrator.ray_connect import ray_cause
+
+    cause = ray_cause(error)
+    if not isinstance(cause, ArchitectureRefused):
+        return None
+    partial = [p if isinstance(p, LatencySample) else LatencySample(**p) for p in cause.partial]
+    return ArchitectureRefused(str(cause), cause.arch_id, partial)
+
 
 class MeasuredOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -134,10 +146,14 @@ class MeasuredDevice(SampledDevice):
 
     def measure_many(self, archs: Sequence[Mapping[str, Any]],
                      progress: Callable[[int], None] | None = None) -> list[LatencySample]:
-        """Several architectures one after another, in this process."""
-        out = []
+        """Several architectures one after another, in this process. Where one is refused
+        (:class:`ArchitectureRefused`), the refusal carries the samples measured before it in this call."""
+        out: list[LatencySample] = []
         for arch in archs:
-            out.append(self.measure(arch))
+            try:
+                out.append(self.measure(arch))
+            except ArchitectureRefused as e:
+                raise e.after(out) from None
             if progress is not None:
                 progress(1)
         return out
@@ -157,7 +173,15 @@ class MeasuredDevice(SampledDevice):
                 self._node = node
                 MeasuredDevice.actor_starts[self.name] = MeasuredDevice.actor_starts.get(self.name, 0) + 1
                 log.debug("device %s: measuring actor started on node %s", self.name, node)
-            rows = ray.get(self._actor.measure.remote(list(arch_ids)))
+            try:
+                rows = ray.get(self._actor.measure.remote(list(arch_ids)))
+            except Exception as e:
+                refused = refusal(e)
+                if refused is None:
+                    raise
+                if progress is not None:
+                    progress(len(refused.partial))
+                raise refused from None
         if progress is not None:
             progress(len(rows))
         return [LatencySample(**r) for r in rows]

@@ -47,7 +47,8 @@ def _measure_task(space_spec: SpaceSpec, inner_type: DeviceType, inner: DeviceSp
                   ) -> list[dict[str, Any]]:
     space = space_spec.build()
     device = inner_type.build(inner.name, space, inner_type.options.model_validate(inner.options))
-    return [device.measure(space.parse(a)).to_dict() for a in arch_ids]  # type: ignore[attr-defined]
+    # a refusal (ArchitectureRefused) carries the samples measured before it (measure_many)
+    return [s.to_dict() for s in device.measure_many([space.parse(a) for a in arch_ids])]  # type: ignore[attr-defined]
 
 
 class RemoteDevice(SampledDevice):
@@ -91,8 +92,20 @@ class RemoteDevice(SampledDevice):
         chunk = self.options.chunk
         refs = [task.remote(spec, self._inner_type, self._inner, ids[i:i + chunk]) for i in range(0, len(ids), chunk)]
         out: list[LatencySample] = []
-        for ref in refs:  # in order: chunks run one at a time on a device with one unit
-            rows = ray.get(ref)
+        for i, ref in enumerate(refs):  # in order: chunks run one at a time on a device with one unit
+            try:
+                rows = ray.get(ref)
+            except Exception as e:
+                from orchestrator.latency.devices.measured import refusal
+
+                refused = refusal(e)
+                if refused is None:
+                    raise
+                for later in refs[i + 1:]:  # the caller decides what to measure next
+                    ray.cancel(later)
+                if progress is not None:
+                    progress(len(refused.partial))
+                raise refused.after(out) from None
             out.extend(LatencySample(**r) for r in rows)
             if progress is not None:
                 progress(len(rows))

@@ -4,7 +4,8 @@ Both time the network their space builds for an architecture, as configured, and
 the artefact timed is that network: its output on real validation images is compared with the PyTorch
 network's (fp32: ``torch-compile`` within ``rtol`` / ``atol``; int8: the relative L2 error of the outputs
 ``||y_int8 - y_fp32|| / ||y_fp32||`` within ``tolerance``, default 0.25) and the sample carries the PyTorch
-network's parameter count. A mismatch is a :class:`DeviceError` naming the architecture and the error found.
+network's parameter count. A mismatch is an :class:`~orchestrator.errors.ArchitectureRefused` (a DeviceError)
+naming the architecture and the error found: the device works, this one architecture is refused (a sweep skips it).
 Each architecture is exported, checked and timed at its own input resolution (a space that searches the
 resolution, e.g. ``mobilenetv3`` with ``resolutions``, gives each subnet its own; the real images are resized to
 it), and a re-measurement reuses the artefact already checked (``artefact_cache``).
@@ -42,7 +43,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.errors import DeviceError
+from orchestrator.errors import ArchitectureRefused, DeviceError
 from orchestrator.latency.devices.measured import (
     MeasuredDevice,
     MeasuredOptions,
@@ -305,10 +306,11 @@ class OnnxRuntimeInt8Device(RuntimeDevice):
         _, chk = self.images(arch_id)
         err = self.check(sess, model, chk)
         if err > self.options.tolerance:
-            raise DeviceError(f"{self.name}: the int8 network of {arch_id} is {err:.3f} off the PyTorch network "
-                              f"(relative L2 error of the outputs on {len(chk)} validation images; tolerance "
-                              f"{self.options.tolerance}): raise option tolerance, or calibrate on more images "
-                              "(calibration_images) or another calibrate_method")
+            raise ArchitectureRefused(
+                f"{self.name}: the int8 network of {arch_id} is {err:.3f} off the PyTorch network (relative L2 "
+                f"error of the outputs on {len(chk)} validation images; tolerance {self.options.tolerance}): raise "
+                "option tolerance, or calibrate on more images (calibration_images) or another calibrate_method",
+                arch_id)
         names = input_names(sess)
         return lambda x: sess.run(None, dict.fromkeys(names, x))
 
@@ -373,8 +375,8 @@ class TorchCompileDevice(RuntimeDevice):
         from orchestrator.latency.devices.measured import n_params
 
         if n_params(compiled) != n_params(model):
-            raise DeviceError(f"{self.name}: the compiled network of {arch_id} has {n_params(compiled)} "
-                              f"parameters, the network {n_params(model)}")
+            raise ArchitectureRefused(f"{self.name}: the compiled network of {arch_id} has {n_params(compiled)} "
+                                      f"parameters, the network {n_params(model)}", arch_id)
         _, chk = self.images(arch_id)
         with torch.inference_mode():
             for b in self.batches(chk):
@@ -383,9 +385,9 @@ class TorchCompileDevice(RuntimeDevice):
                 got, ref = compiled(xb), model(xb)
                 if not torch.allclose(got, ref, rtol=self.options.rtol, atol=self.options.atol):
                     d = float((got - ref).abs().max())
-                    raise DeviceError(f"{self.name}: the compiled network of {arch_id} differs from eager "
-                                      f"PyTorch by up to {d:.3g} (rtol {self.options.rtol}, atol "
-                                      f"{self.options.atol})")
+                    raise ArchitectureRefused(f"{self.name}: the compiled network of {arch_id} differs from "
+                                              f"eager PyTorch by up to {d:.3g} (rtol {self.options.rtol}, atol "
+                                              f"{self.options.atol})", arch_id)
 
         def run(x: np.ndarray) -> Any:
             with torch.inference_mode():
