@@ -167,9 +167,8 @@ def measure_ids(ctx: Context, target: Target, ids: Sequence[str]) -> tuple[list[
             n = len(r.partial)
             done += rest[:n]
             ys += [float(p.median_ms) for p in r.partial]
-            at = n if n < len(rest) and rest[n] == r.arch_id else (rest.index(r.arch_id) if r.arch_id in rest
-                                                                   else n)
-            refused[rest[at] if at < len(rest) else r.arch_id] = str(r)
+            at = rest.index(r.arch_id, n) if r.arch_id in rest[n:] else n  # the one after the partial samples
+            refused[r.arch_id] = str(r)
             log.warning("target %s: its device refused %s, skipped (%d refused so far: %s): %s", target.name,
                         r.arch_id, len(refused), ", ".join(refused), r)
             limit = refusal_limit(ctx)

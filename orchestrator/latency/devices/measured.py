@@ -52,6 +52,7 @@ def arch_network(space: SearchSpace, arch: Mapping[str, Any]) -> Any:
         torch.manual_seed(seed)
         return space.build(arch).eval()
 
+
 def refusal(error: BaseException) -> ArchitectureRefused | None:
     """The :class:`ArchitectureRefused` that ``error`` is or that a Ray task or actor raised (Ray's wrapping
     removed, its partial samples as ``LatencySample`` objects), else None."""
