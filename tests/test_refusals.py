@@ -107,6 +107,24 @@ def test_a_command_device_refuses_an_unparsable_output_but_fails_on_an_exit_stat
 
 
 @pytest.mark.ray
+def test_a_refusal_in_a_ray_task_carries_the_chunks_measured_before_it(tmp_path, small_space, ray_cluster):
+    """A command device on the node carrying device:testphone measures in Ray tasks, one chunk each: a refusal in
+    the second chunk arrives as ArchitectureRefused carrying the first chunk's sample."""
+    import numpy as np
+
+    ids = list(dict.fromkeys(small_space.arch_id(small_space.sample(np.random.default_rng(i))) for i in range(3)))
+    bad = "hwnas-" + hashlib.sha1(ids[1].encode()).hexdigest()[:16] + ".onnx"
+    script = _script(tmp_path, "byname", f'if [ "$2" = "{bad}" ]; then echo "no number"; '
+                                          'else echo "median_ms=2.5"; fi\n')
+    dev = get_device("command:testphone", small_space, command=f"sh {script} {{model}} {{model_name}}", chunk=1)
+    with pytest.raises(ArchitectureRefused, match="has no latency matching regex") as info:
+        dev.samples(ids)
+    e = info.value
+    assert e.arch_id == ids[1] and [s.arch for s in e.partial] == ids[:1] and e.partial[0].median_ms == 2.5
+    assert "Traceback" not in str(e)
+
+
+@pytest.mark.ray
 @pytest.mark.slow
 def test_a_sweep_skips_refused_cells_and_ends_a_target_that_refuses_everything(tmp_path, ray_cluster):
     """Three targets: pixel3 (a table), ``command:flaky`` (a real command that prints no latency for its 1st
