@@ -19,13 +19,14 @@ from orchestrator.latency.measurement import LatencySample, MeasurementProtocol
 from search_spaces.nb201 import NB201Space
 
 FAST = MeasurementProtocol(warmup=1, repeats=3, min_repeat_ms=1.0)
-# NB201 cells (C=16, N=1, weights seeded by arch_network) and the relative L2 error of their int8 network on 8
-# digits images, calibrated on 8 (this host, AVX2 without VNNI, 7-bit weights; commit 7037ff2): 0.0032, 0.0042
-# (accepted at tolerance 0.0075), 0.0110 (refused)
-OK_A = "|nor_conv_1x1~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_1x1~2|"
-OK_B = "|skip_connect~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|none~0|nor_conv_3x3~1|nor_conv_3x3~2|"
-BAD = "|avg_pool_3x3~0|+|none~0|none~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|"
-TOLERANCE = 0.0075
+# NB201 cells (C=16, N=1, weights seeded by arch_network) whose int8 networks' relative L2 errors (8 digits images,
+# calibrated on 8) differ: on this project's AVX2 host (7-bit weights, commit 7037ff2) 0.0032, 0.0042, 0.0110,
+# 0.0245. The errors depend on the CPU's int8 kernels, so the tolerance is chosen from the errors measured here:
+# between the largest and the next (the cell of the largest is refused, the others accepted).
+CELLS = ("|nor_conv_1x1~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_1x1~2|",
+         "|skip_connect~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|none~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+         "|avg_pool_3x3~0|+|none~0|none~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|",
+         "|avg_pool_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|avg_pool_3x3~1|none~2|")
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +34,26 @@ def space16() -> NB201Space:
     return NB201Space(channels=16, cells_per_stage=1)
 
 
-def int8(space, **over):
+@pytest.fixture(scope="module")
+def split(space16) -> tuple[str, str, str, float]:
+    """(accepted, refused, accepted, tolerance): the cell of the largest int8 error on this host refused, the two of
+    the smallest accepted, the tolerance halfway between the largest error and the next."""
+    from orchestrator.latency.devices.measured import arch_network
+    from orchestrator.latency.devices.runtimes import ort_session
+
+    dev = int8(space16, 1.0)
+    errs = {}
+    for a in CELLS:
+        net = arch_network(space16, space16.parse(a))
+        errs[a] = dev.check(ort_session(dev.quantize(net, a), 1), net, dev.images(a)[1])
+    order = sorted(CELLS, key=errs.get)
+    assert errs[order[-1]] > 1.1 * errs[order[-2]], errs  # a clear split (seeded weights: the same every run)
+    return order[0], order[-1], order[1], (errs[order[-1]] + errs[order[-2]]) / 2
+
+
+def int8(space, tolerance, **over):
     return get_device("onnxrt-int8", space, protocol=FAST, calibration_images=8, check_images=8,
-                      tolerance=TOLERANCE, **over)
+                      tolerance=tolerance, **over)
 
 
 def test_a_refusal_survives_pickling_with_its_partial_samples():
@@ -47,14 +65,15 @@ def test_a_refusal_survives_pickling_with_its_partial_samples():
     assert "ArchitectureRefused" in errors.__all__
 
 
-def test_onnxrt_int8_refuses_one_cell_and_keeps_what_it_measured(space16):
+def test_onnxrt_int8_refuses_one_cell_and_keeps_what_it_measured(space16, split):
     """A real int8 device whose tolerance splits the cells: measure_many raises ArchitectureRefused naming the
     refused cell, carrying the samples of the cells measured before it; the cells after it are not measured;
     the device goes on measuring the others (it is not broken)."""
-    dev = int8(space16)
-    archs = [space16.parse(a) for a in (OK_A, BAD, OK_B)]
+    *cells, tolerance = split
+    dev = int8(space16, tolerance)
+    archs = [space16.parse(a) for a in cells]
     with pytest.raises(ArchitectureRefused, match=r"int8 network of .* off the PyTorch network .*tolerance "
-                                                  r"0\.0075\): raise option tolerance") as info:
+                                                  r"[0-9.]+\): raise option tolerance") as info:
         dev.measure_many(archs)
     e = info.value
     assert e.arch_id == space16.arch_id(archs[1])
@@ -65,12 +84,13 @@ def test_onnxrt_int8_refuses_one_cell_and_keeps_what_it_measured(space16):
 
 
 @pytest.mark.ray
-def test_a_refusal_crosses_the_measuring_actor_intact(space16, ray_cluster):
+def test_a_refusal_crosses_the_measuring_actor_intact(space16, split, ray_cluster):
     """With Ray up, ``samples`` measures in the device's actor (another process): the refusal reaches the
     caller as ArchitectureRefused (not only Ray's wrapper), its arch id and partial LatencySamples intact."""
-    dev = int8(space16)
+    ok_a, bad, ok_b, tolerance = split
+    dev = int8(space16, tolerance)
     try:
-        ids = [space16.arch_id(space16.parse(a)) for a in (OK_B, BAD)]
+        ids = [space16.arch_id(space16.parse(a)) for a in (ok_b, bad)]
         seen = []
         with pytest.raises(ArchitectureRefused) as info:
             dev.samples(ids, progress=seen.append)
