@@ -282,3 +282,23 @@ def test_the_checks_follow_what_an_algorithm_declares(monkeypatch):
     monkeypatch.undo()
     assert alg.choose(traits) == "milp"
     assert alg.choose(alg.ProblemTraits(traits.space, True, True, True)) == "exhaustive"
+
+
+@pytest.mark.parametrize("additive", [True, False])
+def test_milp_asks_the_predictor_registry_what_a_predictor_declares(monkeypatch, additive):
+    """'milp' needs an additive latency model: a predictor registered elsewhere that declares ``additive`` is
+    accepted (checks.py names no predictor), one that does not is refused."""
+    from orchestrator.latency.predictors import PREDICTORS, AdditivePredictor, MLPPredictor
+
+    class Registered(AdditivePredictor if additive else MLPPredictor):  # type: ignore[misc]
+        kind = "registered-test"
+
+    monkeypatch.setitem(PREDICTORS._items, "registered-test", Registered)
+    monkeypatch.setitem(PREDICTORS._help, "registered-test", "a test predictor")
+    cfg = parse_config({"name": "x", "accuracy": {"source": "table"}, "search": {"algorithm": "milp"}})
+    cfg.latency.predictor = "registered-test"  # the schema lists the shipped names; the checks ask the registry
+    if additive:
+        assert make_plan(cfg).cfg.latency.predictor == "registered-test"
+    else:
+        with pytest.raises(ConfigError, match="'milp' needs an additive latency model"):
+            make_plan(cfg)

@@ -43,6 +43,7 @@ KITS = {
     "dataset": "tests/test_conformance.py (DATASET_CASES)",
     "DNAS space": "tests/test_conformance.py (DNAS_VIEW_OPTIONS)",
     "space with a default accuracy source": "tests/test_conformance.py::test_every_default_source_rule_resolves",
+    "space with a shipped latency table": "tests/test_conformance.py (SHIPPED_LATENCY_OPTIONS)",
 }
 
 
@@ -336,6 +337,36 @@ def test_every_default_source_rule_resolves():
         for data in sorted(set(DATASETS.names()) - covered):
             acc = AccuracySection.model_validate({"source": DEFAULT, "supernet": {"data": {"name": data}}})
             assert choose_source(space, acc).source == FALLBACK
+
+
+# -- shipped latency tables -----------------------------------------------------------------------------------
+
+# the options of the network each space's shipped latencies measured (its table is None for any other)
+SHIPPED_LATENCY_OPTIONS: dict[str, dict[str, Any]] = {"nb201": {}, "fbnet": {}, "mobilenetv3": {"resolutions": "ofa"}}
+
+
+def _shipped_latency_cases() -> list[tuple[str, str]]:
+    from orchestrator.latency.shipped_tables import SHIPPED_LATENCY
+
+    return [(space, name) for space in SHIPPED_LATENCY.names() for name in SHIPPED_LATENCY.get(space).names]
+
+
+@pytest.mark.parametrize("space_name, name", _shipped_latency_cases())
+def test_shipped_latency_table(space_name, name):
+    """Each table a space declares (``SHIPPED_LATENCY``) loads for the network it measured: canonical ids of
+    the space, devices, positive latencies where measured; 'shipped' is one of them."""
+    from orchestrator.latency.shipped_tables import SHIPPED, SHIPPED_LATENCY, shipped_latency_table
+    from search_spaces.base import SpaceSpec
+
+    assert space_name in SHIPPED_LATENCY_OPTIONS, f"add the options of {space_name}'s measured network"
+    assert SHIPPED in SHIPPED_LATENCY.get(space_name).names
+    space = SpaceSpec(name=space_name, options=SHIPPED_LATENCY_OPTIONS[space_name]).build()
+    table = shipped_latency_table(space, name)
+    assert table is not None and table.devices and len(table.archs) == len(set(table.archs)) > 0
+    some = table.archs[:: max(1, len(table.archs) // 50)]
+    assert [space.arch_id(space.parse(a)) for a in some] == some
+    v = table.values[np.isfinite(table.values)]
+    assert v.size and (v > 0).all()
 
 
 def test_every_accuracy_source_names_where_its_front_accuracies_come_from():

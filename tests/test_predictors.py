@@ -103,3 +103,45 @@ def test_scikit_learn_clone_and_cross_validation(name, space, shipped):
     scores = cross_val_score(pred, X, y[:300], cv=3)  # score: R^2 of the latency
     assert len(scores) == 3 and scores.min() > 0.5
     assert pred.set_params(**params) is pred
+
+
+@pytest.mark.parametrize("name", PREDICTORS.names())
+def test_declared_additive_is_the_fitted_model(name, data):
+    """A predictor declaring ``additive`` (read by the MILP checks and the latency budget's check at validation,
+    without building it) fits ``X @ coef_ + intercept_``, the model the MILP search takes; one that does not
+    declare it is not affine in the encoding."""
+    from orchestrator.latency.predictors import predictor_declares
+
+    Xtr, ytr, Xte, _ = data
+    p = make_predictor(name, **FAST.get(name, {})).fit(Xtr, ytr)
+    if predictor_declares(name, "additive"):
+        assert hasattr(p, "coef_") and hasattr(p, "intercept_")
+        np.testing.assert_allclose(p.predict(Xte), Xte @ p.coef_ + p.intercept_, rtol=1e-12)
+    else:  # an affine model would give f(a) - f(b) - f(c) + f(b + c - a) = 0 on every quadruple
+        a, b, c = Xte[:20], Xte[20:40], Xte[40:60]
+        gap = p.predict(a) - p.predict(b) - p.predict(c) + p.predict(b + c - a)
+        assert np.abs(gap).max() > 1e-6
+
+
+def test_make_predictor_forwards_a_seed_to_the_predictors_that_declare_it(data, monkeypatch):
+    """Callers pass a seed (an int, or a Generator) to every predictor; only one declaring ``seeded`` takes it,
+    and a Generator is drawn from only for one (an unseeded predictor leaves it as it was)."""
+    from orchestrator.latency.predictors import MLPPredictor, predictor_declares
+
+    assert predictor_declares("mlp", "seeded") and not predictor_declares("additive", "seeded")
+    assert make_predictor("mlp", seed=7).get_params()["seed"] == 7
+    assert make_predictor("additive", seed=7).get_params() == make_predictor("additive").get_params()
+    rng, twin = np.random.default_rng(5), np.random.default_rng(5)
+    make_predictor("additive", seed=rng)
+    assert rng.integers(2**31) == twin.integers(2**31)  # untouched
+    rng, twin = np.random.default_rng(5), np.random.default_rng(5)
+    assert make_predictor("mlp", seed=rng).get_params()["seed"] == int(twin.integers(2**31))
+
+    class Seeded(MLPPredictor):  # a predictor registered elsewhere: declared by inheritance
+        kind = "seeded-test"
+
+    monkeypatch.setitem(PREDICTORS._items, "seeded-test", Seeded)
+    monkeypatch.setitem(PREDICTORS._help, "seeded-test", "a test predictor")
+    assert make_predictor("seeded-test", seed=3).get_params()["seed"] == 3
+    with pytest.raises(KeyError, match="unknown predictor 'mpl'.*Did you mean 'mlp'"):
+        predictor_declares("mpl", "additive")  # the registry's error: the valid names

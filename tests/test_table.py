@@ -70,3 +70,47 @@ def test_read_archs_keeps_order_and_duplicates(tmp_path, space):
     with pytest.raises(TableError, match="line 2"):
         read_archs(write(tmp_path, "arch\nbad\n"), space)
     assert len(shipped_table(name="nb201-hwnasbench").archs) == 1999
+
+
+def test_every_shipped_latency_table_is_declared_by_a_registered_space():
+    from orchestrator.latency.shipped_tables import SHIPPED_LATENCY
+    from orchestrator.shipped import SHIPPED_FILES
+    from search_spaces import SPACES
+
+    assert set(SHIPPED_LATENCY.names()) <= set(SPACES.names())
+    assert set(SHIPPED_FILES) <= set(SHIPPED_LATENCY.get("nb201").names)
+
+
+def test_plan_finds_the_shipped_table_a_space_declares(tmp_path, monkeypatch, space, shipped):
+    """``latency.table: shipped`` is the table the space's SHIPPED_LATENCY entry declares (plan.py names no
+    space); without an entry 'shipped' is no table, and another space's named table is refused naming the fix."""
+    from orchestrator.config import parse_config
+    from orchestrator.errors import ConfigError
+    from orchestrator.latency.shipped_tables import SHIPPED_LATENCY, ShippedLatency, shipped_latency_table
+    from orchestrator.pipeline.plan import make_plan
+    from search_spaces import get_space
+
+    path = tmp_path / "mine.csv"
+    write_table(path, shipped.select(["pixel3", "raspi4", "fpga"]))
+    mine = ShippedLatency(lambda sp, name: read_table(path, sp), names=("shipped", "mine-test"), label="my table")
+    monkeypatch.setitem(SHIPPED_LATENCY._items, "nb201", mine)
+    cfg = parse_config({"name": "x", "accuracy": {"source": "table", "table": "nb201-full"},
+                        "latency": {"table": "shipped"}})
+    plan = make_plan(cfg)
+    assert plan.table is not None and plan.table.devices == ["pixel3", "raspi4", "fpga"]
+    assert len(plan.table.archs) == len(shipped.archs)
+    fb = get_space("fbnet")
+    with pytest.raises(ConfigError, match="'mine-test' is my table; the space is fbnet: give a CSV path"):
+        shipped_latency_table(fb, "mine-test")
+    monkeypatch.delitem(SHIPPED_LATENCY._items, "fbnet")
+    assert shipped_latency_table(fb) is None  # a space without a shipped table: 'shipped' is none
+
+
+def test_an_nb201_table_for_another_space_is_refused_naming_the_fix():
+    from orchestrator.config import parse_config
+    from orchestrator.errors import ConfigError
+    from orchestrator.pipeline.plan import make_plan
+
+    cfg = parse_config({"name": "x", "space": {"name": "fbnet"}, "latency": {"table": "nb201-full"}})
+    with pytest.raises(ConfigError, match="'nb201-full' is an NB201 table; the space is fbnet: give a CSV path"):
+        make_plan(cfg)

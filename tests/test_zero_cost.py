@@ -207,3 +207,26 @@ def test_naswot_on_a_cell_equals_the_two_kernel_form_and_leaves_the_network_as_i
     assert PROXIES.get("naswot")(net, x, y) == torch.linalg.slogdet(k)[1].item()
     assert not any(m.training for m in net.modules())
     assert all(torch.equal(v, before[n]) for n, v in net.state_dict().items())
+
+
+def test_each_proxy_declares_its_transform(monkeypatch):
+    """``transform`` applies what the registered proxy declares (``proxy(transform=)``), log by default: naswot
+    (a log-determinant) as it is, the others log; a proxy registered elsewhere gets what it declares."""
+    from orchestrator.search.zero_cost import as_is, log_scale
+
+    raw = np.array([0.0, 1.0, math.e, 100.0])
+    for name in PROXIES.names():
+        with np.errstate(divide="ignore"):
+            want = raw if name == "naswot" else np.log(raw)
+            np.testing.assert_array_equal(transform(name, raw), want)
+
+    def linear_test(net, x, y):
+        return 0.0
+
+    linear_test.transform = as_is  # type: ignore[attr-defined]
+    monkeypatch.setitem(PROXIES._items, "linear_test", linear_test)
+    np.testing.assert_array_equal(transform("linear_test", raw), raw)
+    linear_test.transform = log_scale  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(transform("linear_test", raw[1:]), np.log(raw[1:]))
+    with pytest.raises(UnknownNameError, match="unknown zero-cost proxy 'naswto'"):
+        transform("naswto", raw)

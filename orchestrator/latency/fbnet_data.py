@@ -3,6 +3,7 @@ on 19 devices (a latency table) and the Pixel 3 lookup table."""
 
 from __future__ import annotations
 
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -26,9 +27,15 @@ def shipped_lut_path() -> Path:
 FBNET_REF = TableRef(path=str(shipped_fbnet_table_path().resolve()), device_prefix="lat_ms_")
 
 
+@cache
+def _hwnasbench_spec() -> SpaceSpec:
+    return SpaceSpec(name="fbnet").build().spec()
+
+
 def is_hwnasbench_fbnet(space: SearchSpace) -> bool:
-    """Whether ``space`` is the network the shipped FBNet data measured (fbnet at its defaults)."""
-    return space.name == "fbnet" and space.spec() == SpaceSpec(name="fbnet").build().spec()
+    """Whether ``space`` is the network the shipped FBNet data measured (fbnet at its defaults: its spec, name
+    included)."""
+    return space.spec() == _hwnasbench_spec()
 
 
 def shipped_fbnet_table(space: SearchSpace) -> LatencyTable | None:

@@ -55,7 +55,14 @@ def _check_xy(X: np.ndarray, y: np.ndarray | None = None,
 
 
 class _Base(RegressorMixin, BaseEstimator):
+    """What each registered predictor declares, read from its class (``PREDICTORS.get(name)``) without building
+    it: ``additive`` (a sum of per-feature terms, ``X @ coef_ + intercept_``: the MILP search and the latency
+    budget's check at validation need one) and ``seeded`` (its fit draws random numbers from a ``seed``
+    parameter, which :func:`make_predictor` forwards)."""
+
     kind = ""
+    additive: bool = False
+    seeded: bool = False
 
     def _check_fitted(self, X: np.ndarray) -> np.ndarray:
         if not hasattr(self, "n_features_in_"):
@@ -84,6 +91,7 @@ class AdditivePredictor(_Base):
     """
 
     kind = "additive"
+    additive = True
 
     def __init__(self, alpha: float = 1e-3) -> None:
         self.alpha = alpha
@@ -120,6 +128,7 @@ class MLPPredictor(_Base):
     """
 
     kind = "mlp"
+    seeded = True
 
     def __init__(self, hidden: int = 64, epochs: int = 300, lr: float = 3e-3, weight_decay: float = 1e-2,
                  seed: int = 0) -> None:
@@ -186,8 +195,20 @@ class MLPPredictor(_Base):
         self.n_features_in_ = self.weights_[0].shape[0]
 
 
-def make_predictor(name: str, **params: Any) -> LatencyPredictor:
-    return PREDICTORS.get(name)(**params)
+def make_predictor(name: str, seed: int | np.random.Generator | None = None, **params: Any) -> LatencyPredictor:
+    """The registered predictor ``name`` with ``params``; ``seed`` goes to a predictor that declares ``seeded``
+    (an int, or a Generator an int is drawn from, drawn only for a seeded predictor, so the generator of an
+    unseeded one is left as it was) and is ignored by the others, so callers never ask which takes one."""
+    cls = PREDICTORS.get(name)
+    if seed is not None and predictor_declares(name, "seeded"):
+        params["seed"] = int(seed.integers(2**31)) if isinstance(seed, np.random.Generator) else int(seed)
+    return cls(**params)
+
+
+def predictor_declares(name: str, trait: str) -> bool:
+    """Whether the registered predictor ``name`` declares ``trait`` (``additive``, ``seeded``; see ``_Base``),
+    asked of its class without building it; an unknown name lists the registered ones."""
+    return bool(getattr(PREDICTORS.get(name), trait, False))
 
 
 def save_predictor(predictor: Any, path: str | Path, **metadata: Any) -> Path:

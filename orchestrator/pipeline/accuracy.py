@@ -93,6 +93,13 @@ def predictor_source(ctx: Context) -> tuple[Any, dict[str, Any]]:
     return pred, info
 
 
+def _predictor_additive(acc: Any) -> bool:
+    """Whether ``accuracy.predictor`` declares ``additive`` (asked of the predictor registry)."""
+    from orchestrator.latency.predictors import predictor_declares
+
+    return predictor_declares(acc.predictor, "additive")
+
+
 def zero_cost_scorer(ctx: Context, proxy: str) -> Any:
     from orchestrator.search.zero_cost import make_scorer
 
@@ -152,7 +159,7 @@ SOURCES.add("supernet", AccuracySourceKind(supernet_source, "a one-shot supernet
                                            trains_supernet=True), help="a one-shot supernet's evaluated subnets")
 SOURCES.add("predictor", AccuracySourceKind(
     predictor_source, "a predictor fit on the supernet's evaluated subnets", "predicted", trains_supernet=True,
-    additive=lambda acc: acc.predictor == "additive",
+    additive=_predictor_additive,
     subnets=lambda acc: {"accuracy.predictor_samples": acc.predictor_samples},
     label=lambda acc, net: f"predictor ({acc.get('predictor', 'mlp')}) of {net}"),
     help="a predictor fit on the supernet's evaluated subnets")

@@ -3,7 +3,8 @@ the search cannot find enough architectures within it.
 
 The proxy search minimises the proxy's *predicted* latency (``proxy.proxy_stage``) and needs at least
 ``MIN_FEASIBLE`` feasible candidates. Where the proxy's own latencies are known without measuring (a table's
-column, a simulated device: ``Device.deterministic``) and its predictor is cheap to fit (``additive``),
+column, a simulated device: ``Device.deterministic``) and its predictor is cheap to fit (one that declares
+``additive``: ``orchestrator.latency.predictors``),
 ``hwnas validate`` fits the same predictor on the same samples and refuses a budget below the
 ``MIN_FEASIBLE``-th fastest architecture of the search domain, naming that value. Otherwise (a measured
 proxy, an MLP predictor, a space too large to list) the same check runs once the predictor is fitted, before
@@ -25,8 +26,7 @@ def fit_proxy_predictor(cfg: Any, space: Any, ids: list[str], y: np.ndarray) -> 
     from orchestrator.latency.predictors import make_predictor
     from search_spaces.base import encode_ids
 
-    params = {"seed": cfg.seed} if cfg.latency.predictor == "mlp" else {}
-    return make_predictor(cfg.latency.predictor, **params).fit(encode_ids(space, ids), y)
+    return make_predictor(cfg.latency.predictor, seed=cfg.seed).fit(encode_ids(space, ids), y)
 
 
 def known_proxy_samples(plan: Any) -> tuple[list[str], np.ndarray] | None:
@@ -92,7 +92,10 @@ def _up(v: float) -> str:
 
 def plan_budget_problems(plan: Any) -> list[str]:
     """At validation: the budget against the proxy's predictor where it is cheap and certain (see module)."""
-    if plan.cfg.search.latency_budget_ms is None or plan.cfg.latency.predictor != "additive" or not plan.proxy:
+    from orchestrator.latency.predictors import predictor_declares
+
+    if plan.cfg.search.latency_budget_ms is None or not plan.proxy \
+            or not predictor_declares(plan.cfg.latency.predictor, "additive"):
         return []
     if plan.proxy_target is None or domain_ids(plan) is None:
         return []

@@ -208,12 +208,13 @@ def search_traits(plan: Plan) -> list[tuple[str, str, ProblemTraits]]:
     """(where, algorithm, what its problem offers) of every search the run will make, as the plan knows them
     before any work: the proxy search, each target's search (unless 'auto' or 'none'), the refinement and the
     per-device baseline (these two search on a latency with no additive model)."""
+    from orchestrator.latency.predictors import predictor_declares
     from orchestrator.pipeline.accuracy import SOURCES
     from orchestrator.search.algorithms import ALGORITHMS, ProblemTraits
 
     cfg, space = plan.cfg, plan.space
     finite = plan.domain.finite
-    proxy_additive = cfg.latency.predictor == "additive" or bool(
+    proxy_additive = predictor_declares(cfg.latency.predictor, "additive") or bool(
         plan.proxy_target is not None and hasattr(plan.proxy_target.device, "additive"))
     source = SOURCES.get(cfg.accuracy.source)
     costs = bool(cfg.search.objectives or cfg.search.constraints)

@@ -67,22 +67,13 @@ def _resolve(cfg: PipelineConfig, catalog: DeviceCatalog, spec: DeviceSpec) -> T
 
 
 def _load_table(cfg: PipelineConfig, space: SearchSpace) -> LatencyTable | None:
-    from orchestrator.latency.table import is_shipped, read_table, shipped_table
+    """``latency.table``: a shipped table of the space (as ``SHIPPED_LATENCY`` declares it; 'shipped' where the
+    space has none: None), or a CSV path."""
+    from orchestrator.latency.shipped_tables import is_shipped_latency, shipped_latency_table
+    from orchestrator.latency.table import read_table
 
-    if cfg.latency.table == "shipped" and space.name == "fbnet":
-        from orchestrator.latency.fbnet_data import shipped_fbnet_table
-
-        return shipped_fbnet_table(space)
-    if cfg.latency.table == "shipped" and space.name == "mobilenetv3":
-        from orchestrator.latency.ofa_data import shipped_ofa_table
-
-        return shipped_ofa_table(space)  # OFA's GPUs for OFA's network at its resolutions; else None, as before
-    if is_shipped(cfg.latency.table):
-        if space.name != "nb201":
-            if cfg.latency.table == "shipped":
-                return None
-            raise ConfigError(f"{cfg.latency.table!r} is an NB201 table; the space is {space.name}: give a CSV path")
-        return shipped_table(space, cfg.latency.table)
+    if is_shipped_latency(cfg.latency.table):
+        return shipped_latency_table(space, cfg.latency.table)
     return read_table(cfg.latency.table, space, device_prefix="lat_ms_")
 
 

@@ -104,8 +104,7 @@ class TableAccuracy:
     def _fallback(self, arch_ids: Sequence[str]) -> np.ndarray:
         if self._model is None:
             ids = list(self.table)
-            params = {"seed": self.seed} if self.predictor_name == "mlp" else {}
-            self._model = make_predictor(self.predictor_name, **params).fit(
+            self._model = make_predictor(self.predictor_name, seed=self.seed).fit(
                 encode_ids(self.space, ids), np.array([self.table[a] for a in ids]))
             log.info("accuracy: %s predictor fit on %d table rows for architectures the table lacks",
                      self.predictor_name, len(ids))
@@ -185,11 +184,13 @@ class PredictorAccuracy:
         acc = dict(inner.evaluate(ids))
         y = np.array([acc[a] for a in ids])
         X = self._x(ids)
-        params = {"seed": int(rng.integers(2**31))} if predictor == "mlp" else {}
+        from sklearn.base import clone
+
+        model = make_predictor(predictor, seed=rng)  # a seed drawn from rng where the predictor takes one
         cut = max(2, n // 5)
-        held = make_predictor(predictor, **params).fit(X[cut:], y[cut:])
+        held = clone(model).fit(X[cut:], y[cut:])  # the same parameters (seed included)
         self.quality = {"n": n, "heldout_srcc": float(srcc(y[:cut], held.predict(X[:cut])))}
-        self.model = make_predictor(predictor, **params).fit(X, y)
+        self.model = model.fit(X, y)
         self.samples = acc
         self.predicted: dict[str, float] = {}
         log.info("accuracy predictor (%s, features %s) fit on %d evaluated subnets; held-out SRCC %.3f",

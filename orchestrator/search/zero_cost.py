@@ -43,6 +43,29 @@ ENSEMBLE = ("synflow", "naswot", "params")
 ENSEMBLES: dict[str, Callable[..., np.ndarray]] = {"ensemble": np.min, "ensemble_mean": np.mean}
 
 
+def log_scale(raw: np.ndarray) -> np.ndarray:
+    """A proxy's transform (the default): log, for scores spanning orders of magnitude (0 gives -inf)."""
+    with np.errstate(divide="ignore"):
+        return np.log(np.maximum(raw, 0.0))
+
+
+def as_is(raw: np.ndarray) -> np.ndarray:
+    """A proxy's transform for a score already on a linear scale (a log-determinant)."""
+    return raw
+
+
+def proxy(name: str, help: str, transform: Callable[[np.ndarray], np.ndarray] = log_scale
+          ) -> Callable[[Callable[..., float]], Callable[..., float]]:
+    """Register a zero-cost proxy ``fn(net, x, y) -> float`` with what it declares: ``transform``, which takes
+    its raw scores to a rank-preserving value on a linear scale (:func:`transform`)."""
+
+    def deco(fn: Callable[..., float]) -> Callable[..., float]:
+        fn.transform = transform  # type: ignore[attr-defined]
+        return PROXIES.register(name, help=help)(fn)
+
+    return deco
+
+
 def _weighted(net: nn.Module) -> list[nn.Module]:
     return [m for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
 
@@ -58,7 +81,7 @@ def _no_bn(net: nn.Module) -> nn.Module:
     return net
 
 
-@PROXIES.register("synflow", help="sum |w * dR/dw|, R the output on an all-ones input, |w|, no BatchNorm")
+@proxy("synflow", help="sum |w * dR/dw|, R the output on an all-ones input, |w|, no BatchNorm")
 def synflow(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     net = _no_bn(net).double()
     with torch.no_grad():
@@ -78,20 +101,20 @@ def _loss_grads(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> nn.Module:
     return net
 
 
-@PROXIES.register("snip", help="sum |w * dL/dw|, L the cross-entropy on the batch")
+@proxy("snip", help="sum |w * dL/dw|, L the cross-entropy on the batch")
 def snip(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     net = _loss_grads(net, x, y)
     with torch.no_grad():
         return float(sum((m.weight * m.weight.grad).abs().sum() for m in _weighted(net) if m.weight.grad is not None))
 
 
-@PROXIES.register("grad_norm", help="sum over layers of ||dL/dw||_2, L the cross-entropy on the batch")
+@proxy("grad_norm", help="sum over layers of ||dL/dw||_2, L the cross-entropy on the batch")
 def grad_norm(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     net = _loss_grads(net, x, y)
     return float(sum(m.weight.grad.norm() for m in _weighted(net) if m.weight.grad is not None))
 
 
-@PROXIES.register("naswot", help="log |det K| of the ReLU activation-pattern kernel over the batch")
+@proxy("naswot", help="log |det K| of the ReLU activation-pattern kernel over the batch", transform=as_is)
 def naswot(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     n = len(x)
     k = torch.zeros(n, n, dtype=torch.float64)
@@ -124,7 +147,7 @@ def naswot(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float(logdet) if float(sign) != 0 else -math.inf
 
 
-@PROXIES.register("params", help="number of parameters")
+@proxy("params", help="number of parameters")
 def params(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float(sum(p.numel() for p in net.parameters()))
 
@@ -164,13 +187,10 @@ def score_cells(space: Any, arch_ids: Sequence[str], x: torch.Tensor, y: torch.T
 
 
 def transform(name: str, raw: np.ndarray) -> np.ndarray:
-    """The score as a rank-preserving value on a linear scale: log for the proxies spanning orders of
-    magnitude (synflow, snip, grad_norm, params), naswot as it is (already a log-determinant)."""
-    raw = np.asarray(raw, dtype=float)
-    if name == "naswot":
-        return raw
-    with np.errstate(divide="ignore"):
-        return np.log(np.maximum(raw, 0.0))
+    """The score as a rank-preserving value on a linear scale, as the proxy declares (``proxy(transform=)``):
+    log for the proxies spanning orders of magnitude (synflow, snip, grad_norm, params; :func:`log_scale`),
+    naswot as it is (already a log-determinant; :func:`as_is`)."""
+    return getattr(PROXIES.get(name), "transform", log_scale)(np.asarray(raw, dtype=float))
 
 
 class ZeroCostScorer:

@@ -59,25 +59,18 @@ class DeviceCatalog:
     """Resolves device names for one space and the latency table in use, and builds devices.
 
     ``table``: the latency table whose columns are tabulated devices (a user's CSV); ``None`` means the
-    shipped HW-NAS-Bench table for NB201 spaces and no table otherwise. ``lut``: the lookup table (CSV path)
-    that ``lut:<device>`` names use unless their options give one (``latency.lut``).
+    space's shipped table where it has one (``latency.shipped_tables.SHIPPED_LATENCY``), else no table.
+    ``lut``: the lookup table (CSV path) that ``lut:<device>`` names use unless their options give one
+    (``latency.lut``).
     """
 
     def __init__(self, space: SearchSpace, table: LatencyTable | None = None, lut: str | None = None) -> None:
         load_builtin()
         self.space = space
-        if table is None and getattr(space, "name", None) == "nb201":
-            from orchestrator.latency.table import shipped_table
+        if table is None and isinstance(getattr(space, "name", None), str):  # the space's shipped table, if any
+            from orchestrator.latency.shipped_tables import shipped_latency_table
 
-            table = shipped_table(space)
-        if table is None and getattr(space, "name", None) == "fbnet":
-            from orchestrator.latency.fbnet_data import shipped_fbnet_table
-
-            table = shipped_fbnet_table(space)
-        if table is None and getattr(space, "name", None) == "mobilenetv3":
-            from orchestrator.latency.ofa_data import shipped_ofa_table
-
-            table = shipped_ofa_table(space)
+            table = shipped_latency_table(space)
         self.table = table
         self.lut = lut
 
