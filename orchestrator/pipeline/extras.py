@@ -120,8 +120,6 @@ def measure_front(ctx: Context, target: Target, rep: TargetReport) -> None:
     rep.seconds += time.perf_counter() - t0
     rep.measured_front = dict(zip(got, map(float, y), strict=True))
     rep.n_measurements += len(got)
-    if ctx.refused.get(target.name):
-        rep.metrics["refused_architectures"] = float(len(ctx.refused[target.name]))
     if not got:
         return
     measured = set(got)

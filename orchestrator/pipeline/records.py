@@ -124,6 +124,8 @@ def record_target(ctx: Context, shared: SweepShared, rep: TargetReport, export_d
     if rep.png is None:
         rep.png = render(shared, rep, rep.reference)
     png.write_bytes(rep.png)
+    if ctx.refused.get(rep.name):  # what its device refused in every round and hook (ctx.refused)
+        rep.metrics["refused_architectures"] = float(len(ctx.refused[rep.name]))
     summary = rep.summary()
     run = ctx.tracker.child(rep.name, tags={"decision": rep.decision.decision, "method": rep.method,
                                             "kind": rep.kind, "simulated": simulated},

@@ -214,9 +214,6 @@ def target_input(ctx: Context, shared: SweepShared, target: Target, k: int) -> T
     truth = target.truth(shared.truth_ids) if target.has_truth else None
     refs = set(shared.reference_ids)
     metrics = {"reference_cells": float(sum(a in refs for a in k_ids))} if shared.reference_ids else {}
-    refused = ctx.refused.get(target.name)
-    if refused:
-        metrics["refused_architectures"] = float(len(refused))
     return TargetInput(target.name, target.kind, k_ids, y, truth, time.perf_counter() - t0, metrics,
                        None if target.domain is None else list(target.domain))
 
@@ -263,8 +260,6 @@ def measure_more(ctx: Context, target: Target, inp: TargetInput, ids: Sequence[s
         got, y = measure_ids(ctx, target, list(ids))  # a refused architecture is skipped (not replaced)
         inp.k_ids = [*inp.k_ids, *got]
         inp.k_latency = np.concatenate([inp.k_latency, y])
-        if ctx.refused.get(target.name):
-            inp.metrics["refused_architectures"] = float(len(ctx.refused[target.name]))
     n = rounds(ctx).retest_n(len(inp.k_ids), device.deterministic)
     if n:
         rep = reliability_check(device, inp.k_ids[:n], np.random.default_rng([ctx.cfg.seed, 5]),
