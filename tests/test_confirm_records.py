@@ -73,11 +73,19 @@ def _parents(tr: Tracker, view: str = "active_only") -> list:
     return [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
 
 
-def test_a_gone_store_is_refused_before_any_training_and_not_recreated(tmp_path):
+def test_a_gone_store_is_refused_before_any_training_and_not_recreated(tmp_path, monkeypatch):
+    import ray
+
+    import orchestrator.ray_connect
     from orchestrator.cli import main
     from orchestrator.confirm import confirm
 
     run, _, _ = _finished_run(tmp_path)
+    ray_before = ray.is_initialized()
+    connects = []
+    real_connect = orchestrator.ray_connect.connect
+    monkeypatch.setattr(orchestrator.ray_connect, "connect",
+                        lambda *a, **k: connects.append(a) or real_connect(*a, **k))
     db = tmp_path / "mlflow.db"
     db.rename(tmp_path / "elsewhere.db")
     with pytest.raises(ConfigError, match=rf"the MLflow store {db} that run {run} recorded to is gone; restore it, "
@@ -86,9 +94,8 @@ def test_a_gone_store_is_refused_before_any_training_and_not_recreated(tmp_path)
     assert main(["confirm", str(run), "--no-progress"]) == 2
     assert not db.exists() and sorted(p.name for p in tmp_path.glob("*.db")) == ["elsewhere.db"]
     assert not (run / "confirm").exists()  # refused before the Tune experiment was made
-    import ray
-
-    assert not ray.is_initialized()  # and before Ray was started
+    assert connects == [] and ray.is_initialized() == ray_before  # and before Ray was joined or started (the
+    # test session's Ray may run already)
 
 
 def test_a_gone_parent_run_is_refused_before_any_training_and_no_parent_made(tmp_path):
