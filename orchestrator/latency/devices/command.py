@@ -294,13 +294,9 @@ class CommandDevice(SampledDevice):
         except ray.exceptions.RayTaskError as e:
             for ref in refs:
                 ray.cancel(ref)
-            from orchestrator.latency.devices.measured import refusal
+            from orchestrator.latency.devices.measured import raise_if_refused
 
-            refused = refusal(e)
-            if refused is not None:  # one architecture: with the chunks measured before it
-                if progress is not None:
-                    progress(len(refused.partial))
-                raise refused.after(out) from None
+            raise_if_refused(e, out, progress)  # one architecture: with the chunks measured before it
             cause = e.cause if isinstance(e.cause, DeviceError) else None
             raise (DeviceError(str(cause)) if cause else DeviceError(f"{self.name}: measurement failed: {e}")) \
                 from None

@@ -65,6 +65,20 @@ def refusal(error: BaseException) -> ArchitectureRefused | None:
     return ArchitectureRefused(str(cause), cause.arch_id, partial)
 
 
+def raise_if_refused(error: BaseException, measured_before: Sequence[LatencySample] = (),
+                     progress: Callable[[int], None] | None = None) -> None:
+    """Raise the :class:`ArchitectureRefused` that ``error`` is or that a Ray task or actor raised (see
+    :func:`refusal`), with ``measured_before`` (what the caller measured before the call that failed) put before
+    its partial samples and ``progress`` told of that partial; return when ``error`` is no refusal (the caller
+    raises its own error then)."""
+    refused = refusal(error)
+    if refused is None:
+        return
+    if progress is not None:
+        progress(len(refused.partial))
+    raise refused.after(measured_before) from None
+
+
 class MeasuredOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -177,12 +191,8 @@ class MeasuredDevice(SampledDevice):
             try:
                 rows = ray.get(self._actor.measure.remote(list(arch_ids)))
             except Exception as e:
-                refused = refusal(e)
-                if refused is None:
-                    raise
-                if progress is not None:
-                    progress(len(refused.partial))
-                raise refused from None
+                raise_if_refused(e, (), progress)
+                raise
         if progress is not None:
             progress(len(rows))
         return [LatencySample(**r) for r in rows]

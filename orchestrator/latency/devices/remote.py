@@ -96,16 +96,13 @@ class RemoteDevice(SampledDevice):
             try:
                 rows = ray.get(ref)
             except Exception as e:
-                from orchestrator.latency.devices.measured import refusal
+                from orchestrator.latency.devices.measured import raise_if_refused, refusal
 
-                refused = refusal(e)
-                if refused is None:
-                    raise
-                for later in refs[i + 1:]:  # the caller decides what to measure next
-                    ray.cancel(later)
-                if progress is not None:
-                    progress(len(refused.partial))
-                raise refused.after(out) from None
+                if refusal(e) is not None:
+                    for later in refs[i + 1:]:  # the caller decides what to measure next
+                        ray.cancel(later)
+                raise_if_refused(e, out, progress)
+                raise
             out.extend(LatencySample(**r) for r in rows)
             if progress is not None:
                 progress(len(rows))
