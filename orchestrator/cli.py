@@ -30,9 +30,17 @@ def _space(name: str):
 
 
 def _table(path: str, space):
-    from orchestrator.latency.table import is_shipped, read_table, shipped_table
+    """A shipped latency table of ``space`` (as ``SHIPPED_LATENCY`` declares it: the plan's own lookup) or a CSV."""
+    from orchestrator.errors import ConfigError
+    from orchestrator.latency.shipped_tables import is_shipped_latency, shipped_latency_table
+    from orchestrator.latency.table import read_table
 
-    return shipped_table(space, path) if is_shipped(path) else read_table(path, space)
+    if not is_shipped_latency(path):
+        return read_table(path, space)
+    table = shipped_latency_table(space, path)
+    if table is None:
+        raise ConfigError(f"space {space.name} (as configured) has no shipped latency table; give a CSV path")
+    return table
 
 
 # -- commands -------------------------------------------------------------------------

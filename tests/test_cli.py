@@ -55,6 +55,17 @@ def test_srcc_with_plot(tmp_path, capsys):
     assert "proxy by mean SRCC to the others: fpga" in out and (tmp_path / "h.png").exists()
 
 
+def test_latency_commands_find_each_spaces_shipped_table(capsys):
+    """`--table shipped` is the space's own shipped table (the plan's SHIPPED_LATENCY registry): FBNet's 19 devices,
+    not NB201's cells read as FBNet ids (turn 10: every row refused as malformed); a space configured without one
+    is an error that says so."""
+    assert main(["latency", "srcc", "--space", "fbnet", "--table", "shipped"]) == 0
+    out = capsys.readouterr().out
+    assert "proxy by mean SRCC to the others: titanxp_32" in out and "silver_4210r" in out
+    assert main(["latency", "srcc", "--space", "mobilenetv3", "--table", "shipped"]) == 2
+    assert "space mobilenetv3 (as configured) has no shipped latency table; give a CSV path" in capsys.readouterr().err
+
+
 @pytest.fixture
 def transfer_files(tmp_path, shipped):
     """Sources: four shipped devices. Targets: pixel3 and raspi4 with 15 samples each."""
