@@ -81,7 +81,8 @@ class AccuracySection(_Model):
     table_column: str = Field("test_acc_cifar10_200ep", description="table source: the accuracy column (NB201 "
                                                                     "shipped: *_200ep, or the 12-epoch *_12ep)")
     predictor_samples: int = Field(64, ge=8, le=MAX_COUNT, description="predictor source: subnets evaluated to fit it")
-    predictor: Literal["additive", "mlp"] = "mlp"
+    predictor: str = Field("mlp", description="predictor source: a registered predictor (`hwnas list`: "
+                                              "additive, mlp, or one registered in code)")
     predictor_features: Literal["encoding", "zero_cost", "both"] = Field(
         "encoding", description="predictor source: its inputs, the architecture encoding, the zero-cost scores "
                                 "(standardised synflow, naswot, params; settings from zero_cost), or both")
@@ -101,7 +102,8 @@ class LatencySection(_Model):
                                               "fbnet")
     proxy: str = Field("auto", description="proxy device name, or 'auto': the tabulated device whose latency "
                                            "ranking agrees best with the others (mean SRCC)")
-    predictor: Literal["additive", "mlp"] = "additive"
+    predictor: str = Field("additive", description="the latency predictor: a registered predictor (`hwnas list`: "
+                                                   "additive, mlp, or one registered in code)")
     proxy_samples: int = Field(100, ge=8, le=MAX_COUNT,
                                description="measured or simulated proxy: architectures measured to fit its "
                                            "predictor")

@@ -43,11 +43,14 @@ def test_semantic_errors_listed_together():
     data = {"name": "x", "sweep": {"targets": ["pixel9", "sim:x", "fpga", "fpga",
                                                {"name": "remote:box", "options": {"runtime": "onnxrt-cpu"}}],
                                    "transfer": "magic"},
-            "latency": {"proxy": "toaster"}, "search": {"batch_size": 50, "population": 10}}
+            "latency": {"proxy": "toaster", "predictor": "gbdt"}, "search": {"batch_size": 50, "population": 10},
+            "accuracy": {"source": "predictor", "predictor": "addtive"}}
     with pytest.raises(ConfigError) as e:
         make_plan(parse_config(data))
     msg = str(e.value)
-    for frag in ["sweep.transfer: unknown method 'magic'", "sweep.targets.0: unknown device 'pixel9'",
+    for frag in ["sweep.transfer: unknown method 'magic'",
+                 "latency.predictor: unknown predictor 'gbdt'; registered: ['additive', 'mlp']",
+                 "accuracy.predictor: unknown predictor 'addtive'; registered: ['additive', 'mlp']", "sweep.targets.0: unknown device 'pixel9'",
                  "sweep.targets.1: 'sim:x' is not a simulated device name", "'fpga' is listed twice",
                  "sweep.targets.4 option 'runtime': unknown option (valid options: threads", "inner",
                  "latency.proxy: unknown device 'toaster'",
@@ -295,8 +298,8 @@ def test_milp_asks_the_predictor_registry_what_a_predictor_declares(monkeypatch,
 
     monkeypatch.setitem(PREDICTORS._items, "registered-test", Registered)
     monkeypatch.setitem(PREDICTORS._help, "registered-test", "a test predictor")
-    cfg = parse_config({"name": "x", "accuracy": {"source": "table"}, "search": {"algorithm": "milp"}})
-    cfg.latency.predictor = "registered-test"  # the schema lists the shipped names; the checks ask the registry
+    cfg = parse_config({"name": "x", "accuracy": {"source": "table"}, "search": {"algorithm": "milp"},
+                        "latency": {"predictor": "registered-test"}})  # a name registered in code, from YAML
     if additive:
         assert make_plan(cfg).cfg.latency.predictor == "registered-test"
     else:

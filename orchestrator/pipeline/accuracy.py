@@ -94,10 +94,11 @@ def predictor_source(ctx: Context) -> tuple[Any, dict[str, Any]]:
 
 
 def _predictor_additive(acc: Any) -> bool:
-    """Whether ``accuracy.predictor`` declares ``additive`` (asked of the predictor registry)."""
-    from orchestrator.latency.predictors import predictor_declares
+    """Whether ``accuracy.predictor`` declares ``additive`` (asked of the predictor registry; an unknown name is
+    not additive: the plan's checks report it)."""
+    from orchestrator.latency.predictors import PREDICTORS, predictor_declares
 
-    return predictor_declares(acc.predictor, "additive")
+    return acc.predictor in PREDICTORS and predictor_declares(acc.predictor, "additive")
 
 
 def zero_cost_scorer(ctx: Context, proxy: str) -> Any:

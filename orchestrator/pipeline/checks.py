@@ -21,10 +21,14 @@ TRIALS_PER_S = 1_000.0
 
 def config_problems(cfg: PipelineConfig) -> list[str]:
     """What can be checked without the space: names against registries, cross-field rules."""
+    from orchestrator.latency.predictors import PREDICTORS
     from orchestrator.latency.transfer import TRANSFERS
     from orchestrator.search.algorithms import ALGORITHMS
 
     problems = url_problems(cfg)
+    for where, name in (("latency.predictor", cfg.latency.predictor), ("accuracy.predictor", cfg.accuracy.predictor)):
+        if name not in PREDICTORS:
+            problems.append(f"{where}: unknown predictor {name!r}; registered: {PREDICTORS.names()}")
     if cfg.sweep.transfer not in TRANSFERS:
         problems.append(f"sweep.transfer: unknown method {cfg.sweep.transfer!r}; registered: {TRANSFERS.names()}")
     algo = cfg.search.algorithm
@@ -208,13 +212,14 @@ def search_traits(plan: Plan) -> list[tuple[str, str, ProblemTraits]]:
     """(where, algorithm, what its problem offers) of every search the run will make, as the plan knows them
     before any work: the proxy search, each target's search (unless 'auto' or 'none'), the refinement and the
     per-device baseline (these two search on a latency with no additive model)."""
-    from orchestrator.latency.predictors import predictor_declares
+    from orchestrator.latency.predictors import PREDICTORS, predictor_declares
     from orchestrator.pipeline.accuracy import SOURCES
     from orchestrator.search.algorithms import ALGORITHMS, ProblemTraits
 
     cfg, space = plan.cfg, plan.space
     finite = plan.domain.finite
-    proxy_additive = predictor_declares(cfg.latency.predictor, "additive") or bool(
+    known = cfg.latency.predictor in PREDICTORS  # an unknown name is config_problems' report
+    proxy_additive = (known and predictor_declares(cfg.latency.predictor, "additive")) or bool(
         plan.proxy_target is not None and hasattr(plan.proxy_target.device, "additive"))
     source = SOURCES.get(cfg.accuracy.source)
     costs = bool(cfg.search.objectives or cfg.search.constraints)
