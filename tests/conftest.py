@@ -29,19 +29,14 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):
-    """A real local Ray cluster with its own temp dir and a fake device resource, started once for the whole test
-    session. It was one per module (17 starts and stops in one process): CI's test process died once inside
-    test_command_device with exit status 1 and no pytest output (turn 10), which is Ray's core worker quitting when
-    its local raylet is gone, and three times here with SIGSEGV beside other Ray jobs (turn 9); restarting Ray in
-    one process is a known source of such crashes (ray-project/ray#31145). One start removes the restarts."""
+    """A real local Ray cluster with its own temp dir and a fake device resource, for one test module.
+
+    Per module, not per session (tried at turn 10): with one Ray for the whole session, the modules that never
+    asked for Ray ran with it up, their measured devices measured in actors instead of in the test process
+    (test_ofa_elastic failed), and test_runtimes' ExecuTorch case died with SIGSEGV in the test process."""
     ray = pytest.importorskip("ray")
-    if ray.is_initialized():  # a test before this one started Ray through the product's own connect()
-        if ray.cluster_resources().get("device:testphone") == 1:
-            yield ray
-            return
-        ray.shutdown()
     tmp = tmp_path_factory.mktemp("ray")
     ray.init(num_cpus=2, resources={"device:testphone": 1}, _temp_dir=str(tmp), include_dashboard=False,
              log_to_driver=False, configure_logging=False)
