@@ -50,7 +50,8 @@ def test_semantic_errors_listed_together():
     msg = str(e.value)
     for frag in ["sweep.transfer: unknown method 'magic'",
                  "latency.predictor: unknown predictor 'gbdt'; registered: ['additive', 'mlp']",
-                 "accuracy.predictor: unknown predictor 'addtive'; registered: ['additive', 'mlp']", "sweep.targets.0: unknown device 'pixel9'",
+                 "accuracy.predictor: unknown predictor 'addtive'; registered: ['additive', 'mlp']",
+                 "sweep.targets.0: unknown device 'pixel9'",
                  "sweep.targets.1: 'sim:x' is not a simulated device name", "'fpga' is listed twice",
                  "sweep.targets.4 option 'runtime': unknown option (valid options: threads", "inner",
                  "latency.proxy: unknown device 'toaster'",
