@@ -162,7 +162,7 @@ DEVICE_CASES: dict[str, Callable[[], DeviceCase]] = {
     "<column>": lambda: DeviceCase("pixel3"),
     "torch-cpu": lambda: DeviceCase("torch-cpu", MEASURED, "small"),
     "onnxrt-cpu": lambda: DeviceCase("onnxrt-cpu", MEASURED, "small"),
-    # at the default tolerance (0.25): before 7-bit weights on CPUs whose int8 kernels saturate (int8_saturates),
+    # at the default tolerance (0.1): before 7-bit weights on CPUs whose int8 kernels saturate (int8_saturates),
     # one of this kit's cells was 0.70 off and needed a looser one
     "onnxrt-int8": lambda: DeviceCase("onnxrt-int8", MEASURED, "small"),
     "torch-compile": lambda: DeviceCase("torch-compile", MEASURED, "small", measure="slow"),
