@@ -35,19 +35,17 @@ DEVICES = {
 
 
 def error(dev, space, arch_id: str) -> float:
-    """The relative L2 error of ``dev``'s artefact for ``arch_id`` on its check images."""
-    import torch
-
+    """The relative L2 error of ``dev``'s artefact for ``arch_id`` on its check images (the device's own
+    comparison, ``RuntimeDevice.outputs``; ONNX Runtime's run returns a list of outputs)."""
     model = arch_network(space, space.parse(arch_id))
     run = dev.prepare(arch_id, model)
     _, chk = dev.images(arch_id)
-    ys, refs = [], []
-    with torch.inference_mode():
-        for b in dev.batches(chk):
-            out = run(b)
-            ys.append(np.asarray(out[0] if isinstance(out, list) else out))
-            refs.append(model(torch.from_numpy(b)).numpy())
-    return relative_error(np.concatenate(ys), np.concatenate(refs).astype(np.float64))
+
+    def first(b: np.ndarray) -> np.ndarray:
+        out = run(b)
+        return out[0] if isinstance(out, list) else out
+
+    return relative_error(*dev.outputs(first, model, chk))
 
 
 def main() -> None:

@@ -56,15 +56,8 @@ class ExtraRuntimeDevice(RuntimeDevice):
         super().__init__(name, space, options)
 
     def check_outputs(self, arch_id: str, run: Callable[[np.ndarray], np.ndarray], model: Any, int8: bool) -> None:
-        import torch
-
         _, chk = self.images(arch_id)
-        ys, refs = [], []
-        with torch.inference_mode():
-            for b in self.batches(chk):
-                ys.append(np.asarray(run(b)))
-                refs.append(model(torch.from_numpy(b)).numpy())
-        y, ref = np.concatenate(ys), np.concatenate(refs).astype(np.float64)
+        y, ref = self.outputs(run, model, chk)
         o = self.options
         if int8:
             err = relative_error(y, ref)

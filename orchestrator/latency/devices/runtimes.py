@@ -162,6 +162,19 @@ class RuntimeDevice(MeasuredDevice):
         x = np.concatenate([x, x[: n - len(x)]]) if n > len(x) else x
         return [x[i:i + b] for i in range(0, n, b)]
 
+    def outputs(self, run: Callable[[np.ndarray], Any], model: Any, images: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """(the artefact's outputs, the PyTorch network's as float64) on ``images``, fed in ``batches``: ``run``
+        maps one batch to the artefact's output array, ``model`` is the network it was built from."""
+        import torch
+
+        ys, refs = [], []
+        with torch.inference_mode():
+            for b in self.batches(images):
+                ys.append(np.asarray(run(b)))
+                refs.append(model(torch.from_numpy(b)).numpy())
+        return np.concatenate(ys), np.concatenate(refs).astype(np.float64)
+
     def _measure(self, arch_id: str, model: Any) -> LatencySample:
         run = self._artefacts.pop(arch_id, None)
         if run is None:
@@ -318,15 +331,8 @@ class OnnxRuntimeInt8Device(RuntimeDevice):
 
     def check(self, sess: Any, model: Any, images: np.ndarray) -> float:
         """Relative L2 error of the int8 session's outputs against ``model``'s on ``images``."""
-        import torch
-
-        ys, refs = [], []
-        with torch.inference_mode():
-            names = input_names(sess)
-            for b in self.batches(images):
-                ys.append(sess.run(None, dict.fromkeys(names, b))[0])
-                refs.append(model(torch.from_numpy(b)).numpy())
-        return relative_error(np.concatenate(ys), np.concatenate(refs).astype(np.float64))
+        names = input_names(sess)
+        return relative_error(*self.outputs(lambda b: sess.run(None, dict.fromkeys(names, b))[0], model, images))
 
 
 # -- torch.compile -----------------------------------------------------------------------------------------------
