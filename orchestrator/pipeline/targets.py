@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -251,15 +251,25 @@ def target_failed(ctx: Context, target: Target, error: DeviceError, stage: str |
     target.device.close()
 
 
-def measure_more(ctx: Context, target: Target, inp: TargetInput, ids: Sequence[str]) -> None:
-    """The second round: measure ``ids`` too (where the target's own front lives); then, where the device's
-    measurements are noisy, ``sweep.retest`` of the k again in another order (the test-retest SRCC)."""
+def measure_more(ctx: Context, target: Target, inp: TargetInput, ids: Sequence[str],
+                 replace: Callable[[int, Collection[str]], Sequence[str]] | None = None) -> None:
+    """The second round: measure ``ids`` too (where the target's own front lives); each architecture the device
+    refuses is replaced by ``replace(n, refused)`` (the second round proposed again without the refused ones;
+    fewer only where it runs out); then, where the device's measurements are noisy, ``sweep.retest`` of the k
+    again in another order (the test-retest SRCC)."""
     t0 = time.perf_counter()
     device = target.device
-    if ids:
-        got, y = measure_ids(ctx, target, list(ids))  # a refused architecture is skipped (not replaced)
+    todo, want = list(ids), len(ids)
+    while todo:
+        got, y = measure_ids(ctx, target, todo)
         inp.k_ids = [*inp.k_ids, *got]
         inp.k_latency = np.concatenate([inp.k_latency, y])
+        want -= len(got)
+        if len(got) == len(todo) or want <= 0 or replace is None:
+            break
+        refused = ctx.refused.get(target.name, {})
+        measured = set(inp.k_ids)
+        todo = [a for a in replace(want, list(refused)) if a not in measured and a not in refused][:want]
     n = rounds(ctx).retest_n(len(inp.k_ids), device.deterministic)
     if n:
         rep = reliability_check(device, inp.k_ids[:n], np.random.default_rng([ctx.cfg.seed, 5]),
@@ -328,8 +338,8 @@ def sweep_stage(ctx: Context, accuracy: Any, shared: SweepShared, proxy_table: L
     ``hooks`` in order, target by target (``extras.target_hooks``: measure the front, refine, baseline,
     export; then the record). A DeviceError in any round or hook ends that target alone (``target_failed``:
     summary.json ``failed_targets``; a target failed in a hook is not recorded); the finished ones are returned.
-    An architecture the device refuses (``ArchitectureRefused``) is skipped instead (``measure_ids``; in the
-    first round replaced), unless the target's refusals pass ``refusal_limit``."""
+    An architecture the device refuses (``ArchitectureRefused``) is skipped instead (``measure_ids``; in both
+    rounds replaced), unless the target's refusals pass ``refusal_limit``."""
     k1, k2 = rounds(ctx).split()
     inputs = measure_all(ctx, shared, todo, k1)
     todo = [t for t in todo if t.name not in ctx.failed_targets]  # a failed device ends its target alone
@@ -339,8 +349,11 @@ def sweep_stage(ctx: Context, accuracy: Any, shared: SweepShared, proxy_table: L
     with ctx.timed("second_round_s"):
         more = fan_out(propose, shared, inputs, sources, n=k2) if k2 else [[] for _ in inputs]
         for target, inp, ids in zip(todo, inputs, more, strict=True):
+            def again(n: int, refused: Collection[str], inp: TargetInput = inp) -> list[str]:
+                return propose(shared, inp, sources(inp.name), n, exclude=refused)
+
             try:
-                measure_more(ctx, target, inp, ids)
+                measure_more(ctx, target, inp, ids, replace=again)
             except DeviceError as e:
                 target_failed(ctx, target, e)
         inputs = [t for t in inputs if t.name not in ctx.failed_targets]

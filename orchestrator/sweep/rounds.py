@@ -15,7 +15,8 @@ check) measures the rest; the first round is then chosen again without the refus
 next of its picks not measured yet fill the round up to its k (``pipeline/targets.measure_first_round``).
 
 **The second round** (``propose``, in the target's Ray task): where the front the target's own first-round
-predictor finds lives, its fast end twice.
+predictor finds lives, its fast end twice. An architecture refused there is replaced the same way: ``propose``
+again on the driver, without the refused ones (``pipeline/targets.measure_more``).
 
 **The retest** (``Rounds.retest_n``): a device whose measurements are noisy measures up to ``retest`` of the k
 again in another order (the test-retest SRCC); at least 3, else none.
@@ -112,10 +113,12 @@ def _evenly(ids: Sequence[str], n: int) -> list[str]:
     return [ids[i] for i in np.unique(np.round(np.linspace(0, len(ids) - 1, min(n, len(ids)))).astype(int))]
 
 
-def propose(shared: SweepShared, target: TargetInput, sources: SourceSet | None, n: int) -> list[str]:
+def propose(shared: SweepShared, target: TargetInput, sources: SourceSet | None, n: int,
+            exclude: Collection[str] = ()) -> list[str]:
     """The second round's measurements: ``n`` architectures where the target's predicted front lives, not
     measured yet: the front's fast end twice (a wrong prediction there leaves a budget with nothing that
-    fits), the rest evenly along it; where the front has fewer, the next non-dominated layers."""
+    fits), the rest evenly along it; where the front has fewer, the next non-dominated layers. ``exclude``:
+    what the target's device refused (``ArchitectureRefused``), proposed as if it did not exist."""
     space = shared.space_spec.build()
     p = _predicted(shared, target, sources, space, Encoder(space, shared.search_ids, shared.search_X))
     options = list(dict.fromkeys([*shared.pool_ids, *p.searched]))
@@ -123,7 +126,7 @@ def propose(shared: SweepShared, target: TargetInput, sources: SourceSet | None,
     if shared.settings.budget_ms is not None:
         options = [a for a, v in zip(options, pred, strict=True) if v <= shared.settings.budget_ms]
         pred = p.predict(options)
-    done = set(target.k_ids)
+    done = {*target.k_ids, *exclude}
     allowed = set(target.domain) if target.domain is not None else None
     fits = shared.allowed(options, target.name)
     keep = [i for i, a in enumerate(options) if a not in done and (allowed is None or a in allowed) and fits[i]]
