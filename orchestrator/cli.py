@@ -125,15 +125,30 @@ def cmd_measure(args: argparse.Namespace) -> int:
     device = catalog.make(args.device, defaults=defaults)
     name = args.column or device.name
     cv = None
+    refused: dict[str, str] = {}
     if device.deterministic:  # a table or a simulator: nothing to time
         values = device.latency_ms(ids)
     else:
+        from orchestrator.latency.devices.measured import measure_skipping_refused
+
         with _progress(len(ids), f"measuring on {device.name}") as bar:
-            samples = device.samples(ids, bar.update)
+            def on_refused(r: Exception) -> None:  # this architecture only: its artefact failed a check
+                refused[r.arch_id] = str(r)
+                bar.update(1)
+                log.warning("%s refused %s, skipped: %s", device.name, r.arch_id, r)
+
+            ids, samples = measure_skipping_refused(lambda rest: device.samples(rest, bar.update), ids, on_refused,
+                                                    lambda p: p)
+        if not ids:
+            raise HwnasError(f"{device.name} refused every one of the {len(refused)} architectures (last: "
+                             f"{next(reversed(refused.values()))}); nothing written to {args.out}")
         values = np.array([s.median_ms for s in samples])
         cv = np.array([s.cv for s in samples])
     write_table(args.out, LatencyTable(ids, [name], values[:, None], str(args.out)))
     print(f"wrote {len(ids)} latencies of {name} to {args.out}")
+    if refused:
+        print(f"{len(refused)} architectures refused by {device.name} (its artefact failed a check), not in "
+              f"{args.out}: {', '.join(refused)}")
     if cv is not None:
         print(f"median ms {np.nanmedian(values):.3f}, median CV {100 * np.median(cv):.2f}%")
     if args.retest and not device.deterministic:

@@ -126,6 +126,90 @@ def test_a_command_device_refuses_an_unparsable_output_but_fails_on_an_exit_stat
     assert not isinstance(info2.value, ArchitectureRefused)
 
 
+def _refusing_device(tmp_path, space, refuse: str):
+    """A real command device (a shell script, run here) that prints no latency for its models number ``refuse``
+    (a shell ``case`` pattern: "2|4") in the order it is called, and ``median_ms=<n>.5`` for the n-th otherwise."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    count = tmp_path / "calls"
+    script = _script(tmp_path, "refusing", f'n=$(( $(cat {count} 2>/dev/null || echo 0) + 1 )); echo $n > {count}\n'
+                                           f'case $n in {refuse}) echo "no number";; *) echo "median_ms=$n.5";; esac\n')
+    return get_device("command:refusing", space, command=f"sh {script} {{model}}", local=True)
+
+
+def _ids(space, n: int) -> list[str]:
+    import numpy as np
+
+    return list(dict.fromkeys(space.arch_id(space.sample(np.random.default_rng(i))) for i in range(n)))
+
+
+def test_measuring_past_refusals_keeps_order_and_what_was_measured(tmp_path, small_space):
+    """measure_skipping_refused: models 2 and 4 of 5 refused; the other three measured once each, in order, with
+    their own values (the partial samples of each call kept); the refusals reported in order; an error that is
+    no refusal propagates."""
+    from orchestrator.latency.devices.measured import measure_skipping_refused
+
+    ids = _ids(small_space, 5)
+    dev = _refusing_device(tmp_path, small_space, "2|4")
+    seen = []
+    got, values = measure_skipping_refused(dev.samples, ids, seen.append, lambda p: p)
+    assert got == [ids[0], ids[2], ids[4]] and [s.arch for s in values] == got
+    assert [s.median_ms for s in values] == [1.5, 3.5, 5.5]  # model n prints n.5: each measured once
+    assert [r.arch_id for r in seen] == [ids[1], ids[3]]
+
+    def stop(r):
+        raise DeviceError(f"enough: {r.arch_id}")
+
+    with pytest.raises(DeviceError, match="enough"):
+        measure_skipping_refused(_refusing_device(tmp_path / "b", small_space, "1").samples, ids, stop, lambda p: p)
+    failing = get_device("command:y", small_space, command="false {model}", local=True)
+    with pytest.raises(DeviceError, match="exited with status 1"):
+        measure_skipping_refused(failing.samples, ids, seen.append, lambda p: p)
+    assert len(seen) == 2
+
+
+def test_a_measured_proxy_skips_what_it_refuses_and_gives_up_past_half(tmp_path, small_space):
+    """The proxy's own samples (pipeline/proxy.measure_proxy): a refused architecture skipped and listed under
+    '<proxy> (proxy samples)'; more than half refused: a DeviceError naming the fix."""
+    from types import SimpleNamespace
+
+    from orchestrator.pipeline.proxy import measure_proxy
+
+    ids = _ids(small_space, 6)
+    ctx = SimpleNamespace(plan=SimpleNamespace(proxy="command:refusing"), refused={})
+    got, y = measure_proxy(ctx, _refusing_device(tmp_path, small_space, "3"), ids)
+    assert got == ids[:2] + ids[3:] and list(y) == [1.5, 2.5, 4.5, 5.5, 6.5]
+    assert list(ctx.refused["command:refusing (proxy samples)"]) == [ids[2]]
+    ctx = SimpleNamespace(plan=SimpleNamespace(proxy="command:refusing"), refused={})
+    with pytest.raises(DeviceError, match=r"refused 4 of the 6 architectures .*more than half.*choose another proxy"):
+        measure_proxy(ctx, _refusing_device(tmp_path / "b", small_space, "1|2|3|4"), ids)
+
+
+def test_hwnas_latency_measure_writes_what_was_measured_and_names_the_refused(tmp_path, small_space, monkeypatch,
+                                                                              capsys):
+    """`hwnas latency measure` on a device that refuses one architecture: the others written, the refused one
+    named; a device that refuses all of them: exit 2, nothing written."""
+    import numpy as np
+
+    from orchestrator.cli import main
+    from orchestrator.latency.devices import DeviceCatalog
+    from orchestrator.latency.table import read_table
+
+    devices = iter([_refusing_device(tmp_path, small_space, "2"),
+                    _refusing_device(tmp_path / "all", small_space, "*")])
+    monkeypatch.setattr(DeviceCatalog, "make", lambda self, name, defaults=None: next(devices))
+    out = tmp_path / "m.csv"
+    argv = ["latency", "measure", "--device", "command:refusing", "--space", "nb201", "--n", "3", "--out", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "wrote 2 latencies of command:refusing" in text and "1 architectures refused by command:refusing" in text
+    table = read_table(out, NB201Space())
+    assert len(table.archs) == 2 and text.split(": ")[-1].strip() not in table.archs
+    assert np.allclose(sorted(table.values[:, 0]), [1.5, 3.5])
+    out.unlink()
+    assert main(argv) == 2
+    assert "refused every one of the 3 architectures" in capsys.readouterr().err and not out.exists()
+
+
 @pytest.mark.ray
 def test_a_refusal_in_a_ray_task_carries_the_chunks_measured_before_it(tmp_path, small_space, ray_cluster):
     """A command device on the node carrying device:testphone measures in Ray tasks, one chunk each: a refusal in

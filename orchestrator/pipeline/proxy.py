@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ArchitectureRefused, ConfigError, DeviceError
 from orchestrator.latency.service import start_latency_service
 from orchestrator.latency.table import LatencyTable, read_table, write_table
 from orchestrator.pipeline.budget import budget_problem, fit_proxy_predictor
@@ -34,10 +34,36 @@ def proxy_samples(ctx: Context) -> LatencyTable:
     rng = np.random.default_rng([ctx.cfg.seed, 11])
     ids = distinct_sample(ctx.space, ctx.cfg.latency.proxy_samples, rng)
     log.info("proxy %s: measuring %d architectures to fit its predictor", plan.proxy, len(ids))
-    y = device.latency_ms(ids)
+    ids, y = measure_proxy(ctx, device, ids)
     device.close()  # the proxy's last measurement: its measuring actor ends before the search starts
     write_table(path, LatencyTable(ids, [f"lat_ms_{plan.proxy}"], y[:, None]))
     return LatencyTable(ids, [plan.proxy], y[:, None], str(path))
+
+
+def measure_proxy(ctx: Context, device: Any, ids: list[str]) -> tuple[list[str], np.ndarray]:
+    """``ids`` measured on the proxy's device, past each architecture it refuses (``ArchitectureRefused``: its
+    artefact failed an output check): skipped, listed in summary.json ``refused_architectures`` under
+    '<proxy> (proxy samples)', the predictor fit on the rest. A device that refuses more than half of them is
+    broken (or its check too strict): a DeviceError naming the fix, what was measured kept in the log only."""
+    from orchestrator.latency.devices.measured import measure_skipping_refused
+
+    name = ctx.plan.proxy
+    refused = ctx.refused.setdefault(f"{name} (proxy samples)", {})
+    limit = max(1, len(ids) // 2)
+
+    def on_refused(r: ArchitectureRefused) -> None:
+        refused[r.arch_id] = str(r)
+        log.warning("proxy %s: its device refused %s, skipped (%d of %d refused so far): %s", name, r.arch_id,
+                    len(refused), len(ids), r)
+        if len(refused) > limit:
+            raise DeviceError(f"proxy {name}: the device refused {len(refused)} of the {len(ids)} architectures "
+                              f"(latency.proxy_samples) it was to measure, more than half: a device that refuses "
+                              f"this many cannot be trusted to measure the rest; fix its check or its options "
+                              f"(e.g. a larger tolerance), or choose another proxy. Last refusal: {r}") from None
+
+    done, ys = measure_skipping_refused(lambda rest: np.asarray(device.latency_ms(rest), dtype=float), ids,
+                                        on_refused, lambda p: p.median_ms)
+    return done, np.asarray(ys, dtype=float)
 
 
 def proxy_stage(ctx: Context) -> tuple[Any, LatencyTable]:

@@ -153,35 +153,23 @@ def measure_ids(ctx: Context, target: Target, ids: Sequence[str]) -> tuple[list[
     measured before it kept, and the rest measured; each refusal is recorded (``ctx.refused[target]``, a
     warning naming it). More refusals than ``refusal_limit`` on one target raise a DeviceError: the target ends
     (``target_failed``), as for any device failure."""
-    from orchestrator.latency.devices.measured import refusal
+    from orchestrator.latency.devices.measured import measure_skipping_refused
 
-    done: list[str] = []
-    ys: list[float] = []
-    rest = list(ids)
     refused = ctx.refused.setdefault(target.name, {})
-    while rest:
-        try:
-            y = target.device.latency_ms(rest)
-        except ArchitectureRefused as e:
-            r = refusal(e) or e
-            n = len(r.partial)
-            done += rest[:n]
-            ys += [float(p.median_ms) for p in r.partial]
-            at = rest.index(r.arch_id, n) if r.arch_id in rest[n:] else n  # the one after the partial samples
-            refused[r.arch_id] = str(r)
-            log.warning("target %s: its device refused %s, skipped (%d refused so far: %s): %s", target.name,
-                        r.arch_id, len(refused), ", ".join(refused), r)
-            limit = refusal_limit(ctx)
-            if len(refused) > limit:
-                raise DeviceError(f"{target.name}: the device refused {len(refused)} architectures, more than "
-                                  f"{limit} (half of sweep.k = {ctx.cfg.sweep.k}): a device that refuses this "
-                                  "many cannot be trusted to measure the rest; fix its check or its options "
-                                  f"(summary.json refused_architectures lists them). Last refusal: {r}") from None
-            rest = rest[at + 1:]
-            continue
-        done += rest
-        ys += [float(v) for v in np.asarray(y, dtype=float)]
-        break
+
+    def on_refused(r: ArchitectureRefused) -> None:
+        refused[r.arch_id] = str(r)
+        log.warning("target %s: its device refused %s, skipped (%d refused so far: %s): %s", target.name,
+                    r.arch_id, len(refused), ", ".join(refused), r)
+        limit = refusal_limit(ctx)
+        if len(refused) > limit:
+            raise DeviceError(f"{target.name}: the device refused {len(refused)} architectures, more than "
+                              f"{limit} (half of sweep.k = {ctx.cfg.sweep.k}): a device that refuses this "
+                              "many cannot be trusted to measure the rest; fix its check or its options "
+                              f"(summary.json refused_architectures lists them). Last refusal: {r}") from None
+
+    done, ys = measure_skipping_refused(lambda rest: np.asarray(target.device.latency_ms(rest), dtype=float),
+                                        ids, on_refused, lambda p: p.median_ms)
     return done, np.asarray(ys, dtype=float)
 
 

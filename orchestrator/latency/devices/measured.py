@@ -21,7 +21,7 @@ import io
 import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,6 +33,7 @@ from orchestrator.latency.measurement import LatencySample, MeasurementProtocol,
 from search_spaces.base import SearchSpace, arch_input_shape
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 
@@ -77,6 +78,34 @@ def raise_if_refused(error: BaseException, measured_before: Sequence[LatencySamp
     if progress is not None:
         progress(len(refused.partial))
     raise refused.after(measured_before) from None
+
+
+def measure_skipping_refused(measure: Callable[[list[str]], Sequence[T]], arch_ids: Sequence[str],
+                              on_refused: Callable[[ArchitectureRefused], None],
+                              from_partial: Callable[[LatencySample], T]) -> tuple[list[str], list[T]]:
+    """``measure(arch_ids)`` (a device's ``latency_ms`` or ``samples``), going past each architecture the device
+    refuses: what the call measured before a refusal is kept (``from_partial`` turns its partial samples into
+    ``measure``'s values), ``on_refused`` is told of the refusal (it may raise, e.g. past a limit), and the rest
+    is measured by another call. Returns (the ids measured, in order; their values). Any other error propagates."""
+    done: list[str] = []
+    values: list[T] = []
+    rest = list(arch_ids)
+    while rest:
+        try:
+            got = list(measure(rest))
+        except ArchitectureRefused as e:
+            r = refusal(e) or e
+            n = len(r.partial)
+            done += rest[:n]
+            values += [from_partial(p) for p in r.partial]
+            at = rest.index(r.arch_id, n) if r.arch_id in rest[n:] else n  # the one after the partial samples
+            on_refused(r)
+            rest = rest[at + 1:]
+            continue
+        done += rest
+        values += got
+        break
+    return done, values
 
 
 class MeasuredOptions(BaseModel):
