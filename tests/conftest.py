@@ -1,10 +1,28 @@
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from orchestrator.latency.table import shipped_table
 from search_spaces.nb201 import NB201Space
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hwnas_cache(tmp_path_factory):
+    """hwnas's disk cache (the multi transfer's meta-learned selections) in this session's temp dir: shared by
+    the session's tests and the processes they start (the environment is inherited), never the user's own
+    ~/.cache/hwnas, and empty at the start of every session (each selection is computed once per session)."""
+    from orchestrator.latency.selection_cache import ENV
+
+    before = os.environ.get(ENV)
+    os.environ[ENV] = str(tmp_path_factory.mktemp("hwnas-cache"))
+    yield
+    if before is None:
+        os.environ.pop(ENV, None)
+    else:
+        os.environ[ENV] = before
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,7 @@ from orchestrator.errors import TransferError
 from orchestrator.latency.metrics import srcc
 from orchestrator.latency.predictors import AdditivePredictor, LatencyPredictor
 from orchestrator.latency.ridge_dual import dual_applies, ridge_many_dual
+from orchestrator.latency.selection_cache import cached_selection, selection_key
 from orchestrator.latency.table import LatencyTable
 from orchestrator.ranks import average_ranks, is_constant
 from orchestrator.registry import Registry
@@ -132,13 +133,31 @@ class SourceSet:
             self._cache[key] = hit
         return hit
 
+    def _buckets(self, ks: Sequence[int]) -> list[int]:
+        return sorted({k_bucket(k) for k in ks if k >= MIN_SAMPLES}) if len(self.names) >= 2 else []
+
     def prepare(self, ks: Sequence[int]) -> SourceSet:
         """Meta-learn the ``multi`` penalties for these sample counts now (they travel with the set, so tasks
         that receive it do not redo them)."""
-        if len(self.names) >= 2:
-            for k in sorted({k_bucket(k) for k in ks if k >= MIN_SAMPLES}):
-                select_multi_hparams(self, k)
+        for k in self._buckets(ks):
+            select_multi_hparams(self, k)
         return self
+
+    def prepared_from_cache(self, ks: Sequence[int], draws: int = 16) -> bool:
+        """Take what ``prepare(ks)`` would compute from the disk cache (``selection_cache``) where all of it is
+        there; whether it was (nothing is computed either way)."""
+        from orchestrator.latency.selection_cache import lookup
+
+        found = {}
+        for k in self._buckets(ks):
+            if (k, draws) in self._hparams:
+                continue
+            hit = lookup(selection_key(self.names, self.X, self.Y, self.groups, self.seed, k, draws))
+            if hit is None:
+                return False
+            found[(k, draws)] = hit
+        self._hparams.update(found)
+        return True
 
     def best_proxy(self, X: np.ndarray, y: np.ndarray) -> int:
         """The source that ranks the target samples best (ties: highest mean SRCC to the other sources)."""
@@ -458,11 +477,20 @@ def select_multi(sources: SourceSet, k: int, draws: int = 16
     their measurements; that choice (its penalties chosen as above) is used if
     its pseudo-target SRCC beats the measured columns' by more than a standard
     error of the paired difference (the measured columns otherwise, as before).
+
+    Kept per source set in memory and on disk (``selection_cache``: keyed by the sources' data, seed, bucket,
+    draws and the code that computes it; ``$HWNAS_CACHE_DIR=off`` turns the disk cache off).
     """
     k = k_bucket(k)
     key = (k, draws)
-    if key in sources._hparams:
-        return sources._hparams[key]
+    if key not in sources._hparams:
+        disk = selection_key(sources.names, sources.X, sources.Y, sources.groups, sources.seed, k, draws)
+        sources._hparams[key] = cached_selection(disk, lambda: _select_multi(sources, k, draws))
+    return sources._hparams[key]
+
+
+def _select_multi(sources: SourceSet, k: int, draws: int) -> tuple[tuple[float, float, float] | str, int, bool]:
+    """``select_multi`` computed (``k`` already bucketed), without the caches."""
     # Seeded by the bucket alone, so a target's result does not depend on the
     # order in which targets are adapted (the selection is shared and cached).
     rng = np.random.default_rng([sources.seed, k, draws])
@@ -516,8 +544,7 @@ def select_multi(sources: SourceSet, k: int, draws: int = 16
         m = _select_top_m(seen[smooth], best, S - 1, n_coarse, d) if S >= 3 else 0
     log.debug("multi penalties for k=%d: %s, sources: %s, columns: %s", k, best, f"the best {m}" if m else "all",
               "smoothed" if smooth else "measured")
-    sources._hparams[key] = (best, m, smooth)
-    return best, m, smooth
+    return best, int(m), bool(smooth)
 
 
 def _beats(diff: np.ndarray) -> bool:

@@ -48,7 +48,8 @@ def _prepared(src: SourceSet, ks: list[int]) -> SourceSet:
 class SourceCache:
     """Transfer sources per target: the proxy alone, or every tabulated device but the target. One SourceSet
     per distinct set; their meta-learned penalties are computed once, in parallel Ray tasks (``prepare``),
-    not again in every target's task."""
+    not again in every target's task; read from the disk cache instead where an earlier run computed them
+    (``latency/selection_cache.py``)."""
 
     def __init__(self, ctx: Context, proxy_table: LatencyTable, ks: Sequence[int]) -> None:
         self.ctx, self.proxy_table, self.ks = ctx, proxy_table, list(ks)
@@ -69,6 +70,8 @@ class SourceCache:
             names, base = self._names(t)
             if names and names not in self._sets and names not in todo:
                 todo[names] = SourceSet.from_table(base.select(list(names)), self.ctx.space, seed=self.ctx.cfg.seed)
+        for names in [n for n, src in todo.items() if src.prepared_from_cache(self.ks)]:  # computed by an earlier run
+            self._sets[names] = todo.pop(names)
         task = ray.remote(num_cpus=1)(_prepared)
         refs = {names: task.remote(src, self.ks) for names, src in todo.items()}
         self._sets.update({names: ray.get(ref) for names, ref in refs.items()})
