@@ -9,6 +9,15 @@ from orchestrator.latency.table import shipped_table
 from search_spaces.nb201 import NB201Space
 
 
+def pytest_runtest_logstart(nodeid, location):
+    """Each test's id as it starts, to ``$HWNAS_CURRENT_TEST_FILE`` where set (.ci/run sets it): a process that
+    dies without a word (Ray's core worker quits with status 1 when its raylet dies) leaves its last test named."""
+    path = os.environ.get("HWNAS_CURRENT_TEST_FILE")
+    if path:
+        with open(path, "w") as f:
+            f.write(nodeid + "\n")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _hwnas_cache(tmp_path_factory):
     """hwnas's disk cache (the multi transfer's meta-learned selections) in this session's temp dir: shared by
