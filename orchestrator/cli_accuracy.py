@@ -145,6 +145,10 @@ def resolve(args: argparse.Namespace) -> tuple[str, Estimator]:
     """The source ``--source`` names (``default``: the pipeline's default for the space and data,
     ``default_choice``) and its estimator; refuses a --proxy the source does not take."""
     source = args.source
+    for flag, value, valid in (("--source", source, source_choices()), ("--proxy", args.proxy,
+                                                                        zero_cost_proxy_choices())):
+        if value not in valid:
+            raise ConfigError(f"{flag} {value!r}: not one of {', '.join(valid)}")
     if source == DEFAULT:
         from orchestrator.pipeline.accuracy import SOURCES
         from orchestrator.pipeline.default_source import REAL_IMAGES, rules
@@ -238,11 +242,12 @@ def add_accuracy_commands(sub: argparse._SubParsersAction) -> None:
     e = acc.add_parser("estimate", help="estimate the accuracy of every architecture in a CSV; writes arch + one "
                                         "column")
     e.add_argument("--space", default="nb201", help="search space of the architectures")
-    e.add_argument("--source", default=DEFAULT, choices=source_choices(),
+    # --source and --proxy are checked by the command (resolve), not by argparse's choices: listing them at parse
+    # time imported the whole pipeline (and torch) into every hwnas command, ~5 s each.
+    e.add_argument("--source", default=DEFAULT,
                    help="default (the pipeline's default), table (shipped NB201), supernet (--run), predictor "
                         "(--run; fit on --samples evaluated subnets), zero_cost (--proxy, --data)")
     e.add_argument("--proxy", default="ensemble",
-                   choices=zero_cost_proxy_choices(),
                    help="zero_cost: the proxy (T-score: 50 + 10 standard deviations over reference cells)")
     e.add_argument("--run", help="supernet/predictor: a 'hwnas supernet train' run directory")
     e.add_argument("--data", help="zero_cost (and predictor --features zero_cost/both): a .npz file, a CIFAR "
