@@ -70,7 +70,7 @@ def test_table_estimate(tmp_path):
     (["--source", "supernet"], "needs --run"),
     (["--source", "zero_cost", "--data", "/nonexistent/x.npz"], "no such file or folder"),
     (["--source", "table", "--proxy", "synflow"], "--proxy is for --source zero_cost"),
-    (["--source", "tabel"], "--source 'tabel': not one of default, table, "),  # the registry's names, listed
+    (["--source", "tabel"], "--source 'tabel': not one of default, predictor, supernet, table, zero_cost"),
     (["--source", "zero_cost", "--proxy", "synflw"], "--proxy 'synflw': not one of "),
 ])
 def test_estimate_errors_exit_2(tmp_path, archs, capsys, extra, message):
