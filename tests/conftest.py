@@ -9,13 +9,37 @@ from orchestrator.latency.table import shipped_table
 from search_spaces.nb201 import NB201Space
 
 
+# Three hooks for .ci/run (each does nothing unless its variable is set): a pytest process that dies without a
+# summary (Ray's core worker quits with status 1 when its raylet dies) leaves the test it was running named and
+# each phase's outcome written, and .ci/run continues once with the tests that had not passed.
 def pytest_runtest_logstart(nodeid, location):
-    """Each test's id as it starts, to ``$HWNAS_CURRENT_TEST_FILE`` where set (.ci/run sets it): a process that
-    dies without a word (Ray's core worker quits with status 1 when its raylet dies) leaves its last test named."""
+    """Each test's id as it starts, to ``$HWNAS_CURRENT_TEST_FILE``."""
     path = os.environ.get("HWNAS_CURRENT_TEST_FILE")
     if path:
         with open(path, "w") as f:
             f.write(nodeid + "\n")
+
+
+def pytest_runtest_logreport(report):
+    """Each phase's outcome (``nodeid<TAB>setup|call|teardown<TAB>passed|failed|skipped``), appended to
+    ``$HWNAS_OUTCOMES_FILE``."""
+    path = os.environ.get("HWNAS_OUTCOMES_FILE")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{report.nodeid}\t{report.when}\t{report.outcome}\n")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Leave out the tests listed in ``$HWNAS_DESELECT_FILE`` (one id a line: those that passed before a death)."""
+    path = os.environ.get("HWNAS_DESELECT_FILE")
+    if not path:
+        return
+    with open(path) as f:
+        done = {line.strip() for line in f if line.strip()}
+    keep = [i for i in items if i.nodeid not in done]
+    if len(keep) < len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i.nodeid in done])
+        items[:] = keep
 
 
 @pytest.fixture(scope="session", autouse=True)
