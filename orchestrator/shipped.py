@@ -15,6 +15,7 @@ SHIPPED_FILES = {
     "nb201-hwnasbench": "nb201_hwnasbench_6devices.csv",  # NB201's top 1,999 cells, HW-NAS-Bench's 6 devices
 }
 SHIPPED_DEFAULT = "nb201-full"
+SHIPPED_SPACE = "nb201"  # the search space whose architectures every table above lists (NAS-Bench-201's cells)
 SHIPPED_DEVICES = ("1080ti_1", "1080ti_256", "1080ti_32", "2080ti_1", "2080ti_256", "2080ti_32", "essential_ph_1",
                    "gold_6240", "pixel3", "samsung_a50", "samsung_s7", "silver_4114", "silver_4210r", "titanx_1",
                    "titanx_256", "titanx_32", "titanxp_1", "titanxp_256", "titanxp_32")

@@ -94,6 +94,31 @@ def test_each_validation_error_before_any_work(tmp_path, shipped):
              table="nb201-tiny")
 
 
+def test_a_space_without_shipped_accuracies_is_told_so(tmp_path, capsys):
+    """FBNet's shipped table holds latencies only: the table source without accuracy.table, a shipped accuracy
+    name given for FBNet, and `hwnas accuracy estimate --space fbnet --source table` each say that the space has
+    no shipped accuracy table and what to give instead (was: 15,625 NB201 cells that do not parse as FBNet)."""
+    from orchestrator.cli import main
+    from search_spaces.base import get_space
+
+    base = {"name": "fb", "space": {"name": "fbnet"}, "latency": {"table": "shipped", "proxy": "auto"},
+            "search": {"n_trials": 20, "population": 10, "domain": "table"}, "sweep": {"targets": ["sim:0"], "k": 5},
+            "tracking": {"enabled": False}}
+    with pytest.raises(ConfigError, match=r"the shipped latency table of space 'fbnet' has none: set accuracy.table "
+                                          r"to a CSV .* or choose another accuracy.source \(predictor, supernet, "
+                                          r"zero_cost\)"):
+        make_plan(parse_config({**base, "accuracy": {"source": "table"}}))
+    fbnet = get_space("fbnet")
+    with pytest.raises(AccuracyTableError, match="'nb201-full' is a shipped table of nb201's cells; space 'fbnet' "
+                                                 "has no shipped accuracy table"):
+        read_accuracy("nb201-full", fbnet)
+    archs = tmp_path / "fb.csv"
+    archs.write_text("arch\n" + fbnet.arch_id(fbnet.sample(np.random.default_rng(0))) + "\n")
+    assert main(["accuracy", "estimate", "--space", "fbnet", "--source", "table", "--archs", str(archs),
+                 "--out", str(tmp_path / "o.csv")]) == 2
+    assert "space 'fbnet' has no shipped accuracy table" in capsys.readouterr().err
+
+
 def test_coverage_names_count_and_examples(space, shipped):
     acc = read_accuracy("nb201-hwnasbench", space, "test_acc_cifar100_12ep")
     check_coverage(acc, shipped.archs)

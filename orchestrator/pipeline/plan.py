@@ -91,7 +91,14 @@ def _load_accuracy(cfg: PipelineConfig, space: SearchSpace, table: LatencyTable 
             raise ConfigError("no latency table to read accuracy from: set accuracy.table to a CSV with columns "
                               "arch and accuracies, or latency.table")
         from orchestrator.latency.table import is_shipped
+        from orchestrator.shipped import SHIPPED_SPACE
 
+        if is_shipped(cfg.latency.table) and space.name != SHIPPED_SPACE:  # fbnet's, mobilenetv3's: latency only
+            others = ", ".join(n for n in SOURCES.names() if not SOURCES.get(n).reads_table)
+            raise ConfigError(f"accuracy.source table without accuracy.table reads the latency table's accuracy "
+                              f"columns, and the shipped latency table of space {space.name!r} has none: set "
+                              f"accuracy.table to a CSV with a column 'arch' and accuracy columns (percent), or "
+                              f"choose another accuracy.source ({others})")
         name = cfg.latency.table if is_shipped(cfg.latency.table) else table.source
     values = read_accuracy(name, space, acc.table_column)
     if table is not None:

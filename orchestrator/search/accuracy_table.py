@@ -21,7 +21,14 @@ from functools import lru_cache
 from pathlib import Path
 
 from orchestrator.errors import ArchError, TableError
-from orchestrator.shipped import SHIPPED_DEFAULT, SHIPPED_FILES, is_shipped, shipped_name, shipped_table_path
+from orchestrator.shipped import (
+    SHIPPED_DEFAULT,
+    SHIPPED_FILES,
+    SHIPPED_SPACE,
+    is_shipped,
+    shipped_name,
+    shipped_table_path,
+)
 from search_spaces.base import SearchSpace
 
 DEFAULT_COLUMN = "test_acc_cifar10_200ep"
@@ -63,8 +70,13 @@ def read_accuracy(table: str | Path, space: SearchSpace, column: str = DEFAULT_C
 
     Every value must be a number in [0, 100] (percent; blank or NaN is refused), every ``arch`` a valid
     architecture of ``space``, listed once. Raises AccuracyTableError naming every problem (a missing column:
-    the columns that are there). Read once per process, table, space and column.
+    the columns that are there; a shipped name for a space other than ``SHIPPED_SPACE``: that it has none).
+    Read once per process, table, space and column.
     """
+    if is_shipped(str(table)) and space.name != SHIPPED_SPACE:
+        raise AccuracyTableError(f"accuracy table {str(table)!r} is a shipped table of {SHIPPED_SPACE}'s cells; "
+                                 f"space {space.name!r} has no shipped accuracy table: give a CSV with a column "
+                                 f"'arch' and accuracy columns (percent), or another accuracy source")
     path, label, renamed = _resolve(str(table))
     stamp = path.stat().st_mtime_ns if path.is_file() else 0
     return _read(str(path), label, tuple(sorted(renamed.items())), space.spec().key(), space, column, stamp)
