@@ -44,10 +44,10 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session", autouse=True)
 def _hwnas_cache(tmp_path_factory):
-    """hwnas's disk cache (the multi transfer's meta-learned selections) in this session's temp dir: shared by
+    """hwnas's disk cache (``orchestrator/disk_cache.py``) in this session's temp dir: shared by
     the session's tests and the processes they start (the environment is inherited), never the user's own
     ~/.cache/hwnas, and empty at the start of every session (each selection is computed once per session)."""
-    from orchestrator.latency.selection_cache import ENV
+    from orchestrator.disk_cache import ENV
 
     before = os.environ.get(ENV)
     os.environ[ENV] = str(tmp_path_factory.mktemp("hwnas-cache"))

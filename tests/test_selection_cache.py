@@ -124,3 +124,25 @@ def test_a_source_set_prepared_from_the_cache_alone(cache, monkeypatch):
     assert not half.prepared_from_cache([3, 10, 200]) and not half._hparams  # all or nothing
     assert _sources(n=300).prepared_from_cache([]) and SourceSet(["a"], *(_sources().X, _sources().Y[:, :1])
                                                                  ).prepared_from_cache([10])  # nothing to meta-learn
+
+
+def test_the_t_copula_grid_from_the_cache_is_the_computed_one(tmp_path, monkeypatch):
+    """decision._t_pearson_grid: computed once into the cache, read back bit for bit (JSON keeps every digit), a
+    damaged entry computed again."""
+    from orchestrator.sweep import decision
+
+    monkeypatch.setenv(sc.ENV, str(tmp_path))
+    computed = decision._t_pearson_grid_computed()
+    decision._t_pearson_grid.cache_clear()
+    first = decision._t_pearson_grid()
+    (entry,) = (tmp_path / "t-copula-grid").glob("*.json")
+    decision._t_pearson_grid.cache_clear()
+    monkeypatch.setattr(decision, "_t_pearson_grid_computed", lambda: pytest.fail("computed despite the cache"))
+    again = decision._t_pearson_grid()
+    assert np.array_equal(first, computed) and np.array_equal(again, computed)
+    entry.write_text("[1.0, 2.0]")
+    decision._t_pearson_grid.cache_clear()
+    monkeypatch.setattr(decision, "_t_pearson_grid_computed", lambda: computed)
+    assert np.array_equal(decision._t_pearson_grid(), computed)
+    assert len(json.loads(entry.read_text())) == len(decision.RHO_GRID)
+    decision._t_pearson_grid.cache_clear()

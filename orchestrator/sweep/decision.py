@@ -85,7 +85,24 @@ def _t_pearson_grid() -> np.ndarray:
     """Per RHO_GRID Spearman correlation: the t copula's (T_DF) correlation parameter. Spearman's rho of a normal
     variance mixture X = sqrt(W) Z is (6 / pi) E[arcsin(r W / sqrt((W + W')(W + W'')))] with W, W', W'' iid
     (Heinen and Valdesogo; checked by simulation in tests); W = T_DF / chi2(T_DF), a fixed-seed Monte Carlo of
-    400,000 triples (error about 0.001), inverted by interpolation."""
+    400,000 triples (error about 0.001), inverted by interpolation. About 1.5-3 s of every process that bounds an
+    SRCC (a run, `hwnas validate`): kept in hwnas's disk cache (``orchestrator/disk_cache.py``), keyed by T_DF and
+    this module's text."""
+    from orchestrator import disk_cache
+
+    key = f"df{T_DF}-{disk_cache.code_version('sweep/decision.py')}"
+    return disk_cache.cached("t-copula-grid", key, _t_pearson_grid_computed, lambda g: [float(v) for v in g],
+                             _grid_of)
+
+
+def _grid_of(raw: list) -> np.ndarray:
+    g = np.asarray(raw, dtype=float)
+    if g.shape != RHO_GRID.shape or not np.isfinite(g).all():
+        raise ValueError(f"not a grid of {len(RHO_GRID)} numbers")
+    return g
+
+
+def _t_pearson_grid_computed() -> np.ndarray:
     rng = np.random.default_rng([20_261_201, round(T_DF * 1000)])
     w = T_DF / rng.chisquare(T_DF, (3, 400_000))
     c = w[0] / np.sqrt((w[0] + w[1]) * (w[0] + w[2]))

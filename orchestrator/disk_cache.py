@@ -1,0 +1,100 @@
+"""hwnas's disk cache: small results of pure computations that every run would otherwise compute again, kept as
+one JSON file per entry, each keyed by a hash of everything it depends on (its inputs and the text of the
+modules that compute it, so a change to either starts a new entry rather than reading an old one).
+
+Where: ``$HWNAS_CACHE_DIR`` if set (``off`` turns the cache off), else ``$XDG_CACHE_HOME/hwnas``, else
+``~/.cache/hwnas``; one folder per kind of entry. A file that cannot be read or written is ignored (computed
+instead; a debug log line says why): the cache only ever saves time, and a hit is exactly the computed value
+(JSON keeps a float's every digit). What uses it: the multi transfer's meta-learned selection
+(``latency/selection_cache.py``) and the t copula's correlation grid (``sweep/decision.py``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+ENV = "HWNAS_CACHE_DIR"
+OFF = "off"
+T = TypeVar("T")
+
+
+def cache_dir() -> Path | None:
+    """The cache's root directory (see the module doc); None when ``$HWNAS_CACHE_DIR`` is ``off``."""
+    env = os.environ.get(ENV, "").strip()
+    if env.lower() == OFF:
+        return None
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "hwnas"
+
+
+@functools.cache
+def code_version(*modules: str) -> str:
+    """A hash of the text of ``modules`` (paths relative to the orchestrator package, e.g. 'ranks.py')."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.blake2b(digest_size=16)
+    for rel in modules:
+        h.update(rel.encode())
+        h.update((root / rel).read_bytes())
+    return h.hexdigest()
+
+
+def lookup(kind: str, key: str, decode: Callable[[Any], T]) -> T | None:
+    """``decode`` of the JSON stored under ``kind``/``key``; None where there is none, the cache is off, or the
+    entry cannot be read or decoded (``decode`` raises ValueError or TypeError for a value it does not take)."""
+    root = cache_dir()
+    if root is None:
+        return None
+    path = root / kind / f"{key}.json"
+    try:
+        hit = decode(json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError, IndexError) as e:  # damaged: computed again, rewritten
+        log.debug("cache entry %s not used (%s); computing it", path, e)
+        return None
+    log.debug("from the cache: %s", path)
+    return hit
+
+
+def store(kind: str, key: str, value: Any) -> None:
+    """Keep the JSON of ``value`` under ``kind``/``key`` (atomically: a temp file renamed); an unwritable cache
+    is skipped."""
+    root = cache_dir()
+    if root is None:
+        return
+    path = root / kind / f"{key}.json"
+    text = json.dumps(value)
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        log.debug("not cached at %s: %s", path, e)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def cached(kind: str, key: str, compute: Callable[[], T], encode: Callable[[T], Any],
+           decode: Callable[[Any], T]) -> T:
+    """The value stored under ``kind``/``key``, else ``compute()``, stored as ``encode(value)``."""
+    hit = lookup(kind, key, decode)
+    if hit is not None:
+        return hit
+    value = compute()
+    store(kind, key, encode(value))
+    return value
