@@ -129,10 +129,11 @@ def cmd_measure(args: argparse.Namespace) -> int:
     if device.deterministic:  # a table or a simulator: nothing to time
         values = device.latency_ms(ids)
     else:
+        from orchestrator.errors import ArchitectureRefused
         from orchestrator.latency.devices.measured import measure_skipping_refused
 
         with _progress(len(ids), f"measuring on {device.name}") as bar:
-            def on_refused(r: Exception) -> None:  # this architecture only: its artefact failed a check
+            def on_refused(r: ArchitectureRefused) -> None:  # this architecture only: its artefact failed a check
                 refused[r.arch_id] = str(r)
                 bar.update(1)
                 log.warning("%s refused %s, skipped: %s", device.name, r.arch_id, r)

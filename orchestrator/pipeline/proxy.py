@@ -45,7 +45,7 @@ def measure_proxy(ctx: Context, device: Any, ids: list[str]) -> tuple[list[str],
     artefact failed an output check): skipped, listed in summary.json ``refused_architectures`` under
     '<proxy> (proxy samples)', the predictor fit on the rest. A device that refuses more than half of them is
     broken (or its check too strict): a DeviceError naming the fix, what was measured kept in the log only."""
-    from orchestrator.latency.devices.measured import measure_skipping_refused
+    from orchestrator.latency.devices.measured import latencies_skipping_refused
 
     name = ctx.plan.proxy
     refused = ctx.refused.setdefault(f"{name} (proxy samples)", {})
@@ -61,9 +61,7 @@ def measure_proxy(ctx: Context, device: Any, ids: list[str]) -> tuple[list[str],
                               f"this many cannot be trusted to measure the rest; fix its check or its options "
                               f"(e.g. a larger tolerance), or choose another proxy. Last refusal: {r}") from None
 
-    done, ys = measure_skipping_refused(lambda rest: np.asarray(device.latency_ms(rest), dtype=float), ids,
-                                        on_refused, lambda p: p.median_ms)
-    return done, np.asarray(ys, dtype=float)
+    return latencies_skipping_refused(device, ids, on_refused)
 
 
 def proxy_stage(ctx: Context) -> tuple[Any, LatencyTable]:

@@ -156,7 +156,7 @@ def measure_ids(ctx: Context, target: Target, ids: Sequence[str]) -> tuple[list[
     measured before it kept, and the rest measured; each refusal is recorded (``ctx.refused[target]``, a
     warning naming it). More refusals than ``refusal_limit`` on one target raise a DeviceError: the target ends
     (``target_failed``), as for any device failure."""
-    from orchestrator.latency.devices.measured import measure_skipping_refused
+    from orchestrator.latency.devices.measured import latencies_skipping_refused
 
     refused = ctx.refused.setdefault(target.name, {})
 
@@ -171,9 +171,7 @@ def measure_ids(ctx: Context, target: Target, ids: Sequence[str]) -> tuple[list[
                               "many cannot be trusted to measure the rest; fix its check or its options "
                               f"(summary.json refused_architectures lists them). Last refusal: {r}") from None
 
-    done, ys = measure_skipping_refused(lambda rest: np.asarray(target.device.latency_ms(rest), dtype=float),
-                                        ids, on_refused, lambda p: p.median_ms)
-    return done, np.asarray(ys, dtype=float)
+    return latencies_skipping_refused(target.device, ids, on_refused)
 
 
 def measure_first_round(ctx: Context, shared: SweepShared, target: Target, k: int) -> tuple[list[str], np.ndarray]:

@@ -108,6 +108,15 @@ def measure_skipping_refused(measure: Callable[[list[str]], Sequence[T]], arch_i
     return done, values
 
 
+def latencies_skipping_refused(device: Any, arch_ids: Sequence[str],
+                               on_refused: Callable[[ArchitectureRefused], None]) -> tuple[list[str], np.ndarray]:
+    """:func:`measure_skipping_refused` over ``device.latency_ms``: (the ids measured, in order; their latencies
+    in ms, a float array)."""
+    done, ys = measure_skipping_refused(lambda rest: np.asarray(device.latency_ms(rest), dtype=float), arch_ids,
+                                        on_refused, lambda p: p.median_ms)
+    return done, np.asarray(ys, dtype=float)
+
+
 class MeasuredOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
