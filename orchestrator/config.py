@@ -20,10 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from orchestrator.errors import ConfigError
 from orchestrator.latency.devices.protocol import DeviceSpec
 from orchestrator.latency.measurement import MeasurementProtocol
-from orchestrator.search.dnas import DnasConfig
-from orchestrator.supernet.data import DataConfig
-from orchestrator.supernet.evaluate import EvalConfig
-from orchestrator.supernet.train import TrainConfig
+from orchestrator.search.dnas_settings import DnasConfig
+from orchestrator.supernet.settings import DataConfig, EvalConfig, TrainConfig
 from search_spaces.base import SpaceSpec
 
 # Bounds on every count and size, checked at validation (issue 24.6): a number beyond them is a typo or an attack,

@@ -181,6 +181,22 @@ def test_a_reader_that_leaves_is_not_an_error(tmp_path):
     err = p.stderr.read().decode()
     assert p.wait(60) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
 
+def test_validate_does_not_import_torch():
+    """`hwnas validate` of the Quickstart config (a supernet source, DNAS settings, measured devices' protocol)
+    reads and checks it without importing torch (2.5 s of every validate here): the pydantic settings live in
+    torch-free modules (supernet/settings.py, search/dnas_settings.py)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cfg = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml"
+    code = ("import sys\nfrom orchestrator.cli import main\ntry:\n    main(['validate', sys.argv[1]])\n"
+            "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO TORCH')")
+    p = subprocess.run([sys.executable, "-c", code, str(cfg)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip().splitlines()[-1] == "NO TORCH", p.stdout + p.stderr
+
+
 
 def _finished_run(d, source: dict, targets: list[dict]):
     """A run dir as `hwnas run` leaves it (summary.json, pipeline.json with the config), for report/compare."""

@@ -31,42 +31,19 @@ import pickle
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.errors import DataError
 from orchestrator.registry import Registry
+from orchestrator.supernet.settings import DataConfig
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-
-
-class DataConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: Literal["digits", "npz", "imagefolder", "cifar10", "cifar100", "synthetic"] = "digits"
-    root: str | None = Field(None, description="npz: the .npz file; imagefolder: the directory of class "
-                                               "sub-folders; cifar10/100: the directory of the python-pickle files")
-    resolution: int = Field(32, ge=8, description="images are scaled to resolution x resolution")
-    resize: bool = Field(False, description="imagefolder: resize every image to the resolution; without it a "
-                                            "folder of mixed image sizes is refused")
-    val_fraction: float = Field(0.2, gt=0, lt=1, description="share of the training images held out (per class) "
-                                                             "as the validation split")
-    crop_padding: int | None = Field(None, ge=0, description="random-crop padding in pixels (default: 4, as for "
-                                                            "CIFAR; 0 for digits)")
-    workers: int = Field(0, ge=0, description="imagefolder: DataLoader worker processes reading the files")
-    norm_images: int = Field(2000, ge=16, description="imagefolder: training images read to compute the "
-                                                      "per-channel mean and std")
-    synthetic_size: int = Field(2048, ge=16)
-    num_classes: int = Field(10, ge=2, description="synthetic only")
-    max_train: int | None = Field(None, ge=16, description="use only N training images (a seeded random subset; "
-                                                           "quick runs)")
-    seed: int = 0
 
 
 class ImageFiles:

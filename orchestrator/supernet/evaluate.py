@@ -16,22 +16,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from orchestrator.errors import DataError
 from orchestrator.supernet.data import Dataset, Images, at_resolution, eval_batches
+from orchestrator.supernet.settings import EvalConfig
 from search_spaces.base import searched_resolution
-
-
-class EvalConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    calib_batches: int = Field(8, ge=1, description="training batches for BatchNorm recalibration")
-    calib_batch_size: int = Field(64, ge=2)
-    batch_size: int = Field(256, ge=1, description="validation batch size")
-    max_val: int | None = Field(None, ge=1, description="evaluate on the first N validation images only")
-    device: str = "cpu"
 
 
 @dataclass(frozen=True)

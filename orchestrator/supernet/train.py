@@ -23,12 +23,11 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from orchestrator.errors import ConfigError
@@ -40,31 +39,11 @@ from orchestrator.supernet.checkpoint import (
     set_rng_state,
 )
 from orchestrator.supernet.data import Dataset, at_resolution, steps_per_epoch, train_batches
+from orchestrator.supernet.settings import TrainConfig
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "last.pt"
-
-
-class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: int = Field(5, ge=1)
-    batch_size: int = Field(64, ge=1)
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(0.05, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(1e-4, ge=0)
-    warmup_epochs: float = Field(1.0, ge=0)
-    n_random: int = Field(2, ge=0, description="random subnets per sandwich step (besides largest and smallest)")
-    distill: bool = Field(True, description="in-place distillation from the largest subnet")
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
-    grad_clip: float | None = Field(5.0, gt=0)
-    amp: Literal["auto", "on", "off"] = Field("auto", description="mixed precision (CUDA only; auto = on with CUDA)")
-    channels_last: Literal["auto", "on", "off"] = "auto"
-    augment: bool = True
-    device: str = Field("auto", description="'auto' (CUDA if present), 'cpu', 'cuda' or 'cuda:N'")
-    seed: int = 0
 
 
 def resolve_device(name: str) -> torch.device:
