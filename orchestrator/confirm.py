@@ -185,8 +185,10 @@ def confirm(run_dir: str | Path, cfg: ConfirmConfig | None = None, progress: boo
                                   reduction_factor=cfg.reduction_factor)
         tuner = tune.Tuner(
             trainable, param_space={**base, "arch": tune.grid_search(sorted(archs))},
+            # reuse_actors: a trial starts in the process of one that ended (Ray's default is a new process
+            # per trial: 5-6 s of imports and start-up before each architecture's first epoch here)
             tune_config=tune.TuneConfig(metric="accuracy", mode="max", scheduler=scheduler,
-                                        max_concurrent_trials=cfg.max_concurrent or None),
+                                        max_concurrent_trials=cfg.max_concurrent or None, reuse_actors=True),
             run_config=tune.RunConfig(name="tune", storage_path=str(storage), verbose=1 if progress else 0,
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                                       failure_config=tune.FailureConfig(max_failures=0)))

@@ -63,6 +63,10 @@ def test_confirm_trains_the_fronts_and_survives_a_kill(tmp_path, ray_cluster):
     good = [r for r in out["architectures"] if r["status"] != "error"]
     assert good and all(0 < r["confirmed"] <= 100 and 1 <= r["epochs"] <= 3 for r in good)
     assert any(r["status"] == "trained" for r in good) and (run / "confirm" / "confirm.png").stat().st_size > 0
+    reports = [f.read_text().splitlines() for f in tune_dir.glob("*/result.json")]
+    last_pid = [json.loads(lines[-1])["pid"] for lines in reports if lines]
+    assert len(last_pid) == len(archs) - 1  # every trial but the failing one reported
+    assert len(set(last_pid)) < len(last_pid), last_pid  # trials reused a process (reuse_actors: 5-6 s each)
     from mlflow.tracking import MlflowClient
 
     c = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
