@@ -46,11 +46,15 @@ def pytest_collection_modifyitems(config, items):
 def _hwnas_cache(tmp_path_factory):
     """hwnas's disk cache (``orchestrator/disk_cache.py``) in this session's temp dir: shared by
     the session's tests and the processes they start (the environment is inherited), never the user's own
-    ~/.cache/hwnas, and empty at the start of every session (each selection is computed once per session)."""
+    ~/.cache/hwnas, and empty at the start of every session (each selection is computed once per session).
+    ``$HWNAS_TEST_CACHE_DIR``, where set, is used instead: `.ci/run` gives its two pytest sessions one such
+    folder, empty at the first, so the second (the fast tests at the floor versions) reads what the first
+    computed (the test_pipeline module's run spent 68 s of the second session on it)."""
     from orchestrator.disk_cache import ENV
 
     before = os.environ.get(ENV)
-    os.environ[ENV] = str(tmp_path_factory.mktemp("hwnas-cache"))
+    shared = os.environ.get("HWNAS_TEST_CACHE_DIR", "").strip()
+    os.environ[ENV] = shared or str(tmp_path_factory.mktemp("hwnas-cache"))
     yield
     if before is None:
         os.environ.pop(ENV, None)
