@@ -181,6 +181,7 @@ def test_a_reader_that_leaves_is_not_an_error(tmp_path):
     err = p.stderr.read().decode()
     assert p.wait(60) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
 
+
 def test_validate_does_not_import_torch():
     """`hwnas validate` of the Quickstart config (a supernet source, DNAS settings, measured devices' protocol)
     reads and checks it without importing torch (2.5 s of every validate here): the pydantic settings live in
@@ -195,7 +196,6 @@ def test_validate_does_not_import_torch():
             "print('TORCH' if 'torch' in sys.modules else 'NO TORCH')")
     p = subprocess.run([sys.executable, "-c", code, str(cfg)], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stdout.strip().splitlines()[-1] == "NO TORCH", p.stdout + p.stderr
-
 
 
 def _finished_run(d, source: dict, targets: list[dict]):

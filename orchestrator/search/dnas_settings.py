@@ -47,4 +47,3 @@ class DnasConfig(BaseModel):
     supernet_options: dict[str, Any] | None = Field(None, description="space options of the searched supernet "
                                                                        "(scaled down); None = "
                                                                        "accuracy.supernet.options")
-

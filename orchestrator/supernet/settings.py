@@ -33,7 +33,6 @@ class DataConfig(BaseModel):
     seed: int = 0
 
 
-
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -55,7 +54,6 @@ class TrainConfig(BaseModel):
     seed: int = 0
 
 
-
 class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -64,4 +62,3 @@ class EvalConfig(BaseModel):
     batch_size: int = Field(256, ge=1, description="validation batch size")
     max_val: int | None = Field(None, ge=1, description="evaluate on the first N validation images only")
     device: str = "cpu"
-
