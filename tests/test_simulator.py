@@ -45,6 +45,31 @@ def test_roofline_follows_the_work(space):
         assert slow > fast
 
 
+@pytest.mark.parametrize("space_name", ["nb201", "mobilenetv3"])
+def test_a_layer_profile_is_the_documented_roofline_work_of_each_layer(space_name):
+    """FLOPs and bytes per layer, computed one layer at a time from the network's layer list by the formulas of
+    the module doc, equal the vectorised profile (a space with a closed-form layer list and one costed by hooks)."""
+    from search_spaces.base import get_space
+    from search_spaces.costs import network_layers
+
+    sp = get_space(space_name)
+    arch = sp.sample(np.random.default_rng(3))
+    flops, moved, kinds = [], [], []
+    for x in network_layers(sp, arch):
+        if x.kind in ("conv", "dwconv", "linear"):
+            flops.append(2.0 * x.n_out * x.macs_per_out)
+            moved.append(4.0 * (x.n_in + x.n_out + x.weights))
+        else:
+            flops.append(float(x.n_in))
+            moved.append(8.0 * x.n_in if x.kind == "elementwise" else 4.0 * (x.n_in + x.n_out))
+        kinds.append(x.kind)
+    p = layer_profile(sp, arch)
+    assert [("conv", "dwconv", "pool", "elementwise", "linear")[t] for t in p.types] == kinds
+    np.testing.assert_array_equal(p.flops, flops)
+    np.testing.assert_array_equal(p.bytes, moved)
+    assert len(kinds) > 10 and "conv" in kinds and "elementwise" in kinds
+
+
 def test_hardware_is_a_function_of_the_seed():
     assert draw_hardware(7).as_dict() == draw_hardware(7).as_dict()
     assert draw_hardware(7).as_dict() != draw_hardware(8).as_dict()

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 LAYER_TYPES = ("conv", "dwconv", "pool", "elementwise", "linear")
 _T = {t: i for i, t in enumerate(LAYER_TYPES)}
+_COMPUTE = np.isin(np.arange(len(LAYER_TYPES)), [_T["conv"], _T["dwconv"], _T["linear"]])  # per type: FLOPs-bound
 PREFIX = "sim:"
 
 
@@ -58,12 +59,12 @@ def _profile(space: SearchSpace, arch: Mapping[str, Any]) -> LayerProfile:
     if not layers:
         raise DeviceError(f"simulated device: the {space.name} network for {space.arch_id(arch)} has no layers "
                           f"it can cost")
-    types = np.array([_T[x.kind] for x in layers], dtype=np.int64)
-    n_in = np.array([x.n_in for x in layers], dtype=float)
-    n_out = np.array([x.n_out for x in layers], dtype=float)
-    weights = np.array([x.weights for x in layers], dtype=float)
-    macs = np.array([x.macs_per_out for x in layers], dtype=float)
-    compute = np.isin(types, [_T["conv"], _T["dwconv"], _T["linear"]])
+    # one array of the layers' numbers (type, n_in, n_out, weights, macs per output): the whole space's cells
+    # are profiled in one run, so per-layer array building is kept to a single conversion
+    rows = np.array([(_T[x.kind], x.n_in, x.n_out, x.weights, x.macs_per_out) for x in layers], dtype=float)
+    types = rows[:, 0].astype(np.int64)
+    n_in, n_out, weights, macs = rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4]
+    compute = _COMPUTE[types]
     ewise = types == _T["elementwise"]
     flops = np.where(compute, 2.0 * n_out * macs, n_in)
     moved = np.where(compute, 4.0 * (n_in + n_out + weights), np.where(ewise, 8.0 * n_in, 4.0 * (n_in + n_out)))
