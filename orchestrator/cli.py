@@ -139,7 +139,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
                 log.warning("%s refused %s, skipped: %s", device.name, r.arch_id, r)
 
             ids, samples = measure_skipping_refused(lambda rest: device.samples(rest, bar.update), ids, on_refused,
-                                                    lambda p: p)
+                                                    lambda p: p, lambda p: p.median_ms, device.name)
         if not ids:
             raise HwnasError(f"{device.name} refused every one of the {len(refused)} architectures (last: "
                              f"{next(reversed(refused.values()))}); nothing written to {args.out}")

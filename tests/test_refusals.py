@@ -151,7 +151,7 @@ def test_measuring_past_refusals_keeps_order_and_what_was_measured(tmp_path, sma
     ids = _ids(small_space, 5)
     dev = _refusing_device(tmp_path, small_space, "2|4")
     seen = []
-    got, values = measure_skipping_refused(dev.samples, ids, seen.append, lambda p: p)
+    got, values = measure_skipping_refused(dev.samples, ids, seen.append, lambda p: p, MS, dev.name)
     assert got == [ids[0], ids[2], ids[4]] and [s.arch for s in values] == got
     assert [s.median_ms for s in values] == [1.5, 3.5, 5.5]  # model n prints n.5: each measured once
     assert [r.arch_id for r in seen] == [ids[1], ids[3]]
@@ -160,11 +160,43 @@ def test_measuring_past_refusals_keeps_order_and_what_was_measured(tmp_path, sma
         raise DeviceError(f"enough: {r.arch_id}")
 
     with pytest.raises(DeviceError, match="enough"):
-        measure_skipping_refused(_refusing_device(tmp_path / "b", small_space, "1").samples, ids, stop, lambda p: p)
+        measure_skipping_refused(_refusing_device(tmp_path / "b", small_space, "1").samples, ids, stop, lambda p: p,
+                                 MS, "b")
     failing = get_device("command:y", small_space, command="false {model}", local=True)
     with pytest.raises(DeviceError, match="exited with status 1"):
-        measure_skipping_refused(failing.samples, ids, seen.append, lambda p: p)
+        measure_skipping_refused(failing.samples, ids, seen.append, lambda p: p, MS, failing.name)
     assert len(seen) == 2
+
+
+def _ms(sample: LatencySample) -> float:
+    return sample.median_ms
+
+
+MS = _ms
+
+
+@pytest.mark.parametrize("printed", ["0", "0.0", "nan", "inf"])
+def test_a_latency_that_is_not_positive_and_finite_is_refused_with_the_device_named(tmp_path, small_space, printed):
+    """A real command device whose program prints median_ms=0 (or nan, inf) for model 2 of 4: that architecture is
+    refused with the device and the value named, the other three kept in order; a whole run's transfer never sees
+    the value (it ended the run with 'target latencies must be positive and finite' before)."""
+    from orchestrator.latency.devices.measured import latencies_skipping_refused, measure_skipping_refused
+
+    ids = _ids(small_space, 4)
+    script = _script(tmp_path, "zero", f'n=$(( $(cat {tmp_path}/calls 2>/dev/null || echo 0) + 1 )); '
+                                       f'echo $n > {tmp_path}/calls\n'
+                                       f'case $n in 2) echo "median_ms={printed}";; *) echo "median_ms=$n.5";; esac\n')
+    dev = get_device("command:zero", small_space, command=f"sh {script} {{model}}", local=True,
+                     regex=r"median_ms=(?P<ms>[0-9.]+|nan|inf)")
+    seen = []
+    got, values = measure_skipping_refused(dev.samples, ids, seen.append, lambda p: p, MS, dev.name)
+    assert got == [ids[0], ids[2], ids[3]] and [s.median_ms for s in values] == [1.5, 3.5, 4.5]
+    assert [r.arch_id for r in seen] == [ids[1]]
+    assert "command:zero reported a latency of" in str(seen[0]) and "not a positive finite number" in str(seen[0])
+    (tmp_path / "calls").unlink()
+    seen.clear()
+    got, ys = latencies_skipping_refused(dev, ids, seen.append)  # the sweep's and the proxy's path
+    assert got == [ids[0], ids[2], ids[3]] and list(ys) == [1.5, 3.5, 4.5] and len(seen) == 1
 
 
 def test_a_measured_proxy_skips_what_it_refuses_and_gives_up_past_half(tmp_path, small_space):

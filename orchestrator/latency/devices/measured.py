@@ -82,11 +82,15 @@ def raise_if_refused(error: BaseException, measured_before: Sequence[LatencySamp
 
 def measure_skipping_refused(measure: Callable[[list[str]], Sequence[T]], arch_ids: Sequence[str],
                               on_refused: Callable[[ArchitectureRefused], None],
-                              from_partial: Callable[[LatencySample], T]) -> tuple[list[str], list[T]]:
+                              from_partial: Callable[[LatencySample], T],
+                              latency_of: Callable[[T], float], device_name: str) -> tuple[list[str], list[T]]:
     """``measure(arch_ids)`` (a device's ``latency_ms`` or ``samples``), going past each architecture the device
     refuses: what the call measured before a refusal is kept (``from_partial`` turns its partial samples into
     ``measure``'s values), ``on_refused`` is told of the refusal (it may raise, e.g. past a limit), and the rest
-    is measured by another call. Returns (the ids measured, in order; their values). Any other error propagates."""
+    is measured by another call. A value whose latency (``latency_of``, ms) is not a positive finite number (a
+    command device whose program printed 0 or nan) is refused the same way, named with ``device_name``: no
+    predictor can be fitted on it. Returns (the ids measured, in order; their values). Any other error
+    propagates."""
     done: list[str] = []
     values: list[T] = []
     rest = list(arch_ids)
@@ -96,16 +100,30 @@ def measure_skipping_refused(measure: Callable[[list[str]], Sequence[T]], arch_i
         except ArchitectureRefused as e:
             r = refusal(e) or e
             n = len(r.partial)
-            done += rest[:n]
-            values += [from_partial(p) for p in r.partial]
+            _keep_valid(rest[:n], [from_partial(p) for p in r.partial], latency_of, device_name, on_refused,
+                        done, values)
             at = rest.index(r.arch_id, n) if r.arch_id in rest[n:] else n  # the one after the partial samples
             on_refused(r)
             rest = rest[at + 1:]
             continue
-        done += rest
-        values += got
+        _keep_valid(rest, got, latency_of, device_name, on_refused, done, values)
         break
     return done, values
+
+
+def _keep_valid(ids: Sequence[str], got: Sequence[T], latency_of: Callable[[T], float], device_name: str,
+                on_refused: Callable[[ArchitectureRefused], None], done: list[str], values: list[T]) -> None:
+    """Append to ``done``/``values`` each measured (id, value) whose latency is positive and finite; refuse the
+    others through ``on_refused``."""
+    for a, v in zip(ids, got, strict=True):
+        ms = float(latency_of(v))
+        if np.isfinite(ms) and ms > 0:
+            done.append(a)
+            values.append(v)
+        else:
+            on_refused(ArchitectureRefused(f"{device_name} reported a latency of {ms!r} ms for {a}: not a positive "
+                                           f"finite number (check what the device's runtime or command printed)",
+                                           a))
 
 
 def latencies_skipping_refused(device: Any, arch_ids: Sequence[str],
@@ -113,7 +131,7 @@ def latencies_skipping_refused(device: Any, arch_ids: Sequence[str],
     """:func:`measure_skipping_refused` over ``device.latency_ms``: (the ids measured, in order; their latencies
     in ms, a float array)."""
     done, ys = measure_skipping_refused(lambda rest: np.asarray(device.latency_ms(rest), dtype=float), arch_ids,
-                                        on_refused, lambda p: p.median_ms)
+                                        on_refused, lambda p: p.median_ms, float, device.name)
     return done, np.asarray(ys, dtype=float)
 
 
