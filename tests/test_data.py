@@ -180,6 +180,68 @@ def test_cifar_validation_is_carved_from_training_images(tmp_path):
     assert not any(torch.allclose(v, t, atol=1e-4) for v in raw_val for t in test_t)
 
 
+def _rewrite_batch(d, name, **entries):
+    with open(d / name, "rb") as f:
+        batch = pickle.load(f, encoding="bytes")
+    batch.update({k.encode(): v for k, v in entries.items()})
+    with open(d / name, "wb") as f:
+        pickle.dump(batch, f)
+
+
+@pytest.mark.parametrize("entries, error", [
+    ({"labels": list(range(10)) * 1 + [0] * 5}, r"data_batch_2: labels has 15 labels for 20 images"),
+    ({"labels": [-1] + [0] * 19}, r"data_batch_2: labels has negative class index -1"),
+    ({"labels": [10] + [0] * 19}, r"data_batch_2: labels has class index 10; CIFAR-10 labels are 0..9"),
+    ({"labels": ["cat"] * 20}, r"data_batch_2: labels must be a 1-D integer array"),
+    ({"labels": {"a": 1}}, r"data_batch_2: labels must be a 1-D integer array"),
+    ({"data": np.full((20, 3072), 0.5, np.float32)}, r"data_batch_2: data is float32 in \[0.5, 0.5\]; CIFAR rows "
+                                                      r"are uint8 pixel values 0..255"),
+    ({"data": np.full((20, 3072), 300, np.int64)}, r"data is int64 in \[300, 300\]"),
+])
+def test_cifar_batches_refuse_what_a_cast_or_a_split_would_silently_change(tmp_path, entries, error):
+    """Labels fewer than images (they were split on the labels' count: every later image took another's label),
+    labels outside 0..9 or not integers, pixels that are not uint8 0..255 (float [0, 1] became zeros, 300
+    wrapped to 44): each refused naming the batch file, as the npz reader does (found by a break test)."""
+    d = write_fake_cifar(tmp_path)
+    _rewrite_batch(d, "data_batch_2", **entries)
+    with pytest.raises(DataError, match=error):
+        load_dataset(DataConfig(name="cifar10", root=str(tmp_path)))
+
+
+def test_cifar_integer_pixels_in_range_are_read_as_uint8(tmp_path):
+    d = write_fake_cifar(tmp_path)
+    before = load_dataset(DataConfig(name="cifar10", root=str(tmp_path)))
+    with open(d / "data_batch_2", "rb") as f:
+        data = pickle.load(f, encoding="bytes")[b"data"]
+    _rewrite_batch(d, "data_batch_2", data=data.astype(np.int64), labels=np.arange(20) % 10)
+    after = load_dataset(DataConfig(name="cifar10", root=str(tmp_path)))
+    assert torch.equal(before.x_train, after.x_train) and torch.equal(before.y_train, after.y_train)
+
+
+def test_npz_refuses_non_finite_constant_and_empty_images(tmp_path):
+    """nan or inf pixels, every image the same constant, no training image: each refused before any work (a
+    zero-cost estimate on them gave every architecture the same floor score, rc 0; an empty split a bare
+    RuntimeError)."""
+    x = np.random.default_rng(0).random((6, 3, 8, 8)).astype(np.float32)
+    y = np.arange(6) % 2
+    bad = x.copy()
+    bad[4, 1, 2, 3] = np.inf
+    np.savez(tmp_path / "inf.npz", x_train=bad, y_train=y, x_test=x, y_test=y)
+    with pytest.raises(DataError, match=r"x_train has 1 pixel values that are nan or infinite \(image 4 first\)"):
+        load_dataset(DataConfig(name="npz", root=str(tmp_path / "inf.npz")))
+    np.savez(tmp_path / "nan.npz", x_train=x, y_train=y, x_test=np.full_like(x, np.nan), y_test=y)
+    with pytest.raises(DataError, match=r"x_test has 1152 pixel values that are nan"):
+        load_dataset(DataConfig(name="npz", root=str(tmp_path / "nan.npz")))
+    np.savez(tmp_path / "const.npz", x_train=np.zeros((6, 8, 8, 3), np.uint8), y_train=y,
+             x_test=np.zeros((6, 8, 8, 3), np.uint8), y_test=y)
+    with pytest.raises(DataError, match="every training image is the constant 0"):
+        load_dataset(DataConfig(name="npz", root=str(tmp_path / "const.npz")))
+    np.savez(tmp_path / "empty.npz", x_train=np.zeros((0, 8, 8, 3), np.uint8), y_train=np.zeros(0, np.int64),
+             x_test=np.zeros((6, 8, 8, 3), np.uint8), y_test=y)
+    with pytest.raises(DataError, match="empty.npz: x_train has no images"):
+        load_dataset(DataConfig(name="npz", root=str(tmp_path / "empty.npz")))
+
+
 def test_digits_default_is_unchanged_in_size():
     data = load_dataset(DataConfig())
     assert len(data.y_train) + len(data.y_val) == 1797 and data.x_test is None and not data.flip

@@ -190,6 +190,12 @@ def in_memory(name: str, x: torch.Tensor, y: torch.Tensor, cfg: DataConfig, num_
               crop_padding: int = 4) -> Dataset:
     """Images (N, C, H, W) in [0, 1] -> a Dataset: validation carved from ``x`` (stratified, seeded), training
     truncated to ``max_train``, every split normalised with the training split's per-channel statistics."""
+    if len(y) == 0:
+        raise DataError(f"{name}: no training images; a dataset needs training images to carve a validation "
+                        f"split from and to normalise with")
+    if float(x.amax()) == float(x.amin()):
+        raise DataError(f"{name}: every training image is the constant {float(x.amax()):g}; nothing can be "
+                        f"learned or ranked on it (check how the images were written)")
     x = _resize(x, cfg.resolution)
     tr, va = _split(len(y), y.numpy(), cfg.val_fraction, cfg.seed)
     tr = _limit(tr, cfg)
@@ -230,6 +236,10 @@ def _npz_images(arr: np.ndarray, path: Path, key: str) -> torch.Tensor:
             raise DataError(f"{path}: {key} is {arr.dtype} with shape {arr.shape}; float images must be "
                             f"(N, C, H, W) with C 1 or 3 (uint8 images are (N, H, W, C))")
         x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        bad = ~torch.isfinite(x)
+        if bool(bad.any()):
+            raise DataError(f"{path}: {key} has {int(bad.sum())} pixel values that are nan or infinite (image "
+                            f"{int(bad.flatten(1).any(1).nonzero()[0])} first); images must be finite numbers")
     else:
         raise DataError(f"{path}: {key} has dtype {arr.dtype}; expected uint8 (N, H, W, C) or float (N, C, H, W)")
     return x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x
@@ -266,6 +276,9 @@ def load_npz(cfg: DataConfig) -> Dataset:
     xt = _npz_images(arrays["x_test"], path, "x_test")
     y = _labels(arrays["y_train"], len(x), path, "y_train")
     yt = _labels(arrays["y_test"], len(xt), path, "y_test")
+    if len(y) == 0:
+        raise DataError(f"{path}: x_train has no images; a dataset needs training images to carve a validation "
+                        f"split from and to normalise with")
     num_classes = int(max(int(y.max()), int(yt.max()) if len(yt) else 0)) + 1
     log.info("npz %s: %d train images, %d test, %d classes", path, len(y), len(yt), num_classes)
     return in_memory("npz", x, y, cfg, num_classes, flip=True, x_test=xt, y_test=yt)
@@ -368,29 +381,43 @@ def _read_pickle(path: Path) -> dict:
     return batch
 
 
-def _cifar_arrays(batches: list[Path], label_key: bytes) -> tuple[torch.Tensor, torch.Tensor]:
+def _cifar_arrays(batches: list[Path], label_key: bytes, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     xs, ys = [], []
     for p in batches:
         b = _read_pickle(p)
         if label_key not in b:
             raise DataError(f"{p} has no {label_key!r} labels; is it the right CIFAR variant?")
-        data = np.asarray(b[b"data"], dtype=np.uint8)
+        data = np.asarray(b[b"data"])
         if data.ndim != 2 or data.shape[1] != 3072:
             raise DataError(f"{p}: data has shape {data.shape}, expected (N, 3072) CIFAR rows")
+        if data.dtype != np.uint8:  # a cast would wrap 300 to 44 and turn floats in [0, 1] into zeros
+            if not np.issubdtype(data.dtype, np.integer) or (data.size and (data.min() < 0 or data.max() > 255)):
+                lo_hi = f" in [{data.min()}, {data.max()}]" if data.size and data.dtype != object else ""
+                raise DataError(f"{p}: data is {data.dtype}{lo_hi}; CIFAR rows are uint8 pixel values 0..255")
+            data = data.astype(np.uint8)
+        labels = b[label_key]
+        try:
+            labels = np.asarray(labels)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{p}: {label_key.decode()} is not an array of class indices ({e})") from e
+        y = _labels(labels, len(data), p, label_key.decode())
+        if len(y) and int(y.max()) >= num_classes:
+            raise DataError(f"{p}: {label_key.decode()} has class index {int(y.max())}; CIFAR-{num_classes} "
+                            f"labels are 0..{num_classes - 1}")
         xs.append(data.reshape(-1, 3, 32, 32))
-        ys.append(np.asarray(b[label_key], dtype=np.int64))
+        ys.append(y)
     x = torch.from_numpy(np.concatenate(xs)).float() / 255.0
-    return x, torch.from_numpy(np.concatenate(ys))
+    return x, torch.cat(ys)
 
 
 def _load_cifar(cfg: DataConfig, variant: int) -> Dataset:
     d = _cifar_dir(cfg.root, variant)
     if variant == 10:
-        x, y = _cifar_arrays([d / f"data_batch_{i}" for i in range(1, 6)], b"labels")
-        xt, yt = _cifar_arrays([d / "test_batch"], b"labels")
+        x, y = _cifar_arrays([d / f"data_batch_{i}" for i in range(1, 6)], b"labels", 10)
+        xt, yt = _cifar_arrays([d / "test_batch"], b"labels", 10)
     else:
-        x, y = _cifar_arrays([d / "train"], b"fine_labels")
-        xt, yt = _cifar_arrays([d / "test"], b"fine_labels")
+        x, y = _cifar_arrays([d / "train"], b"fine_labels", 100)
+        xt, yt = _cifar_arrays([d / "test"], b"fine_labels", 100)
     log.info("cifar%d from %s: %d train, %d test", variant, d, len(y), len(yt))
     return in_memory(f"cifar{variant}", x, y, cfg, variant, flip=True, x_test=xt, y_test=yt)
 
