@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -209,6 +210,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     ids = read_archs(args.archs, space)
     if not ids:
         raise ConfigError(f"{args.archs} lists no architectures")
+    out = writable_out(args.out, args.archs)  # before any work: a bad --out would otherwise lose all of it
     source, column, release = build_source(args, space)
     t0 = time.perf_counter()
     values: dict[str, float] = {}
@@ -221,17 +223,54 @@ def cmd_estimate(args: argparse.Namespace) -> int:
             bar.update(min(args.chunk, len(todo) - i))
     if release is not None:
         release.release()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        w = csv.writer(f)
+    tmp = out.with_name(f".{out.name}.partial")
+    with tmp.open("w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
         w.writerow(["arch", column])
         for a in ids:
             w.writerow([a, f"{values[a]:.6g}"])
+    tmp.replace(out)
     dt = time.perf_counter() - t0
     print(f"{len(todo)} architectures, {column} from {name} in {dt:.1f}s ({dt / len(todo):.2f} s each); "
           f"wrote {out}")
     return 0
+
+
+def writable_out(out: str, archs: str) -> Path:
+    """``--out`` as a path checked before any work: not a directory, not the ``--archs`` input, in a folder
+    that exists or can be made and takes a new file. Raises ConfigError naming the problem."""
+    path = Path(out).expanduser()
+    if not out.strip() or path.is_dir():
+        raise ConfigError(f"--out {out!r} is a directory (or empty); give a CSV file path, e.g. estimates.csv")
+    if path.exists() and path.resolve() == Path(archs).expanduser().resolve():
+        raise ConfigError(f"--out {out} is the --archs file; write the estimates to another file (the input would "
+                          f"be overwritten)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".check"):
+            pass
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot write a file in {path.parent} ({e.strerror or e}); choose a "
+                          f"writable folder") from None
+    return path
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    """argparse type: an integer >= ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be {low} or more, got {v}")
+        return v
+
+    return parse
+
+
+positive_int = at_least(1)
 
 
 def add_accuracy_commands(sub: argparse._SubParsersAction) -> None:
@@ -254,13 +293,14 @@ def add_accuracy_commands(sub: argparse._SubParsersAction) -> None:
                    help="the format of --data when the guess is wrong")
     e.add_argument("--features", default="encoding", choices=["encoding", "zero_cost", "both"],
                    help="predictor: its inputs")
-    e.add_argument("--samples", type=int, default=64, help="predictor: subnets evaluated to fit it")
-    e.add_argument("--batch-size", type=int, default=64, help="zero_cost: images in the proxies' batch")
-    e.add_argument("--reference", type=int, default=32, help="zero_cost: cells that standardise each score")
-    e.add_argument("--actors", type=int, default=2, help="supernet: evaluator actors")
+    e.add_argument("--samples", type=positive_int, default=64, help="predictor: subnets evaluated to fit it")
+    e.add_argument("--batch-size", type=positive_int, default=64, help="zero_cost: images in the proxies' batch")
+    e.add_argument("--reference", type=at_least(4), default=32,
+                   help="zero_cost: cells that standardise each score (at least 4, as in a config)")
+    e.add_argument("--actors", type=positive_int, default=2, help="supernet: evaluator actors")
     e.add_argument("--max-val", type=int, help="supernet: validation images per subnet (default: all)")
-    e.add_argument("--cpus", type=int, help="CPUs of the local Ray instance (default: all)")
-    e.add_argument("--chunk", type=int, default=16, help="architectures per progress step")
+    e.add_argument("--cpus", type=positive_int, help="CPUs of the local Ray instance (default: all)")
+    e.add_argument("--chunk", type=positive_int, default=16, help="architectures per progress step")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--archs", required=True, help="CSV with a column 'arch'")
     e.add_argument("--out", required=True, help="CSV written: arch, <estimate>")

@@ -85,3 +85,41 @@ def test_the_command_builds_every_registered_accuracy_source():
 
     assert set(ESTIMATORS) == set(SOURCES.names())
     assert source_choices() == [DEFAULT, *SOURCES.names()]
+
+
+def test_a_bad_out_is_refused_before_any_work(tmp_path, archs, capsys):
+    """--out a directory, the --archs file itself, or a place no file can be written: exit 2 naming --out, before
+    the source is built (the zero_cost data below does not exist: its error would come first otherwise); before,
+    the estimates were computed and then lost in a traceback (found by a break test)."""
+    bad_source = ["--source", "zero_cost", "--data", "/nonexistent/x.npz"]
+    (tmp_path / "adir").mkdir()
+    for out, message in [(tmp_path / "adir", "is a directory"), (archs, "is the --archs file"),
+                         ("/proc/hwnas-test/x.csv", "cannot write a file in /proc/hwnas-test")]:
+        assert main(["accuracy", "estimate", *bad_source, "--archs", str(archs), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "no such file or folder" not in err
+    assert archs.read_text().startswith("arch,note")  # the input untouched
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--chunk", "0", "must be 1 or more, got 0"), ("--batch-size", "-3", "must be 1 or more, got -3"),
+    ("--reference", "2", "must be 4 or more, got 2"), ("--actors", "x", "'x' is not an integer")])
+def test_counts_below_their_minimum_are_argument_errors(tmp_path, archs, capsys, flag, value, message):
+    """--chunk 0 was a range() traceback, --batch-size 0 a bare StopIteration, --reference 0 scores left
+    unstandardised."""
+    with pytest.raises(SystemExit) as info:
+        main(["accuracy", "estimate", "--source", "table", flag, value, "--archs", str(archs), "--out",
+              str(tmp_path / "o.csv")])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_an_archs_csv_that_is_not_utf8_or_names_arch_twice_is_refused(tmp_path, capsys):
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes(b"arch,note\n" + CELLS[0].encode() + ",caf\xe9\n".encode("latin-1"))
+    twice = tmp_path / "twice.csv"
+    twice.write_text(f"arch,arch\n{CELLS[0]},{CELLS[1]}\n")
+    for path, message in [(latin, "latin1.csv is not UTF-8 text"), (twice, "2 columns named 'arch'; keep one"),
+                          (tmp_path, "is a directory; pass a CSV file")]:
+        assert main(["accuracy", "estimate", "--source", "table", "--archs", str(path), "--out",
+                     str(tmp_path / "o.csv")]) == 2
+        assert message in capsys.readouterr().err

@@ -6,6 +6,7 @@ file, line and column that hold it.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -302,24 +303,31 @@ def shipped_accuracy(column: str = "test_acc_cifar10_200ep", name: str = "shippe
 def read_archs(path: str | Path, space: SearchSpace) -> list[str]:
     """Read a CSV with a column ``arch`` (other columns ignored); canonical ids in file order."""
     path = Path(path)
+    if path.is_dir():
+        raise TableError(f"{path} is a directory; pass a CSV file with a column 'arch'")
     if not path.is_file():
         raise TableError(f"{path}: no such file; pass a CSV with a column 'arch'")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        if "arch" not in header:
-            raise TableError(f"{path}, line 1: no column 'arch' in header {header}")
-        col = header.index("arch")
-        out = []
-        for line_no, row in enumerate(reader, start=2):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if col >= len(row):
-                raise TableError(f"{path}, line {line_no}: row has no 'arch' field")
-            try:
-                out.append(space.arch_id(space.parse(row[col].strip())))
-            except ArchError as e:
-                raise TableError(f"{path}, line {line_no}, column 'arch': {e}") from None
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise TableError(f"{path} is not UTF-8 text (byte {e.start}: {e.reason}); save the CSV as UTF-8") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [h.strip() for h in next(reader, [])]
+    if "arch" not in header:
+        raise TableError(f"{path}, line 1: no column 'arch' in header {header}")
+    if header.count("arch") > 1:
+        raise TableError(f"{path}, line 1: {header.count('arch')} columns named 'arch'; keep one")
+    col = header.index("arch")
+    out = []
+    for line_no, row in enumerate(reader, start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if col >= len(row):
+            raise TableError(f"{path}, line {line_no}: row has no 'arch' field")
+        try:
+            out.append(space.arch_id(space.parse(row[col].strip())))
+        except ArchError as e:
+            raise TableError(f"{path}, line {line_no}, column 'arch': {e}") from None
     if not out:
         raise TableError(f"{path}: no architectures; list one per line under the header 'arch'")
     return out
