@@ -426,6 +426,30 @@ def _yaml_nodes(root: yaml.Node, limit: int) -> int:
     return size(root)
 
 
+def _duplicate_key(root: yaml.Node) -> tuple[str, int, int] | None:
+    """The first key given twice in one mapping of ``root`` (its text, its line and the first one's, 1-based), or
+    None. Merge keys (``<<``) are left to YAML."""
+    seen_nodes: set[int] = set()
+    stack = [root]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen_nodes:
+            continue
+        seen_nodes.add(id(n))
+        if isinstance(n, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for k, v in n.value:
+                if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                    line = k.start_mark.line + 1
+                    if k.value in first:
+                        return k.value, line, first[k.value]
+                    first[k.value] = line
+                stack += [k, v]
+        elif isinstance(n, yaml.SequenceNode):
+            stack += n.value
+    return None
+
+
 def read_yaml(path: Path) -> Any:
     """A config file's YAML, bounded: at most ``MAX_CONFIG_BYTES``, and at most ``MAX_YAML_NODES`` nodes after
     alias expansion (a "billion laughs" file is refused before anything expands it). Raises ConfigError."""
@@ -433,7 +457,11 @@ def read_yaml(path: Path) -> Any:
     if size > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: {size:,} bytes; a config is at most {MAX_CONFIG_BYTES:,} bytes: is this the "
                           f"config file?")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}: {e.reason}): is this the config file? Save "
+                          f"it as UTF-8") from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         if root is not None:
@@ -441,6 +469,10 @@ def read_yaml(path: Path) -> Any:
             if n > MAX_YAML_NODES:
                 raise ConfigError(f"{path}: its aliases (*name) expand to over {MAX_YAML_NODES:,} values; a "
                                   f"config needs a few hundred: write the values out, or remove the aliases")
+            dup = _duplicate_key(root)
+            if dup is not None:
+                raise ConfigError(f"{path}, line {dup[1]}: key {dup[0]!r} given twice in one mapping (first on line "
+                                  f"{dup[2]}); YAML would keep the last silently: keep one")
         return yaml.safe_load(text)
     except ConfigError:
         raise

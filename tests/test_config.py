@@ -90,6 +90,28 @@ def test_file_errors(tmp_path):
         load_config(top)
 
 
+def test_a_key_given_twice_and_a_file_that_is_not_utf8_are_refused(tmp_path):
+    """YAML keeps the last of two equal keys silently (``k: 10`` then ``k: 3`` validated with k = 3): refused with
+    both lines; a binary or Latin-1 file gets one line instead of a UnicodeDecodeError traceback (break test)."""
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("name: a\nsweep:\n  k: 10\n  targets: [sim:0]\n  k: 3\n")
+    with pytest.raises(ConfigError, match=r"dup.yaml, line 5: key 'k' given twice in one mapping \(first on line 3\)"):
+        load_config(dup)
+    top = tmp_path / "top.yaml"
+    top.write_text("name: a\nname: b\n")
+    with pytest.raises(ConfigError, match="line 2: key 'name' given twice"):
+        load_config(top)
+    same_key_elsewhere = tmp_path / "ok.yaml"  # one key in two different mappings is fine
+    same_key_elsewhere.write_text("name: a\nsearch: {seed: 1}\nsweep: {seed: 1}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(same_key_elsewhere)
+    assert "given twice" not in str(info.value) and "search.seed: Extra inputs" in str(info.value)
+    binary = tmp_path / "latin.yaml"
+    binary.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(ConfigError, match="latin.yaml is not UTF-8 text"):
+        load_config(binary)
+
+
 def test_run_dir_is_absolute(tmp_path):
     cfg = parse_config({"name": "r1", "output_dir": "out"})
     assert cfg.run_dir(tmp_path) == (tmp_path / "out" / "r1").resolve()
