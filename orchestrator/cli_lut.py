@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from orchestrator.errors import HwnasError
 
@@ -31,9 +32,13 @@ def cmd_lut(args: argparse.Namespace) -> int:
     if args.check < 0:
         raise HwnasError(f"--check must be 0 or more, got {args.check}")
     space = SpaceSpec(name=args.space, options=dict(args.space_option or [])).build()
-    defaults = {"threads": args.threads, "batch_size": args.batch_size, "isolate": False,
-                "protocol": MeasurementProtocol(warmup=args.warmup, repeats=args.repeats,
-                                            min_repeat_ms=args.min_repeat_ms)}
+    try:
+        protocol = MeasurementProtocol(warmup=args.warmup, repeats=args.repeats, min_repeat_ms=args.min_repeat_ms)
+    except ValidationError as e:
+        problems = "; ".join(f"--{'-'.join(map(str, err['loc'])).replace('_', '-')}: {err['msg']}"
+                             for err in e.errors())
+        raise HwnasError(f"measurement protocol: {problems}") from None
+    defaults = {"threads": args.threads, "batch_size": args.batch_size, "isolate": False, "protocol": protocol}
     device = DeviceCatalog(space).make(args.device, defaults=defaults)
     table = build_lut(device, space)
     path = write_lut(args.out, table, base_label="base_reference")

@@ -38,7 +38,13 @@ class SpaceSpec(BaseModel):
         bad = sorted(set(self.options) - set(valid))
         if bad:
             raise SpaceError(f"space {self.name!r}: unknown option(s) {bad}; valid options: {', '.join(valid)}")
-        return cls(**self.options)
+        try:
+            return cls(**self.options)
+        except SpaceError:
+            raise
+        except (TypeError, ValueError) as e:  # a value of the wrong type met deep in the space's constructor
+            raise SpaceError(f"space {self.name!r}: options {self.options} cannot be used ({e}); check each "
+                             f"value's type (hwnas list shows the spaces' options)") from None
 
     def with_options(self, **options: Any) -> SpaceSpec:
         return SpaceSpec(name=self.name, options={**self.options, **options})

@@ -90,3 +90,18 @@ def test_cli_lut_writes_a_table_and_reports_its_error(tmp_path, capsys):
     assert read_lut(out, get_space("fbnet", resolution=8, width_mult=0.1, num_classes=4)).devices == ["torch-cpu"]
     assert main(["latency", "lut", "--device", "torch-cpu", "--space-option", "resolution=7",
                  "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--repeats", "0"], "measurement protocol: --repeats: Input should be greater than or equal to 3"),
+    (["--warmup", "-1"], "--warmup: Input should be greater than or equal to 0"),
+    (["--min-repeat-ms", "nan"], "--min-repeat-ms:"),
+    (["--space-option", "width_mult=abc"], "space 'fbnet': options {'width_mult': 'abc'} cannot be used"),
+])
+def test_cli_lut_bad_protocol_or_option_values_are_one_line_errors(tmp_path, capsys, extra, message):
+    """Were a pydantic ValidationError and a TypeError traceback (break test); now exit 2 naming the flag."""
+    assert main(["latency", "lut", "--device", "torch-cpu", "--out", str(tmp_path / "x.csv"), "--check", "0",
+                 *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "x.csv").exists()
