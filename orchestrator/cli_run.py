@@ -79,6 +79,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 128 + int(signum)
     print(format_summary(summary))
     print_closing(cfg, summary, time.perf_counter() - t0)
+    failed = summary.get("failed_targets") or {}
+    if failed and not summary.get("targets"):  # a script or CI must see that the sweep produced nothing
+        print(f"hwnas: error: every target failed ({len(failed)}: {', '.join(failed)}; the reasons are above and "
+              f"in summary.json); the search's front is kept in {cfg.run_dir()}", file=sys.stderr)
+        return 1
     return 0
 
 

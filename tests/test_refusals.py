@@ -314,3 +314,30 @@ def test_a_sweep_skips_refused_cells_and_ends_a_target_that_refuses_everything(t
     assert 10 <= len(samples) <= 12 and not set(samples) & set(refused["command:flaky"])  # k and front: measured
     assert (run_dir / "fronts" / "command_flaky.csv").is_file()
     assert not (run_dir / "fronts" / "command_mute.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_run_whose_every_target_failed_exits_1_and_keeps_the_front(tmp_path, capsys):
+    """`hwnas run` with one target whose command always fails: the search's front is kept, the failure recorded,
+    and the exit status 1 with one line naming the target (it exited 0 with '0 targets': a script or CI could
+    not see that the sweep produced nothing; break test)."""
+    import yaml
+
+    from orchestrator.cli import main
+
+    cfg = {"name": "allfail", "seed": 0, "output_dir": str(tmp_path / "runs"),
+           "accuracy": {"source": "table", "table": "nb201-hwnasbench", "table_column": "test_acc_cifar10_12ep"},
+           "latency": {"table": "nb201-hwnasbench", "proxy": "auto"},
+           "search": {"algorithm": "nsga2", "n_trials": 20, "population": 10, "domain": "table"},
+           "sweep": {"targets": [{"name": "command:broken", "options": {"command": "false {model}", "local": True}}],
+                     "simulated": 0, "k": 5, "retest": 0, "measure_front": 0, "export_front": 0,
+                     "per_device_search": False, "sources": "proxy"},
+           "ray": {"num_cpus": 1}, "tracking": {"enabled": False}}
+    path = tmp_path / "allfail.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(path), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "hwnas: error: every target failed (1: command:broken;" in err
+    summary = json.loads((tmp_path / "runs" / "allfail" / "summary.json").read_text())
+    assert summary["targets"] == [] and "exited with status 1" in summary["failed_targets"]["command:broken"]
+    assert (tmp_path / "runs" / "allfail" / "fronts" / "proxy.csv").is_file()
