@@ -162,8 +162,8 @@ def measure_ids(ctx: Context, target: Target, ids: Sequence[str]) -> tuple[list[
 
     def on_refused(r: ArchitectureRefused) -> None:
         refused[r.arch_id] = str(r)
-        log.warning("target %s: its device refused %s, skipped (%d refused so far: %s): %s", target.name,
-                    r.arch_id, len(refused), ", ".join(refused), r)
+        log.warning("target %s: its device refused %s, skipped (%d refused so far; summary.json "
+                    "refused_architectures lists them): %s", target.name, r.arch_id, len(refused), r)
         limit = refusal_limit(ctx)
         if len(refused) > limit:
             raise DeviceError(f"{target.name}: the device refused {len(refused)} architectures, more than "
