@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from orchestrator.cli_lut import space_option
 from orchestrator.errors import ConfigError
 
 DEFAULT = "default"
@@ -201,12 +202,12 @@ def supernet_source(args: argparse.Namespace) -> Any:
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     from orchestrator.latency.table import read_archs
-    from search_spaces.base import get_space
+    from search_spaces.base import SpaceSpec
 
     name, _ = resolve(args)  # an unknown source or a --proxy it does not take: refused before any work
     if args.source == DEFAULT:
         print(f"--source default: {default_choice(args).describe()}", file=sys.stderr)
-    space = get_space(args.space)
+    space = SpaceSpec(name=args.space, options=dict(args.space_option or [])).build()
     ids = read_archs(args.archs, space)
     if not ids:
         raise ConfigError(f"{args.archs} lists no architectures")
@@ -279,6 +280,8 @@ def add_accuracy_commands(sub: argparse._SubParsersAction) -> None:
     e = acc.add_parser("estimate", help="estimate the accuracy of every architecture in a CSV; writes arch + one "
                                         "column")
     e.add_argument("--space", default="nb201", help="search space of the architectures")
+    e.add_argument("--space-option", action="append", type=space_option, metavar="KEY=VALUE",
+                   help="a setting of the space (repeatable), e.g. num_classes=100 for CIFAR-100 images")
     # --source and --proxy are checked by the command (resolve), not by argparse's choices: listing them at parse
     # time imported the whole pipeline (and torch) into every hwnas command, ~5 s each.
     e.add_argument("--source", default=DEFAULT,

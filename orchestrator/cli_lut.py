@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from orchestrator.errors import HwnasError
 
 
-def _option(text: str) -> tuple[str, Any]:
+def space_option(text: str) -> tuple[str, Any]:
+    """argparse type of ``--space-option KEY=VALUE``: the value read as JSON where it parses, else a string."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"--space-option {text!r}: expected KEY=VALUE (e.g. resolution=32)")
     key, value = text.split("=", 1)
@@ -56,7 +57,7 @@ def add_lut_command(lat: Any) -> None:
     p = lat.add_parser("lut", help="build a lookup table for a measured device (each block timed in place)")
     p.add_argument("--device", required=True, help="a measured device of this machine: torch-cpu, onnxrt-cpu, cuda")
     p.add_argument("--space", default="fbnet", help="a layer-wise space (fbnet)")
-    p.add_argument("--space-option", action="append", type=_option, metavar="KEY=VALUE",
+    p.add_argument("--space-option", action="append", type=space_option, metavar="KEY=VALUE",
                    help="a setting of the space (repeatable), e.g. resolution=32 width_mult=0.25")
     p.add_argument("--out", required=True, help="the lookup-table CSV to write (latency.lut: PATH reads it)")
     p.add_argument("--check", type=int, default=20, metavar="N",

@@ -123,3 +123,24 @@ def test_an_archs_csv_that_is_not_utf8_or_names_arch_twice_is_refused(tmp_path, 
         assert main(["accuracy", "estimate", "--source", "table", "--archs", str(path), "--out",
                      str(tmp_path / "o.csv")]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_space_options_reach_the_estimate_for_data_with_more_classes(tmp_path, archs, capsys):
+    """12-class images: without --space-option the error names the flag that fixes it (it named a config option
+    the command did not have); with num_classes=12 the networks scored have 12 outputs."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (48, 8, 8, 3), dtype=np.uint8)
+    y = np.arange(48) % 12
+    np.savez(tmp_path / "c12.npz", x_train=x, y_train=y, x_test=x[:12], y_test=y[:12])
+    base = ["accuracy", "estimate", "--source", "zero_cost", "--proxy", "params", "--reference", "4",
+            "--data", str(tmp_path / "c12.npz"), "--archs", str(archs)]
+    assert main([*base, "--out", str(tmp_path / "a.csv")]) == 2
+    assert "--space-option num_classes=12" in capsys.readouterr().err
+    assert main([*base, "--space-option", "num_classes=12", "--out", str(tmp_path / "b.csv")]) == 0
+    from orchestrator.cli_accuracy import data_config
+    from orchestrator.search.zero_cost import make_scorer
+    from search_spaces.nb201 import NB201Space
+
+    got = [float(r["zero_cost_params"]) for r in read(tmp_path / "b.csv")]
+    scorer = make_scorer(NB201Space(num_classes=12), "params", data_config(str(tmp_path / "c12.npz")), 64, 4, 0)
+    assert got == pytest.approx(scorer.scores(CELLS), rel=1e-5)  # the 12-output networks were scored

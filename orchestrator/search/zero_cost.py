@@ -276,6 +276,7 @@ def make_scorer(space: Any, proxy: str, data_cfg: Any, batch_size: int = 64, ref
     classes = getattr(space, "num_classes", data.num_classes)
     if data.num_classes > classes:
         raise ConfigError(f"zero-cost data {data_cfg.name!r} has {data.num_classes} classes but the space's network "
-                          f"has {classes} outputs; set the space option num_classes: {data.num_classes}")
+                          f"has {classes} outputs; set the space option num_classes: {data.num_classes} (hwnas "
+                          f"accuracy estimate: --space-option num_classes={data.num_classes})")
     x, y = proxy_batch(data, batch_size, seed)
     return ZeroCostScorer(space, proxy, x, y, seed, reference)
