@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.cli_lut import space_option
+from orchestrator.cli_args import at_least, positive_int, space_option
 from orchestrator.errors import ConfigError
 
 DEFAULT = "default"
@@ -254,24 +254,6 @@ def writable_out(out: str, archs: str) -> Path:
         raise ConfigError(f"--out {out}: cannot write a file in {path.parent} ({e.strerror or e}); choose a "
                           f"writable folder") from None
     return path
-
-
-def at_least(low: int) -> Callable[[str], int]:
-    """argparse type: an integer >= ``low``."""
-
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if v < low:
-            raise argparse.ArgumentTypeError(f"must be {low} or more, got {v}")
-        return v
-
-    return parse
-
-
-positive_int = at_least(1)
 
 
 def add_accuracy_commands(sub: argparse._SubParsersAction) -> None:

@@ -4,24 +4,13 @@ its error against whole-network measurement on sampled architectures (``latency/
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
 
+from orchestrator.cli_args import space_option
 from orchestrator.errors import HwnasError
-
-
-def space_option(text: str) -> tuple[str, Any]:
-    """argparse type of ``--space-option KEY=VALUE``: the value read as JSON where it parses, else a string."""
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--space-option {text!r}: expected KEY=VALUE (e.g. resolution=32)")
-    key, value = text.split("=", 1)
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def cmd_lut(args: argparse.Namespace) -> int:

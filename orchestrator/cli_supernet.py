@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from orchestrator.cli_args import positive_int
 from orchestrator.errors import ConfigError
 
 
@@ -128,7 +129,7 @@ def add_supernet_commands(sub: argparse._SubParsersAction) -> None:
 
     def ray_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--address", help="Ray address of an existing cluster (default: start a local one)")
-        p.add_argument("--cpus", type=int, help="CPUs of the local Ray instance (default: all)")
+        p.add_argument("--cpus", type=positive_int, help="CPUs of the local Ray instance (default: all)")
 
     t = sn.add_parser("train", help="train a one-shot supernet (sandwich rule, in-place distillation)")
     t.add_argument("--space", default="mobilenetv3", help="mobilenetv3 or nb201")
