@@ -57,8 +57,14 @@ def parse_options(specs: list[str]) -> dict[str, dict]:
     return out
 
 
+# device options that change how much is kept, not what is measured: left out of a runtime's label, so a rerun
+# with one of them continues the same rows of a CSV (turn 13's artefact_cache=100 started a second row instead)
+NOT_IN_LABEL = frozenset({"artefact_cache"})
+
+
 def label(name: str, options: dict) -> str:
-    return name if not options else f"{name}[{','.join(f'{k}={v}' for k, v in options.items())}]"
+    shown = {k: v for k, v in options.items() if k not in NOT_IN_LABEL}
+    return name if not shown else f"{name}[{','.join(f'{k}={v}' for k, v in shown.items())}]"
 
 
 def make_space(args: argparse.Namespace):
