@@ -93,13 +93,13 @@ def test_cli_lut_writes_a_table_and_reports_its_error(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--repeats", "0"], "measurement protocol: --repeats: Input should be greater than or equal to 3"),
-    (["--warmup", "-1"], "--warmup: Input should be greater than or equal to 0"),
-    (["--min-repeat-ms", "nan"], "--min-repeat-ms:"),
+    (["--repeats", "0"], "device 'torch-cpu' option 'protocol.repeats': Input should be greater than or equal to 3"),
+    (["--warmup", "-1"], "option 'protocol.warmup': Input should be greater than or equal to 0"),
+    (["--min-repeat-ms", "nan"], "option 'protocol.min_repeat_ms': Input should be greater than or equal to 0"),
     (["--space-option", "width_mult=abc"], "space 'fbnet': options {'width_mult': 'abc'} cannot be used"),
 ])
 def test_cli_lut_bad_protocol_or_option_values_are_one_line_errors(tmp_path, capsys, extra, message):
-    """Were a pydantic ValidationError and a TypeError traceback (break test); now exit 2 naming the flag."""
+    """Were a pydantic ValidationError and a TypeError traceback (break test); now exit 2 naming the option."""
     assert main(["latency", "lut", "--device", "torch-cpu", "--out", str(tmp_path / "x.csv"), "--check", "0",
                  *extra]) == 2
     err = capsys.readouterr().err
