@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from orchestrator.errors import ConfigError
 from orchestrator.latency.devices.protocol import DeviceSpec
 from orchestrator.latency.measurement import MeasurementProtocol
+from orchestrator.schema import Schema
 from orchestrator.search.dnas_settings import DnasConfig
 from orchestrator.supernet.settings import DataConfig, EvalConfig, TrainConfig
 from search_spaces.base import SpaceSpec
@@ -34,8 +35,8 @@ MAX_CONFIG_BYTES = 1 << 20  # a config file
 MAX_YAML_NODES = 100_000  # YAML nodes after alias expansion (an alias bomb expands to billions)
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Model(Schema):
+    """A section of the pipeline's configuration."""
 
 
 class RayConfig(_Model):

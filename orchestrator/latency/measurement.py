@@ -15,13 +15,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from orchestrator.schema import Schema
 
 log = logging.getLogger(__name__)
 
 
-class MeasurementProtocol(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class MeasurementProtocol(Schema):
+    model_config = ConfigDict(frozen=True)
 
     warmup: int = Field(5, ge=0, description="untimed calls before timing")
     repeats: int = Field(15, ge=3, description="timed repeats; the median is reported")

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from orchestrator.errors import ArchError, TableError
+from orchestrator.schema import Schema
 from orchestrator.shipped import (  # the shipped tables' names, also importable from here
     HWNASBENCH_DEVICES as HWNASBENCH_DEVICES,
 )
@@ -42,10 +43,10 @@ from orchestrator.shipped import (
 from search_spaces.base import SearchSpace
 
 
-class TableRef(BaseModel):
+class TableRef(Schema):
     """Where a table was read from, so another process can read it again (a tabulated device's spec)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     path: str
     device_prefix: str | None = None

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from orchestrator.schema import Schema
 from orchestrator.supernet.settings import DataConfig
 
 
-class DnasConfig(BaseModel):
+class DnasConfig(Schema):
     """Settings of the DNAS sweep (``search.dnas``)."""
 
-    model_config = ConfigDict(extra="forbid")
 
     lambdas: list[float] = Field(default_factory=lambda: [0.0, 0.3, 1.0, 3.0, 10.0],
                                  description="latency weights of the sweep (unit-free: the penalty spans [0, 1])")

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from orchestrator.schema import Schema
 
 
-class DataConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DataConfig(Schema):
 
     name: Literal["digits", "npz", "imagefolder", "cifar10", "cifar100", "synthetic"] = "digits"
     root: str | None = Field(None, description="npz: the .npz file; imagefolder: the directory of class "
@@ -33,8 +34,7 @@ class DataConfig(BaseModel):
     seed: int = 0
 
 
-class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TrainConfig(Schema):
 
     epochs: int = Field(5, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -54,8 +54,7 @@ class TrainConfig(BaseModel):
     seed: int = 0
 
 
-class EvalConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EvalConfig(Schema):
 
     calib_batches: int = Field(8, ge=1, description="training batches for BatchNorm recalibration")
     calib_batch_size: int = Field(64, ge=2)

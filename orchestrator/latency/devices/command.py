@@ -35,12 +35,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from orchestrator.errors import ArchitectureRefused, DeviceError
 from orchestrator.latency.devices.protocol import DeviceType, SampledDevice
 from orchestrator.latency.devices.registry import PREFIXES
 from orchestrator.latency.measurement import LatencySample, summarize
+from orchestrator.schema import Schema
 from search_spaces.base import SearchSpace, arch_input_shape
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,9 @@ def _check_template(template: str) -> str:
     return template
 
 
-class CommandOptions(BaseModel):
+class CommandOptions(Schema):
     """A command device's options (``hwnas validate`` checks them before any work)."""
 
-    model_config = ConfigDict(extra="forbid")
 
     command: str = Field(description="the command template that runs the model and prints its latency")
     push: str | None = Field(None, description="a command template run once per model before `command` "

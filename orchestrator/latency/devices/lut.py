@@ -29,11 +29,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from orchestrator.errors import ArchError, DeviceError, TableError
 from orchestrator.latency.devices.protocol import DeviceSpec, DeviceType
 from orchestrator.latency.devices.registry import PREFIXES
+from orchestrator.schema import Schema
 from search_spaces.base import SearchSpace
 
 PREFIX = "lut:"
@@ -147,8 +148,7 @@ def load_lut(path: str | Path, space: SearchSpace) -> LookupTable:
     return _cached(str(Path(path).resolve()), space.spec().key(), space)
 
 
-class LutOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LutOptions(Schema):
 
     path: str | None = Field(None, description="the lookup-table CSV (set from latency.lut when omitted)")
 

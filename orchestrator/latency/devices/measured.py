@@ -24,12 +24,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from orchestrator.errors import ArchitectureRefused, DeviceError, HwnasError
 from orchestrator.latency.devices.protocol import DeviceType, SampledDevice
 from orchestrator.latency.devices.registry import DEVICES
 from orchestrator.latency.measurement import LatencySample, MeasurementProtocol, pin_cores, summarize, time_callable
+from orchestrator.schema import Schema
 from search_spaces.base import SearchSpace, arch_input_shape
 
 log = logging.getLogger(__name__)
@@ -135,8 +136,7 @@ def latencies_skipping_refused(device: Any, arch_ids: Sequence[str],
     return done, np.asarray(ys, dtype=float)
 
 
-class MeasuredOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MeasuredOptions(Schema):
 
     threads: int = Field(1, ge=1, description="the runtime's intra-op threads (and CPUs its actor holds)")
     batch_size: int = Field(1, ge=1, description="input batch")

@@ -29,13 +29,14 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.schema import Schema
 from search_spaces.base import SearchSpace
 
 
-class DeviceSpec(BaseModel):
+class DeviceSpec(Schema):
     """A device's name and options: what crosses a process boundary instead of a device object."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     name: str
     options: dict[str, Any] = Field(default_factory=dict)
@@ -89,8 +90,8 @@ class SampledDevice:
         pass
 
 
-class NoOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NoOptions(Schema):
+    """The options of a device type that takes none."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from orchestrator.errors import DeviceError
 from orchestrator.latency.devices.measured import CudaOptions
@@ -29,7 +29,6 @@ __all__ = ["RESOURCE_PREFIX", "RemoteDevice", "RemoteOptions", "device_resources
 class RemoteOptions(CudaOptions):
     """The runtime to run on the device's node (``inner``) and its options."""
 
-    model_config = ConfigDict(extra="forbid")
 
     inner: str = Field("torch-cpu", description="the measured runtime on the node: torch-cpu, onnxrt-cpu, cuda")
     chunk: int = Field(16, ge=1, description="architectures per measurement task")

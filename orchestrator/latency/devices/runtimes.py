@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from orchestrator.errors import ArchitectureRefused, DeviceError
 from orchestrator.latency.devices.measured import (
@@ -52,15 +52,15 @@ from orchestrator.latency.devices.measured import (
     register_measured,
 )
 from orchestrator.latency.measurement import LatencySample, time_callable
+from orchestrator.schema import Schema
 from search_spaces.base import SearchSpace, arch_input_shape
 
 log = logging.getLogger(__name__)
 
 
-class ImageData(BaseModel):
+class ImageData(Schema):
     """Where the real images come from (orchestrator.supernet.data; resized to each architecture's resolution)."""
 
-    model_config = ConfigDict(extra="forbid")
 
     name: Literal["digits", "cifar10", "cifar100"] = Field("digits", description="digits: scikit-learn's "
                                                            "handwritten digits (offline); cifar*: needs root")

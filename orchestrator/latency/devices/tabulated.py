@@ -6,18 +6,19 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from orchestrator.errors import DeviceError
 from orchestrator.latency.devices.protocol import DeviceSpec, DeviceType
 from orchestrator.latency.table import LatencyTable
+from orchestrator.schema import Schema
 from search_spaces.base import SearchSpace
 
 
-class TableOptions(BaseModel):
+class TableOptions(Schema):
     """Set by the device catalog (the table in use); a tabulated device takes no options of its own."""
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     table: LatencyTable
 
