@@ -72,6 +72,30 @@ def test_npz_uint8_hwc_splits_and_normalisation(tmp_path):
     assert not torch.equal(other.x_val, data.x_val)
 
 
+def test_every_prefix_of_the_validation_split_holds_the_classes_in_their_shares(tmp_path):
+    """``eval.max_val`` evaluates the first N validation images: with data stored class by class (an image
+    folder always; the shared CIFAR-10 npz), the validation split in index order gave a prefix of the first
+    classes only (1,000 of the shared npz's 2,000: classes 0-4, so a one-shot accuracy was a 5-class one)."""
+    x = np.random.default_rng(0).integers(0, 256, (160, 8, 8, 3), dtype=np.uint8)
+    y = np.repeat(np.arange(4), 40)  # sorted by class: 40 images each
+    np.savez(tmp_path / "sorted.npz", x_train=x, y_train=y, x_test=x[:8], y_test=y[:8])
+    data = load_dataset(DataConfig(name="npz", root=str(tmp_path / "sorted.npz"), resolution=8, val_fraction=0.25))
+    yv = data.y_val.numpy()
+    assert np.bincount(yv).tolist() == [10, 10, 10, 10]
+    for m in range(1, len(yv) + 1):  # every prefix: each class within one image of its share
+        assert np.abs(np.bincount(yv[:m], minlength=4) - m / 4).max() < 1, (m, yv[:m])
+    uneven = np.concatenate([np.zeros(80, np.int64), np.ones(40, np.int64), np.full(40, 2)])  # shares 2:1:1
+    np.savez(tmp_path / "uneven.npz", x_train=x, y_train=uneven, x_test=x[:8], y_test=y[:8])
+    yv = load_dataset(DataConfig(name="npz", root=str(tmp_path / "uneven.npz"), resolution=8,
+                                 val_fraction=0.25)).y_val.numpy()
+    assert np.bincount(yv).tolist() == [20, 10, 10]
+    for m in range(1, len(yv) + 1):
+        assert np.abs(np.bincount(yv[:m], minlength=3) - m * np.array([0.5, 0.25, 0.25])).max() < 1.5, (m, yv[:m])
+    folder = load_dataset(DataConfig(name="imagefolder", root=str(write_folder(tmp_path / "f", ("a", "b", "c"), 8)),
+                                     resolution=8, val_fraction=0.5))
+    assert sorted(folder.y_val[:3].tolist()) == [0, 1, 2]
+
+
 def test_npz_float_chw_equals_uint8_hwc(tmp_path):
     a = load_dataset(DataConfig(name="npz", root=str(write_npz(tmp_path / "a.npz")), resolution=8))
     b = load_dataset(DataConfig(name="npz", root=str(write_npz(tmp_path / "b.npz", float_chw=True)), resolution=8))
@@ -95,8 +119,33 @@ def test_npz_errors(tmp_path):
     with pytest.raises(DataError, match="y_train has 3 labels for 4 images"):
         load_dataset(DataConfig(name="npz", root=str(tmp_path / "labels.npz")))
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(DataError, match="junk.npz is not a readable"):
+    with pytest.raises(DataError, match=r"junk.npz is not an .npz archive .*np.savez\(path, x_train="):
         load_dataset(DataConfig(name="npz", root=str(tmp_path / "junk.npz")))
+
+
+def test_npz_refuses_a_text_file_an_npy_file_one_class_and_a_stray_label(tmp_path):
+    """A CSV or a single .npy saved under an .npz name (NumPy's own error spoke of pickled data or of a missing
+    attribute), one class only (the image-folder reader refused it, the npz reader did not), and one stray
+    label far beyond the others (the classifier got 1,000,001 outputs)."""
+    (tmp_path / "text.npz").write_text("x,y\n1,2\n")
+    np.save(tmp_path / "one.npy", np.zeros((4, 8, 8, 3), np.uint8))
+    (tmp_path / "one.npy").rename(tmp_path / "one.npz")
+    for name in ("text.npz", "one.npz"):
+        with pytest.raises(DataError, match=f"{name} is not an .npz archive"):
+            load_dataset(DataConfig(name="npz", root=str(tmp_path / name)))
+    x = np.random.default_rng(0).integers(0, 256, (12, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "oneclass.npz", x_train=x, y_train=np.full(12, 3), x_test=x, y_test=np.full(12, 3))
+    with pytest.raises(DataError, match="every training label is class 3; a classifier needs at least 2 classes"):
+        load_dataset(DataConfig(name="npz", root=str(tmp_path / "oneclass.npz")))
+    y = np.arange(12) % 3
+    stray = y.copy()
+    stray[5] = 1_000_000
+    np.savez(tmp_path / "stray.npz", x_train=x, y_train=y, x_test=x, y_test=stray)
+    with pytest.raises(DataError, match=r"labels use 4 classes but the largest is 1000000.*1000001 outputs.*"
+                                        r"remap them"):
+        load_dataset(DataConfig(name="npz", root=str(tmp_path / "stray.npz")))
+    np.savez(tmp_path / "gap.npz", x_train=x, y_train=y * 2, x_test=x, y_test=y * 2)  # 0, 2, 4: 5 outputs, kept
+    assert load_dataset(DataConfig(name="npz", root=str(tmp_path / "gap.npz"), val_fraction=0.25)).num_classes == 5
 
 
 # -- image folder -----------------------------------------------------------------------

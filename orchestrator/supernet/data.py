@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,14 +162,20 @@ def at_resolution(x: torch.Tensor, resolution: int | None) -> torch.Tensor:
 
 
 def _split(n: int, y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified split: the same share of every class goes to validation (seeded)."""
+    """Stratified split: the same share of every class goes to validation (seeded). The training indices are
+    in index order; the validation indices are interleaved by class (each class's images spread evenly over the
+    order, ties broken at random), so that every prefix of the validation split, which ``eval.max_val``
+    evaluates, holds the classes in their shares: in index order, data stored class by class (an image folder
+    always, the shared CIFAR-10 npz) put only the first classes in a prefix."""
     rng = np.random.default_rng(seed)
-    val = []
+    val, position = [], []
     for c in np.unique(y):
         idx = np.where(y == c)[0]
         rng.shuffle(idx)
-        val.extend(idx[: max(1, round(len(idx) * val_fraction))])
-    val_idx = np.sort(np.array(val, dtype=np.int64))
+        take = idx[: max(1, round(len(idx) * val_fraction))]
+        val.extend(take)
+        position.extend((np.arange(len(take)) + 0.5) / len(take))  # where in the order: evenly over [0, 1)
+    val_idx = np.array(val, dtype=np.int64)[np.lexsort((rng.random(len(val)), np.array(position)))]
     train_idx = np.setdiff1d(np.arange(n), val_idx)
     if len(train_idx) == 0:
         raise DataError(f"{n} training images leave none for training after the validation split "
@@ -193,6 +200,9 @@ def in_memory(name: str, x: torch.Tensor, y: torch.Tensor, cfg: DataConfig, num_
     if len(y) == 0:
         raise DataError(f"{name}: no training images; a dataset needs training images to carve a validation "
                         f"split from and to normalise with")
+    if len(used := torch.unique(y)) < 2:
+        raise DataError(f"{name}: every training label is class {int(used[0])}; a classifier needs at least 2 "
+                        f"classes")
     if float(x.amax()) == float(x.amin()):
         raise DataError(f"{name}: every training image is the constant {float(x.amax()):g}; nothing can be "
                         f"learned or ranked on it (check how the images were written)")
@@ -263,6 +273,9 @@ def load_npz(cfg: DataConfig) -> Dataset:
     if not path.is_file():
         raise DataError(f"npz file not found: {path}; set data.root to a .npz file with x_train, y_train, "
                         f"x_test, y_test")
+    if not zipfile.is_zipfile(path):  # np.load would read a .npy as one array, and text as "pickled data"
+        raise DataError(f"{path} is not an .npz archive (a zip of .npy arrays, as numpy.savez writes); save the "
+                        f"dataset with np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -280,6 +293,12 @@ def load_npz(cfg: DataConfig) -> Dataset:
         raise DataError(f"{path}: x_train has no images; a dataset needs training images to carve a validation "
                         f"split from and to normalise with")
     num_classes = int(max(int(y.max()), int(yt.max()) if len(yt) else 0)) + 1
+    used = len(np.union1d(y.numpy(), yt.numpy()))
+    # the classifier gets num_classes outputs (their cost is part of the latency); one class: in_memory says so
+    if used >= 2 and num_classes > 2 * used:
+        raise DataError(f"{path}: the labels use {used} classes but the largest is {num_classes - 1}, so the "
+                        f"classifier would have {num_classes} outputs; labels are class indices 0..K-1: remap "
+                        f"them (np.unique(y, return_inverse=True)) or remove the stray label")
     log.info("npz %s: %d train images, %d test, %d classes", path, len(y), len(yt), num_classes)
     return in_memory("npz", x, y, cfg, num_classes, flip=True, x_test=xt, y_test=yt)
 
