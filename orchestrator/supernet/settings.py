@@ -59,5 +59,6 @@ class EvalConfig(Schema):
     calib_batches: int = Field(8, ge=1, description="training batches for BatchNorm recalibration")
     calib_batch_size: int = Field(64, ge=2)
     batch_size: int = Field(256, ge=1, description="validation batch size")
-    max_val: int | None = Field(None, ge=1, description="evaluate on the first N validation images only")
+    max_val: int | None = Field(None, ge=1, description="evaluate on the first N validation images only (the split is "
+                                                        "interleaved by class: N images hold every class in its share)")
     device: str = "cpu"
