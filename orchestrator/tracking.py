@@ -207,6 +207,10 @@ class Tracker:
         db = _sqlite_path(self.uri)
         lock = _first_use_lock(db) if db is not None else None  # ConfigError: not writable
         try:
+            if db is not None and not db.exists():  # a new store: a copy of the migrated template (~10 s saved)
+                from orchestrator.store_template import seed_store
+
+                seed_store(db)
             if db is not None and db.is_file():
                 _probe_sqlite(db)
             for attempt in (1, 2):  # a store another tool (no lock of ours) created meanwhile: once more
