@@ -143,7 +143,9 @@ def test_device_implementations_import_neither_the_catalog_nor_the_package():
         deps = graph[f"{DEVICES}.{name}"]
         assert f"{DEVICES}.catalog" not in deps and DEVICES not in deps and f"{DEVICES}.base" not in deps, name
     assert not any(m.startswith(DEVICES) for m in graph["orchestrator.latency.service"])  # devices use the service
-    assert graph[f"{DEVICES}.protocol"] <= {"search_spaces.base"}  # the protocol stands on the space protocol only
+    # the protocol stands on the space protocol and the settings base only, and that base on nothing of hwnas
+    assert graph[f"{DEVICES}.protocol"] <= {"search_spaces.base", "orchestrator.schema"}
+    assert graph["orchestrator.schema"] == set()
 
 
 def test_the_graph_sees_a_circle():
