@@ -14,7 +14,6 @@ from orchestrator.supernet.settings import DataConfig
 class DnasConfig(Schema):
     """Settings of the DNAS sweep (``search.dnas``)."""
 
-
     lambdas: list[float] = Field(default_factory=lambda: [0.0, 0.3, 1.0, 3.0, 10.0],
                                  description="latency weights of the sweep (unit-free: the penalty spans [0, 1])")
     warmup_epochs: int = Field(1, ge=0, description="weight-only epochs (sampled paths), shared by every lambda")

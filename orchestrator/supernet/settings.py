@@ -13,7 +13,6 @@ from orchestrator.schema import Schema
 
 
 class DataConfig(Schema):
-
     name: Literal["digits", "npz", "imagefolder", "cifar10", "cifar100", "synthetic"] = "digits"
     root: str | None = Field(None, description="npz: the .npz file; imagefolder: the directory of class "
                                                "sub-folders; cifar10/100: the directory of the python-pickle files")
@@ -35,7 +34,6 @@ class DataConfig(Schema):
 
 
 class TrainConfig(Schema):
-
     epochs: int = Field(5, ge=1)
     batch_size: int = Field(64, ge=1)
     optimizer: Literal["sgd", "adamw"] = "sgd"
@@ -55,7 +53,6 @@ class TrainConfig(Schema):
 
 
 class EvalConfig(Schema):
-
     calib_batches: int = Field(8, ge=1, description="training batches for BatchNorm recalibration")
     calib_batch_size: int = Field(64, ge=2)
     batch_size: int = Field(256, ge=1, description="validation batch size")

@@ -70,7 +70,6 @@ def _check_template(template: str) -> str:
 class CommandOptions(Schema):
     """A command device's options (``hwnas validate`` checks them before any work)."""
 
-
     command: str = Field(description="the command template that runs the model and prints its latency")
     push: str | None = Field(None, description="a command template run once per model before `command` "
                                                "(e.g. adb push {model} /data/local/tmp/{model_name})")

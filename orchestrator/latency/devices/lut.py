@@ -149,6 +149,7 @@ def load_lut(path: str | Path, space: SearchSpace) -> LookupTable:
 
 
 class LutOptions(Schema):
+    """A lookup-table device's options."""
 
     path: str | None = Field(None, description="the lookup-table CSV (set from latency.lut when omitted)")
 

@@ -137,6 +137,7 @@ def latencies_skipping_refused(device: Any, arch_ids: Sequence[str],
 
 
 class MeasuredOptions(Schema):
+    """The options every measured device takes (a runtime adds its own)."""
 
     threads: int = Field(1, ge=1, description="the runtime's intra-op threads (and CPUs its actor holds)")
     batch_size: int = Field(1, ge=1, description="input batch")

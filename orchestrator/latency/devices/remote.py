@@ -29,7 +29,6 @@ __all__ = ["RESOURCE_PREFIX", "RemoteDevice", "RemoteOptions", "device_resources
 class RemoteOptions(CudaOptions):
     """The runtime to run on the device's node (``inner``) and its options."""
 
-
     inner: str = Field("torch-cpu", description="the measured runtime on the node: torch-cpu, onnxrt-cpu, cuda")
     chunk: int = Field(16, ge=1, description="architectures per measurement task")
     address: str = Field("auto", description="the Ray cluster to join if this process is not connected yet")

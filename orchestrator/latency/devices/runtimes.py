@@ -61,7 +61,6 @@ log = logging.getLogger(__name__)
 class ImageData(Schema):
     """Where the real images come from (orchestrator.supernet.data; resized to each architecture's resolution)."""
 
-
     name: Literal["digits", "cifar10", "cifar100"] = Field("digits", description="digits: scikit-learn's "
                                                            "handwritten digits (offline); cifar*: needs root")
     root: str | None = Field(None, description="directory holding the CIFAR python-pickle files")
