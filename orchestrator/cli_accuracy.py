@@ -225,12 +225,17 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if release is not None:
         release.release()
     tmp = out.with_name(f".{out.name}.partial")
-    with tmp.open("w", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["arch", column])
-        for a in ids:
-            w.writerow([a, f"{values[a]:.6g}"])
-    tmp.replace(out)
+    try:
+        with tmp.open("w", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(["arch", column])
+            for a in ids:
+                w.writerow([a, f"{values[a]:.6g}"])
+        tmp.replace(out)
+    except OSError as e:  # a full disk, a folder removed meanwhile: no half file left beside the target
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"--out {out}: writing the {len(ids)} estimates failed ({e.strerror or e}); nothing "
+                          f"was written; free space or choose another --out and run again") from None
     dt = time.perf_counter() - t0
     print(f"{len(todo)} architectures, {column} from {name} in {dt:.1f}s ({dt / len(todo):.2f} s each); "
           f"wrote {out}")

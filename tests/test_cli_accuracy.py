@@ -144,3 +144,25 @@ def test_space_options_reach_the_estimate_for_data_with_more_classes(tmp_path, a
     got = [float(r["zero_cost_params"]) for r in read(tmp_path / "b.csv")]
     scorer = make_scorer(NB201Space(num_classes=12), "params", data_config(str(tmp_path / "c12.npz")), 64, 4, 0)
     assert got == pytest.approx(scorer.scores(CELLS), rel=1e-5)  # the 12-output networks were scored
+
+
+def test_a_failed_write_leaves_no_partial_file_and_says_so(tmp_path, capsys, monkeypatch):
+    """A disk that fills while the CSV is written (simulated: the final rename fails as a full disk would fail a
+    write): exit 2 with one line naming --out and the cause, and neither the target nor its .partial left."""
+    from pathlib import Path
+
+    from orchestrator.latency.table import shipped_accuracy
+
+    ids = list(shipped_accuracy())[:3]
+    p = tmp_path / "in_table.csv"
+    p.write_text("arch\n" + "\n".join(ids) + "\n")
+    out = tmp_path / "est.csv"
+
+    def full(self, target):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "replace", full)
+    assert main(["accuracy", "estimate", "--source", "table", "--archs", str(p), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}: writing the 3 estimates failed (No space left on device)" in err and "Traceback" not in err
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["in_table.csv"]
