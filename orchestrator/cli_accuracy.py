@@ -224,16 +224,17 @@ def cmd_estimate(args: argparse.Namespace) -> int:
             bar.update(min(args.chunk, len(todo) - i))
     if release is not None:
         release.release()
-    tmp = out.with_name(f".{out.name}.partial")
+    import io
+
+    from orchestrator.pipeline.context import atomic_write
+
+    text = io.StringIO()
+    w = csv.writer(text, lineterminator="\n")
+    w.writerow(["arch", column])
+    w.writerows([a, f"{values[a]:.6g}"] for a in ids)
     try:
-        with tmp.open("w", newline="") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(["arch", column])
-            for a in ids:
-                w.writerow([a, f"{values[a]:.6g}"])
-        tmp.replace(out)
-    except OSError as e:  # a full disk, a folder removed meanwhile: no half file left beside the target
-        tmp.unlink(missing_ok=True)
+        atomic_write(out, text.getvalue())  # a full disk, a folder removed meanwhile: no half file left
+    except OSError as e:
         raise ConfigError(f"--out {out}: writing the {len(ids)} estimates failed ({e.strerror or e}); nothing "
                           f"was written; free space or choose another --out and run again") from None
     dt = time.perf_counter() - t0

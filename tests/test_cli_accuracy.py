@@ -149,8 +149,6 @@ def test_space_options_reach_the_estimate_for_data_with_more_classes(tmp_path, a
 def test_a_failed_write_leaves_no_partial_file_and_says_so(tmp_path, capsys, monkeypatch):
     """A disk that fills while the CSV is written (simulated: the final rename fails as a full disk would fail a
     write): exit 2 with one line naming --out and the cause, and neither the target nor its .partial left."""
-    from pathlib import Path
-
     from orchestrator.latency.table import shipped_accuracy
 
     ids = list(shipped_accuracy())[:3]
@@ -158,10 +156,10 @@ def test_a_failed_write_leaves_no_partial_file_and_says_so(tmp_path, capsys, mon
     p.write_text("arch\n" + "\n".join(ids) + "\n")
     out = tmp_path / "est.csv"
 
-    def full(self, target):
+    def full(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Path, "replace", full)
+    monkeypatch.setattr("os.replace", full)
     assert main(["accuracy", "estimate", "--source", "table", "--archs", str(p), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"--out {out}: writing the 3 estimates failed (No space left on device)" in err and "Traceback" not in err

@@ -281,15 +281,20 @@ def write_failure(exc: BaseException, run_dir: Path, store: str | None = None) -
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write ``path`` whole or not at all (a temp file beside it, fsynced, renamed over it)."""
+    """Write ``path`` whole or not at all (a temp file beside it, fsynced, renamed over it; removed again when the
+    write or the rename fails, e.g. on a full disk, and the OSError raised)."""
     import os
 
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def init_ray(cfg: PipelineConfig) -> None:
