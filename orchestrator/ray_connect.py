@@ -12,10 +12,12 @@ present (as ``cluster.yaml`` mounts it). This module imports nothing of Ray at i
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from orchestrator.errors import HwnasError
@@ -172,12 +174,41 @@ def _init_local(ray: Any, num_cpus: int | None, init: dict[str, Any]) -> None:
     os.environ.update(env)
     ray_constants.ENABLE_RAY_CLUSTER = False  # read at import: set for this process too
     _refresh_ray_config()
+    restore_params = _any_agent_port()
     try:
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, configure_logging=False, **init)
     finally:
+        restore_params()
         ray_constants.ENABLE_RAY_CLUSTER = saved_cluster
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _any_agent_port() -> Callable[[], None]:
+    """Let the local Ray's dashboard agent take any free port for its HTTP server (not Ray's fixed default,
+    52365), until the returned function is called; ``ray.init`` has no argument for it.
+
+    Why: a second Ray on the machine (two runs at once, a test's subprocess run beside the test's own Ray) finds
+    52365 taken, and its agent retries the bind with back-off for 3.4 s before it gives up on HTTP, while the
+    raylet waits for it (measured: a new local Ray ready in 7-8 s instead of 12-14 s, docs/benchmarks.md, turn
+    15). A Ray without the parameter is left as it is."""
+    from ray._private import parameter
+
+    original = parameter.RayParams.__init__
+    if "dashboard_agent_listen_port" not in inspect.signature(original).parameters:
+        return lambda: None
+
+    @functools.wraps(original)
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("dashboard_agent_listen_port", 0)  # 0: a free port, which the agent reports to the GCS
+        original(self, *args, **kwargs)
+
+    parameter.RayParams.__init__ = init  # type: ignore[method-assign]
+
+    def restore() -> None:
+        parameter.RayParams.__init__ = original  # type: ignore[method-assign]
+
+    return restore

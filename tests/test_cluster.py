@@ -423,3 +423,39 @@ def test_a_local_ray_listens_on_loopback_only_without_token_auth(tmp_path, mode)
             err = p.communicate()[1]
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert "Token authentication is enabled" not in err, err
+
+
+@pytest.mark.ray
+def test_a_second_local_ray_does_not_wait_for_the_agent_port_another_holds(tmp_path):
+    """Two local Rays on one machine (two runs at once; a test's `hwnas run` beside the test's own Ray): the
+    second's dashboard agent found Ray's fixed HTTP port (52365) taken and retried its bind for 3.4 s while the
+    raylet waited. connect(None) lets the agent take a free port, and puts Ray's own parameters back after."""
+    ray_tmp = tempfile.mkdtemp(prefix="hwa", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
+    script = (
+        "import glob, json, sys\n"
+        "from ray._private import parameter\n"
+        "original = parameter.RayParams.__init__\n"
+        "from orchestrator.ray_connect import connect\n"
+        f"connect(None, 1, _temp_dir={ray_tmp!r})\n"
+        "import ray\n"
+        "restored = parameter.RayParams.__init__ is original\n"
+        "ray.shutdown()\n"
+        f"logs = {ray_tmp!r} + '/session_latest'\n"
+        "port = open(glob.glob(logs + '/dashboard_agent_listen_port_*')[0]).read().strip()\n"
+        "agent = open(logs + '/logs/dashboard_agent.log').read()\n"
+        "print(json.dumps({'restored': restored, 'port': int(port), 'failures': agent.count('Failed to bind')}))\n")
+    held = socket.socket()
+    try:
+        with contextlib.suppress(OSError):  # already taken (another Ray here): the case under test all the same
+            held.bind(("0.0.0.0", 52365))
+            held.listen(1)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env.pop("RAY_ADDRESS", None)
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        held.close()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["restored"], info
+    assert info["failures"] == 0 and info["port"] not in (52365, -1) and info["port"] > 0, info
