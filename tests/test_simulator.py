@@ -84,3 +84,93 @@ def test_names(space):
     assert dev.name == "sim:4" and dev.kind == "simulated"
     with pytest.raises(DeviceError, match="no options"):
         get_device("sim:4", space, threads=2)
+
+
+@pytest.fixture
+def stack_cache(tmp_path, monkeypatch):
+    """A disk cache of its own, and stacks kept from 10 architectures (not 1,000) so that a few do."""
+    from orchestrator import disk_cache
+    from orchestrator.latency.devices import simulated as sim
+
+    monkeypatch.setenv(disk_cache.ENV, str(tmp_path / "c"))
+    monkeypatch.setattr(sim.ProfileBank, "STACK_CACHE_MIN", 10)
+    return tmp_path / "c" / sim.STACK_KIND
+
+
+def _no_building(monkeypatch):
+    from orchestrator.latency.devices import simulated as sim
+
+    def refuse(*_):
+        raise AssertionError("a layer profile was built where the stack should have been read")
+
+    monkeypatch.setattr(sim, "_profile", refuse)
+
+
+def _same_stack(a, b):
+    parts = [(p.types, p.flops, p.bytes, starts) for p, starts in (a, b)]
+    for x, y in zip(*parts, strict=True):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(x, y)
+
+
+def test_a_stack_read_from_the_disk_cache_is_the_built_one(space, ids, stack_cache, monkeypatch):
+    from orchestrator.latency.devices import simulated as sim
+    from orchestrator.latency.devices.simulated import ProfileBank
+
+    built = ProfileBank(space).stacked(ids)  # a new bank, as a new process has: built, then kept on disk
+    assert len(list(stack_cache.glob("*.npz"))) == 1
+    ProfileBank(space).stacked(ids[:5])  # fewer than STACK_CACHE_MIN: built, not kept
+    ProfileBank(space).stacked(ids[::-1])  # the same architectures in another order: another stack
+    assert len(list(stack_cache.glob("*.npz"))) == 2
+    with monkeypatch.context() as m:
+        _no_building(m)
+        _same_stack(built, ProfileBank(space).stacked(ids))
+        m.setattr(sim, "_BANKS", {})  # a device in a new process: its bank reads the stack
+        from_disk = SimulatedDevice(7, space).latency_ms(ids)
+    np.testing.assert_array_equal(from_disk, SimulatedDevice(7, space).latency_ms(ids))  # the built profiles'
+
+
+def test_a_damaged_or_partial_stack_is_built_again_and_rewritten(space, ids, stack_cache, monkeypatch):
+    from orchestrator import disk_cache
+    from orchestrator.latency.devices.simulated import STACK_KIND, ProfileBank
+
+    built = ProfileBank(space).stacked(ids)
+    (entry,) = stack_cache.glob("*.npz")
+    key = entry.stem
+    for damage in ("truncated", "starts past the layers", "one architecture short"):
+        if damage == "truncated":
+            entry.write_bytes(entry.read_bytes()[:100])
+        else:
+            starts = built[1].copy() if damage != "one architecture short" else built[1][:-1]
+            if damage == "starts past the layers":
+                starts[-1] = len(built[0].types) + 3
+            disk_cache.store_arrays(STACK_KIND, key, {"types": built[0].types, "flops": built[0].flops,
+                                                      "bytes": built[0].bytes, "starts": starts})
+        _same_stack(built, ProfileBank(space).stacked(ids))  # built again, not the damaged entry
+        with monkeypatch.context() as m:  # and rewritten whole: the next process reads it
+            _no_building(m)
+            _same_stack(built, ProfileBank(space).stacked(ids))
+
+
+def test_a_space_outside_search_spaces_is_not_kept(space, ids, stack_cache):
+    """A plug-in's space may build its layers from code this cache does not hash: its stacks are always built."""
+    from orchestrator.latency.devices.simulated import ProfileBank
+
+    plugin = type("PluginSpace", (type(space),), {})()
+    ProfileBank(plugin).stacked(ids)
+    assert not stack_cache.exists() or not list(stack_cache.glob("*.npz"))
+
+
+def test_with_the_cache_off_or_unwritable_a_stack_is_built_each_time(space, ids, stack_cache, tmp_path,
+                                                                      monkeypatch):
+    from orchestrator import disk_cache
+    from orchestrator.latency.devices.simulated import ProfileBank
+
+    built = ProfileBank(space).stacked(ids)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache directory would go")
+    for where in ("off", str(blocker / "cache")):
+        monkeypatch.setenv(disk_cache.ENV, where)
+        _same_stack(built, ProfileBank(space).stacked(ids))
+        _same_stack(built, ProfileBank(space).stacked(ids))
+    assert not (blocker.parent / "cache").exists() and blocker.read_text().startswith("a file")
