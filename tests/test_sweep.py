@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from orchestrator.latency.metrics import srcc
 from orchestrator.latency.predictors import make_predictor
 from orchestrator.latency.table import HWNASBENCH_DEVICES, shipped_accuracy
 from orchestrator.latency.transfer import SourceSet
@@ -100,8 +101,6 @@ def test_srcc_lower_bound():
     # ten in order: the t1-copula bound (the calibrated one: 0.959, the Gaussian-copula bound alone: 0.985)
     assert srcc_lower_bound(x, 2 * x + 1, 0.9, rng) == pytest.approx(0.95, abs=0.002)
     noisy = x + rng.normal(0, 2.5, 10)
-    from orchestrator.latency.metrics import srcc
-
     lb90 = srcc_lower_bound(x, noisy, 0.9, np.random.default_rng(1))
     lb99 = srcc_lower_bound(x, noisy, 0.99, np.random.default_rng(1))
     assert lb99 < lb90 < srcc(x, noisy)
@@ -123,6 +122,18 @@ def test_decision_is_monotone_in_the_bound():
     assert seen == sorted(seen, key=lambda s: s == "adapt")  # reuse ... reuse, adapt ... adapt
     assert decide(x, y, threshold=0.5, rule="point", confidence=0.9, rng=rng).decision == "reuse"
     assert decide(x, y, threshold=0.5, rule="bound", confidence=0.9, rng=rng, can_adapt=False).decision == "reuse"
+
+
+def test_an_srcc_exactly_at_the_threshold_reuses():
+    """One swapped pair of five is SRCC 0.9 exactly (computed as 0.8999999999999998), a perfect ranking 1.0
+    (0.9999999999999999): the point rule reuses at thresholds 0.9 and 1.0 (a break test found both adapting)."""
+    rng = np.random.default_rng(0)
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    swapped = np.array([1.0, 3.0, 2.0, 4.0, 5.0])
+    assert decide(x, swapped, threshold=0.9, rule="point", confidence=0.9, rng=rng).decision == "reuse"
+    assert decide(x, 2 * x + 1, threshold=1.0, rule="point", confidence=0.9, rng=rng).decision == "reuse"
+    assert decide(x, swapped, threshold=0.9000001, rule="point", confidence=0.9, rng=rng).decision == "adapt"
+    assert srcc(x, swapped) == 0.9 and srcc(x, 2 * x + 1) == 1.0
 
 
 def test_a_fast_end_outside_the_pool_is_reached(space, shipped, oracle, proxy_model):

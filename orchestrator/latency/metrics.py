@@ -7,11 +7,17 @@ from scipy.stats import spearmanr
 
 from orchestrator.ranks import is_constant, snap
 
+SRCC_DIGITS = 12  # decimals kept of a rank correlation (see srcc)
+
 
 def srcc(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman rank correlation of two equally long vectors (NaN pairs dropped; ties, within float rounding,
     at their average rank). NaN where it is undefined: fewer than 3 pairs, or a side constant (within rounding):
-    a ranking against a constant is no agreement and no disagreement."""
+    a ranking against a constant is no agreement and no disagreement.
+
+    Rounded to ``SRCC_DIGITS`` decimals: the coefficient is a ratio of integers (ranks), and the float noise of
+    computing it (0.8999999999999998 for one swapped pair of five, 0.9999999999999999 for a perfect ranking)
+    must not decide a comparison with a threshold such as ``srcc_threshold: 0.9``."""
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     ok = ~(np.isnan(a) | np.isnan(b))
@@ -20,7 +26,7 @@ def srcc(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a[ok], b[ok]
     if is_constant(a) or is_constant(b):
         return float("nan")
-    return float(spearmanr(snap(a), snap(b))[0])
+    return round(float(spearmanr(snap(a), snap(b))[0]), SRCC_DIGITS)
 
 
 def regression_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
