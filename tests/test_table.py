@@ -33,6 +33,9 @@ def test_reads_blank_as_not_measured(tmp_path, space):
         (f"arch,dev,dev\n{A1},1,2\n", ["line 1", "twice"]),
         ("arch\n", ["no device columns"]),
         (f"arch,dev\n{A1},1,2\n", ["line 2", "fields"]),
+        (f"arch,dev\n{A1},5_000\n", ["line 2", "column 'dev'", "not a number"]),  # float() would read 5000
+        (f"arch,dev\n{A1},1e9\n{A2},1e306\n", ["line 2", "line 3", "over 1e+07 ms", "another unit"]),
+        (f"arch,lat_ms_,lat_ms_b\n{A1},1,2\n", ["line 1, column 2", "'lat_ms_' names no device"]),
     ],
 )
 def test_errors_name_file_line_and_column(tmp_path, space, text, needles):
@@ -43,6 +46,20 @@ def test_errors_name_file_line_and_column(tmp_path, space, text, needles):
     assert str(p) in msg
     for n in needles:
         assert n in msg
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-16"])
+def test_a_table_not_in_utf8_is_one_error(tmp_path, space, encoding):
+    p = tmp_path / "t.csv"
+    p.write_bytes(f"arch,lat_ms_café\n{A1},1.5\n{A2},2\n".encode(encoding))
+    with pytest.raises(TableError, match=r"not UTF-8 text .*save the table as UTF-8") as e:
+        read_table(p, space)
+    assert str(p) in str(e.value)
+
+
+def test_the_largest_latency_allowed_is_read(tmp_path, space):
+    t = read_table(write(tmp_path, f"arch,dev\n{A1},1e7\n{A2},0.001\n"), space)
+    assert t.values[:, 0].tolist() == [1e7, 0.001]
 
 
 def test_missing_file(tmp_path, space):

@@ -133,6 +133,9 @@ def device_columns(header: Sequence[str], device_prefix: str | None = None) -> l
             if h != "arch" and h not in NON_LATENCY_COLUMNS and not h.startswith(NON_LATENCY_PREFIXES)]
 
 MAX_DEVICES = 1_024  # device columns of one table (the config's sweep.targets has the same bound)
+# One inference's latency above this is a typo or another unit, not a measurement; the transfer's fits overflow
+# on numbers near float's range (an SVD that does not converge at 1e160 ms, NaN predictions at 1e306 ms).
+MAX_LATENCY_MS = 1e7
 
 
 def _bounded_rows(reader: Any, path: Path) -> Iterator[list[str]]:
@@ -163,14 +166,23 @@ def read_table(
     starting with it (prefix removed); without, the ``lat_ms_<device>`` columns if there are any, else every
     column but ``arch`` and known non-latency columns (``nb201_index``, accuracies, ...).
 
-    Raises TableError: structural problems (no file, no ``arch`` column, empty or repeated column names, no
-    device column) at once; every row and cell problem (field count, unparsable or duplicate architecture,
-    non-numeric, NaN, infinite or non-positive latency) together, the first ``MAX_PROBLEMS_SHOWN`` listed
+    Raises TableError: structural problems (no file, not UTF-8, no ``arch`` column, empty or repeated column
+    names, a device column naming no device, no device column) at once; every row and cell problem (field
+    count, unparsable or duplicate architecture, non-numeric, NaN, infinite, non-positive or over
+    ``MAX_LATENCY_MS`` latency) together, the first ``MAX_PROBLEMS_SHOWN`` listed
     with line and column and the rest counted.
     """
     path = Path(path)
     if not path.is_file():
         raise TableError(f"{path}: no such file; pass the path of a CSV with a column 'arch'")
+    try:
+        return _read_table(path, space, device_prefix, require_devices)
+    except UnicodeDecodeError as e:
+        raise TableError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save the table as UTF-8 CSV "
+                         f"(a spreadsheet's 'CSV UTF-8' format)") from None
+
+
+def _read_table(path: Path, space: SearchSpace, device_prefix: str | None, require_devices: bool) -> LatencyTable:
     with path.open(newline="", encoding="utf-8-sig") as f:
         reader = _bounded_rows(csv.reader(f), path)
         try:
@@ -195,6 +207,10 @@ def read_table(
             seen.add(h)
         arch_col = header.index("arch")
         dev_cols = device_columns(header, device_prefix)
+        for c, name in dev_cols:
+            if not name.strip():
+                raise TableError(f"{path}, line 1, column {c + 1}: column {header[c]!r} names no device; write the "
+                                 f"device after the prefix ({header[c]}<device>)")
         if require_devices and not dev_cols:
             raise TableError(f"{path}, line 1: no device columns; add one latency column (ms) per device")
 
@@ -226,6 +242,8 @@ def read_table(
                     vals.append(math.nan)
                     continue
                 try:
+                    if "_" in cell:  # Python's float() reads 5_000 as 5000; a CSV number has no underscores
+                        raise ValueError(cell)
                     v = float(cell)
                 except ValueError:
                     problems.append(f"line {line_no}, column {header[c]!r}: latency {cell!r} is not a number; "
@@ -234,6 +252,11 @@ def read_table(
                 if not math.isfinite(v) or v <= 0:
                     problems.append(f"line {line_no}, column {header[c]!r}: latency {cell!r} must be a positive, "
                                     f"finite number of milliseconds (leave the cell blank if not measured)")
+                    continue
+                if v > MAX_LATENCY_MS:
+                    problems.append(f"line {line_no}, column {header[c]!r}: latency {cell!r} ms is over "
+                                    f"{MAX_LATENCY_MS:.0e} ms ({MAX_LATENCY_MS / 3.6e6:.1f} hours) for one inference:"
+                                    f" a typo, or a column in another unit? write milliseconds")
                     continue
                 vals.append(v)
             if arch is not None:
