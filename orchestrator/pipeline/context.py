@@ -118,15 +118,87 @@ def check_run_dir(cfg: PipelineConfig, resume: bool, d: Path) -> Path:
         if not resume:
             raise ConfigError(f"{d} already holds a run; pass --resume to continue it, or change 'name', or "
                               f"{start_over_hint(cfg, d)}")
-        old = _with_current_defaults(json.loads(state.read_text())["config"])
+        stored = read_state(d, cfg)
+        old = _with_current_defaults(stored["config"])
         mine = public_config(cfg)
         if old != mine:
             diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k))
             raise ConfigError(f"{d} holds a run with another config (sections differing: {diff}); resume with "
                               f"the same config, or change 'name', or {start_over_hint(cfg, d)}")
-    elif resume:
-        log.info("--resume: %s holds no run yet; starting it", d)
+        changed = [name for name, digest in stored.get("inputs", {}).items()
+                   if Path(name).is_file() and _file_digest(Path(name)) != digest]
+        if changed:
+            raise ConfigError(f"{d}: the input file(s) {', '.join(changed)} changed since the run began (the results"
+                              f" so far were computed from the old contents); restore them and resume, or "
+                              f"{start_over_hint(cfg, d)}")
+    else:
+        leftovers = _run_records(d)
+        if leftovers:
+            raise ConfigError(f"{d} holds records of a run ({', '.join(leftovers)}) but not its state file "
+                              f"{STATE_FILE}, so the config they came from is unknown; restore {STATE_FILE}, or "
+                              f"{start_over_hint(cfg, d)}")
+        if resume:
+            log.info("--resume: %s holds no run yet; starting it", d)
     return d
+
+
+def read_state(d: Path, cfg: PipelineConfig) -> dict[str, Any]:
+    """The run dir's state file (``pipeline.json``), checked to hold a config; a ConfigError naming the file and
+    what to do when it is damaged."""
+    state = d / STATE_FILE
+    try:
+        stored = json.loads(state.read_text(encoding="utf-8"))
+        if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict):
+            raise ValueError("no 'config' mapping in it")
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ConfigError(f"{state} is damaged ({type(e).__name__}: {str(e)[:120]}); it holds the config the "
+                          f"run began with: restore it, or {start_over_hint(cfg, d)}") from None
+    return stored
+
+
+def _run_records(d: Path) -> list[str]:
+    """The records of a run in ``d`` (its evaluation log, Optuna journal, summary, a target's or front's file)."""
+    names = [n for n in (EVAL_LOG, "optuna.journal", "summary.json") if (d / n).is_file()]
+    names += [f"{sub}/" for sub in ("targets", "fronts") if (d / sub).is_dir() and any((d / sub).iterdir())]
+    return names
+
+
+MAX_DIGEST_BYTES = 1 << 30  # input files larger than this are not fingerprinted (reading them costs seconds)
+
+
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def input_digests(config: Any) -> dict[str, str]:
+    """A fingerprint of every existing file (up to ``MAX_DIGEST_BYTES``) that a string of ``config`` names: a
+    user's latency or accuracy table, a dataset file, a checkpoint. ``--resume`` refuses a run whose inputs
+    changed since it began (its results so far came from the old contents). Folders are not fingerprinted."""
+    found: dict[str, str] = {}
+
+    def walk(v: Any) -> None:
+        if isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+        elif isinstance(v, str) and v and len(v) < 4096 and v not in found:
+            p = Path(v)
+            try:
+                if p.is_file() and p.stat().st_size <= MAX_DIGEST_BYTES:
+                    found[v] = _file_digest(p)
+            except OSError:
+                pass  # unreadable now: reading it for the run says so
+
+    walk(config)
+    return found
 
 
 @contextmanager
@@ -165,7 +237,8 @@ def claim_run_dir(cfg: PipelineConfig, d: Path) -> None:
     try:
         for sub in ("", "targets", "fronts"):
             (d / sub).mkdir(parents=True, exist_ok=True)
-        state = {"config": public_config(cfg), "versions": package_versions()}
+        config = public_config(cfg)
+        state = {"config": config, "versions": package_versions(), "inputs": input_digests(config)}
         if cfg.tracking.enabled:  # resolved now: a later `hwnas confirm` / `compare` may run from another dir
             from orchestrator.names import redact
             from orchestrator.tracking import resolve_uri
