@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator.errors import ConfigError
-from orchestrator.report import safe_name
+from orchestrator.report import read_record, read_summary, safe_name
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class RunView:
 
     def front(self, device: str) -> list[dict[str, Any]]:
         p = self.path / "fronts" / f"{safe_name(device)}.json"
-        return json.loads(p.read_text()) if p.is_file() else []
+        return read_record(p, list) if p.is_file() else []
 
 
 def load_runs(run_dirs: Sequence[str | Path]) -> list[RunView]:
@@ -74,8 +74,8 @@ def load_runs(run_dirs: Sequence[str | Path]) -> list[RunView]:
                             f"--resume)")
             continue
         cfg_file = d / "pipeline.json"
-        config = json.loads(cfg_file.read_text()).get("config", {}) if cfg_file.is_file() else {}
-        runs.append(RunView(d.name, d.resolve(), json.loads(s.read_text()), config))
+        config = read_record(cfg_file, dict).get("config", {}) if cfg_file.is_file() else {}
+        runs.append(RunView(d.name, d.resolve(), read_summary(s), config))
     if problems:
         raise ConfigError("cannot compare:\n" + "\n".join(f"  {p}" for p in problems))
     names = [r.label for r in runs]

@@ -189,22 +189,45 @@ def report(run_dir: str | Path, fronts: bool = True) -> str:
     d = Path(run_dir)
     f = d / "summary.json"
     if not d.is_dir():
-        raise ConfigError(f"{d} does not exist{' (it is a file)' if d.exists() else ''}: give the run dir "
+        raise ConfigError(f"{d} {'is a file, not a run dir' if d.exists() else 'does not exist'}: give the run dir "
                           f"'hwnas run' printed (<output_dir>/<name>, e.g. runs/quickstart)")
     if not f.is_file():
         raise ConfigError(f"{d} has no summary.json: not a finished hwnas run (run 'hwnas run CONFIG' or "
                           f"'hwnas run CONFIG --resume' to finish it)")
-    summary = json.loads(f.read_text())
+    summary = read_summary(f)
     parts = [format_summary(summary)]
     if fronts:
         proxy = d / "fronts" / "proxy.json"
         if proxy.is_file():
-            parts.append(format_front(f"proxy {summary.get('proxy')}", json.loads(proxy.read_text())))
+            parts.append(format_front(f"proxy {summary.get('proxy')}", read_record(proxy, list)))
         for r in summary.get("targets", []):
             p = d / "fronts" / f"{safe_name(r['target'])}.json"
             if p.is_file():
-                parts.append(format_front(r["target"], json.loads(p.read_text())))
+                parts.append(format_front(r["target"], read_record(p, list)))
     return "\n\n".join(parts)
+
+
+def read_record(path: Path, kind: type) -> Any:
+    """The JSON record ``path`` of a run dir (a ``kind``: dict or list); a ConfigError naming the file and the
+    way to write it again when it is damaged (truncated, not JSON, another shape)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(value, kind) or (kind is list and not all(isinstance(x, dict) for x in value)):
+            raise ValueError(f"not a JSON {'object' if kind is dict else 'list of objects'}")
+    except (OSError, ValueError) as e:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
+        raise ConfigError(f"{path} is damaged ({type(e).__name__}: {str(e)[:120]}); delete it and resume the run "
+                          f"(hwnas run CONFIG --resume) to write it again") from None
+    return value
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """A run's ``summary.json``, checked: an object whose ``targets`` is a list of rows, each naming its target."""
+    summary = read_record(path, dict)
+    rows = summary.get("targets", [])
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("target"), str) for r in rows):
+        raise ConfigError(f"{path} is damaged (its 'targets' are not rows that each name a target); delete it and "
+                          f"resume the run (hwnas run CONFIG --resume) to write it again")
+    return summary
 
 
 def safe_name(name: str) -> str:

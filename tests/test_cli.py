@@ -261,3 +261,30 @@ def test_compare_warns_and_labels_runs_with_different_accuracy_sources(tmp_path,
     caplog.clear()
     assert main(["compare", str(table), str(same), "--out", str(tmp_path / "cmp2"), "--no-mlflow"]) == 0
     assert "WARNING" not in capsys.readouterr().out and "different sources" not in caplog.text
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "null", "list", "a row without its target",
+                                    "a front that is not JSON"])
+def test_report_and_compare_on_a_damaged_record_say_which_file(tmp_path, capsys, damage):
+    """A break test's reproducers: each was a JSONDecodeError, AttributeError or KeyError traceback."""
+    run = _finished_run(tmp_path / "r", {"source": "table"}, [_target("pixel3")])
+    other = _finished_run(tmp_path / "o", {"source": "table"}, [_target("pixel3")])
+    summary = run / "summary.json"
+    bad = summary
+    if damage == "truncated":
+        summary.write_text(summary.read_text()[:40])
+    elif damage == "empty":
+        summary.write_text("")
+    elif damage == "null":
+        summary.write_text("null")
+    elif damage == "list":
+        summary.write_text("[]")
+    elif damage == "a row without its target":
+        summary.write_text('{"proxy": "fpga", "targets": [{"k": 10}]}')
+    else:
+        bad = run / "fronts" / "pixel3.json"
+        bad.write_text('[{"arch": "a0", ')
+    for args in (["report", str(run)], ["compare", str(run), str(other), "--out", str(tmp_path / "cmp")]):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{bad} is damaged" in err[0] and "--resume" in err[0], err
