@@ -139,7 +139,10 @@ def test_tabulated_targets_need_the_table_domain():
     ({"search": {"n_trials": 1_000_000_000_000}}, r"search.n_trials: 1,000,000,000,000 trials would take over"),
     ({"sweep": {"measure_front": 20000}},
      r"sweep.measure_front: 20,000 front members, but the search domain has 15,625"),
-    ({"search": {"n_trials": 30, "population": 40}}, r"search.population: 40 > n_trials 30"),
+    ({"search": {"n_trials": 30, "population": 40}}, r"search.algorithm: 'nsga2' needs a complete first "
+                                                      r"generation.*population 40 > n_trials 30"),
+    ({"sweep": {"target_search": {"algorithm": "nsga2", "n_trials": 2, "population": 50}}},
+     r"sweep.target_search.algorithm: 'nsga2' needs a complete first generation.*population 50 > n_trials 2"),
     ({"sweep": {"simulated": 10**7}}, r"sweep.simulated: 10,000,000 devices; at most 100,000"),
     ({"latency": {"proxy": "sim:0", "proxy_samples": 16000}, "search": {"domain": "space"},
       "sweep": {"targets": ["sim:1"]}}, r"latency.proxy_samples: 16,000 distinct architectures asked"),
@@ -147,6 +150,15 @@ def test_tabulated_targets_need_the_table_domain():
 def test_counts_the_domain_cannot_give_are_refused(over, match):
     with pytest.raises(ConfigError, match=match):  # refused by counting (an attempt would outlast the timeout)
         make_plan(parse_config({"name": "x", **over}))
+
+
+@pytest.mark.parametrize("algorithm", ["random", "tpe", "exhaustive"])
+def test_a_population_larger_than_n_trials_binds_only_nsga2(algorithm):
+    """Algorithms without generations take n_trials below the (default) population (a break test found them
+    refused with NSGA-II's message)."""
+    plan = make_plan(parse_config({"name": "x", "search": {"algorithm": algorithm, "n_trials": 2},
+                                   "latency": {"table": "nb201-hwnasbench"}}))
+    assert plan.cfg.search.population > plan.cfg.search.n_trials
 
 
 def test_many_trials_on_a_small_domain_is_a_warning(capsys, tmp_path):

@@ -133,9 +133,6 @@ def count_problems(plan: Plan) -> list[str]:
                             f"{TRIALS_PER_S:,.0f} trials/s (Optuna's own cost per trial); at most {MAX_TRIALS:,}")
     if sw.decision == "bound" and plan.targets:
         plan.warnings += bound_warnings(sw.k, sw.confidence, sw.srcc_threshold)
-    if cfg.search.population > cfg.search.n_trials:
-        problems.append(f"search.population: {cfg.search.population} > n_trials {cfg.search.n_trials}: the first "
-                        f"generation would not finish; raise n_trials or lower population")
     from orchestrator.search.algorithms import ALGORITHMS
 
     if cfg.search.algorithm in ALGORITHMS and ALGORITHMS.get(cfg.search.algorithm).samples \
@@ -228,7 +225,7 @@ def search_traits(plan: Plan) -> list[tuple[str, str, ProblemTraits]]:
     if algo in ALGORITHMS:
         out.append(("search.algorithm", algo, ProblemTraits(
             space, finite, proxy_additive, source.additive(cfg.accuracy), costs, per_target=False,
-            batch_size=cfg.search.batch_size, population=cfg.search.population)))
+            batch_size=cfg.search.batch_size, population=cfg.search.population, n_trials=cfg.search.n_trials)))
         own = ProblemTraits(space, finite, False, False, costs or bool(sw.memory_mb), per_target=True)
         if sw.refine_trials:
             out.append(("sweep.refine_trials (search.algorithm)", algo, own))
@@ -237,7 +234,7 @@ def search_traits(plan: Plan) -> list[tuple[str, str, ProblemTraits]]:
     if ts in ALGORITHMS:  # the adapted predictors and the oracle's model: known in the run, checked there
         out.append(("sweep.target_search.algorithm", ts, ProblemTraits(
             space, finite, None, None, costs or bool(sw.memory_mb), per_target=True,
-            population=sw.target_search.population)))
+            population=sw.target_search.population, n_trials=sw.target_search.n_trials)))
     return out
 
 

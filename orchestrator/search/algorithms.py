@@ -132,6 +132,7 @@ class ProblemTraits:
     per_target: bool | None = None  # one search per sweep target (its predictor), not the run's own search
     batch_size: int | None = None  # trials asked per round (None: the population, or not known)
     population: int | None = None
+    n_trials: int | None = None  # the trials the search may run
 
 
 @dataclass(frozen=True)
@@ -228,9 +229,14 @@ class SamplerSearch:
             return []
         ok = None if problem.batch_size is None or problem.population is None \
             else problem.batch_size <= problem.population
+        first = None if problem.n_trials is None or problem.population is None \
+            else problem.population <= problem.n_trials
         return [Requirement("complete generations (search.batch_size <= population)", ok,
                             f"NSGA-II would ask children of a generation that is not complete (batch_size "
-                            f"{problem.batch_size} > population {problem.population}); use <= population")]
+                            f"{problem.batch_size} > population {problem.population}); use <= population"),
+                Requirement("a complete first generation (population <= n_trials)", first,
+                            f"population {problem.population} > n_trials {problem.n_trials}: the first generation "
+                            f"would not finish; raise n_trials or lower population")]
 
     def run(self, problem: SearchProblem, settings: SearchSettings) -> SearchResult:
         t0 = time.perf_counter()
