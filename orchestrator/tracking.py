@@ -37,6 +37,31 @@ DEVICE_TAG = "hwnas.device"
 PACKAGES = ("hwnas", "torch", "ray", "optuna", "mlflow", "numpy", "scikit-learn", "onnxruntime")
 
 
+PROBE_TIMEOUT_S = 5.0  # a tracking server's TCP connect, before any work
+
+
+def _probe_server(uri: str) -> None:
+    """An http(s) tracking server that does not accept a connection: one ConfigError at once, naming it (MLflow
+    itself retries every request with back-off for minutes, and the run would sit silent before its first
+    record)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname, port), timeout=PROBE_TIMEOUT_S):
+            pass
+    except (OSError, ValueError) as e:
+        from orchestrator.errors import ConfigError
+
+        raise ConfigError(redact(f"cannot reach the MLflow tracking server {uri} ({type(e).__name__}: "
+                                 f"{getattr(e, 'strerror', None) or e}); start it (mlflow server --host ... --port "
+                                 f"...), fix tracking.uri, or set tracking.enabled: false")) from None
+
+
 def resolve_uri(uri: str | None, base: Path | None = None) -> str:
     """``None``: ``sqlite:///<absolute>/mlflow.db`` in ``base`` (default: the working directory)."""
     if uri:
@@ -204,6 +229,7 @@ class Tracker:
         # MLflow logs every SQLAlchemy error with its whole trace before raising it again: the error reaches
         # the caller (and the user as one line), the trace is not the user's to read
         logging.getLogger("mlflow.store.db.utils").addFilter(_drop_db_traces)
+        _probe_server(self.uri)
         db = _sqlite_path(self.uri)
         lock = _first_use_lock(db) if db is not None else None  # ConfigError: not writable
         try:

@@ -156,3 +156,23 @@ def test_a_resume_whose_records_are_gone_says_so(tmp_path, caplog):
     (rec,) = caplog.records
     assert f"{tmp_path}/elsewhere/mlflow.db holds no run of {run_dir} to continue" in rec.getMessage()
     assert "a new parent run is made" in rec.getMessage()
+
+
+def test_a_tracking_server_that_is_not_there_is_one_error_at_once(tmp_path):
+    """`tracking.uri: http://127.0.0.1:<closed port>`: a break test saw the run sit silent for minutes (MLflow's
+    retries) before any record; now one ConfigError naming the server, before any work."""
+    import socket
+    import time
+
+    from orchestrator.errors import ConfigError
+    from orchestrator.tracking import Tracker
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=rf"cannot reach the MLflow tracking server http://user:\*\*\*@127.0.0.1:"
+                                          rf"{port} \(ConnectionRefusedError.*tracking.enabled: false"):
+        Tracker(f"http://user:secret@127.0.0.1:{port}", "e")
+    assert time.perf_counter() - t0 < 30  # MLflow's own retries took minutes
