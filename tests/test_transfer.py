@@ -239,3 +239,21 @@ def test_multi_uses_smoothed_sources_only_where_the_sources_say_so(noise, smooth
     pred = adapt("multi", src, X[pick], Y[pick, 6])
     assert pred.smooth is smooth
     np.testing.assert_allclose(src.smoothed(X[:5]), np.stack([lin.predict(X[:5]) for lin in src.linear], 1))
+
+
+@pytest.mark.parametrize("method", TRANSFERS.names())
+def test_a_source_in_another_unit_transfers_the_same(method, space, shipped):
+    """A source device's latencies in microseconds instead of milliseconds (x1000) predict the same target
+    latencies: a break test found adaproxy's penalty on its per-feature residual tied to the proxy's unit."""
+    devices = ["pixel3"]  # one source, as with sweep.sources: proxy
+    table = shipped.select(devices)
+    X = encode_ids(space, table.archs)
+    y = shipped.column("raspi4")
+    pick = np.random.default_rng(5).choice(len(y), 10, replace=False)
+    preds = []
+    for factor in (1.0, 1000.0):
+        Y = table.values.copy()
+        Y[:, 0] *= factor
+        src = SourceSet(devices, X, Y, space.encoding_groups() if hasattr(space, "encoding_groups") else None)
+        preds.append(adapt(method, src, X[pick], y[pick], np.random.default_rng(0)).predict(X[:500]))
+    np.testing.assert_allclose(preds[1], preds[0], rtol=1e-6)

@@ -297,6 +297,12 @@ def reuse(sources: SourceSet, X: np.ndarray, y: np.ndarray, rng: np.random.Gener
 _ADAPROXY_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)
 
 
+def _mean_prediction(model: AdditivePredictor, X: np.ndarray) -> float:
+    """The mean of ``model``'s predictions on ``X`` (its scale), 1.0 where that is not a positive number."""
+    m = float(np.mean(model.predict(X)))
+    return m if np.isfinite(m) and m > 0 else 1.0
+
+
 def _ridge(F: np.ndarray, y: np.ndarray, pen: np.ndarray) -> np.ndarray:
     if dual_applies(F, pen[None, :]):  # fewer samples than features: the same fit as k x k solves
         return ridge_many_dual(F, y, pen[None, :])[0][0]
@@ -334,7 +340,10 @@ def _loo_mses(F: np.ndarray, y: np.ndarray, pens: np.ndarray) -> np.ndarray:
 def adaproxy(sources: SourceSet, X: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> LatencyPredictor:
     X, y = _check(sources, X, y)
     proxy = sources.linear[sources.best_proxy(X, y)]
-    w = proxy.coef_
+    # The proxy's per-feature costs in units of its mean latency over the sources' architectures: the penalty
+    # on b below then means the same whatever unit or magnitude the proxy's latencies have (ms or us, a 1 ms
+    # or a 100 ms device); with the raw costs, a proxy in us made b 1000x cheaper to use (a break test).
+    w = proxy.coef_ / _mean_prediction(proxy, sources.X)
     Xd = X.astype(np.float64)
     # Parameters: c (offset), a (scale), b (per-feature residual, penalised).
     F = np.hstack([np.ones((len(Xd), 1)), (Xd @ w)[:, None], Xd * w[None, :]])
