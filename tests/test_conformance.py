@@ -286,17 +286,22 @@ def perfect(space, shipped):
 @pytest.mark.parametrize("method", TRANSFERS.names())
 def test_transfer_method_on_a_perfectly_ranked_target(method, perfect):
     """A target that one source ranks perfectly: the transferred predictor ranks the k samples with SRCC 1 (to
-    0.99), the whole table with SRCC >= 0.95, predicts positive finite latencies, and the sweep's decision on
-    it is reuse (bound rule, threshold 0.9)."""
+    0.985: at most one adjacent pair of the 20 swapped, 0.9895), the whole table with SRCC >= 0.95, predicts
+    positive finite latencies, and the sweep's decision on it is reuse (bound rule, threshold 0.9).
+
+    0.985, not 0.99, since turn 15: adaproxy's penalty is now on costs in units of the proxy's mean latency
+    (unit-free), and its leave-one-out picks a penalty that leaves one adjacent swap among these 20 (the
+    proxy is the source's additive fit, which does not rank the source perfectly). Its SRCC over the whole
+    shipped tables, leave one device out, k 5/10/20, 5 draws, moved by -0.0025 to +0.0006 (docs/benchmarks.md)."""
     src, X, y, pick = perfect
     pred = adapt(method, src, X[pick], y[pick], np.random.default_rng(0))
     on_k = np.asarray(pred.predict(X[pick]), dtype=float)
     everywhere = np.asarray(pred.predict(X), dtype=float)
     assert everywhere.shape == (len(X),) and np.all(np.isfinite(everywhere)) and np.all(everywhere > 0)
-    assert srcc(on_k, y[pick]) >= 0.99
+    assert srcc(on_k, y[pick]) >= 0.985
     assert srcc(everywhere, y) >= 0.95
     d = decide(on_k, y[pick], threshold=0.9, rule="bound", confidence=0.9, rng=np.random.default_rng(0))
-    assert d.decision == "reuse" and d.srcc_k >= 0.99 and d.srcc_lb >= 0.9, d
+    assert d.decision == "reuse" and d.srcc_k >= 0.985 and d.srcc_lb >= 0.9, d
 
 
 # -- accuracy sources -----------------------------------------------------------------------------------------

@@ -61,3 +61,17 @@ def test_records_without_a_state_file_are_not_taken_for_a_new_run(tmp_path, own_
     for resume in (True, False):
         with pytest.raises(ConfigError, match=r"records of a run \(evaluations.jsonl\) but not its state file"):
             check_run_dir(cfg, resume, d)
+
+
+def test_only_inputs_are_fingerprinted_not_what_the_run_writes(tmp_path):
+    """A plain path to the tracking store or the Optuna storage changes as the run goes: fingerprinting it would
+    refuse every resume."""
+    from orchestrator.pipeline.context import input_digests
+
+    files = {n: tmp_path / n for n in ("lat.csv", "store.db", "journal.log", "out")}
+    for p in files.values():
+        p.write_text(p.name)
+    config = {"latency": {"table": str(files["lat.csv"])}, "tracking": {"uri": str(files["store.db"])},
+              "search": {"storage": str(files["journal.log"]), "n_trials": 3}, "output_dir": str(files["out"]),
+              "sweep": {"targets": [str(files["lat.csv"]), "pixel3"]}, "accuracy": {"data": str(tmp_path)}}
+    assert list(input_digests(config)) == [str(files["lat.csv"])]

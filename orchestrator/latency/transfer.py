@@ -294,7 +294,10 @@ def reuse(sources: SourceSet, X: np.ndarray, y: np.ndarray, rng: np.random.Gener
     return SourceAffinePredictor(sources, s, a, c)
 
 
-_ADAPROXY_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)
+# The penalties adaproxy's leave-one-out chooses among, on the residual of costs in units of the proxy's mean
+# latency: the old grid (1e-4 .. 1e4 on costs in ms) spans 1e-4/m^2 .. 1e4/m^2 here for a proxy of mean m ms,
+# and this one covers it for proxies of 0.3 to 300 ms.
+_ADAPROXY_GRID = tuple(10.0 ** (e / 2) for e in range(-18, 11))  # half decades
 
 
 def _mean_prediction(model: AdditivePredictor, X: np.ndarray) -> float:

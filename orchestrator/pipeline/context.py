@@ -176,19 +176,27 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+# Settings that name where the run writes (a plain path to its tracking store or Optuna storage changes as the
+# run goes): not inputs.
+OUTPUT_SETTINGS = frozenset({"tracking", "output_dir", "ray", "search.storage"})
+
+
 def input_digests(config: Any) -> dict[str, str]:
     """A fingerprint of every existing file (up to ``MAX_DIGEST_BYTES``) that a string of ``config`` names: a
-    user's latency or accuracy table, a dataset file, a checkpoint. ``--resume`` refuses a run whose inputs
-    changed since it began (its results so far came from the old contents). Folders are not fingerprinted."""
+    user's latency or accuracy table, a dataset file, a checkpoint; not the settings in ``OUTPUT_SETTINGS``.
+    ``--resume`` refuses a run whose inputs changed since it began (its results so far came from the old
+    contents). Folders are not fingerprinted."""
     found: dict[str, str] = {}
 
-    def walk(v: Any) -> None:
+    def walk(v: Any, where: str = "") -> None:
+        if where in OUTPUT_SETTINGS:
+            return
         if isinstance(v, dict):
-            for x in v.values():
-                walk(x)
+            for k, x in v.items():
+                walk(x, f"{where}.{k}" if where else str(k))
         elif isinstance(v, list):
             for x in v:
-                walk(x)
+                walk(x, where)
         elif isinstance(v, str) and v and len(v) < 4096 and v not in found:
             p = Path(v)
             try:
