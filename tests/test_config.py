@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,32 @@ def test_tabulated_targets_need_the_table_domain():
 def test_counts_the_domain_cannot_give_are_refused(over, match):
     with pytest.raises(ConfigError, match=match):  # refused by counting (an attempt would outlast the timeout)
         make_plan(parse_config({"name": "x", **over}))
+
+
+@pytest.mark.parametrize("sources, rows, flagged", [("proxy", 5, ["pixel3"]), ("tabulated", 7, ["fpga", "pixel3"]),
+                                                    ("proxy", 12, [])])
+def test_a_source_device_measured_too_little_is_refused_at_validate(tmp_path, sources, rows, flagged):
+    """A user's table of 5-7 architectures passed validate, then the run failed after the search ("source device
+    'pixel3' has 5 measured architectures ... at least 12", the transfer's SourceSet). Counted in validate now,
+    for the devices the transfer takes as sources."""
+    from orchestrator.latency.table import shipped_table
+
+    t = shipped_table(name="nb201-hwnasbench")
+    cols = [t.devices.index(d) for d in ("pixel3", "fpga", "edgegpu")]
+    path = tmp_path / "lat.csv"
+    path.write_text("arch,lat_ms_pixel3,lat_ms_fpga,lat_ms_edgegpu\n" + "".join(
+        f"{a},{','.join(str(t.values[i, c]) for c in cols)}\n" for i, a in enumerate(t.archs[:rows])))
+    cfg = parse_config({"name": "x", "latency": {"table": str(path), "proxy": "pixel3"},
+                        "accuracy": {"table": "nb201-hwnasbench", "table_column": "test_acc_cifar10_12ep"},
+                        "search": {"domain": "table", "n_trials": 4, "population": 4},
+                        "sweep": {"targets": ["edgegpu"], "sources": sources, "k": 3}})
+    if not flagged:
+        make_plan(cfg)
+        return
+    with pytest.raises(ConfigError) as e:
+        make_plan(cfg)
+    found = re.findall(r"device '(\w+)' has (\d+) measured architectures; as a transfer source", str(e.value))
+    assert found == [(d, str(rows)) for d in flagged], str(e.value)
 
 
 @pytest.mark.parametrize("algorithm", ["random", "tpe", "exhaustive"])

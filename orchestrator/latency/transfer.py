@@ -52,6 +52,11 @@ log = logging.getLogger(__name__)
 MIN_SAMPLES = 3
 
 
+def min_source_samples(n_features: int) -> int:
+    """The measured architectures a source device needs (its additive fit over ``n_features`` encoding columns)."""
+    return max(MIN_SAMPLES, 2 * n_features // 10)
+
+
 class SourceSet:
     """Source devices: their measured latencies and a fitted additive model each.
 
@@ -76,10 +81,10 @@ class SourceSet:
         self.linear: list[AdditivePredictor] = []
         for s, name in enumerate(self.names):
             ok = ~np.isnan(Y[:, s])
-            if ok.sum() < max(MIN_SAMPLES, 2 * X.shape[1] // 10):
+            if ok.sum() < min_source_samples(X.shape[1]):
                 raise TransferError(
                     f"source device {name!r} has {int(ok.sum())} measured architectures; a source must be "
-                    f"fully or mostly measured (at least {max(MIN_SAMPLES, 2 * X.shape[1] // 10)})"
+                    f"fully or mostly measured (at least {min_source_samples(X.shape[1])})"
                 )
             self.linear.append(AdditivePredictor(alpha).fit(X[ok], Y[ok, s]))
         self._row = {r.tobytes(): i for i, r in enumerate(X)}

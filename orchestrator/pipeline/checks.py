@@ -101,6 +101,32 @@ def url_problems(cfg: PipelineConfig) -> list[str]:
     return problems
 
 
+def source_problems(plan: Plan) -> list[str]:
+    """Each tabulated device the sweep's transfer takes as a source (``sweep.sources``: the proxy, or every
+    tabulated device but the target) measured on fewer architectures than a source needs
+    (``transfer.min_source_samples``): refused here, not after the search."""
+    table, sw = plan.table, plan.cfg.sweep
+    if table is None or not plan.targets:
+        return []
+    from orchestrator.latency.transfer import min_source_samples
+    from search_spaces.base import encode_ids
+
+    need = min_source_samples(encode_ids(plan.space, table.archs[:1]).shape[1])
+    if sw.sources == "tabulated":
+        names = {d for t in plan.targets for d in table.devices if d != t.name}
+    else:
+        names = {plan.proxy} & set(table.devices)
+    problems = []
+    for d in sorted(names):
+        n = len(table.measured(d)[0])
+        if n < need:
+            fix = "name another latency.proxy" if sw.sources == "proxy" else "leave it out of the table"
+            problems.append(f"latency.table: device {d!r} has {n} measured architectures; as a transfer source "
+                            f"(sweep.sources: {sw.sources}) it needs at least {need}: measure more of them, or "
+                            f"{fix}")
+    return problems
+
+
 def count_problems(plan: Plan) -> list[str]:
     """Every count against what the space, the table and each device can give (a loop that draws distinct
     architectures must be able to finish)."""
@@ -244,7 +270,7 @@ def plan_checks(plan: Plan) -> list[str]:
     from orchestrator.search.algorithms import requirement_problems
 
     cfg, problems = plan.cfg, config_problems(plan.cfg) + count_problems(plan) + cost_problems(plan)
-    problems += name_problems(plan)
+    problems += name_problems(plan) + source_problems(plan)
     for where, algorithm, traits in search_traits(plan):  # each algorithm says what it needs
         problems += requirement_problems(where, algorithm, traits)
     if not problems:  # the budget against the proxy's predictor: only a config that is otherwise sound
