@@ -46,7 +46,8 @@ def cache_dir() -> Path | None:
 
 @functools.cache
 def code_version(*modules: str) -> str:
-    """A hash of the text of ``modules`` (paths relative to the orchestrator package, e.g. 'ranks.py')."""
+    """A hash of the text of ``modules`` (paths relative to the orchestrator package, e.g. 'ranks.py'; a sibling
+    package's as '../search_spaces/base.py')."""
     root = Path(__file__).resolve().parent
     h = hashlib.blake2b(digest_size=16)
     for rel in modules:

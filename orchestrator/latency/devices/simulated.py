@@ -22,7 +22,6 @@ benchmark needs; absolute values mean nothing.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -140,16 +139,12 @@ class ProfileBank:
 STACK_KIND = "layer-profiles"  # the disk cache's folder of stacks
 
 
-@functools.cache
 def _stack_code_version() -> str:
     """A hash of the text of this module and of every module of the ``search_spaces`` package."""
     import search_spaces
 
-    h = hashlib.blake2b(digest_size=16)
-    for path in [Path(__file__), *sorted(Path(search_spaces.__file__).parent.glob("*.py"))]:
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
+    spaces = sorted(p.name for p in Path(search_spaces.__file__).parent.glob("*.py"))
+    return disk_cache.code_version("latency/devices/simulated.py", *(f"../search_spaces/{n}" for n in spaces))
 
 
 def _read_stack(key: str, n_archs: int) -> tuple[LayerProfile, np.ndarray] | None:
