@@ -29,10 +29,17 @@ def _cfg(tmp_path, table):
                          "search": {"domain": "table"}, "tracking": {"enabled": False}})
 
 
-def test_a_resume_refuses_an_input_file_changed_since_the_run_began(tmp_path, own_table):
+@pytest.fixture
+def claimed(tmp_path, own_table):
+    """A config on ``own_table`` and its run dir as claim_run_dir leaves it (the state file written)."""
     cfg = _cfg(tmp_path, own_table)
     d = cfg.run_dir()
     claim_run_dir(cfg, d)
+    return cfg, d
+
+
+def test_a_resume_refuses_an_input_file_changed_since_the_run_began(claimed, own_table):
+    cfg, d = claimed
     assert str(own_table) in json.loads((d / STATE_FILE).read_text())["inputs"]
     assert check_run_dir(cfg, True, d) == d  # unchanged: resumed
     own_table.write_text(own_table.read_text().replace("\n", "\n", 1) + "\n")  # a blank line: other bytes
@@ -40,20 +47,17 @@ def test_a_resume_refuses_an_input_file_changed_since_the_run_began(tmp_path, ow
         check_run_dir(cfg, True, d)
 
 
-def test_a_damaged_state_file_is_one_error_naming_it(tmp_path, own_table):
-    cfg = _cfg(tmp_path, own_table)
-    d = cfg.run_dir()
-    claim_run_dir(cfg, d)
-    for text in ('{"config": {"name": "r"', "null", "[]", '{"versions": {}}', b"\xff\xfe{"):
+def test_a_damaged_state_file_is_one_error_naming_it(claimed):
+    cfg, d = claimed
+    for text in ('{"config": {"name": "r"', "null", "[]", '{"versions": {}}', b"\xff\xfe{",
+                 '{"config": {}, "inputs": ["lat.csv"]}'):
         (d / STATE_FILE).write_bytes(text if isinstance(text, bytes) else text.encode())
         with pytest.raises(ConfigError, match=rf"{STATE_FILE} is damaged .*restore it, or .*rm -r"):
             check_run_dir(cfg, True, d)
 
 
-def test_records_without_a_state_file_are_not_taken_for_a_new_run(tmp_path, own_table):
-    cfg = _cfg(tmp_path, own_table)
-    d = cfg.run_dir()
-    claim_run_dir(cfg, d)
+def test_records_without_a_state_file_are_not_taken_for_a_new_run(claimed):
+    cfg, d = claimed
     assert check_run_dir(cfg, True, d) == d
     (d / STATE_FILE).unlink()  # only the empty folders claim_run_dir made: a new run may start there
     assert check_run_dir(cfg, False, d) == d

@@ -143,13 +143,15 @@ def check_run_dir(cfg: PipelineConfig, resume: bool, d: Path) -> Path:
 
 
 def read_state(d: Path, cfg: PipelineConfig) -> dict[str, Any]:
-    """The run dir's state file (``pipeline.json``), checked to hold a config; a ConfigError naming the file and
-    what to do when it is damaged."""
+    """The run dir's state file (``pipeline.json``), checked to hold a config (and its inputs' digests, where it
+    has them); a ConfigError naming the file and what to do when it is damaged."""
     state = d / STATE_FILE
     try:
         stored = json.loads(state.read_text(encoding="utf-8"))
         if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict):
             raise ValueError("no 'config' mapping in it")
+        if not isinstance(stored.get("inputs", {}), dict):
+            raise ValueError("its 'inputs' are not a mapping of file to digest")
     except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ConfigError(f"{state} is damaged ({type(e).__name__}: {str(e)[:120]}); it holds the config the "
                           f"run began with: restore it, or {start_over_hint(cfg, d)}") from None
