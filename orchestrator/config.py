@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from orchestrator.errors import ConfigError
 from orchestrator.latency.devices.protocol import DeviceSpec
 from orchestrator.latency.measurement import MeasurementProtocol
-from orchestrator.schema import Schema
+from orchestrator.schema import Schema, Seed
 from orchestrator.search.dnas_settings import DnasConfig
 from orchestrator.supernet.settings import DataConfig, EvalConfig, TrainConfig
 from search_spaces.base import SpaceSpec
@@ -30,7 +30,7 @@ from search_spaces.base import SpaceSpec
 MAX_CPUS = 65_536  # CPUs, actors, threads
 MAX_COUNT = 1_000_000  # samples, trials, population, k, front members
 MAX_DEVICES = 1_024  # device columns of a table, entries of sweep.targets (orchestrator.latency.table too)
-MAX_NUMBER = 10**15  # any other integer of a config (epochs, batch sizes, ...); seed: 0 .. 2**63 - 1
+MAX_NUMBER = 10**15  # any other integer of a config (epochs, batch sizes, ...)
 MAX_CONFIG_BYTES = 1 << 20  # a config file
 MAX_YAML_NODES = 100_000  # YAML nodes after alias expansion (an alias bomb expands to billions)
 
@@ -277,13 +277,13 @@ class ConfirmConfig(_Model):
     cpus_per_trial: float = Field(1.0, gt=0)
     gpus_per_trial: float = Field(0.0, ge=0, description="a GPU share per trial (e.g. 0.25: four share one)")
     max_concurrent: int = Field(0, ge=0, description="trials at once (0: as many as the resources allow)")
-    seed: int = 0
+    seed: Seed = 0
 
 
 class PipelineConfig(_Model):
     name: str = Field(..., description="the run's name: one file name (letters, digits, '_', '-', '.'), the run "
                                         "dir <output_dir>/<name>")
-    seed: int = Field(0, ge=0, lt=2**63)
+    seed: Seed = 0
     output_dir: str = Field("runs", description="the run dir is <output_dir>/<name>")
     ray: RayConfig = Field(default_factory=RayConfig)
     space: SpaceSpec = Field(default_factory=lambda: SpaceSpec(name="nb201"),
@@ -392,7 +392,8 @@ def _number_problems(model: BaseModel, prefix: str = "") -> list[str]:
                        f"fix the number")
 
     for name in type(model).model_fields:
-        walk(getattr(model, name), prefix + name)
+        if name != "seed":  # a Seed, bounded by its type (0 .. 2**63 - 1)
+            walk(getattr(model, name), prefix + name)
     return out
 
 

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import types
 import typing
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+MAX_SEED = 2**63 - 1
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED, description="a seed: 0 .. 2**63 - 1 (what numpy's SeedSequence "
+                                                             "and torch's generators take)")]
 
 
 def admits_bool(annotation: Any) -> bool:

@@ -367,3 +367,25 @@ def test_milp_asks_the_predictor_registry_what_a_predictor_declares(monkeypatch,
     else:
         with pytest.raises(ConfigError, match="'milp' needs an additive latency model"):
             make_plan(cfg)
+
+
+def test_every_seed_takes_the_whole_range_and_refuses_beyond_it():
+    """A seed is 0 .. 2**63 - 1 wherever a config has one (break test: 2**63 - 1 passed the schema and was then
+    refused by the bound on counts, 1e15; the supernet's batches overflowed torch's 64-bit seed)."""
+    top = 2**63 - 1
+    cfg = parse_config({"name": "x", "seed": top, "confirm": {"seed": top},
+                        "accuracy": {"supernet": {"data": {"seed": top}, "train": {"seed": top}}}}, "c.yaml")
+    assert cfg.seed == top and cfg.accuracy.supernet.data.seed == top
+    with pytest.raises(ConfigError) as e:
+        parse_config({"name": "x", "seed": top + 1, "accuracy": {"supernet": {"train": {"seed": -1}}}}, "c.yaml")
+    assert "  seed:" in str(e.value) and "  accuracy.supernet.train.seed:" in str(e.value)
+
+
+def test_the_largest_seed_draws_training_batches():
+    import torch
+
+    from orchestrator.supernet.data import DataConfig, load_dataset, train_batches
+
+    data = load_dataset(DataConfig(name="synthetic", synthetic_size=16, resolution=8))
+    top = [b[1] for b in train_batches(data, 4, seed=2**63 - 1, epoch=3, drop_last=False)]
+    assert torch.equal(torch.sort(torch.cat(top)).values, torch.sort(data.y_train).values)

@@ -541,7 +541,7 @@ def train_batches(data: Dataset, batch_size: int, seed: int, epoch: int, augment
     """One epoch of shuffled training batches (x (B, C, H, W), y (B,)); the order and the augmentation depend
     only on (seed, epoch), so a resumed run sees exactly the batches an uninterrupted one does. No batch has
     a single image (see :func:`batch_bounds`)."""
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    gen = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**64)  # any Seed (torch takes < 2**64)
     n = len(data.y_train)
     perm = torch.randperm(n, generator=gen)
     index_batches = [perm[a:b] for a, b in batch_bounds(n, batch_size, drop_last)]

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from orchestrator.schema import Schema
+from orchestrator.schema import Schema, Seed
 
 
 class DataConfig(Schema):
@@ -30,7 +30,7 @@ class DataConfig(Schema):
     num_classes: int = Field(10, ge=2, description="synthetic only")
     max_train: int | None = Field(None, ge=16, description="use only N training images (a seeded random subset; "
                                                            "quick runs)")
-    seed: int = 0
+    seed: Seed = 0
 
 
 class TrainConfig(Schema):
@@ -49,7 +49,7 @@ class TrainConfig(Schema):
     channels_last: Literal["auto", "on", "off"] = "auto"
     augment: bool = True
     device: str = Field("auto", description="'auto' (CUDA if present), 'cpu', 'cuda' or 'cuda:N'")
-    seed: int = 0
+    seed: Seed = 0
 
 
 class EvalConfig(Schema):

@@ -52,7 +52,7 @@ from orchestrator.latency.devices.measured import (
     register_measured,
 )
 from orchestrator.latency.measurement import LatencySample, time_callable
-from orchestrator.schema import Schema
+from orchestrator.schema import Schema, Seed
 from search_spaces.base import SearchSpace, arch_input_shape
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class ImageData(Schema):
     name: Literal["digits", "cifar10", "cifar100"] = Field("digits", description="digits: scikit-learn's "
                                                            "handwritten digits (offline); cifar*: needs root")
     root: str | None = Field(None, description="directory holding the CIFAR python-pickle files")
-    seed: int = 0
+    seed: Seed = 0
 
 
 def relative_error(y: np.ndarray, ref: np.ndarray) -> float:
