@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator.errors import ConfigError
-from orchestrator.report import read_record, read_summary, safe_name
+from orchestrator.report import read_front, read_record, read_summary, safe_name
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +58,19 @@ class RunView:
         return SOURCES.get(source).label(acc, net) if source in SOURCES else source  # each source names itself
 
     def front(self, device: str) -> list[dict[str, Any]]:
-        p = self.path / "fronts" / f"{safe_name(device)}.json"
-        return read_record(p, list) if p.is_file() else []
+        return read_front(self.path, device)
 
 
 def load_runs(run_dirs: Sequence[str | Path]) -> list[RunView]:
     """Every run dir must hold a finished run; labels are the dir names (with the parent where two clash)."""
     if len(run_dirs) < 2:
         raise ConfigError("hwnas compare needs at least two run directories")
-    runs, problems = [], []
+    runs, problems, seen = [], [], {}
     for d in map(Path, run_dirs):
+        if d.resolve() in seen:  # the same run twice would be drawn as two runs with one front
+            problems.append(f"{d}: given twice (also as {seen[d.resolve()]}); name each run once")
+            continue
+        seen[d.resolve()] = d
         s = d / "summary.json"
         if not s.is_file():
             problems.append(f"{d}: no summary.json (not a finished hwnas run; finish it with hwnas run CONFIG "

@@ -201,10 +201,18 @@ def report(run_dir: str | Path, fronts: bool = True) -> str:
         if proxy.is_file():
             parts.append(format_front(f"proxy {summary.get('proxy')}", read_record(proxy, list)))
         for r in summary.get("targets", []):
-            p = d / "fronts" / f"{safe_name(r['target'])}.json"
-            if p.is_file():
-                parts.append(format_front(r["target"], read_record(p, list)))
+            parts.append(format_front(r["target"], read_front(d, r["target"])))
     return "\n\n".join(parts)
+
+
+def read_front(run_dir: Path, device: str) -> list[dict[str, Any]]:
+    """The chosen front of ``device`` in a finished run dir (``fronts/<device>.json``: one object per member);
+    a ConfigError naming the file where it is missing or damaged (a resume writes it again)."""
+    p = run_dir / "fronts" / f"{safe_name(device)}.json"
+    if not p.exists():
+        raise ConfigError(f"{p} is missing (the front of target {device!r}); resume the run (hwnas run CONFIG "
+                          f"--resume) to write it again")
+    return read_record(p, list)
 
 
 def read_record(path: Path, kind: type) -> Any:

@@ -264,7 +264,7 @@ def test_compare_warns_and_labels_runs_with_different_accuracy_sources(tmp_path,
 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "null", "list", "a row without its target",
-                                    "a front that is not JSON"])
+                                    "a front that is not JSON", "a deleted front"])
 def test_report_and_compare_on_a_damaged_record_say_which_file(tmp_path, capsys, damage):
     """A break test's reproducers: each was a JSONDecodeError, AttributeError or KeyError traceback."""
     run = _finished_run(tmp_path / "r", {"source": "table"}, [_target("pixel3")])
@@ -281,10 +281,23 @@ def test_report_and_compare_on_a_damaged_record_say_which_file(tmp_path, capsys,
         summary.write_text("[]")
     elif damage == "a row without its target":
         summary.write_text('{"proxy": "fpga", "targets": [{"k": 10}]}')
+    elif damage == "a deleted front":  # report left the target out, compare drew no front for it
+        bad = run / "fronts" / "pixel3.json"
+        bad.unlink()
     else:
         bad = run / "fronts" / "pixel3.json"
         bad.write_text('[{"arch": "a0", ')
+    state = "is missing" if damage == "a deleted front" else "is damaged"
     for args in (["report", str(run)], ["compare", str(run), str(other), "--out", str(tmp_path / "cmp")]):
         assert main(args) == 2, args
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and f"{bad} is damaged" in err[0] and "--resume" in err[0], err
+        assert len(err) == 1 and f"{bad} {state}" in err[0] and "--resume" in err[0], err
+
+
+def test_compare_refuses_one_run_given_twice(tmp_path, capsys):
+    """Break test: `compare A A` drew A twice as two runs (and `compare A ./A/` too)."""
+    run = _finished_run(tmp_path / "r", {"source": "table"}, [_target("pixel3")])
+    other = _finished_run(tmp_path / "o", {"source": "table"}, [_target("pixel3")])
+    assert main(["compare", str(run), str(other), f"{run}/.", "--out", str(tmp_path / "cmp")]) == 2
+    err = capsys.readouterr().err
+    assert f"{run}: given twice (also as {run}); name each run once" in err and not (tmp_path / "cmp").exists()

@@ -31,7 +31,14 @@ def test_damaged_or_foreign_target_results_are_redone(tmp_path):
     (t / "binary.json").write_bytes(b"\xff\xfe\x00junk")
     (t / "nosummary.json").write_text(json.dumps({"samples": {}}))
     (t / "foreign.json").write_text(json.dumps({"summary": {"target": "foreign"}, "pool": "another"}))
-    names = ["good", "old", "garbage", "binary", "nosummary", "foreign", "missing"]
+    for name in ("nofront", "tornfront"):  # a result whose front file (what report and compare read) is lost
+        (t / f"{name}.json").write_text(json.dumps({"summary": {"target": name}, "pool": ctx.pool_id}))
+    fronts = tmp_path / "fronts"
+    fronts.mkdir()
+    for name in ("good", "old", "garbage", "binary", "nosummary", "foreign"):
+        (fronts / f"{name}.json").write_text('[{"arch": "a"}]')
+    (fronts / "tornfront.json").write_text('[{"arch": "a"')
+    names = ["good", "old", "garbage", "binary", "nosummary", "foreign", "missing", "nofront", "tornfront"]
     assert done_targets(ctx, names) == {"good": {"target": "good"}, "old": {"target": "old"}}
 
 

@@ -181,17 +181,23 @@ def test_resume_accepts_a_run_begun_before_a_setting_was_added(tmp_path):
         check_run_dir(cfg, True, d)
 
 
-def test_resume_of_a_finished_run_redoes_nothing(finished):
+def test_resume_of_a_finished_run_redoes_only_a_target_whose_front_was_lost(finished):
+    """Nothing but the one target whose front file was deleted (report and compare name that file and say a
+    resume writes it again; before, the resume took the target as done and the front stayed lost)."""
     tmp_path, cfg, summary = finished
     run_dir = cfg.run_dir()
     before = (run_dir / "evaluations.jsonl").read_text()
     stamp = (run_dir / "targets" / "edgegpu.json").stat().st_mtime_ns
+    lost = run_dir / "fronts" / "pixel3.json"
+    front = lost.read_text()
+    lost.unlink()
     again = run_pipeline(cfg, resume=True, progress=False)
     assert (run_dir / "evaluations.jsonl").read_text() == before
     assert (run_dir / "targets" / "edgegpu.json").stat().st_mtime_ns == stamp
+    assert json.loads(lost.read_text()) == json.loads(front)
     assert [r["target"] for r in again["targets"]] == [r["target"] for r in summary["targets"]]
     assert again["mean_hv_ratio"] == pytest.approx(summary["mean_hv_ratio"])
-    assert "resume: 7 targets already done" in (run_dir / "run.log").read_text()
+    assert "resume: 6 targets already done" in (run_dir / "run.log").read_text()
 
 
 def test_compare_overlays_two_runs_and_records_it(finished, monkeypatch, capsys):

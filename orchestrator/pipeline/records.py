@@ -161,14 +161,25 @@ def pool_fingerprint(pool: Sequence[Candidate]) -> str:
 def done_targets(ctx: Context, names: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Summary rows of targets finished before a resume, on this run's candidate pool. A result file that does
     not parse, or that was computed on another pool (the journal lost trials and the search redid them), is not
-    used: that target is redone, so the summary never pairs a new pool with old results."""
+    used, nor one whose front file (``fronts/<name>.json``, what report and compare read) is missing or damaged:
+    that target is redone, so the summary never pairs a new pool with old results and every row has its front."""
     import logging
+
+    from orchestrator.errors import ConfigError
+    from orchestrator.report import read_record
 
     log = logging.getLogger(__name__)
     out = {}
     for name in names:
         f = ctx.run_dir / "targets" / f"{safe_name(name)}.json"
         if not f.is_file():
+            continue
+        front = ctx.run_dir / "fronts" / f"{safe_name(name)}.json"
+        try:
+            read_record(front, list)
+        except ConfigError:
+            log.warning("resume: %s is %s; target %s is redone", front,
+                        "damaged" if front.exists() else "missing", name)
             continue
         try:
             data = json.loads(f.read_text())
