@@ -197,6 +197,22 @@ def test_many_trials_on_a_small_domain_is_a_warning(capsys, tmp_path):
     assert "warning search.n_trials: 60,000 trials on a domain of 1,999 architectures" in capsys.readouterr().out
 
 
+def test_the_proxy_named_as_a_target_is_a_warning(capsys, tmp_path):
+    """Break test: the proxy in sweep.targets was dropped without a word ('tabulated' leaves it out by design)."""
+    from orchestrator.cli import main
+
+    path = tmp_path / "c.yaml"
+    path.write_text("name: w\nlatency: {table: nb201-hwnasbench, proxy: pixel3}\n"
+                    "sweep: {targets: [edgegpu, pixel3]}\n")
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "warning sweep.targets.1: 'pixel3' is the proxy (latency.proxy); it is not swept" in out
+    assert [t.name for t in make_plan(load_config(path)).targets] == ["edgegpu"]
+    path.write_text("name: w\nlatency: {table: nb201-hwnasbench, proxy: pixel3}\nsweep: {targets: [tabulated]}\n")
+    assert main(["validate", str(path)]) == 0
+    assert "is the proxy" not in capsys.readouterr().out
+
+
 def test_distinct_draws_are_bounded(space):
     import numpy as np
 

@@ -194,6 +194,10 @@ def _build(cfg: PipelineConfig) -> tuple[Plan | None, list[str]]:
     proxy_target = _resolve(cfg, catalog, DeviceSpec(name=proxy)) if proxy and not catalog.problems(proxy) else None
     plan = Plan(cfg, space, table, catalog, proxy, ok_targets, Domain.of(SPACE, space, table), proxy_target, score,
                 table_failed=table_failed, accuracy=accuracy)
+    if proxy and proxy in index:  # named as a target: its front is the proxy search's own, not a transfer's
+        plan.warnings.append(f"sweep.targets.{index[proxy]}: {proxy!r} is the proxy (latency.proxy"
+                             f"{': auto' if cfg.latency.proxy == AUTO else ''}); it is not swept as a target: its "
+                             f"front is the proxy search's (fronts/proxy.json)")
     plan.domain = Domain.of(_domain(plan, [] if table_failed else problems), space, table)
     return plan, problems
 
