@@ -519,3 +519,25 @@ def test_a_device_failing_on_its_front_ends_that_target_alone(tmp_path, ray_clus
     assert (run_dir / "fronts" / "pixel3.csv").is_file()
     assert not (run_dir / "fronts" / "command_frontfails.csv").exists()
     assert json.loads((run_dir / "summary.json").read_text())["failed_targets"] == summary["failed_targets"]
+
+
+def test_a_target_short_of_its_k_says_so(tmp_path, ray_cluster, caplog):
+    """Break test: k = 12 on a user's table of 12 architectures measured 9 without a word (the second round
+    proposes only from the pool and the target's predicted front). Now a warning and ``k_unmet`` in its row."""
+    from orchestrator.latency.table import shipped_table
+
+    t = shipped_table(name="nb201-hwnasbench")
+    cols = [t.devices.index(d) for d in ("pixel3", "edgegpu")]
+    path = tmp_path / "lat.csv"
+    path.write_text("arch,lat_ms_pixel3,lat_ms_edgegpu\n" + "".join(
+        f"{a},{','.join(str(t.values[i, c]) for c in cols)}\n" for i, a in enumerate(t.archs[:12])))
+    cfg = _cfg(tmp_path, latency={"table": str(path), "proxy": "pixel3"},
+               search={"n_trials": 8, "population": 4},
+               sweep={"targets": ["edgegpu"], "simulated": 0, "k": 12, "measure_front": 0, "retest": 0,
+                      "per_device_search": False, **PROXY_SOURCES},
+               tracking={"enabled": False})
+    with caplog.at_level("WARNING", logger="orchestrator.pipeline.targets"):
+        summary = run_pipeline(cfg, progress=False)
+    row = summary["targets"][0]
+    assert 0 < row["n_measurements"] < 12 and row["k_unmet"] == 12 - row["n_measurements"]
+    assert f"edgegpu: {row['n_measurements']} measurements of k = 12 (the candidate pool" in caplog.text

@@ -267,6 +267,21 @@ def measure_more(ctx: Context, target: Target, inp: TargetInput, ids: Sequence[s
     inp.seconds_measuring += time.perf_counter() - t0
 
 
+def short_of_k(name: str, inp: TargetInput, k: int, refused: int) -> None:
+    """Where a target measured fewer than its ``k`` (both rounds), a warning saying why and the metric
+    ``k_unmet`` (in its summary row and MLflow run): its first round had fewer architectures it can be measured
+    on, or its second round found fewer unmeasured ones in the pool and its predicted front, or its device
+    refused some (break test: k = 12 on a 12-architecture domain measured 9, without a word)."""
+    short = k - len(inp.k_ids)
+    if short <= 0:
+        return
+    inp.metrics["k_unmet"] = float(short)
+    why = f"{refused} refused by its device; " if refused else ""
+    log.warning("%s: %d measurements of k = %d (%sthe candidate pool and the target's predicted front held no "
+                "more architectures not yet measured that it can be measured on); a larger search "
+                "(search.n_trials) gives a larger pool", name, len(inp.k_ids), k, why)
+
+
 def evaluate_provisional(ctx: Context, accuracy: Any, shared: SweepShared,
                          reports: Sequence[TargetReport]) -> set[str]:
     """Front members chosen on a provisional accuracy (a supernet's subnets predicted, not evaluated) are
@@ -345,6 +360,8 @@ def sweep_stage(ctx: Context, accuracy: Any, shared: SweepShared, proxy_table: L
                 measure_more(ctx, target, inp, ids, replace=again)
             except DeviceError as e:
                 target_failed(ctx, target, e)
+                continue
+            short_of_k(target.name, inp, k1 + k2, len(ctx.refused.get(target.name, {})))
         inputs = [t for t in inputs if t.name not in ctx.failed_targets]
         todo = [t for t in todo if t.name not in ctx.failed_targets]
     reps = run_targets(shared, inputs, sources, keep_predictor=ctx.cfg.sweep.refine_trials > 0)
