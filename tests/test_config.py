@@ -325,7 +325,7 @@ def test_an_unmet_requirement_of_the_algorithm_is_refused_at_validate(over, need
         make_plan(parse_config(data))
 
 
-def test_dnas_on_nb201_validates_with_any_latency_predictor(tmp_path):
+def test_dnas_on_nb201_validates_with_any_latency_predictor(tmp_path, capsys):
     """nb201 has a DNAS view (its 6 edges) that fits its per-edge latency table over the domain's cells, so
     'dnas' needs no additive predictor there (fbnet's view does: its table is the model's coefficients)."""
     from orchestrator.cli import main
@@ -340,6 +340,11 @@ def test_dnas_on_nb201_validates_with_any_latency_predictor(tmp_path):
     path = tmp_path / "d.yaml"
     path.write_text("name: d\nsearch: {algorithm: dnas}\naccuracy: {source: table}\n")
     assert main(["validate", str(path)]) == 0
+    # break test: it trained its supernet for minutes without a word; now validate says so
+    assert "search.algorithm: 'dnas' trains a supernet of its own on search.dnas.data" in capsys.readouterr().out
+    path.write_text("name: d\nsearch: {algorithm: dnas}\naccuracy: {source: supernet}\n")
+    assert main(["validate", str(path)]) == 0
+    assert "trains a supernet of its own" not in capsys.readouterr().out
     fb = ProblemTraits(get_space("fbnet"), True, False, None)
     assert [r.needs for r in unmet("dnas", fb)] == ["an additive latency model"]
     assert ALGORITHMS.get("dnas").requirements(ProblemTraits(get_space("nb201"), True, None, None))[1].needs \

@@ -161,6 +161,12 @@ def count_problems(plan: Plan) -> list[str]:
         plan.warnings += bound_warnings(sw.k, sw.confidence, sw.srcc_threshold)
     from orchestrator.search.algorithms import ALGORITHMS
 
+    if cfg.search.algorithm in ALGORITHMS and ALGORITHMS.get(cfg.search.algorithm).trains_supernet \
+            and not SOURCES.get(cfg.accuracy.source).trains_supernet:
+        plan.warnings.append(f"search.algorithm: {cfg.search.algorithm!r} trains a supernet of its own on "
+                             f"search.{cfg.search.algorithm}.data (minutes; progress in the run's log) although "
+                             f"accuracy.source is {cfg.accuracy.source!r}, which then scores what it finds; "
+                             f"'exhaustive' or 'nsga2' search without training")
     if cfg.search.algorithm in ALGORITHMS and ALGORITHMS.get(cfg.search.algorithm).samples \
             and cfg.search.n_trials > 20 * n_dom:
         plan.warnings.append(f"search.n_trials: {cfg.search.n_trials:,} trials on a domain of {n_dom:,} "

@@ -148,6 +148,7 @@ class Requirement:
 class SearchAlgorithm(Protocol):
     help: str
     samples: bool  # a sampler: trials may repeat an architecture; takes ``start_from``
+    trains_supernet: bool  # trains a supernet of its own (minutes), whatever the accuracy source
 
     def requirements(self, problem: ProblemTraits) -> list[Requirement]: ...
 
@@ -219,6 +220,7 @@ class SamplerSearch:
     """An Optuna sampler (registered in ``SAMPLERS``) driven by :class:`SearchDriver`."""
 
     samples = True
+    trains_supernet = False
 
     def __init__(self, sampler: str) -> None:
         self.sampler = sampler
@@ -266,6 +268,7 @@ class MilpSearch:
 
     help = "exact front of additive accuracy and latency models (epsilon-constraint MILP)"
     samples = False
+    trains_supernet = False
 
     def requirements(self, problem: ProblemTraits) -> list[Requirement]:
         return [Requirement("an additive latency model", problem.additive_latency,
@@ -298,6 +301,7 @@ class ExhaustiveSearch:
 
     help = f"every cell of a finite domain (a table, or a space of at most {MAX_EXHAUSTIVE:,} cells)"
     samples = False
+    trains_supernet = False
 
     def requirements(self, problem: ProblemTraits) -> list[Requirement]:
         return [Requirement("a finite domain", problem.finite,
@@ -331,6 +335,7 @@ class DnasSearch:
     help = ("differentiable latency-aware search (FBNet): Gumbel-softmax per layer (fbnet) or edge (nb201), a "
             "sweep of the latency weight")
     samples = False
+    trains_supernet = True
 
     def requirements(self, problem: ProblemTraits) -> list[Requirement]:
         """A space with a DNAS view; the latency its view can tabulate (an additive model, or a finite domain to
