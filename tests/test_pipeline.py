@@ -151,7 +151,7 @@ def test_rerun_needs_resume_and_same_config(finished):
     with pytest.raises(ConfigError, match="--resume"):
         run_pipeline(cfg, progress=False)
     other = _cfg(tmp_path, search={"n_trials": 80})
-    with pytest.raises(ConfigError, match="another config.*search"):
+    with pytest.raises(ConfigError, match=r"another config \(search.n_trials: 60 -> 80\)"):
         run_pipeline(other, resume=True, progress=False)
 
 
@@ -172,12 +172,37 @@ def test_resume_accepts_a_run_begun_before_a_setting_was_added(tmp_path):
     assert check_run_dir(cfg, True, d) == d
     stored["search"]["n_trials"] = 61
     (d / STATE_FILE).write_text(json.dumps({"config": stored}))
-    with pytest.raises(ConfigError, match=r"another config.*\['search'\]"):
+    with pytest.raises(ConfigError, match=r"another config \(search.n_trials: 61 -> 60\)"):
         check_run_dir(cfg, True, d)
     stored["search"]["n_trials"] = cfg.search.n_trials
     stored["search"]["a_removed_setting"] = 1
     (d / STATE_FILE).write_text(json.dumps({"config": stored}))
-    with pytest.raises(ConfigError, match="another config"):
+    with pytest.raises(ConfigError, match=r"another config \(search.a_removed_setting: 1 -> \(unset\);"):
+        check_run_dir(cfg, True, d)
+
+
+def test_a_resume_names_each_changed_setting_and_may_run_elsewhere(tmp_path):
+    """The refusal named the sections ('search'), not the settings (break test); where the run executes (the
+    ray section: a local Ray's CPUs, a cluster's address) may change between a crash and --resume."""
+    from orchestrator.pipeline.context import MAX_CHANGES_SHOWN, STATE_FILE, check_run_dir, public_config
+
+    cfg = _cfg(tmp_path)
+    d = tmp_path / "runs" / "t"
+    d.mkdir(parents=True)
+    stored = public_config(cfg)
+    stored["ray"] = {"address": None, "num_cpus": 64}
+    (d / STATE_FILE).write_text(json.dumps({"config": stored}))
+    assert check_run_dir(cfg, True, d) == d
+    stored["sweep"]["k"], stored["sweep"]["targets"] = 12, ["pixel3", "x" * 80]
+    stored["tracking"]["experiment"] = "other"
+    (d / STATE_FILE).write_text(json.dumps({"config": stored}))
+    with pytest.raises(ConfigError) as e:
+        check_run_dir(cfg, True, d)
+    assert ('another config (sweep.k: 12 -> 10; sweep.targets: ["pixel3", "' + "x" * 45 + '... -> ["tabulated"]; '
+            'tracking.experiment: "other" -> "test")') in str(e.value)
+    stored["sweep"].update({f"x{i}": i for i in range(MAX_CHANGES_SHOWN)})
+    (d / STATE_FILE).write_text(json.dumps({"config": stored}))
+    with pytest.raises(ConfigError, match=r"; and 3 more\)"):
         check_run_dir(cfg, True, d)
 
 

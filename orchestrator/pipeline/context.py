@@ -110,6 +110,33 @@ def _with_current_defaults(old: dict[str, Any]) -> dict[str, Any]:
         return old
 
 
+RESUME_FREE = frozenset({"ray"})  # where the run executes (a local Ray's CPUs, a cluster): not what it computes
+MAX_CHANGES_SHOWN = 8
+
+
+def config_changes(old: Any, new: Any, where: str = "") -> list[str]:
+    """Each setting that differs between two stored configs, as ``path: old -> new`` (JSON values, 60
+    characters at most each; ``(unset)`` where one lacks it), leaving out ``RESUME_FREE`` sections."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            path = f"{where}.{k}" if where else str(k)
+            if path not in RESUME_FREE:
+                out += config_changes(old.get(k, _UNSET), new.get(k, _UNSET), path)
+        return out
+    if old == new:
+        return []
+
+    def show(v: Any) -> str:
+        text = "(unset)" if v is _UNSET else json.dumps(v)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    return [f"{where}: {show(old)} -> {show(new)}"]
+
+
+_UNSET = object()
+
+
 def check_run_dir(cfg: PipelineConfig, resume: bool, d: Path) -> Path:
     """The run dir ``d``, checked: a run there needs --resume and the same config. Creates nothing. A
     refusal names what to delete to start over (a refused or crashed run never blocks a corrected config)."""
@@ -121,10 +148,12 @@ def check_run_dir(cfg: PipelineConfig, resume: bool, d: Path) -> Path:
         stored = read_state(d, cfg)
         old = _with_current_defaults(stored["config"])
         mine = public_config(cfg)
-        if old != mine:
-            diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k))
-            raise ConfigError(f"{d} holds a run with another config (sections differing: {diff}); resume with "
-                              f"the same config, or change 'name', or {start_over_hint(cfg, d)}")
+        diff = config_changes(old, mine)
+        if diff:
+            shown = "; ".join(diff[:MAX_CHANGES_SHOWN]) + (f"; and {len(diff) - MAX_CHANGES_SHOWN} more"
+                                                          if len(diff) > MAX_CHANGES_SHOWN else "")
+            raise ConfigError(f"{d} holds a run with another config ({shown}); resume with the config it began "
+                              f"with, or change 'name', or {start_over_hint(cfg, d)}")
         changed = [name for name, digest in stored.get("inputs", {}).items()
                    if Path(name).is_file() and _file_digest(Path(name)) != digest]
         if changed:

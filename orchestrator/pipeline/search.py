@@ -57,7 +57,9 @@ def search_stage(ctx: Context, accuracy: Any, latency: Callable[[Sequence[str]],
     ctx.timings.update({f"search_{k}": v for k, v in res.info.items()})
     feasible = res.feasible()
     if len(feasible) < 3:
-        raise ConfigError(f"only {len(feasible)} feasible candidates: search.latency_budget_ms "
-                          f"{cfg.latency_budget_ms} / search.constraints {cfg.constraints or '{}'} are too tight "
-                          f"for proxy {ctx.plan.proxy}; raise them. {start_over_hint(ctx.cfg, ctx.run_dir)}")
+        raise ConfigError(f"only {len(feasible)} feasible candidates among the search's {len(res.candidates)}: "
+                          f"search.latency_budget_ms {cfg.latency_budget_ms} / search.constraints "
+                          f"{cfg.constraints or '{}'} are too tight for proxy {ctx.plan.proxy}, or the search "
+                          f"(search.n_trials {cfg.n_trials:,}) too short to find architectures within them; raise "
+                          f"them or search.n_trials. {start_over_hint(ctx.cfg, ctx.run_dir)}")
     return res.candidates
