@@ -202,7 +202,9 @@ def refine_target(ctx: Context, accuracy: object, target: Target, rep: TargetRep
 
 def per_device_search(ctx: Context, accuracy: object, target: Target, rep: TargetReport) -> None:
     """The baseline: a full search against the target's true latency (same algorithm, budget and accuracy
-    source as the proxy search), judged against the same reference as the sweep's front."""
+    source as the proxy search), judged against the same reference as the sweep's front. It takes the proxy
+    search's seed on purpose: a paired comparison (common random numbers; the same first generation), so the
+    two differ only in the latency they search against, not in their draws."""
     if not target.has_truth or rep.reference is None:
         return
     truth = target.truth
