@@ -92,8 +92,14 @@ def ray_cluster(tmp_path_factory):
     asked for Ray ran with it up, their measured devices measured in actors instead of in the test process
     (test_ofa_elastic failed), and test_runtimes' ExecuTorch case died with SIGSEGV in the test process."""
     ray = pytest.importorskip("ray")
+    from orchestrator.ray_connect import _any_agent_port
+
     tmp = tmp_path_factory.mktemp("ray")
-    ray.init(num_cpus=2, resources={"device:testphone": 1}, _temp_dir=str(tmp), include_dashboard=False,
-             log_to_driver=False, configure_logging=False)
+    restore = _any_agent_port()  # as a run's own local Ray (ray_connect.connect): no wait on Ray's fixed port
+    try:
+        ray.init(num_cpus=2, resources={"device:testphone": 1}, _temp_dir=str(tmp), include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    finally:
+        restore()
     yield ray
     ray.shutdown()
