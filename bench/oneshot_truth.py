@@ -59,7 +59,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.1)
-    ap.add_argument("--n-random", type=int, default=1, help="random subnets per sandwich step")
+    ap.add_argument("--n-random", type=int, default=1, help="random subnets per step (sandwich: besides largest "
+                                                            "and smallest)")
+    ap.add_argument("--sampling", choices=["sandwich", "uniform"], default="sandwich",
+                    help="sandwich with in-place distillation (the product's default) or uniform (SPOS)")
     ap.add_argument("--random", type=int, default=300, help="random cells of the whole space evaluated")
     ap.add_argument("--top", type=int, default=100, help="cells of NB201's top 2,000 evaluated")
     ap.add_argument("--calib-batches", type=int, default=4)
@@ -86,12 +89,14 @@ def main() -> None:
           f"{args.batch_size}", flush=True)
     t0 = time.perf_counter()
     tr = SupernetTrainer(space, data, TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                                  n_random=args.n_random, seed=args.seed, device=args.device))
+                                                  n_random=args.n_random, seed=args.seed, device=args.device,
+                                                  sampling=args.sampling))
     hist = tr.fit(save=False)["history"]
     train_s = time.perf_counter() - t0
     images_seen = args.epochs * (len(data.y_train) // args.batch_size) * args.batch_size
     print(f"device {tr.device}, amp {tr.amp}, channels_last {tr.channels_last}")
-    print(f"trained in {train_s:.0f}s ({images_seen} images, {(2 + args.n_random)} subnets per step), last "
+    per_step = 2 + args.n_random if args.sampling == "sandwich" else max(1, args.n_random)
+    print(f"trained in {train_s:.0f}s ({images_seen} images, {per_step} subnets per step, {args.sampling}), last "
           f"loss {hist[-1]['loss']:.3f}", flush=True)
 
     rng = np.random.default_rng(args.seed)

@@ -21,7 +21,7 @@ TINY = {"width_mult": 0.25, "resolution": 32, "feature_dim": 64}
 def make_trainer(tmp_path, epochs=2, max_train=128, name="mobilenetv3", options=None, lr=0.05, **train):
     data = load_dataset(DataConfig(max_train=max_train))
     spec = with_classes(SpaceSpec(name=name, options=TINY if options is None else options), data.num_classes)
-    cfg = TrainConfig(epochs=epochs, batch_size=32, lr=lr, n_random=1, **train)
+    cfg = TrainConfig(**{"epochs": epochs, "batch_size": 32, "lr": lr, "n_random": 1, **train})
     return SupernetTrainer(one_shot_space(spec), data, cfg, tmp_path / "ck")
 
 
@@ -177,6 +177,28 @@ def test_nb201_trains_with_the_same_trainer(tmp_path):
     res = evaluate_subnet(tr.space, tr.net, tr.space.sample(np.random.default_rng(0)), tr.data,
                           EvalConfig(calib_batches=1, max_val=50))
     assert 0.0 <= res.accuracy <= 1.0 and res.n_val == 50
+
+
+def test_uniform_sampling_trains_random_paths_from_the_labels(tmp_path, monkeypatch):
+    """``sampling: uniform`` (SPOS): each step's subnets are n_random random ones (no largest, no smallest), each
+    from the labels (no distillation: there is no teacher)."""
+    import orchestrator.supernet.train as train_mod
+
+    tr = make_trainer(tmp_path, epochs=1, name="nb201", options={"channels": 4, "cells_per_stage": 1},
+                      max_train=64, sampling="uniform", n_random=2)
+    archs = tr.sandwich()
+    assert len(archs) == 2 and tr.space.largest() not in archs and tr.space.smallest() not in archs
+    soft = []
+    monkeypatch.setattr(train_mod, "soft_cross_entropy", lambda *a: soft.append(1) or a[0].sum())
+    x, y = next(iter(train_batches(tr.data, 32, seed=0, epoch=0)))
+    loss = tr.step(x, y)
+    assert np.isfinite(loss) and not soft  # never distilled
+    sandwich = make_trainer(tmp_path / "s", epochs=1, name="nb201", options={"channels": 4, "cells_per_stage": 1},
+                            max_train=64)
+    sandwich.step(x, y)
+    assert len(soft) == 2  # the sandwich distils its smallest and its random subnet
+    with pytest.raises(Exception, match="sampling"):
+        TrainConfig(sampling="fair")
 
 
 # -- export ----------------------------------------------------------------------

@@ -41,8 +41,12 @@ class TrainConfig(Schema):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(1e-4, ge=0)
     warmup_epochs: float = Field(1.0, ge=0)
-    n_random: int = Field(2, ge=0, description="random subnets per sandwich step (besides largest and smallest)")
-    distill: bool = Field(True, description="in-place distillation from the largest subnet")
+    sampling: Literal["sandwich", "uniform"] = Field(
+        "sandwich", description="the subnets of a step: sandwich (BigNAS/OFA: largest, smallest and n_random "
+                                "random ones, the others distilled from the largest) or uniform (SPOS: n_random "
+                                "random ones, at least one, each from the labels)")
+    n_random: int = Field(2, ge=0, description="random subnets per step (sandwich: besides largest and smallest)")
+    distill: bool = Field(True, description="sandwich: in-place distillation from the largest subnet")
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     grad_clip: float | None = Field(5.0, gt=0)
     amp: Literal["auto", "on", "off"] = Field("auto", description="mixed precision (CUDA only; auto = on with CUDA)")

@@ -3,7 +3,8 @@
 Each step follows the sandwich rule (BigNAS / OFA): the largest subnet learns
 from the labels, then the smallest and ``n_random`` random subnets learn from
 the largest subnet's soft predictions (in-place distillation); their gradients
-accumulate into one optimiser step. SGD (Nesterov) or AdamW, a per-step
+accumulate into one optimiser step. ``sampling: uniform`` is single-path uniform sampling instead (SPOS, Guo et
+al., ECCV 2020): ``n_random`` random subnets (at least one), each from the labels. SGD (Nesterov) or AdamW, a per-step
 schedule of linear warm-up then cosine decay. In a space that searches the input resolution
 (``elastic_resolution``) each step draws one resolution from the space's and runs every subnet of the
 sandwich at it, its batch scaled to it (OFA's elastic resolution: one image size per batch). On CUDA mixed
@@ -154,11 +155,15 @@ class SupernetTrainer:
 
     # -- training ---------------------------------------------------------------
     def sandwich(self) -> list[dict[str, Any]]:
-        """The subnets of one step: largest, smallest, then ``n_random`` random ones; a supernet split into
-        sub-supernets (few-shot: ``restrict``) keeps one step's subnets inside one of them; with elastic
-        resolution all at one resolution drawn for the step (from the trainer's generator, after the subnets)."""
-        archs = [self.space.largest(), self.space.smallest()] + [self.space.sample(self.rng)
-                                                                 for _ in range(self.cfg.n_random)]
+        """The subnets of one step: largest, smallest, then ``n_random`` random ones (``sampling: uniform``:
+        ``max(1, n_random)`` random ones); a supernet split into sub-supernets (few-shot: ``restrict``) keeps one
+        step's subnets inside one of them; with elastic resolution all at one resolution drawn for the step (from
+        the trainer's generator, after the subnets)."""
+        if self.cfg.sampling == "uniform":
+            archs = [self.space.sample(self.rng) for _ in range(max(1, self.cfg.n_random))]
+        else:
+            archs = [self.space.largest(), self.space.smallest()] + [self.space.sample(self.rng)
+                                                                     for _ in range(self.cfg.n_random)]
         restrict = getattr(self.net, "restrict", None)
         if restrict is not None:
             archs = restrict(archs, self.rng)
@@ -175,7 +180,7 @@ class SupernetTrainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """One sandwich step; returns the largest subnet's loss."""
+        """One step (sandwich or uniform); returns the first subnet's loss (the sandwich's largest)."""
         self.net.train()
         x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         y = y.to(self.device, non_blocking=True)
@@ -190,7 +195,7 @@ class SupernetTrainer:
         for arch in archs[1:]:
             with self._autocast():
                 o = self.net(x, arch)
-                sub = (soft_cross_entropy(o, soft) if self.cfg.distill
+                sub = (soft_cross_entropy(o, soft) if self.cfg.distill and self.cfg.sampling == "sandwich"
                        else F.cross_entropy(o.float(), y, label_smoothing=self.cfg.label_smoothing))
             self.scaler.scale(sub).backward()
         if self.grad_sync is not None:
