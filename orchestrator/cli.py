@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
+from orchestrator.cli_args import at_least, fraction, output_file, positive_int
 from orchestrator.errors import HwnasError
 
 log = logging.getLogger("hwnas")
@@ -102,8 +104,12 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from orchestrator.latency.measurement import MeasurementProtocol
     from orchestrator.latency.table import LatencyTable, read_archs, write_table
 
-    if args.n < 1:
-        raise HwnasError(f"--n must be at least 1, got {args.n}")
+    if args.retest and not 3 <= args.retest <= args.n:
+        raise HwnasError(f"--retest {args.retest}: the test-retest SRCC needs 3 to --n ({args.n}) architectures "
+                         f"measured twice (0: none)")
+    if args.threads > (os.cpu_count() or 1):
+        log.warning("--threads %d is more than this machine's %d cores: the timings will measure contention",
+                    args.threads, os.cpu_count() or 1)
     space = _space(args.space)
     rng = np.random.default_rng(args.seed)
     if args.archs:
@@ -152,6 +158,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
               f"{args.out}: {', '.join(refused)}")
     if cv is not None:
         print(f"median ms {np.nanmedian(values):.3f}, median CV {100 * np.median(cv):.2f}%")
+    if args.retest and device.deterministic:
+        print(f"--retest: {device.name} is deterministic (a table or a simulator): nothing to retest")
     if args.retest and not device.deterministic:
         k = min(args.retest, len(ids))
         rep = reliability_check(device, ids[:k], rng, first_ms=values[:k])
@@ -203,7 +211,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     n_test = int(round(args.test_fraction * len(y)))
     test, train = order[:n_test], order[n_test:]
     pred = make_predictor(args.predictor).fit(X[train], y[train])
-    if n_test:
+    if n_test < 3:
+        print(f"{args.predictor} on {args.device}: {n_test} held-out architectures (--test-fraction "
+              f"{args.test_fraction} of {len(y)}); the held-out figures need at least 3")
+    else:
         rep = regression_report(y[test], pred.predict(X[test]))
         print(f"{args.predictor} on {args.device}, {len(train)} train / {n_test} held-out architectures: "
               f"RMSE {rep['rmse_ms']:.3f} ms, MAPE {rep['mape_pct']:.2f}%, within +-10% {rep['within10_pct']:.1f}%, "
@@ -298,24 +309,24 @@ def build_parser() -> argparse.ArgumentParser:
     s = lat.add_parser("srcc", help="SRCC matrix between the devices of a latency table, proxy choice")
     s.add_argument("--table", required=True, help="latency CSV (arch + one column per device), or 'shipped'")
     s.add_argument("--space", default="nb201")
-    s.add_argument("--plot", help="write a heatmap PNG here")
+    s.add_argument("--plot", type=output_file(".png", ".pdf", ".svg"), help="write a heatmap here (.png, .pdf, .svg)")
     s.set_defaults(func=cmd_srcc)
 
     m = lat.add_parser("measure", help="measure architectures on a device; writes a latency CSV")
     m.add_argument("--device", required=True, help="device name (hwnas list), or remote:<name> for a Ray node")
     m.add_argument("--space", default="nb201")
-    m.add_argument("--n", type=int, required=True, help="number of architectures")
-    m.add_argument("--out", required=True)
+    m.add_argument("--n", type=positive_int, required=True, help="number of architectures")
+    m.add_argument("--out", type=output_file(), required=True)
     m.add_argument("--archs", help="draw the architectures from this CSV's 'arch' column (or 'shipped')")
     m.add_argument("--exclude", help="skip the architectures of this CSV's 'arch' column (e.g. held-out checks)")
     m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--threads", type=int, default=1)
-    m.add_argument("--batch-size", type=int, default=1)
-    m.add_argument("--warmup", type=int, default=5)
-    m.add_argument("--repeats", type=int, default=15)
+    m.add_argument("--threads", type=positive_int, default=1)
+    m.add_argument("--batch-size", type=positive_int, default=1)
+    m.add_argument("--warmup", type=at_least(0), default=5)
+    m.add_argument("--repeats", type=at_least(3), default=15)
     m.add_argument("--column", help="column name in the output (default: the device's name)")
-    m.add_argument("--retest", type=int, default=0, metavar="K",
-                   help="also measure K of them twice and report the test-retest SRCC")
+    m.add_argument("--retest", type=at_least(0), default=0, metavar="K",
+                   help="also measure K of them (3 .. --n) twice and report the test-retest SRCC")
     m.add_argument("--runtime", default="torch-cpu", help="runtime on a remote device's node")
     m.add_argument("--address", default="auto", help="Ray address for remote devices")
     m.set_defaults(func=cmd_measure)
@@ -325,9 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--device", required=True, help="column of the table")
     f.add_argument("--space", default="nb201")
     f.add_argument("--predictor", default="additive")
-    f.add_argument("--test-fraction", type=float, default=0.2)
+    f.add_argument("--test-fraction", type=fraction(), default=0.2, help="share held out, in [0, 1) (0: none)")
     f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--out", help="save the predictor (.npz), fitted on all rows")
+    f.add_argument("--out", type=output_file(), help="save the predictor (.npz), fitted on all rows")
     f.set_defaults(func=cmd_fit)
 
     t = lat.add_parser("transfer", help="adapt source devices to targets with a few samples each; predict")
@@ -335,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--sources", required=True, help="CSV: arch + one column per source device (or 'shipped')")
     t.add_argument("--targets", required=True, help="CSV: arch + one column per target, blank where not measured")
     t.add_argument("--predict", required=True, help="CSV with column arch: the architectures to predict")
-    t.add_argument("--out", required=True, help="CSV: arch + one predicted-latency column per target")
+    t.add_argument("--out", type=output_file(), required=True, help="CSV: arch + one predicted-latency column per "
+                                                                  "target")
     t.add_argument("--method", default="multi",
                    help="multi (default: best on public data), auto, adaproxy or reuse")
     t.add_argument("--seed", type=int, default=0)
@@ -348,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compare)
 
     e = lat.add_parser("export-shipped", help="write the shipped NB201 latency table as a latency CSV")
-    e.add_argument("--out", required=True)
+    e.add_argument("--out", type=output_file(), required=True)
     e.add_argument("--devices", nargs="+", help="only these devices")
     e.add_argument("--table", default="shipped", help="shipped (= nb201-full, the whole space) or nb201-hwnasbench")
     e.set_defaults(func=cmd_export_shipped)
@@ -388,6 +400,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from orchestrator.names import redact
 
         print(f"hwnas: error: {redact(str(e))}", file=sys.stderr)  # no URL's password in a message
+        return 2
+    except ValidationError as e:  # a setting built from flags out of its model's range: one line per problem
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or e.title}: {err['msg']}" for err in e.errors())
+        print(f"hwnas: error: {e.title}: {problems}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C outside `hwnas run` (which says how to resume): one line, no trace
         print("\nhwnas: interrupted", file=sys.stderr)

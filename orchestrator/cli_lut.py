@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.cli_args import space_option
+from orchestrator.cli_args import output_file, space_option
 from orchestrator.errors import HwnasError
 
 
@@ -42,7 +42,8 @@ def add_lut_command(lat: Any) -> None:
     p.add_argument("--space", default="fbnet", help="a layer-wise space (fbnet)")
     p.add_argument("--space-option", action="append", type=space_option, metavar="KEY=VALUE",
                    help="a setting of the space (repeatable), e.g. resolution=32 width_mult=0.25")
-    p.add_argument("--out", required=True, help="the lookup-table CSV to write (latency.lut: PATH reads it)")
+    p.add_argument("--out", type=output_file(), required=True,
+                   help="the lookup-table CSV to write (latency.lut: PATH reads it)")
     p.add_argument("--check", type=int, default=20, metavar="N",
                    help="then measure N sampled architectures whole and report the table's MAPE and SRCC (0: skip)")
     p.add_argument("--seed", type=int, default=0)

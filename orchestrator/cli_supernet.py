@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.cli_args import positive_int
+from orchestrator.cli_args import at_least, output_file, positive_int
 from orchestrator.errors import ConfigError
 
 
@@ -47,12 +47,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     space_spec = SpaceSpec(name=args.space, options=_options(args.option))
     one_shot_space(space_spec)  # unknown space or option: an error before Ray starts
-    data_cfg = DataConfig(name=args.data, root=args.data_root, max_train=args.max_train,
+    data_cfg = DataConfig(name=args.data, root=str(Path(args.data_root).resolve()) if args.data_root else None,
+                          max_train=args.max_train,
                           resolution=space_spec.options.get("resolution", 32), resize=args.resize,
                           workers=args.data_workers)
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                             n_random=args.n_random, seed=args.seed, device="cuda" if args.gpus else "cpu")
     out = Path(args.out)
+    _check_data(data_cfg)  # before the run dir is claimed and Ray starts: one line, and --out stays free
     create_run(out, space_spec, data_cfg, train_cfg)
     _ray_init(args.address, args.cpus)
     t0 = time.perf_counter()
@@ -68,6 +70,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_data(cfg: Any) -> None:
+    """Load the dataset once in this process (an image folder: its file list and statistics, lazily), so a
+    problem with it is one line before any work, not a failed Ray actor (break test, turn 16); the data's
+    settings named by their flags."""
+    from orchestrator.errors import DataError
+    from orchestrator.supernet.data import load_dataset
+
+    try:
+        load_dataset(cfg)
+    except DataError as e:
+        raise DataError(f"{e} (on this command line: data.root is --data-root, data.resize --resize, "
+                        f"data.max_train --max-train)") from None
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from orchestrator.supernet.evaluate import EvalConfig
     from orchestrator.supernet.pool import EvaluatorPool
@@ -77,7 +93,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     spec, state, data = load_trained(args.run)
     space = one_shot_space(spec)
     rng = np.random.default_rng(args.seed)
-    archs = [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(max(0, args.n - 2))]
+    from search_spaces.base import distinct_sample
+
+    ends = [space.largest(), space.smallest()]
+    archs = ends + [space.parse(a) for a in distinct_sample(space, args.n - 2, rng, [space.arch_id(a) for a in ends])]
     _ray_init(args.address, args.cpus)
     pool = EvaluatorPool(spec, state, data, EvalConfig(calib_batches=args.calib_batches), n_actors=args.actors)
     t0 = time.perf_counter()
@@ -157,11 +176,12 @@ def add_supernet_commands(sub: argparse._SubParsersAction) -> None:
 
     e = sn.add_parser("evaluate", help="evaluate sampled subnets in parallel (BN recalibration + accuracy)")
     e.add_argument("--run", required=True, help="run directory of 'supernet train'")
-    e.add_argument("--n", type=int, default=100, help="subnets: the largest, the smallest and N-2 sampled")
+    e.add_argument("--n", type=at_least(2), default=100, help="subnets: the largest, the smallest and N-2 "
+                                                               "distinct ones sampled")
     e.add_argument("--actors", type=int, default=2)
-    e.add_argument("--calib-batches", type=int, default=8)
+    e.add_argument("--calib-batches", type=positive_int, default=8)
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--out", required=True, help="CSV: arch, accuracy, n_val, seconds, worker")
+    e.add_argument("--out", type=output_file(), required=True, help="CSV: arch, accuracy, n_val, seconds, worker")
     ray_args(e)
     e.set_defaults(func=cmd_evaluate)
 

@@ -301,3 +301,47 @@ def test_compare_refuses_one_run_given_twice(tmp_path, capsys):
     assert main(["compare", str(run), str(other), f"{run}/.", "--out", str(tmp_path / "cmp")]) == 2
     err = capsys.readouterr().err
     assert f"{run}: given twice (also as {run}); name each run once" in err and not (tmp_path / "cmp").exists()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["latency", "measure", "--device", "torch-cpu", "--n", "3", "--out", "{tmp}"], "is a directory"),
+    (["latency", "measure", "--device", "torch-cpu", "--n", "3", "--out", "{tmp}/f/x.csv"], "cannot write there"),
+    (["latency", "measure", "--device", "torch-cpu", "--n", "0", "--out", "{tmp}/x.csv"], "--n: must be 1 or more"),
+    (["latency", "measure", "--device", "torch-cpu", "--n", "3", "--repeats", "2", "--out", "{tmp}/x.csv"],
+     "--repeats: must be 3 or more"),
+    (["latency", "measure", "--device", "torch-cpu", "--n", "3", "--warmup", "-1", "--out", "{tmp}/x.csv"],
+     "--warmup: must be 0 or more"),
+    (["latency", "measure", "--device", "torch-cpu", "--n", "3", "--retest", "-2", "--out", "{tmp}/x.csv"],
+     "--retest: must be 0 or more"),
+    (["latency", "fit", "--table", "shipped", "--device", "pixel3", "--test-fraction", "nan"], "must be in [0, 1)"),
+    (["latency", "fit", "--table", "shipped", "--device", "pixel3", "--test-fraction", "-0.2"], "must be in [0, 1)"),
+    (["latency", "srcc", "--table", "shipped", "--plot", "{tmp}/p.txt"], "must end in .png or .pdf or .svg"),
+    (["latency", "export-shipped", "--out", "{tmp}"], "is a directory"),
+    (["supernet", "evaluate", "--run", "{tmp}", "--n", "1", "--out", "{tmp}/e.csv"], "--n: must be 2 or more"),
+    (["supernet", "evaluate", "--run", "{tmp}", "--calib-batches", "0", "--out", "{tmp}/e.csv"],
+     "--calib-batches: must be 1 or more"),
+])
+def test_flags_out_of_range_and_unwritable_outputs_are_refused_before_any_work(tmp_path, capsys, args, needle):
+    """Break test (turn 16): each of these measured, evaluated or built for minutes and then failed writing (an
+    --out that is a directory), or gave a pydantic traceback, or read -2 as 'all but the last two'."""
+    (tmp_path / "f").write_text("a file where a directory is expected")
+    with pytest.raises(SystemExit) as e:
+        main([a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert e.value.code == 2 and needle in capsys.readouterr().err
+
+
+def test_measure_checks_retest_before_measuring_and_fit_says_when_nothing_is_held_out(tmp_path, capsys):
+    out = tmp_path / "m.csv"
+    assert main(["latency", "measure", "--device", "torch-cpu", "--n", "2", "--retest", "5", "--out", str(out)]) == 2
+    assert "--retest 5: the test-retest SRCC needs 3 to --n (2)" in capsys.readouterr().err and not out.exists()
+    assert main(["latency", "fit", "--table", "nb201-hwnasbench", "--device", "fpga", "--test-fraction", "0"]) == 0
+    assert "0 held-out architectures (--test-fraction 0.0 of 1999); the held-out figures need at least 3" in \
+        capsys.readouterr().out
+
+
+def test_a_setting_out_of_its_models_range_is_one_line(capsys):
+    """A flag that passes argparse but not the settings model it fills (pydantic): one line, exit 2 (was a
+    ValidationError traceback)."""
+    assert main(["supernet", "train", "--lr", "0", "--out", "unused"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["hwnas: error: TrainConfig: lr: Input should be greater than 0"], err

@@ -19,12 +19,14 @@ def test_shipped_experiments_validate(path):
     cfg = load_config(path)
     try:
         plan = make_plan(cfg, source=str(path))
-    except ConfigError as e:  # an example of the optional runtimes, where they are not installed: only that
-        from orchestrator.latency.devices.extras import EXTRA
+    except ConfigError as e:  # an example of the optional runtimes, where they are not installed, or of data this
+        from orchestrator.latency.devices.extras import EXTRA  # machine lacks (~/data, ../shared/data): only that
 
         problems = str(e).splitlines()[1:]
         if problems and all(EXTRA in p for p in problems):
             pytest.skip(f"{path.name} needs the optional extra ({EXTRA})")
+        if problems and all(re.search(r"data\.root: .* does not exist; data '\w+' reads a", p) for p in problems):
+            pytest.skip(f"{path.name} needs data this machine does not have: {problems}")
         raise
     assert plan.given is cfg  # plan.cfg: the same, with accuracy.source resolved (default_source.py)
 
@@ -211,6 +213,26 @@ def test_the_proxy_named_as_a_target_is_a_warning(capsys, tmp_path):
     path.write_text("name: w\nlatency: {table: nb201-hwnasbench, proxy: pixel3}\nsweep: {targets: [tabulated]}\n")
     assert main(["validate", str(path)]) == 0
     assert "is the proxy" not in capsys.readouterr().out
+
+
+def test_a_dataset_that_is_not_there_is_refused_at_validate(tmp_path):
+    """Break test: validate passed a missing npz / image folder / no root, and the run failed minutes later in a
+    Ray actor. Every dataset section of the config is checked (existence; contents when read)."""
+    npz = tmp_path / "d.npz"
+    npz.write_bytes(b"")
+    data = {"name": "x", "accuracy": {"source": "supernet",
+                                      "supernet": {"data": {"name": "npz", "root": str(tmp_path / "nope.npz")}},
+                                      "zero_cost": {"data": {"name": "imagefolder"}}},
+            "search": {"dnas": {"data": {"name": "imagefolder", "root": str(npz)}}}}
+    with pytest.raises(ConfigError) as e:
+        make_plan(parse_config(data))
+    msg = str(e.value)
+    assert f"accuracy.supernet.data.root: {tmp_path / 'nope.npz'} does not exist; data 'npz' reads a file" in msg
+    assert "accuracy.zero_cost.data.root: data 'imagefolder' reads a folder; set root to it" in msg
+    assert f"search.dnas.data.root: {npz} is not a folder; data 'imagefolder' reads a folder" in msg
+    data["accuracy"]["supernet"]["data"]["root"] = str(npz)
+    data["accuracy"]["zero_cost"]["data"]["root"] = data["search"]["dnas"]["data"]["root"] = str(tmp_path)
+    make_plan(parse_config(data))
 
 
 def test_distinct_draws_are_bounded(space):

@@ -398,6 +398,7 @@ def test_a_source_chosen_by_default_reads_the_configs_images(name, tmp_path, mon
         assert "data" in type(getattr(AccuracySection(), section)).model_fields, f"{name}: {section} has no data"
     monkeypatch.setitem(DEFAULTS._items, "nb201", (DefaultRule(name, REAL_IMAGES, "conformance"),))
     images = {"name": "npz", "root": str(tmp_path / "x.npz")}
+    (tmp_path / "x.npz").touch()  # validate checks that a dataset file is there
     givens = [{"supernet": {"data": images}}]
     if section is not None:
         givens.append({section: {"data": images}})

@@ -61,6 +61,7 @@ def test_the_plan_resolves_the_config(tmp_path):
     from orchestrator.pipeline.plan import make_plan
 
     npz = {"name": "npz", "root": str(tmp_path / "x.npz")}
+    (tmp_path / "x.npz").touch()  # validate checks that a dataset file is there
     cfg = config(tmp_path, supernet={"data": npz, "train": {"epochs": 2}})
     assert cfg.accuracy.source == "default"
     plan = make_plan(cfg)
@@ -101,6 +102,7 @@ def test_resume_of_a_run_begun_under_the_old_default_goes_on_with_its_source(tmp
     from orchestrator.pipeline.run import _keep_begun_source
 
     npz = {"name": "npz", "root": str(tmp_path / "x.npz")}
+    (tmp_path / "x.npz").touch()  # validate checks that a dataset file is there
     cfg = config(tmp_path, supernet={"data": npz})
     old = make_plan(config(tmp_path, source="supernet", supernet={"data": npz}))  # as the old version stored it
     d = cfg.run_dir()

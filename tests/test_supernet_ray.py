@@ -109,3 +109,36 @@ def test_cli_train_evaluate_export(ray_cluster, tmp_path, capsys):
     assert main(["supernet", "train", "--option", "width_mult=0.5", "--epochs", "1", "--out", str(run)]) == 2
     assert "run.json" in capsys.readouterr().err
     assert main(["supernet", "evaluate", "--run", str(tmp_path), "--out", str(csv_path)]) == 2
+
+
+def test_cli_train_checks_its_data_before_ray_and_keeps_out_free(tmp_path, capsys, monkeypatch):
+    """Break test (turn 16): a bad npz failed inside the Ray actor (98-234 lines, a C++ abort), and the run.json
+    it had written locked --out against the corrected retry. Now one line before Ray starts, --out untouched;
+    the run keeps the data's absolute path (evaluate from another directory found no 'good.npz')."""
+    import json
+
+    import ray
+
+    from orchestrator.cli import main
+    from orchestrator.cli_supernet import _check_data
+
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray started before the data was checked"))
+    np.savez(tmp_path / "wrongkeys.npz", X=np.zeros((4, 8, 8, 3), np.uint8), Y=np.zeros(4))
+    run = tmp_path / "sn"
+    assert main(["supernet", "train", "--space", "nb201", "--data", "npz", "--data-root",
+                 str(tmp_path / "wrongkeys.npz"), "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "wrongkeys.npz lacks arrays" in err[0] and "--data-root" in err[0], err
+    assert not run.exists()
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    np.savez("good.npz", x_train=rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8), y_train=np.arange(40) % 2,
+             x_test=rng.integers(0, 256, (8, 8, 8, 3), dtype=np.uint8), y_test=np.arange(8) % 2)
+    seen = []
+    monkeypatch.setattr("orchestrator.cli_supernet._check_data", lambda cfg: seen.append(cfg) or _check_data(cfg))
+    monkeypatch.setattr("orchestrator.cli_supernet._ray_init", lambda *a: (_ for _ in ()).throw(SystemExit(9)))
+    with pytest.raises(SystemExit):
+        main(["supernet", "train", "--space", "nb201", "--data", "npz", "--data-root", "good.npz",
+              "--out", str(run)])
+    assert seen[0].root == str(tmp_path / "good.npz")
+    assert json.loads((run / "run.json").read_text())["data"]["root"] == str(tmp_path / "good.npz")

@@ -3,7 +3,8 @@ count against what the space, the table and each device can give."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.config import PipelineConfig
 from orchestrator.errors import HwnasError
@@ -270,6 +271,33 @@ def search_traits(plan: Plan) -> list[tuple[str, str, ProblemTraits]]:
     return out
 
 
+ROOTED = {"npz": "file", "imagefolder": "folder", "cifar10": "folder", "cifar100": "folder"}  # data a root names
+
+
+def data_problems(model: Any, where: str = "") -> list[str]:
+    """Every dataset section of the config (``accuracy.supernet.data``, ``accuracy.zero_cost.data``,
+    ``search.dnas.data``, ...) whose data lives at a ``root`` that is not given or not there: validate passed
+    them and the run failed minutes later in a Ray actor (break test, turn 16). Their contents are checked when
+    they are read. Only for a local run (``ray.address`` unset): on a cluster the data lives on its nodes."""
+    from pydantic import BaseModel
+
+    from orchestrator.supernet.settings import DataConfig
+
+    out = []
+    if isinstance(model, DataConfig) and model.name in ROOTED:
+        kind = ROOTED[model.name]
+        if model.root is None:
+            out.append(f"{where}.root: data {model.name!r} reads a {kind}; set root to it")
+        elif not (Path(model.root).expanduser().is_file() if kind == "file" else
+                  Path(model.root).expanduser().is_dir()):
+            state = "is not a " + kind if Path(model.root).expanduser().exists() else "does not exist"
+            out.append(f"{where}.root: {model.root} {state}; data {model.name!r} reads a {kind}")
+    elif isinstance(model, BaseModel):
+        for name in type(model).model_fields:
+            out += data_problems(getattr(model, name), f"{where}.{name}" if where else name)
+    return out
+
+
 def plan_checks(plan: Plan) -> list[str]:
     from orchestrator.pipeline.accuracy import SOURCES
     from orchestrator.pipeline.budget import plan_budget_problems
@@ -277,6 +305,8 @@ def plan_checks(plan: Plan) -> list[str]:
 
     cfg, problems = plan.cfg, config_problems(plan.cfg) + count_problems(plan) + cost_problems(plan)
     problems += name_problems(plan) + source_problems(plan)
+    if cfg.ray.address is None:
+        problems += data_problems(cfg)
     for where, algorithm, traits in search_traits(plan):  # each algorithm says what it needs
         problems += requirement_problems(where, algorithm, traits)
     if not problems:  # the budget against the proxy's predictor: only a config that is otherwise sound
