@@ -484,6 +484,8 @@ def read_yaml(path: Path) -> Any:
 
 def load_config(path: str | Path) -> PipelineConfig:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory; give a config file in it (a .yaml: see experiments/ for examples)")
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file; see experiments/ for examples")
     data = read_yaml(path)

@@ -83,6 +83,8 @@ def test_table_accuracy_without_a_table():
 def test_file_errors(tmp_path):
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="is a directory; give a config file in it"):  # was "no such config file"
+        load_config(tmp_path)
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
@@ -233,6 +235,33 @@ def test_a_dataset_that_is_not_there_is_refused_at_validate(tmp_path):
     data["accuracy"]["supernet"]["data"]["root"] = str(npz)
     data["accuracy"]["zero_cost"]["data"]["root"] = data["search"]["dnas"]["data"]["root"] = str(tmp_path)
     make_plan(parse_config(data))
+
+
+def test_a_table_column_named_like_a_registered_device_is_a_warning(tmp_path, capsys):
+    """Break test (turn 16): columns ``torch-cpu`` and ``sim:3`` of a user's table silently took over those
+    names (the table's column wins, by design: `hwnas latency measure` names its column after the device); now
+    validate says so, and the catalog lists each name once."""
+    from orchestrator.cli import main
+    from orchestrator.latency.devices import DeviceCatalog
+    from orchestrator.latency.table import read_table, shipped_table
+    from search_spaces import get_space
+
+    t = shipped_table(name="nb201-hwnasbench")
+    cols = [t.devices.index(d) for d in ("pixel3", "fpga", "edgegpu")]
+    path = tmp_path / "lat.csv"
+    path.write_text("arch,lat_ms_torch-cpu,lat_ms_sim:3,lat_ms_edgegpu\n" + "".join(
+        f"{a},{','.join(str(t.values[i, c]) for c in cols)}\n" for i, a in enumerate(t.archs[:40])))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"name: w\nlatency: {{table: {path}, proxy: edgegpu}}\nsearch: {{domain: table}}\n"
+                   "accuracy: {source: table, table: nb201-hwnasbench, table_column: test_acc_cifar10_12ep}\n"
+                   "sweep: {targets: [torch-cpu, 'sim:3'], sources: proxy}\n")
+    assert main(["validate", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "sweep.targets.0: 'torch-cpu' is a column of the latency table, read from it; without the column it " \
+           "would be the measured device 'torch-cpu'" in out
+    assert "sweep.targets.1: 'sim:3' is a column of the latency table" in out and "the simulated device" in out
+    names = DeviceCatalog(get_space("nb201"), read_table(path, get_space("nb201"))).names()
+    assert names.count("torch-cpu") == 1
 
 
 def test_distinct_draws_are_bounded(space):

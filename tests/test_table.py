@@ -131,3 +131,12 @@ def test_an_nb201_table_for_another_space_is_refused_naming_the_fix():
     cfg = parse_config({"name": "x", "space": {"name": "fbnet"}, "latency": {"table": "nb201-full"}})
     with pytest.raises(ConfigError, match="'nb201-full' is an NB201 table; the space is fbnet: give a CSV path"):
         make_plan(cfg)
+
+
+def test_plain_device_columns_where_the_prefix_is_needed_name_the_fix(tmp_path, space):
+    """Break test (turn 16): `hwnas latency export-shipped` writes plain device columns; read where the
+    'lat_ms_' prefix names them, the error said only 'no device columns'."""
+    p = write(tmp_path, f"arch,pixel3,edgegpu\n{A1},1,2\n")
+    with pytest.raises(TableError, match=r"named 'lat_ms_<device>' \(ms\), and the columns \['pixel3', 'edgegpu'\] "
+                                         r"are not; rename them \(e.g. lat_ms_pixel3\)"):
+        read_table(p, space, device_prefix="lat_ms_")

@@ -212,6 +212,12 @@ def _read_table(path: Path, space: SearchSpace, device_prefix: str | None, requi
                 raise TableError(f"{path}, line 1, column {c + 1}: column {header[c]!r} names no device; write the "
                                  f"device after the prefix ({header[c]}<device>)")
         if require_devices and not dev_cols:
+            others = [h for h in header if h != "arch"]
+            if device_prefix and others:  # e.g. `hwnas latency export-shipped`'s plain device columns
+                raise TableError(f"{path}, line 1: no device columns: here a device's latency column is named "
+                                 f"'{device_prefix}<device>' (ms), and the columns {others[:4]}"
+                                 f"{' ...' if len(others) > 4 else ''} are not; rename them (e.g. "
+                                 f"{device_prefix}{others[0]})")
             raise TableError(f"{path}, line 1: no device columns; add one latency column (ms) per device")
 
         archs: list[str] = []

@@ -194,6 +194,11 @@ def _build(cfg: PipelineConfig) -> tuple[Plan | None, list[str]]:
     proxy_target = _resolve(cfg, catalog, DeviceSpec(name=proxy)) if proxy and not catalog.problems(proxy) else None
     plan = Plan(cfg, space, table, catalog, proxy, ok_targets, Domain.of(SPACE, space, table), proxy_target, score,
                 table_failed=table_failed, accuracy=accuracy)
+    for where, name in [("latency.proxy", proxy), *((f"sweep.targets.{i}", n) for n, i in index.items())]:
+        other = catalog.shadowed(name) if name else None
+        if other is not None:  # the table's column wins: say so, the user may have meant the live device
+            plan.warnings.append(f"{where}: {name!r} is a column of the latency table, read from it; without "
+                                 f"the column it would be {other}: rename the column to mean that")
     if proxy and proxy in index:  # named as a target: its front is the proxy search's own, not a transfer's
         plan.warnings.append(f"sweep.targets.{index[proxy]}: {proxy!r} is the proxy (latency.proxy"
                              f"{': auto' if cfg.latency.proxy == AUTO else ''}); it is not swept as a target: its "

@@ -90,7 +90,19 @@ class DeviceCatalog:
 
     def names(self) -> list[str]:
         tab = list(self.table.devices) if self.table is not None else []
-        return tab + DEVICES.names() + [PREFIXES.get(p).pattern for p in PREFIXES.names()]
+        return list(dict.fromkeys(tab + DEVICES.names() + [PREFIXES.get(p).pattern for p in PREFIXES.names()]))
+
+    def shadowed(self, name: str) -> str | None:
+        """Where ``name`` is a column of the table in use that is also a registered device's name (``torch-cpu``)
+        or a prefixed one (``sim:3``): what the name would be without the table (the column wins), else None."""
+        if self.table is None or name not in self.table.devices:
+            return None
+        if name in DEVICES:
+            return f"the {DEVICES.get(name).kind} device {name!r}"
+        head, sep, _ = name.partition(":")
+        if sep and f"{head}:" in PREFIXES:
+            return f"the {PREFIXES.get(f'{head}:').kind} device {name!r}"
+        return None
 
     def kind(self, name: str) -> str:
         return self.resolve(name)[0].kind
