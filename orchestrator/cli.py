@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
-from orchestrator.cli_args import at_least, fraction, output_file, positive_int
+from orchestrator.cli_args import at_least, fraction, output_file, positive_int, srcc_text
 from orchestrator.errors import HwnasError
 
 log = logging.getLogger("hwnas")
@@ -218,7 +218,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         rep = regression_report(y[test], pred.predict(X[test]))
         print(f"{args.predictor} on {args.device}, {len(train)} train / {n_test} held-out architectures: "
               f"RMSE {rep['rmse_ms']:.3f} ms, MAPE {rep['mape_pct']:.2f}%, within +-10% {rep['within10_pct']:.1f}%, "
-              f"SRCC {rep['srcc']:.3f}")
+              f"SRCC {srcc_text(rep['srcc'])}")
     if args.out:
         pred = make_predictor(args.predictor).fit(X, y)
         print(f"saved (fitted on all {len(y)}): {save_predictor(pred, args.out, device=args.device, space=space.name)}")
@@ -242,7 +242,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(f"{dev}: fewer than 3 architectures in both files; nothing to compare")
             continue
         rep = regression_report(y[ok], p[ok])
-        print(f"{dev}: {int(ok.sum())} architectures, SRCC {rep['srcc']:.3f}, MAPE {rep['mape_pct']:.1f}%, "
+        print(f"{dev}: {int(ok.sum())} architectures, SRCC {srcc_text(rep['srcc'])}, MAPE {rep['mape_pct']:.1f}%, "
               f"within +-10% {rep['within10_pct']:.0f}%, RMSE {rep['rmse_ms']:.3f} ms")
         shown += 1
     if not shown:

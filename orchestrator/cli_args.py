@@ -75,3 +75,11 @@ def output_file(*suffixes: str) -> Callable[[str], str]:
         return text
 
     return parse
+
+
+def srcc_text(value: float) -> str:
+    """An SRCC for a printed line: three decimals, or why there is none (NaN: a constant column, or fewer than 3
+    architectures; was printed as 'nan': break test, turn 16)."""
+    import math
+
+    return f"{value:.3f}" if math.isfinite(value) else "undefined (a constant column, or fewer than 3 architectures)"

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.cli_args import output_file, space_option
+from orchestrator.cli_args import output_file, space_option, srcc_text
 from orchestrator.errors import HwnasError
 
 
@@ -31,7 +31,7 @@ def cmd_lut(args: argparse.Namespace) -> int:
     if args.check:
         err = evaluate_lut(device, space, table, args.check, np.random.default_rng(args.seed))
         print(f"against whole-network measurement on {err.n} sampled architectures: MAPE {err.mape:.1f} %, "
-              f"SRCC {err.srcc:.3f}")
+              f"SRCC {srcc_text(err.srcc)}")
     return 0
 
 

@@ -345,3 +345,14 @@ def test_a_setting_out_of_its_models_range_is_one_line(capsys):
     assert main(["supernet", "train", "--lr", "0", "--out", "unused"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["hwnas: error: TrainConfig: lr: Input should be greater than 0"], err
+
+
+def test_an_srcc_that_does_not_exist_is_said_so(tmp_path, shipped, capsys):
+    """Break test (turn 16): a constant prediction (a transfer from a constant target) printed 'SRCC nan'."""
+    archs = shipped.archs[:5]
+    write_table(tmp_path / "pred.csv", LatencyTable(archs, ["t"], np.full((5, 1), 2.0), "pred"))
+    write_table(tmp_path / "truth.csv", LatencyTable(archs, ["t"], np.arange(1.0, 6.0)[:, None], "truth"))
+    assert main(["latency", "compare", "--pred", str(tmp_path / "pred.csv"),
+                 "--truth", str(tmp_path / "truth.csv")]) == 0
+    assert "t: 5 architectures, SRCC undefined (a constant column, or fewer than 3 architectures)" in \
+        capsys.readouterr().out
