@@ -35,6 +35,7 @@ def test_reads_blank_as_not_measured(tmp_path, space):
         (f"arch,dev\n{A1},1,2\n", ["line 2", "fields"]),
         (f"arch,dev\n{A1},5_000\n", ["line 2", "column 'dev'", "not a number"]),  # float() would read 5000
         (f"arch,dev\n{A1},1e9\n{A2},1e306\n", ["line 2", "line 3", "over 1e+07 ms", "another unit"]),
+        (f"arch,dev\n{A1},1e-320\n", ["line 2", "under 1e-12 ms", "another unit"]),
         (f"arch,lat_ms_,lat_ms_b\n{A1},1,2\n", ["line 1, column 2", "'lat_ms_' names no device"]),
     ],
 )

@@ -136,6 +136,9 @@ MAX_DEVICES = 1_024  # device columns of one table (the config's sweep.targets h
 # One inference's latency above this is a typo or another unit, not a measurement; the transfer's fits overflow
 # on numbers near float's range (an SVD that does not converge at 1e160 ms, NaN predictions at 1e306 ms).
 MAX_LATENCY_MS = 1e7
+# Below this (a femtosecond) a latency is another unit or float noise: the transfer's relative figures divide by
+# it and its logarithms reach float's edge (1e-320 ms, a subnormal, was read: break test, turn 16).
+MIN_LATENCY_MS = 1e-12
 
 
 def _bounded_rows(reader: Any, path: Path) -> Iterator[list[str]]:
@@ -258,6 +261,11 @@ def _read_table(path: Path, space: SearchSpace, device_prefix: str | None, requi
                 if not math.isfinite(v) or v <= 0:
                     problems.append(f"line {line_no}, column {header[c]!r}: latency {cell!r} must be a positive, "
                                     f"finite number of milliseconds (leave the cell blank if not measured)")
+                    continue
+                if v < MIN_LATENCY_MS:
+                    problems.append(f"line {line_no}, column {header[c]!r}: latency {cell!r} ms is under "
+                                    f"{MIN_LATENCY_MS:.0e} ms for one inference: a column in another unit? write "
+                                    f"milliseconds")
                     continue
                 if v > MAX_LATENCY_MS:
                     problems.append(f"line {line_no}, column {header[c]!r}: latency {cell!r} ms is over "
