@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.cli_args import at_least, output_file, positive_int, space_option
+from orchestrator.cli_args import at_least, positive_int, space_option
 from orchestrator.errors import ConfigError
 
 DEFAULT = "default"
@@ -294,5 +294,5 @@ def add_accuracy_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--chunk", type=positive_int, default=16, help="architectures per progress step")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--archs", required=True, help="CSV with a column 'arch'")
-    e.add_argument("--out", type=output_file(), required=True, help="CSV written: arch, <estimate>")
+    e.add_argument("--out", required=True, help="CSV written: arch, <estimate>")
     e.set_defaults(func=cmd_estimate)
