@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.cli_args import at_least, positive_int, space_option
+from orchestrator.cli_args import at_least, check_output_file, positive_int, space_option
 from orchestrator.errors import ConfigError
 
 DEFAULT = "default"
@@ -244,22 +243,13 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def writable_out(out: str, archs: str) -> Path:
-    """``--out`` as a path checked before any work: not a directory, not the ``--archs`` input, in a folder
-    that exists or can be made and takes a new file. Raises ConfigError naming the problem."""
+    """``--out`` as a path checked before any work (``cli_args.check_output_file``), and not the ``--archs``
+    input. Raises ConfigError naming the problem."""
     path = Path(out).expanduser()
-    if not out.strip() or path.is_dir():
-        raise ConfigError(f"--out {out!r} is a directory (or empty); give a CSV file path, e.g. estimates.csv")
-    if path.exists() and path.resolve() == Path(archs).expanduser().resolve():
+    if path.exists() and not path.is_dir() and path.resolve() == Path(archs).expanduser().resolve():
         raise ConfigError(f"--out {out} is the --archs file; write the estimates to another file (the input would "
                           f"be overwritten)")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".check"):
-            pass
-    except OSError as e:
-        raise ConfigError(f"--out {out}: cannot write a file in {path.parent} ({e.strerror or e}); choose a "
-                          f"writable folder") from None
-    return path
+    return check_output_file(out)
 
 
 def add_accuracy_commands(sub: argparse._SubParsersAction) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -52,26 +53,41 @@ def fraction(low_open: bool = False) -> Callable[[str], float]:
     return parse
 
 
+def check_output_file(text: str, flag: str = "--out", suffixes: tuple[str, ...] = ()) -> Path:
+    """The file a command will write, checked before any work: not a directory, with one of ``suffixes`` where
+    given, in a folder that exists or can be made and takes a new file (a file is created there and removed).
+    Raises ConfigError naming ``flag``, the problem and the fix."""
+    import tempfile
+
+    from orchestrator.errors import ConfigError
+
+    path = Path(text).expanduser()
+    if not text.strip() or path.is_dir():
+        raise ConfigError(f"{flag} {text!r} is a directory (or empty); give a file path, e.g. "
+                          f"{text.rstrip('/') or '.'}/out{suffixes[0] if suffixes else '.csv'}")
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ConfigError(f"{flag} {text!r}: the file name must end in {' or '.join(suffixes)}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".check"):
+            pass
+    except OSError as e:
+        raise ConfigError(f"{flag} {text}: cannot write a file in {path.parent} ({e.strerror or e}); choose a "
+                          f"writable folder") from None
+    return path
+
+
 def output_file(*suffixes: str) -> Callable[[str], str]:
-    """argparse type of a file a command writes (``--out x.csv``), checked before any work: not a directory, in
-    a directory that exists or can be made and is writable, with one of ``suffixes`` where given (a bad one
-    cost the whole measurement or evaluation before: break test, turn 16)."""
-    import os
-    from pathlib import Path
+    """argparse type of a file a command writes (``--out x.csv``): :func:`check_output_file` at parse time, so a
+    bad one costs no work (it cost the whole measurement or evaluation before: break test, turn 16)."""
 
     def parse(text: str) -> str:
-        p = Path(text)
-        if not text or p.is_dir():
-            raise argparse.ArgumentTypeError(f"{text!r} is a directory; give a file name (e.g. {text.rstrip('/')}"
-                                             f"/out{suffixes[0] if suffixes else '.csv'})")
-        if suffixes and p.suffix.lower() not in suffixes:
-            raise argparse.ArgumentTypeError(f"{text!r}: the file name must end in {' or '.join(suffixes)}")
-        parent = p.parent
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
-        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-            raise argparse.ArgumentTypeError(f"{text!r}: cannot write there ({parent} is not a writable "
-                                             f"directory)")
+        from orchestrator.errors import ConfigError
+
+        try:
+            check_output_file(text, "", suffixes)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e).strip()) from None
         return text
 
     return parse

@@ -305,7 +305,7 @@ def test_compare_refuses_one_run_given_twice(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, needle", [
     (["latency", "measure", "--device", "torch-cpu", "--n", "3", "--out", "{tmp}"], "is a directory"),
-    (["latency", "measure", "--device", "torch-cpu", "--n", "3", "--out", "{tmp}/f/x.csv"], "cannot write there"),
+    (["latency", "measure", "--device", "torch-cpu", "--n", "3", "--out", "{tmp}/f/x.csv"], "cannot write a file in"),
     (["latency", "measure", "--device", "torch-cpu", "--n", "0", "--out", "{tmp}/x.csv"], "--n: must be 1 or more"),
     (["latency", "measure", "--device", "torch-cpu", "--n", "3", "--repeats", "2", "--out", "{tmp}/x.csv"],
      "--repeats: must be 3 or more"),
