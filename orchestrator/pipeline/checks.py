@@ -288,10 +288,11 @@ def data_problems(model: Any, where: str = "") -> list[str]:
         kind = ROOTED[model.name]
         if model.root is None:
             out.append(f"{where}.root: data {model.name!r} reads a {kind}; set root to it")
-        elif not (Path(model.root).expanduser().is_file() if kind == "file" else
-                  Path(model.root).expanduser().is_dir()):
-            state = "is not a " + kind if Path(model.root).expanduser().exists() else "does not exist"
-            out.append(f"{where}.root: {model.root} {state}; data {model.name!r} reads a {kind}")
+        else:
+            root = Path(model.root).expanduser()
+            if not (root.is_file() if kind == "file" else root.is_dir()):
+                state = "is not a " + kind if root.exists() else "does not exist"
+                out.append(f"{where}.root: {model.root} {state}; data {model.name!r} reads a {kind}")
     elif isinstance(model, BaseModel):
         for name in type(model).model_fields:
             out += data_problems(getattr(model, name), f"{where}.{name}" if where else name)
